@@ -1,0 +1,182 @@
+// Environment variables and --flags -> one validated, frozen Config; every problem reported at once.
+
+export interface Config {
+  readonly production: boolean;
+  readonly port: number;
+  readonly host: string;
+  readonly wsPath: string;
+  readonly logLevel: string;
+  readonly jwtSecret: string | undefined;
+  readonly jwtPublicKey: string | undefined;
+  readonly jwtJwksUrl: string | undefined;
+  readonly jwtAlgorithms: readonly string[] | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtAudience: string | undefined;
+  readonly jwtClockToleranceS: number;
+  readonly connectPermission: string | undefined;
+  readonly publishPermission: string;
+  readonly maxPayloadBytes: number;
+  readonly idleTimeoutS: number;
+  readonly heartbeatIntervalMs: number;
+  readonly presenceGraceMs: number;
+  readonly presenceBroadcast: boolean;
+  readonly typingTimeoutMs: number;
+  readonly autoSubscribeStories: boolean;
+  readonly maxSubscriptions: number;
+  readonly maxPresenceIds: number;
+  readonly maxNotificationBytes: number;
+  readonly maxStoryBytes: number;
+}
+
+type Kind = 'int' | 'string' | 'bool' | 'list';
+
+interface Option {
+  key: keyof Config;
+  env: string;
+  kind: Kind;
+  default: unknown;
+  min?: number;
+  max?: number;
+  oneOf?: readonly string[];
+  doc: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const JWT_ALGORITHMS = [
+  'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+] as const;
+
+/** Every option, its variable, default and meaning. README's configuration table is made from this list. */
+export const OPTIONS: readonly Option[] = [
+  { key: 'port', env: 'PORT', kind: 'int', default: 9001, min: 0, max: 65535, doc: 'TCP port for WebSocket and HTTP (0 picks a free port).' },
+  { key: 'host', env: 'HOST', kind: 'string', default: '0.0.0.0', doc: 'Address to listen on.' },
+  { key: 'wsPath', env: 'WS_PATH', kind: 'string', default: '/ws', doc: 'URL path of the WebSocket endpoint.' },
+  { key: 'logLevel', env: 'LOG_LEVEL', kind: 'string', default: 'info', oneOf: LOG_LEVELS, doc: 'pino log level.' },
+  { key: 'jwtSecret', env: 'JWT_SECRET', kind: 'string', default: undefined, doc: 'Shared secret for HS256/384/512 tokens (at least 32 bytes).' },
+  { key: 'jwtPublicKey', env: 'JWT_PUBLIC_KEY', kind: 'string', default: undefined, doc: 'PEM public key (SPKI) for RS*, PS*, ES* or EdDSA tokens.' },
+  { key: 'jwtJwksUrl', env: 'JWT_JWKS_URL', kind: 'string', default: undefined, doc: 'JWKS URL for asymmetric tokens (keys cached, refreshed on unknown kid).' },
+  { key: 'jwtAlgorithms', env: 'JWT_ALGORITHMS', kind: 'list', default: undefined, oneOf: JWT_ALGORITHMS, doc: 'Accepted algorithms, comma separated (default: HS256 for a secret, the key\'s own family for a public key or JWKS).' },
+  { key: 'jwtIssuer', env: 'JWT_ISSUER', kind: 'string', default: undefined, doc: 'Required `iss` claim, when set.' },
+  { key: 'jwtAudience', env: 'JWT_AUDIENCE', kind: 'string', default: undefined, doc: 'Required `aud` claim, when set.' },
+  { key: 'jwtClockToleranceS', env: 'JWT_CLOCK_TOLERANCE_S', kind: 'int', default: 5, min: 0, max: 300, doc: 'Clock skew allowed on `exp`/`nbf`, seconds.' },
+  { key: 'connectPermission', env: 'CONNECT_PERMISSION', kind: 'string', default: undefined, doc: 'Permission a token must carry to connect at all (403 otherwise); unset: any valid token.' },
+  { key: 'publishPermission', env: 'PUBLISH_PERMISSION', kind: 'string', default: 'stories:publish', doc: 'Permission needed for `story:published` and `chapter:published`.' },
+  { key: 'maxPayloadBytes', env: 'MAX_PAYLOAD_BYTES', kind: 'int', default: 16384, min: 512, max: 16 * 1024 * 1024, doc: 'Largest incoming WebSocket frame; larger closes the connection with 1009.' },
+  { key: 'idleTimeoutS', env: 'IDLE_TIMEOUT_S', kind: 'int', default: 40, min: 8, max: 960, doc: 'Seconds without any incoming data before the server pings; a connection that then stays silent is closed.' },
+  { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: 25000, min: 100, max: 600000, doc: 'Interval of the application `heartbeat` message.' },
+  { key: 'presenceGraceMs', env: 'PRESENCE_GRACE_MS', kind: 'int', default: 3000, min: 0, max: 600000, doc: 'Delay before `user:offline` after the last connection closes; a reconnect within it emits nothing.' },
+  { key: 'presenceBroadcast', env: 'PRESENCE_BROADCAST', kind: 'bool', default: false, doc: 'Send presence events to every connection (topic `presence`) instead of `presence:<id>` subscribers.' },
+  { key: 'typingTimeoutMs', env: 'TYPING_TIMEOUT_MS', kind: 'int', default: 5000, min: 200, max: 600000, doc: 'Silence after which the server sends `user:stopped_typing` by itself.' },
+  { key: 'autoSubscribeStories', env: 'AUTO_SUBSCRIBE_STORIES', kind: 'bool', default: true, doc: 'Join every connection to `stories` on open.' },
+  { key: 'maxSubscriptions', env: 'MAX_SUBSCRIPTIONS', kind: 'int', default: 100, min: 1, max: 100000, doc: 'Topics one connection may subscribe to (automatic ones excluded).' },
+  { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
+  { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
+  { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
+];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+/** `--jwt-secret x` and `--jwt-secret=x` map to JWT_SECRET; a bare `--presence-broadcast` means true. */
+export function flagsToEnv(argv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new ConfigError([`unexpected argument "${arg}" (flags look like --port 9001)`]);
+    const eq = arg.indexOf('=');
+    const name = (eq === -1 ? arg.slice(2) : arg.slice(2, eq)).toUpperCase().replaceAll('-', '_');
+    if (eq !== -1) out[name] = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) out[name] = argv[++i]!;
+    else out[name] = 'true';
+  }
+  return out;
+}
+
+function parseValue(opt: Option, raw: string, problems: string[]): unknown {
+  switch (opt.kind) {
+    case 'int': {
+      const n = Number(raw);
+      if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(n)) {
+        problems.push(`${opt.env} must be an integer, got "${raw}"`);
+        return undefined;
+      }
+      if ((opt.min !== undefined && n < opt.min) || (opt.max !== undefined && n > opt.max)) {
+        problems.push(`${opt.env} must be between ${opt.min} and ${opt.max}, got ${n}`);
+        return undefined;
+      }
+      return n;
+    }
+    case 'bool': {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off'].includes(v)) return false;
+      problems.push(`${opt.env} must be true or false, got "${raw}"`);
+      return undefined;
+    }
+    case 'list': {
+      const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      const bad = opt.oneOf ? items.filter((i) => !opt.oneOf!.includes(i)) : [];
+      if (items.length === 0 || bad.length > 0) {
+        problems.push(`${opt.env} must be a comma-separated list of ${opt.oneOf?.join(', ')}, got "${raw}"`);
+        return undefined;
+      }
+      return Object.freeze(items);
+    }
+    case 'string': {
+      if (opt.oneOf && !opt.oneOf.includes(raw)) {
+        problems.push(`${opt.env} must be one of ${opt.oneOf.join(', ')}, got "${raw}"`);
+        return undefined;
+      }
+      return raw;
+    }
+  }
+}
+
+/**
+ * Builds the configuration from environment variables, flags (which win) and overrides given in code
+ * (which win over both). Throws one ConfigError naming every bad variable.
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  argv: readonly string[] = [],
+  overrides: Partial<Config> = {},
+): Config {
+  const problems: string[] = [];
+  let flags: Record<string, string> = {};
+  try {
+    flags = flagsToEnv(argv);
+  } catch (err) {
+    problems.push(...(err as ConfigError).problems);
+  }
+  const known = new Set(OPTIONS.map((o) => o.env).concat('NODE_ENV'));
+  for (const name of Object.keys(flags)) if (!known.has(name)) problems.push(`unknown flag --${name.toLowerCase().replaceAll('_', '-')}`);
+
+  const out: Record<string, unknown> = {};
+  for (const opt of OPTIONS) {
+    const raw = flags[opt.env] ?? env[opt.env];
+    out[opt.key] = raw === undefined || raw === '' ? opt.default : parseValue(opt, raw, problems);
+  }
+  out.production = (flags.NODE_ENV ?? env.NODE_ENV) === 'production';
+  Object.assign(out, overrides);
+  const cfg = out as unknown as Config;
+
+  if (!cfg.wsPath.startsWith('/')) problems.push(`WS_PATH must start with "/", got "${cfg.wsPath}"`);
+  const keySources = [cfg.jwtSecret && 'JWT_SECRET', cfg.jwtPublicKey && 'JWT_PUBLIC_KEY', cfg.jwtJwksUrl && 'JWT_JWKS_URL'].filter(Boolean);
+  if (keySources.length > 1) problems.push(`set only one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL (got ${keySources.join(', ')})`);
+  if (cfg.jwtSecret !== undefined && Buffer.byteLength(cfg.jwtSecret) < 32) problems.push('JWT_SECRET must be at least 32 bytes long');
+  if (cfg.jwtJwksUrl !== undefined && !/^https?:\/\//.test(cfg.jwtJwksUrl)) problems.push(`JWT_JWKS_URL must be an http(s) URL, got "${cfg.jwtJwksUrl}"`);
+  if (cfg.jwtAlgorithms) {
+    const hs = cfg.jwtAlgorithms.filter((a) => a.startsWith('HS'));
+    if (cfg.jwtSecret && hs.length !== cfg.jwtAlgorithms.length) problems.push('JWT_ALGORITHMS may list only HS256/HS384/HS512 with JWT_SECRET');
+    if (!cfg.jwtSecret && hs.length > 0) problems.push('JWT_ALGORITHMS may not list HS* algorithms with a public key or JWKS');
+  }
+  if (cfg.production && keySources.length === 0) {
+    problems.push('NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (no dev secret is generated in production)');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(cfg);
+}

@@ -1,0 +1,48 @@
+// Story, chapter and profile events: who hears them and what the server stamps on them.
+import type { PubSub } from '../pubsub.js';
+import type { UWS } from '../uws.js';
+import type { ChapterInput, JsonObject, StoryInput } from '../protocol.js';
+import { eventFrame, type EventType } from '../serialize.js';
+import { STORIES, authorTopic, storyTopic, userTopic } from './topics.js';
+
+export interface BroadcastResult {
+  /** Connections on this node the event was handed to, summed over its topics. */
+  delivered: number;
+  remote: Promise<void>;
+}
+
+function publishAll(pubsub: PubSub, type: EventType, topics: readonly string[], data: object, except?: UWS.WebSocket<unknown>): BroadcastResult {
+  const ts = Date.now();
+  let delivered = 0;
+  const remotes: Promise<void>[] = [];
+  for (const topic of topics) {
+    const r = pubsub.publish(topic, eventFrame(type, topic, data, ts), except);
+    delivered += r.local;
+    remotes.push(r.remote);
+  }
+  return { delivered, remote: Promise.all(remotes).then(() => undefined) };
+}
+
+/** `story:new` to `stories` and, when the author is known, `author:<authorId>`. */
+export function broadcastNewStory(pubsub: PubSub, story: StoryInput, authorId: string | null): BroadcastResult {
+  const topics = authorId === null ? [STORIES] : [STORIES, authorTopic(authorId)];
+  return publishAll(pubsub, 'story:new', topics, { ...story, authorId });
+}
+
+/** `story:updated` to `stories`, `story:<id>` and the author's followers. */
+export function broadcastStoryUpdated(pubsub: PubSub, story: JsonObject & { id: string }, authorId: string | null): BroadcastResult {
+  const topics = [STORIES, storyTopic(story.id)];
+  if (authorId !== null) topics.push(authorTopic(authorId));
+  return publishAll(pubsub, 'story:updated', topics, { ...story, authorId });
+}
+
+/** `chapter:new` to the story's readers (`story:<storyId>`) and the author's followers. */
+export function broadcastNewChapter(pubsub: PubSub, chapter: ChapterInput, authorId: string | null): BroadcastResult {
+  const topics = authorId === null ? [storyTopic(chapter.storyId)] : [storyTopic(chapter.storyId), authorTopic(authorId)];
+  return publishAll(pubsub, 'chapter:new', topics, { ...chapter, authorId });
+}
+
+/** `profile:updated` to the user's followers and to the user's own other connections. */
+export function profileUpdated(pubsub: PubSub, userId: string, profile: JsonObject, except?: UWS.WebSocket<unknown>): BroadcastResult {
+  return publishAll(pubsub, 'profile:updated', [authorTopic(userId), userTopic(userId)], { ...profile, userId }, except);
+}

@@ -1,0 +1,41 @@
+// Which topics exist, which a connection may join, and the automatic ones.
+import { ID_PATTERN } from '../auth.js';
+import { ErrorCode, WireError } from '../errors.js';
+
+export const STORIES = 'stories';
+export const PRESENCE_ALL = 'presence';
+/** Node-local system topic every connection joins; clients cannot subscribe to `sys:*`. */
+export const HEARTBEAT = 'sys:heartbeat';
+
+export const userTopic = (id: string): string => `user:${id}`;
+export const storyTopic = (id: string): string => `story:${id}`;
+export const authorTopic = (id: string): string => `author:${id}`;
+export const presenceTopic = (id: string): string => `presence:${id}`;
+
+const PREFIXED = new Set(['user', 'story', 'author', 'presence']);
+
+export interface ParsedTopic {
+  kind: 'stories' | 'user' | 'story' | 'author' | 'presence';
+  id: string | undefined;
+}
+
+/** Parses a topic a client names; INVALID_TOPIC when it is not one of the documented forms. */
+export function parseTopic(topic: string): ParsedTopic {
+  if (topic === STORIES) return { kind: 'stories', id: undefined };
+  const colon = topic.indexOf(':');
+  const prefix = colon === -1 ? '' : topic.slice(0, colon);
+  const id = topic.slice(colon + 1);
+  if (!PREFIXED.has(prefix) || !ID_PATTERN.test(id)) {
+    throw new WireError(ErrorCode.INVALID_TOPIC, `unknown topic "${topic.slice(0, 140)}": use stories, story:<id>, author:<id>, presence:<id> or user:<your id>`);
+  }
+  return { kind: prefix as ParsedTopic['kind'], id };
+}
+
+/** Throws unless `userId` may subscribe to `topic`. Returns true when the topic is one joined automatically. */
+export function checkSubscribe(topic: string, userId: string): ParsedTopic {
+  const parsed = parseTopic(topic);
+  if (parsed.kind === 'user' && parsed.id !== userId) {
+    throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic of another user is private');
+  }
+  return parsed;
+}

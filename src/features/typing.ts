@@ -1,0 +1,106 @@
+// Typing indicators: relay start once per window, stop on request, on silence (one sweep timer) or on close.
+import type { PubSub } from '../pubsub.js';
+import type { UWS } from '../uws.js';
+import { eventFrame } from '../serialize.js';
+import { ErrorCode, WireError } from '../errors.js';
+import { parseTopic } from './topics.js';
+
+interface Typist {
+  userId: string;
+  target: string;
+  deadline: number;
+  ws: UWS.WebSocket<TypingOwner>;
+}
+
+/** What typing needs to know of a connection: the keys it is typing under, to stop them at close. */
+export interface TypingOwner {
+  typing: Set<string> | undefined;
+}
+
+/** `user:<id>` for a direct conversation, `story:<id>` for a story's comment thread. */
+export function checkTypingTarget(target: string): string {
+  const t = parseTopic(target);
+  if (t.kind !== 'user' && t.kind !== 'story') {
+    throw new WireError(ErrorCode.INVALID_TOPIC, 'typing target must be user:<id> or story:<id>');
+  }
+  return target;
+}
+
+export class Typing {
+  private readonly active = new Map<string, Typist>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly timeoutMs: number,
+  ) {
+    // One timer for all typists; a stop arrives between timeoutMs and timeoutMs + sweep period after the last start.
+    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.max(50, Math.min(1000, timeoutMs / 5)));
+    this.sweeper.unref();
+  }
+
+  /** Returns true when the start was relayed, false when it only extended a running indicator. */
+  start(ws: UWS.WebSocket<TypingOwner>, userId: string, target: string): boolean {
+    const key = `${userId}\n${target}`;
+    const deadline = Date.now() + this.timeoutMs;
+    const existing = this.active.get(key);
+    if (existing) {
+      existing.deadline = deadline;
+      if (existing.ws !== ws) this.move(existing, ws, key);
+      return false;
+    }
+    this.active.set(key, { userId, target, deadline, ws });
+    (ws.getUserData().typing ??= new Set()).add(key);
+    this.relay('user:typing', userId, target, ws);
+    return true;
+  }
+
+  stop(ws: UWS.WebSocket<TypingOwner>, userId: string, target: string): boolean {
+    const key = `${userId}\n${target}`;
+    const t = this.active.get(key);
+    if (!t) return false;
+    this.end(key, t, ws);
+    return true;
+  }
+
+  /** The connection closed: stop everything it was typing. */
+  closed(ws: UWS.WebSocket<TypingOwner>): void {
+    const keys = ws.getUserData().typing;
+    if (!keys) return;
+    for (const key of keys) {
+      const t = this.active.get(key);
+      if (t && t.ws === ws) {
+        this.active.delete(key);
+        this.relay('user:stopped_typing', t.userId, t.target, undefined);
+      }
+    }
+    keys.clear();
+  }
+
+  private move(t: Typist, ws: UWS.WebSocket<TypingOwner>, key: string): void {
+    t.ws.getUserData().typing?.delete(key);
+    t.ws = ws;
+    (ws.getUserData().typing ??= new Set()).add(key);
+  }
+
+  private end(key: string, t: Typist, ws: UWS.WebSocket<TypingOwner> | undefined): void {
+    this.active.delete(key);
+    t.ws.getUserData().typing?.delete(key);
+    this.relay('user:stopped_typing', t.userId, t.target, ws);
+  }
+
+  private sweep(now: number): void {
+    for (const [key, t] of this.active) if (t.deadline <= now) this.end(key, t, undefined);
+  }
+
+  private relay(type: 'user:typing' | 'user:stopped_typing', userId: string, target: string, from: UWS.WebSocket<TypingOwner> | undefined): void {
+    // The typist's own connection is left out; its other devices hear it. Typing is best effort
+    // across nodes, so a backplane failure is not reported to the typist.
+    this.pubsub.publish(target, eventFrame(type, target, { userId, target }), from).remote.catch(() => {});
+  }
+
+  stopAll(): void {
+    clearInterval(this.sweeper);
+    this.active.clear();
+  }
+}

@@ -1,0 +1,65 @@
+// Composition root: config -> logger -> server -> listen; dev credentials; signals.
+import pino from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`storywire: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = pino({ level: config.logLevel });
+  // Imported here so that a missing native uWS binary is reported as a clean start-up error.
+  let createServer;
+  try {
+    ({ createServer } = await import('./server.js'));
+  } catch (err) {
+    log.fatal({ err }, (err as Error).message);
+    process.exit(1);
+  }
+  const server = createServer(config, { logger: log });
+  const port = await server.listen();
+  log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId }, 'storywire listening');
+
+  if (server.devMode) {
+    const token = await server.signDevToken('demo', ['stories:publish']);
+    const url = `ws://localhost:${port}${config.wsPath}`;
+    log.warn('DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; tokens are signed with a random secret that dies with this process. Never run like this in production.');
+    process.stdout.write(
+      [
+        '',
+        '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
+        `    token:   ${token}`,
+        `    connect: npx wscat -c "${url}?token=${token}"`,
+        `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
+        '',
+      ].join('\n') + '\n',
+    );
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`storywire: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,172 @@
+// The client -> server message union, and synchronous parsing + validation of incoming frames.
+import { ID_PATTERN } from './auth.js';
+import { ErrorCode, WireError } from './errors.js';
+
+export type RequestId = string | number;
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type JsonObject = { [k: string]: Json };
+
+export interface NotificationInput {
+  title: string;
+  message: string;
+  type: string;
+  data: JsonObject | undefined;
+}
+export interface StoryInput extends JsonObject {
+  id: string;
+  title: string;
+}
+export interface ChapterInput extends JsonObject {
+  storyId: string;
+  id: string;
+  title: string;
+}
+
+/** Every message a client may send. dispatch.ts handles each member, or it does not compile. */
+export type ClientMessage =
+  | { type: 'ping'; id: RequestId | undefined }
+  | { type: 'auth'; id: RequestId | undefined; data: { token: string } }
+  | { type: 'send:notification'; id: RequestId | undefined; data: { userId: string; notification: NotificationInput } }
+  | { type: 'typing:start'; id: RequestId | undefined; data: { target: string } }
+  | { type: 'typing:stop'; id: RequestId | undefined; data: { target: string } }
+  | { type: 'story:published'; id: RequestId | undefined; data: StoryInput }
+  | { type: 'chapter:published'; id: RequestId | undefined; data: ChapterInput }
+  | { type: 'profile:updated'; id: RequestId | undefined; data: JsonObject }
+  | { type: 'subscribe'; id: RequestId | undefined; data: { topic: string } }
+  | { type: 'unsubscribe'; id: RequestId | undefined; data: { topic: string } }
+  | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } };
+
+export type ClientType = ClientMessage['type'];
+
+export interface Limits {
+  maxNotificationBytes: number;
+  maxStoryBytes: number;
+  maxPresenceIds: number;
+}
+
+const invalid = (message: string): WireError => new WireError(ErrorCode.INVALID_PAYLOAD, message);
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function object(v: unknown, path: string): JsonObject {
+  if (!isObject(v)) throw invalid(`${path} must be an object`);
+  return v;
+}
+
+function string(v: unknown, path: string, max: number, min = 1): string {
+  if (typeof v !== 'string') throw invalid(`${path} must be a string`);
+  if (v.length < min || v.length > max) throw invalid(`${path} must be ${min}-${max} characters long`);
+  return v;
+}
+
+/** User, story and chapter ids: a string of [A-Za-z0-9_.@|+=-]{1,128} or a non-negative integer, sent on as a string. */
+export function id(v: unknown, path: string): string {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return String(v);
+  if (typeof v === 'string' && ID_PATTERN.test(v)) return v;
+  throw invalid(`${path} must be an id: a non-negative integer or a string of 1-128 characters [A-Za-z0-9_.@|+=-]`);
+}
+
+function capped<T>(v: T, path: string, maxBytes: number): T {
+  const bytes = Buffer.byteLength(JSON.stringify(v));
+  if (bytes > maxBytes) throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path} is ${bytes} bytes, the limit is ${maxBytes}`);
+  return v;
+}
+
+function requestId(v: unknown): RequestId | undefined {
+  if (v === undefined) return undefined;
+  if ((typeof v === 'string' && v.length >= 1 && v.length <= 64) || (typeof v === 'number' && Number.isSafeInteger(v))) return v;
+  throw new WireError(ErrorCode.BAD_MESSAGE, 'id must be a string of 1-64 characters or an integer');
+}
+
+export function parseNotification(v: unknown, path: string, limits: Limits): NotificationInput {
+  const n = object(v, path);
+  const data = n.data === undefined || n.data === null ? undefined : object(n.data, `${path}.data`);
+  capped(n, path, limits.maxNotificationBytes);
+  return {
+    title: string(n.title, `${path}.title`, 200),
+    message: string(n.message, `${path}.message`, 2000, 0),
+    type: n.type === undefined ? 'info' : string(n.type, `${path}.type`, 64),
+    data,
+  };
+}
+
+export function parseStory(v: unknown, path: string, limits: Limits): StoryInput {
+  const s = object(v, path);
+  capped(s, path, limits.maxStoryBytes);
+  return { ...s, id: id(s.id, `${path}.id`), title: string(s.title, `${path}.title`, 300) };
+}
+
+export function parseChapter(v: unknown, path: string, limits: Limits): ChapterInput {
+  const c = object(v, path);
+  capped(c, path, limits.maxStoryBytes);
+  if (c.number !== undefined && !(typeof c.number === 'number' && Number.isSafeInteger(c.number) && c.number >= 0)) {
+    throw invalid(`${path}.number must be a non-negative integer`);
+  }
+  return { ...c, storyId: id(c.storyId, `${path}.storyId`), id: id(c.id, `${path}.id`), title: string(c.title, `${path}.title`, 300) };
+}
+
+export function parseUserIds(v: unknown, path: string, limits: Limits): string[] {
+  if (!Array.isArray(v)) throw invalid(`${path} must be an array of ids`);
+  if (v.length > limits.maxPresenceIds) throw new WireError(ErrorCode.TOO_MANY_IDS, `${path} has ${v.length} ids, the limit is ${limits.maxPresenceIds}`);
+  return v.map((x, i) => id(x, `${path}[${i}]`));
+}
+
+type Parser = (data: unknown, limits: Limits) => unknown;
+
+const PARSERS: { [K in ClientType]: Parser } = {
+  ping: () => undefined,
+  auth: (d) => ({ token: string(object(d, 'data').token, 'data.token', 8192) }),
+  'send:notification': (d, l) => {
+    const o = object(d, 'data');
+    return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l) };
+  },
+  'typing:start': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
+  'typing:stop': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
+  'story:published': (d, l) => parseStory(d, 'data', l),
+  'chapter:published': (d, l) => parseChapter(d, 'data', l),
+  'profile:updated': (d, l) => capped(object(d, 'data'), 'data', l.maxStoryBytes),
+  subscribe: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
+  unsubscribe: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
+  'presence:query': (d, l) => ({ userIds: parseUserIds(object(d, 'data').userIds, 'data.userIds', l) }),
+};
+
+export const CLIENT_TYPES = Object.keys(PARSERS) as ClientType[];
+
+/** What parse() found wrong, with the request id when it could still be read. */
+export class FrameError extends WireError {
+  constructor(
+    err: WireError,
+    readonly requestId: RequestId | undefined,
+  ) {
+    super(err.code, err.message, err.status);
+  }
+}
+
+/** Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong. */
+export function parseFrame(text: string, limits: Limits): ClientMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new FrameError(new WireError(ErrorCode.BAD_JSON, 'frame is not valid JSON'), undefined);
+  }
+  if (!isObject(raw)) throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'frame must be a JSON object'), undefined);
+  let reqId: RequestId | undefined;
+  try {
+    reqId = requestId(raw.id);
+  } catch (err) {
+    throw new FrameError(err as WireError, undefined);
+  }
+  const type = raw.type;
+  if (typeof type !== 'string') throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'type must be a string'), reqId);
+  const parser = Object.hasOwn(PARSERS, type) ? PARSERS[type as ClientType] : undefined;
+  if (!parser) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
+  try {
+    return { type, id: reqId, data: parser(raw.data, limits) } as ClientMessage;
+  } catch (err) {
+    if (err instanceof WireError) throw new FrameError(err, reqId);
+    throw err;
+  }
+}

@@ -1,0 +1,113 @@
+// Outgoing envelopes: one fast-json-stringify serializer per server -> client type, compiled once at load.
+import fastJson from 'fast-json-stringify';
+import type { ErrorCode } from './errors.js';
+import type { RequestId } from './protocol.js';
+
+type Schema = Record<string, unknown>;
+type Serializer = (doc: object) => string;
+// fast-json-stringify's schema types do not model type unions (["string", "null"]); the schemas here are checked by tests.
+const build = fastJson as unknown as (schema: Schema) => Serializer;
+
+const str = { type: 'string' } as const;
+const int = { type: 'integer' } as const;
+const open = (properties: Record<string, Schema>, required: string[] = []): Schema => ({
+  type: 'object',
+  properties,
+  required,
+  additionalProperties: true,
+});
+
+/** Data schemas of every event the server sends on a topic; protocol.md documents each. */
+export const EVENT_SCHEMAS = {
+  'notification:received': {
+    type: 'object',
+    properties: {
+      id: str,
+      title: str,
+      message: str,
+      type: str,
+      data: { type: 'object', additionalProperties: true },
+      from: { type: ['string', 'null'] },
+      ts: int,
+    },
+    required: ['id', 'title', 'message', 'type', 'from', 'ts'],
+  },
+  'user:online': { type: 'object', properties: { userId: str }, required: ['userId'] },
+  'user:offline': { type: 'object', properties: { userId: str, lastSeen: int }, required: ['userId', 'lastSeen'] },
+  'story:new': open({ id: str, title: str, authorId: { type: ['string', 'null'] } }, ['id']),
+  'story:updated': open({ id: str, authorId: { type: ['string', 'null'] } }, ['id']),
+  'chapter:new': open({ storyId: str, id: str, title: str, authorId: { type: ['string', 'null'] } }, ['storyId', 'id']),
+  'user:typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
+  'user:stopped_typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
+  'profile:updated': open({ userId: str }, ['userId']),
+} as const satisfies Record<string, Schema>;
+
+export type EventType = keyof typeof EVENT_SCHEMAS;
+
+const envelope = (data: Schema | undefined, extra: Record<string, Schema> = {}) =>
+  build({
+    type: 'object',
+    properties: {
+      type: str,
+      topic: str,
+      id: { type: ['string', 'integer'] },
+      ...(data ? { data } : {}),
+      ...extra,
+      ts: int,
+    },
+    required: ['type', 'ts'],
+  });
+
+const eventSerializers = Object.fromEntries(
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, envelope(schema)]),
+) as Record<EventType, Serializer>;
+
+/** One frame for one topic: serialized once, then fanned out by uWS to every subscriber. */
+export function eventFrame(type: EventType, topic: string, data: object, ts = Date.now()): string {
+  return eventSerializers[type]({ type, topic, data, ts });
+}
+
+const ackSerializer = envelope({ type: 'object', additionalProperties: true });
+export function ackFrame(id: RequestId | undefined, data?: object): string {
+  return ackSerializer(id === undefined ? { type: 'ack', data, ts: Date.now() } : { type: 'ack', id, data, ts: Date.now() });
+}
+
+const errorSerializer = envelope(undefined, {
+  error: { type: 'object', properties: { code: str, message: str }, required: ['code', 'message'] },
+});
+export function errorFrame(id: RequestId | undefined, code: ErrorCode, message: string): string {
+  const error = { code, message };
+  return errorSerializer(id === undefined ? { type: 'error', error, ts: Date.now() } : { type: 'error', id, error, ts: Date.now() });
+}
+
+const bareSerializer = envelope(undefined);
+export function pongFrame(id: RequestId | undefined): string {
+  return bareSerializer(id === undefined ? { type: 'pong', ts: Date.now() } : { type: 'pong', id, ts: Date.now() });
+}
+
+export function heartbeatFrame(): string {
+  return bareSerializer({ type: 'heartbeat', ts: Date.now() });
+}
+
+const connectedSerializer = envelope({
+  type: 'object',
+  properties: {
+    userId: str,
+    connectionId: str,
+    permissions: { type: 'array', items: str },
+    heartbeatIntervalMs: int,
+    idleTimeoutS: int,
+    limits: { type: 'object', additionalProperties: { type: 'integer' } },
+  },
+});
+export interface ConnectedData {
+  userId: string;
+  connectionId: string;
+  permissions: string[];
+  heartbeatIntervalMs: number;
+  idleTimeoutS: number;
+  limits: Record<string, number>;
+}
+export function connectedFrame(data: ConnectedData): string {
+  return connectedSerializer({ type: 'connected', data, ts: Date.now() });
+}

@@ -98,7 +98,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
   app.ws<Conn>(config.wsPath, {
-    maxPayloadLength: config.maxPayloadBytes,
+    // uWS drops frames over its own limit with an abrupt close (the client sees 1006). Frames between
+    // MAX_PAYLOAD_BYTES and 4x that are read and closed cleanly with 1009 so the client learns why.
+    maxPayloadLength: config.maxPayloadBytes * 4,
     idleTimeout: config.idleTimeoutS,
     sendPingsAutomatically: true,
     maxBackpressure: 1024 * 1024,
@@ -172,6 +174,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
 
     message(ws, message, isBinary) {
+      if (message.byteLength > config.maxPayloadBytes) {
+        ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayloadBytes} bytes`);
+        return;
+      }
       if (isBinary) {
         ctx.send(ws, errorFrame(undefined, ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'));
         return;

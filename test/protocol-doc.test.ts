@@ -1,0 +1,68 @@
+// Replays every `exchange` block of protocol.md against a live server, and checks the code tables.
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { CloseCode, ErrorCode } from '../src/errors.js';
+import { Client, expectReject, sign, startServer, type Frame } from './helpers.js';
+
+const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');
+
+/** True when every field of `expected` is in `actual` with the same value (recursively; arrays exactly). */
+export function contains(actual: unknown, expected: unknown): boolean {
+  if (Array.isArray(expected)) {
+    return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => contains(actual[i], e));
+  }
+  if (expected !== null && typeof expected === 'object') {
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false;
+    return Object.entries(expected).every(([k, v]) => contains((actual as Record<string, unknown>)[k], v));
+  }
+  return actual === expected;
+}
+
+const blocks = [...doc.matchAll(/```exchange\n([\s\S]*?)```/g)].map((m) => m[1]!.trim().split('\n'));
+
+t.ok(blocks.length >= 8, `protocol.md has exchange examples (${blocks.length})`);
+
+for (const [i, lines] of blocks.entries()) {
+  t.test(`protocol.md example ${i + 1}: ${lines[0]}`, async (t) => {
+    const h = await startServer(t);
+    const clients = new Map<string, Client>();
+    for (const line of lines) {
+      let m: RegExpExecArray | null;
+      if ((m = /^connect (\S+) -> (\d{3}) (.*)$/.exec(line))) {
+        const kind = m[1]!;
+        const token =
+          kind === 'none' ? '' : kind === 'expired' ? await sign('alice', {}, -60) : kind === 'bad-signature' ? await sign('alice', {}, 60, new TextEncoder().encode('x'.repeat(40))) : '';
+        const err = await expectReject(Client.open(token ? `${h.url}?token=${token}` : h.url));
+        t.equal(err.status, Number(m[2]), line);
+        t.ok(contains(err.body, JSON.parse(m[3]!)), `${line} (got ${JSON.stringify(err.body)})`);
+      } else if ((m = /^users: (.*)$/.exec(line))) {
+        for (const u of m[1]!.split(/,\s*/)) {
+          const [, name, roles] = /^(\w+)(?:\((.*)\))?$/.exec(u)!;
+          const c = await h.connect(name!, roles ? { roles: roles.split(' ') } : {});
+          await c.type('connected');
+          clients.set(name!, c);
+        }
+      } else if ((m = /^(\w+)> (.*)$/.exec(line))) {
+        clients.get(m[1]!)!.send(m[2]!);
+      } else if ((m = /^(\w+)< (.*)$/.exec(line))) {
+        const expected = JSON.parse(m[2]!);
+        const frame: Frame = await clients.get(m[1]!)!.next((f) => contains(f, expected));
+        t.ok(frame, line);
+      } else {
+        t.fail(`unparsed example line: ${line}`);
+      }
+    }
+  });
+}
+
+t.test('every error code is documented in protocol.md and every documented code exists', async (t) => {
+  const section = doc.slice(doc.indexOf('## 6. Errors'), doc.indexOf('## 7.'));
+  const documented = new Set([...section.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]));
+  t.same([...documented].sort(), Object.values(ErrorCode).sort());
+});
+
+t.test('every close code is documented in protocol.md with its name and number', async (t) => {
+  const section = doc.slice(doc.indexOf('## 7. Close codes'), doc.indexOf('## 8.'));
+  const documented = Object.fromEntries([...section.matchAll(/^\| (\d{4}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[2], Number(m[1])]));
+  t.same(documented, CloseCode);
+});

@@ -180,3 +180,12 @@ export function loadConfig(
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(cfg);
 }
+
+/** The README's configuration table, made from OPTIONS (test/readme.test.ts keeps README in step). */
+export function configTable(): string {
+  const rows = OPTIONS.map((o) => {
+    const def = o.default === undefined ? '(unset)' : `\`${String(o.default)}\``;
+    return `| \`${o.env}\` | \`--${o.env.toLowerCase().replaceAll('_', '-')}\` | ${def} | ${o.doc.replaceAll('|', '\\|')} |`;
+  });
+  return ['| variable | flag | default | meaning |', '|---|---|---|---|', '| `NODE_ENV` | `--node-env` | (unset) | `production` turns off dev credentials and the dev conveniences. |', ...rows].join('\n');
+}

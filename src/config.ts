@@ -26,6 +26,12 @@ export interface Config {
   readonly maxPresenceIds: number;
   readonly maxNotificationBytes: number;
   readonly maxStoryBytes: number;
+  readonly apiKey: string | undefined;
+  readonly adminPort: number | undefined;
+  readonly maxBodyBytes: number;
+  readonly maxBatch: number;
+  readonly drainMs: number;
+  readonly shutdownTimeoutMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -72,6 +78,12 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
   { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
   { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
+  { key: 'apiKey', env: 'API_KEY', kind: 'string', default: undefined, doc: 'Service credential of the backend HTTP API and /metrics (`Authorization: Bearer <key>`, at least 16 characters). Unset: generated and printed in dev, API disabled in production.' },
+  { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (same HOST) instead of the WebSocket port.' },
+  { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },
+  { key: 'maxBatch', env: 'MAX_BATCH', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Events in one batch `POST /v1/publish`.' },
+  { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },
+  { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
 ];
 
 export class ConfigError extends Error {
@@ -174,6 +186,9 @@ export function loadConfig(
     if (cfg.jwtSecret && hs.length !== cfg.jwtAlgorithms.length) problems.push('JWT_ALGORITHMS may list only HS256/HS384/HS512 with JWT_SECRET');
     if (!cfg.jwtSecret && hs.length > 0) problems.push('JWT_ALGORITHMS may not list HS* algorithms with a public key or JWKS');
   }
+  if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
+  if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
+  if (cfg.drainMs >= cfg.shutdownTimeoutMs) problems.push(`DRAIN_MS (${cfg.drainMs}) must be less than SHUTDOWN_TIMEOUT_MS (${cfg.shutdownTimeoutMs})`);
   if (cfg.production && keySources.length === 0) {
     problems.push('NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (no dev secret is generated in production)');
   }

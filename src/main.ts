@@ -1,11 +1,17 @@
 // Composition root: config -> logger -> server -> listen; dev credentials; signals.
+import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
+  let devApiKey = false;
   try {
     config = loadConfig(process.env, process.argv.slice(2));
+    if (!config.production && config.apiKey === undefined) {
+      config = Object.freeze({ ...config, apiKey: randomBytes(24).toString('base64url') });
+      devApiKey = true;
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`storywire: ${err.message}\n`);
@@ -25,6 +31,22 @@ async function main(): Promise<void> {
   const server = createServer(config, { logger: log });
   const port = await server.listen();
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId }, 'storywire listening');
+
+  if (devApiKey) {
+    const base = `http://localhost:${server.adminPort ?? port}`;
+    process.stdout.write(
+      [
+        '',
+        '  storywire dev API key (backend HTTP API and /metrics; set API_KEY to choose one):',
+        `    key:     ${config.apiKey}`,
+        `    try:     curl -H "Authorization: Bearer ${config.apiKey}" -H "content-type: application/json" \\`,
+        `               -d '{"id":"1","title":"Le Petit Prince"}' ${base}/v1/stories`,
+        '',
+      ].join('\n') + '\n',
+    );
+  } else if (config.apiKey === undefined) {
+    log.warn('production without API_KEY: the backend HTTP API is disabled (answers 503)');
+  }
 
   if (server.devMode) {
     const token = await server.signDevToken('demo', ['stories:publish']);
@@ -46,9 +68,17 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    server.close().then(
-      () => process.exit(0),
+    log.info({ signal, drainMs: config.drainMs }, 'shutting down: draining connections');
+    const force = setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out: exiting anyway');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    server.shutdown().then(
+      () => {
+        clearTimeout(force);
+        log.info('shutdown complete');
+        process.exit(0);
+      },
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
         process.exit(1);

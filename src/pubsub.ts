@@ -1,6 +1,7 @@
-// publish(topic, frame): uWS fan-out on this node plus the backplane to the others.
+// publish(topic, frame): uWS fan-out on this node plus the backplane to the others; counted once here.
 import type { UWS } from './uws.js';
 import type { Backplane } from './backplane/types.js';
+import type { Metrics } from './metrics.js';
 
 export interface PublishResult {
   /** Connections on this node the frame was handed to. */
@@ -13,14 +14,16 @@ export class PubSub {
   constructor(
     private readonly app: UWS.TemplatedApp,
     private readonly backplane: Backplane,
+    private readonly metrics: Metrics,
   ) {
     backplane.onFrame((topic, frame) => {
+      metrics.messagesOut.inc(app.numSubscribers(topic));
       app.publish(topic, frame);
     });
   }
 
-  /** `except` leaves out the sending connection (its other devices still receive). */
-  publish(topic: string, frame: string, except?: UWS.WebSocket<unknown>): PublishResult {
+  /** `type` is for metrics only; `except` leaves out the sending connection (its other devices still receive). */
+  publish(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>): PublishResult {
     let local = this.app.numSubscribers(topic);
     if (except && except.isSubscribed(topic)) {
       local -= 1;
@@ -28,15 +31,15 @@ export class PubSub {
     } else if (local > 0) {
       this.app.publish(topic, frame);
     }
-    return { local, remote: this.backplane.publish(topic, frame) };
+    this.metrics.published(type);
+    if (local > 0) this.metrics.messagesOut.inc(local);
+    const remote = this.backplane.publish(topic, frame);
+    remote.catch(() => this.metrics.backplaneErrors.inc());
+    return { local, remote };
   }
 
   /** Local-only fan-out for node-scoped system topics (heartbeat). */
   publishLocal(topic: string, frame: string): void {
     this.app.publish(topic, frame);
-  }
-
-  subscribers(topic: string): number {
-    return this.app.numSubscribers(topic);
   }
 }

@@ -67,6 +67,12 @@ export function eventFrame(type: EventType, topic: string, data: object, ts = Da
   return eventSerializers[type]({ type, topic, data, ts });
 }
 
+const rawSerializer = envelope({ type: 'object', additionalProperties: true });
+/** A backend-defined event (`POST /v1/publish`): the type is not one of EVENT_SCHEMAS. */
+export function rawEventFrame(type: string, topic: string, data: object, ts = Date.now()): string {
+  return rawSerializer({ type, topic, data, ts });
+}
+
 const ackSerializer = envelope({ type: 'object', additionalProperties: true });
 export function ackFrame(id: RequestId | undefined, data?: object): string {
   return ackSerializer(id === undefined ? { type: 'ack', data, ts: Date.now() } : { type: 'ack', id, data, ts: Date.now() });

@@ -27,7 +27,7 @@ export function sendNotification(pubsub: PubSub, userIds: readonly string[], inp
   const remotes: Promise<void>[] = [];
   for (const userId of new Set(userIds)) {
     const topic = userTopic(userId);
-    const r = pubsub.publish(topic, eventFrame('notification:received', topic, notification, ts));
+    const r = pubsub.publish('notification:received', topic, eventFrame('notification:received', topic, notification, ts));
     delivered += r.local;
     remotes.push(r.remote);
   }

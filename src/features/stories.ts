@@ -16,7 +16,7 @@ function publishAll(pubsub: PubSub, type: EventType, topics: readonly string[], 
   let delivered = 0;
   const remotes: Promise<void>[] = [];
   for (const topic of topics) {
-    const r = pubsub.publish(topic, eventFrame(type, topic, data, ts), except);
+    const r = pubsub.publish(type, topic, eventFrame(type, topic, data, ts), except);
     delivered += r.local;
     remotes.push(r.remote);
   }

@@ -1,0 +1,195 @@
+// The backend HTTP API (what the app's REST controllers call) and the operations endpoints.
+import type { Logger } from 'pino';
+import type { UWS } from './uws.js';
+import type { Config } from './config.js';
+import { CloseCode, ErrorCode, WireError } from './errors.js';
+import { Reply, checkApiKey, readJson } from './http.js';
+import type { Metrics } from './metrics.js';
+import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from './protocol.js';
+import type { StorywireServer } from './server.js';
+import { parseTopic, PRESENCE_ALL } from './features/topics.js';
+
+/** Close codes the backend may choose in `POST /v1/users/:id/disconnect`. */
+const DISCONNECT_CODES = new Set<number>([CloseCode.RECONNECT, CloseCode.SHUTDOWN, CloseCode.FORBIDDEN, CloseCode.TOKEN_REVOKED, CloseCode.TOKEN_EXPIRED]);
+/** Types the server sends itself; a raw publish may not impersonate them. */
+const RESERVED_TYPES = new Set(['connected', 'heartbeat', 'pong', 'ack', 'error']);
+const TYPE_PATTERN = /^[a-z][a-z0-9_]*(?::[a-z0-9_]+)*$/;
+
+interface Input {
+  params: string[];
+  query: string;
+  body: unknown;
+}
+type Handler = (input: Input) => Promise<[number, unknown]> | [number, unknown];
+
+const bad = (message: string) => new WireError(ErrorCode.INVALID_PAYLOAD, message, 400);
+
+function object(v: unknown, path: string): JsonObject {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`${path} must be an object`);
+  return v as JsonObject;
+}
+
+function optionalAuthor(v: unknown, path: string): string | null {
+  return v === undefined || v === null ? null : id(v, path);
+}
+
+/** A raw event for `POST /v1/publish` and `server.publish`: checked topic, type and data. */
+export function checkRawEvent(v: unknown, path: string, limits: Limits): { topic: string; type: string; data: JsonObject } {
+  const e = object(v, path);
+  if (typeof e.topic !== 'string' || e.topic.length > 140) throw bad(`${path}.topic must be a topic string`);
+  if (e.topic !== PRESENCE_ALL) parseTopic(e.topic);
+  if (typeof e.type !== 'string' || e.type.length > 64 || !TYPE_PATTERN.test(e.type)) throw bad(`${path}.type must be an event name like "story:liked"`);
+  if (RESERVED_TYPES.has(e.type)) throw bad(`${path}.type "${e.type}" is reserved for the server`);
+  const data = e.data === undefined ? {} : object(e.data, `${path}.data`);
+  if (Buffer.byteLength(JSON.stringify(data)) > limits.maxStoryBytes) {
+    throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path}.data is over ${limits.maxStoryBytes} bytes`, 413);
+  }
+  return { topic: e.topic, type: e.type, data };
+}
+
+/** Waits for the other nodes; a failure there is a 503 that still says what this node delivered. */
+async function settled<T extends object>(remote: Promise<void>, body: T): Promise<[number, unknown]> {
+  try {
+    await remote;
+    return [200, body];
+  } catch {
+    return [503, { ...body, error: { code: ErrorCode.UNAVAILABLE, message: 'delivered on this node only: the other nodes could not be reached' } }];
+  }
+}
+
+export interface ApiDeps {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  server: StorywireServer;
+  limits: Limits;
+  isReady(): boolean;
+}
+
+export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMetrics: boolean): void {
+  app.get('/healthz', (res) => {
+    res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
+  });
+  app.get('/readyz', (res) => {
+    if (deps.isReady()) res.writeHeader('content-type', 'application/json').end('{"status":"ready"}');
+    else res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end('{"status":"draining"}');
+  });
+  if (!withMetrics) return;
+  // On ADMIN_PORT /metrics is open (keep that port private); on the public port it needs the API key.
+  const open = deps.config.adminPort !== undefined;
+  app.get('/metrics', (res, req) => {
+    const reply = new Reply(res);
+    try {
+      if (!open) checkApiKey(req.getHeader('authorization'), deps.config.apiKey);
+    } catch (err) {
+      reply.error(err);
+      return;
+    }
+    deps.metrics.text().then(
+      (text) => reply.raw(200, text, { 'content-type': deps.metrics.contentType }),
+      (err: unknown) => reply.error(err),
+    );
+  });
+}
+
+export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
+  const { config, server, limits, log } = deps;
+
+  function route(method: 'get' | 'post', pattern: string, handler: Handler): void {
+    app.any(pattern, (res) => {
+      new Reply(res).json(405, { error: { code: ErrorCode.METHOD_NOT_ALLOWED, message: `use ${method.toUpperCase()} ${pattern}` } }, { allow: method.toUpperCase() });
+    });
+    app[method](pattern, (res, req) => {
+      const reply = new Reply(res);
+      const nParams = (pattern.match(/:/g) ?? []).length;
+      const params = Array.from({ length: nParams }, (_, i) => req.getParameter(i));
+      const query = req.getQuery() ?? '';
+      const contentLength = req.getHeader('content-length');
+      try {
+        checkApiKey(req.getHeader('authorization'), config.apiKey);
+      } catch (err) {
+        reply.error(err);
+        return;
+      }
+      const body = method === 'post' ? readJson(reply, contentLength, config.maxBodyBytes) : Promise.resolve(undefined);
+      body
+        .then((b) => handler({ params, query, body: b }))
+        .then(
+          ([status, out]) => reply.json(status, out),
+          (err: unknown) => {
+            if (!(err instanceof WireError)) log.error({ err, route: pattern }, 'API handler failed');
+            reply.error(err);
+          },
+        );
+    });
+  }
+
+  route('post', '/v1/notifications', ({ body }) => {
+    const b = object(body, 'body');
+    let userIds: string[];
+    if (b.userIds !== undefined) {
+      userIds = parseUserIds(b.userIds, 'body.userIds', { ...limits, maxPresenceIds: config.maxBatch });
+      if (userIds.length === 0) throw bad('body.userIds must not be empty');
+    } else userIds = [id(b.userId, 'body.userId')];
+    const notification = parseNotification(b.notification, 'body.notification', limits);
+    const from = b.from === undefined || b.from === null ? null : id(b.from, 'body.from');
+    const r = server.sendNotificationToUser(userIds, notification, from);
+    return settled(r.remote, { id: r.notification.id, recipients: userIds.length, delivered: r.delivered });
+  });
+
+  route('post', '/v1/stories', ({ body }) => {
+    const story = parseStory(body, 'body', limits);
+    const r = server.broadcastNewStory(story, optionalAuthor(story.authorId, 'body.authorId'));
+    return settled(r.remote, { id: story.id, delivered: r.delivered });
+  });
+
+  route('post', '/v1/stories/:id/updated', ({ params, body }) => {
+    const storyId = id(params[0], 'path id');
+    const b = object(body ?? {}, 'body');
+    const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b.authorId, 'body.authorId'));
+    return settled(r.remote, { id: storyId, delivered: r.delivered });
+  });
+
+  route('post', '/v1/stories/:id/chapters', ({ params, body }) => {
+    const chapter = parseChapter({ ...object(body, 'body'), storyId: params[0] }, 'body', limits);
+    const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter.authorId, 'body.authorId'));
+    return settled(r.remote, { id: chapter.id, storyId: chapter.storyId, delivered: r.delivered });
+  });
+
+  route('post', '/v1/publish', async ({ body }) => {
+    const batch = Array.isArray(body);
+    const items = batch ? body : [body];
+    if (items.length === 0) throw bad('body must not be an empty array');
+    if (items.length > config.maxBatch) throw new WireError(ErrorCode.TOO_MANY_IDS, `at most ${config.maxBatch} events per batch`, 400);
+    // Validate everything before publishing anything: a bad batch publishes nothing.
+    const events = items.map((e, i) => checkRawEvent(e, batch ? `body[${i}]` : 'body', limits));
+    const results = events.map((e) => server.publish(e.topic, e.type, e.data));
+    const delivered = results.map((r) => r.delivered);
+    const out = batch ? { published: events.length, delivered } : { delivered: delivered[0] };
+    return settled(Promise.all(results.map((r) => r.remote)).then(() => undefined), out);
+  });
+
+  route('get', '/v1/presence', async ({ query }) => {
+    const raw = new URLSearchParams(query).get('userIds');
+    if (!raw) throw bad('query userIds is required: ?userIds=a,b,c');
+    const userIds = parseUserIds(raw.split(','), 'query userIds', limits);
+    const online = await server.onlineUsers(userIds);
+    return [200, { online }];
+  });
+
+  route('post', '/v1/users/:id/disconnect', async ({ params, body }) => {
+    const userId = id(params[0], 'path id');
+    const b = object(body ?? {}, 'body');
+    const code = b.code === undefined ? CloseCode.TOKEN_REVOKED : b.code;
+    if (typeof code !== 'number' || !DISCONNECT_CODES.has(code)) throw bad(`body.code must be one of ${[...DISCONNECT_CODES].join(', ')}`);
+    const reason = b.reason === undefined ? 'disconnected by the server' : b.reason;
+    if (typeof reason !== 'string' || Buffer.byteLength(reason) > 120) throw bad('body.reason must be a string of at most 120 bytes');
+    const closed = await server.disconnectUser(userId, code, reason);
+    if (closed === 0) return [404, { closed, error: { code: ErrorCode.NOT_FOUND, message: `user ${userId} has no open connection` } }];
+    return [200, { closed }];
+  });
+
+  app.any('/v1/*', (res) => {
+    new Reply(res).json(404, { error: { code: ErrorCode.NOT_FOUND, message: 'no such API route (see README: Backend API)' } });
+  });
+}

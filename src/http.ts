@@ -1,0 +1,106 @@
+// HTTP plumbing under uWS: capped body reading, abort-safe JSON responses, API key check.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { UWS } from './uws.js';
+import { ErrorCode, WireError } from './errors.js';
+
+const STATUS: Record<number, string> = {
+  200: '200 OK',
+  202: '202 Accepted',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
+  411: '411 Length Required',
+  413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+export function statusLine(status: number): string {
+  return STATUS[status] ?? `${status} Status`;
+}
+
+/** A response that knows whether it was aborted; every late write is corked and skipped after abort. */
+export class Reply {
+  aborted = false;
+  done = false;
+
+  constructor(readonly res: UWS.HttpResponse) {
+    res.onAborted(() => {
+      this.aborted = true;
+    });
+  }
+
+  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
+    this.raw(status, JSON.stringify(body), { 'content-type': 'application/json', ...headers });
+  }
+
+  /** closeConnection: used when the rest of a request body is not read (413), so it cannot be mistaken for the next request. */
+  raw(status: number, body: string, headers: Record<string, string>, closeConnection = false): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.res.cork(() => {
+      this.res.writeStatus(statusLine(status));
+      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+      this.res.end(body, closeConnection);
+    });
+  }
+
+  error(err: unknown): void {
+    if (err instanceof WireError) {
+      this.raw(err.status, JSON.stringify({ error: { code: err.code, message: err.message } }), { 'content-type': 'application/json' }, err.status === 413);
+    }
+    else this.json(500, { error: { code: ErrorCode.INTERNAL, message: 'internal error' } });
+  }
+}
+
+/**
+ * Reads the whole body (plain or chunked) up to maxBytes. Rejects with 413 as soon as it is known to be
+ * larger, without buffering the rest; the Reply must already be created (it registers onAborted).
+ */
+export function readBody(reply: Reply, contentLength: string, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    if (contentLength && Number(contentLength) > maxBytes) {
+      reject(new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `body is ${contentLength} bytes, the limit is ${maxBytes}`, 413));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    reply.res.onData((chunk, isLast) => {
+      if (failed) return;
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        failed = true;
+        reject(new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `body is over the limit of ${maxBytes} bytes`, 413));
+        return;
+      }
+      // uWS neuters the ArrayBuffer after the callback: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
+      if (isLast) resolve(Buffer.concat(chunks, size));
+    });
+  });
+}
+
+export async function readJson(reply: Reply, contentLength: string, maxBytes: number): Promise<unknown> {
+  const body = await readBody(reply, contentLength, maxBytes);
+  if (body.length === 0) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new WireError(ErrorCode.BAD_JSON, 'body is not valid JSON', 400);
+  }
+}
+
+/** Compares `Authorization: Bearer <key>` with the API key in constant time. */
+export function checkApiKey(authorization: string, apiKey: string | undefined): void {
+  if (apiKey === undefined) throw new WireError(ErrorCode.UNAVAILABLE, 'the HTTP API is disabled: set API_KEY', 503);
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  if (!m || !timingSafeEqual(digest(m[1]!), digest(apiKey))) {
+    throw new WireError(ErrorCode.UNAUTHORIZED, 'missing or wrong API key (Authorization: Bearer <API_KEY>)', 401);
+  }
+}

@@ -1,0 +1,127 @@
+// Operations: health, readiness during drain, Prometheus metrics that move, ADMIN_PORT, SIGTERM, logs.
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import { Client, SECRET, expectReject, sign, startServer } from '../helpers.js';
+
+const KEY = 'test-api-key-0123456789';
+
+function metric(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+t.test('healthz and readyz', async (t) => {
+  const h = await startServer(t);
+  const base = `http://127.0.0.1:${h.port}`;
+  t.equal((await fetch(`${base}/healthz`)).status, 200);
+  t.same(await (await fetch(`${base}/readyz`)).json(), { status: 'ready' });
+});
+
+t.test('/metrics needs the API key on the public port and its counters move with traffic', async (t) => {
+  const h = await startServer(t, { apiKey: KEY, presenceGraceMs: 0 });
+  const url = `http://127.0.0.1:${h.port}/metrics`;
+  t.equal((await fetch(url)).status, 401, 'no key: 401');
+  const scrape = async () => (await fetch(url, { headers: { authorization: `Bearer ${KEY}` } })).text();
+  const before = await scrape();
+  t.match(before, /# TYPE storywire_connections_open gauge/);
+  t.match(before, /storywire_nodejs_eventloop_lag_seconds/, 'event-loop lag');
+  t.match(before, /storywire_process_resident_memory_bytes/, 'process memory');
+
+  const author = await h.connect('victor', { roles: ['stories:publish'] });
+  const bob = await h.connect('bob');
+  await expectReject(Client.open(`${h.url}?token=${await sign('x', {}, -100)}`));
+  await expectReject(Client.open(h.url));
+  await author.request('ping');
+  await author.request('story:published', { id: 1, title: 't' });
+  await author.request('send:notification', { userId: 'bob', notification: { title: 'a', message: 'b' } });
+  h.server.sendNotificationToUser('bob', { title: 'a', message: 'b', type: 'info', data: undefined });
+  author.send('garbage');
+  await author.type('error');
+  await bob.type('notification:received');
+
+  const after = await scrape();
+  t.equal(metric(after, 'storywire_connections_open'), 2);
+  t.equal(metric(after, 'storywire_connections_total', 'outcome="accepted"'), 2);
+  t.equal(metric(after, 'storywire_connections_total', 'outcome="401"'), 2);
+  t.equal(metric(after, 'storywire_messages_in_total', 'type="ping"'), 1);
+  t.equal(metric(after, 'storywire_messages_in_total', 'type="story:published"'), 1);
+  t.equal(metric(after, 'storywire_messages_rejected_total', 'reason="BAD_JSON"'), 1);
+  t.equal(metric(after, 'storywire_publishes_total', 'type="story:new"'), 2, 'stories + author topic');
+  t.equal(metric(after, 'storywire_notifications_delivered_total'), 1, 'backend notification delivered to bob');
+  t.equal(metric(after, 'storywire_presence_online_users'), 2);
+  t.ok(metric(after, 'storywire_messages_out_total') >= 7, 'connected x2, pong, acks, story:new x2, notifications');
+  bob.close();
+  await bob.closed;
+  await new Promise((r) => setTimeout(r, 50));
+  const last = await scrape();
+  t.equal(metric(last, 'storywire_connections_open'), 1);
+  t.equal(metric(last, 'storywire_connection_closes_total', 'code="1006"'), 1);
+});
+
+t.test('ADMIN_PORT serves the API and open metrics; the public port does not', async (t) => {
+  const h = await startServer(t, { apiKey: KEY, adminPort: 0 });
+  t.ok(h.server.adminPort && h.server.adminPort !== h.port);
+  const admin = `http://127.0.0.1:${h.server.adminPort}`;
+  const pub = `http://127.0.0.1:${h.port}`;
+  t.equal((await fetch(`${admin}/metrics`)).status, 200, 'metrics open on the admin port');
+  t.equal((await fetch(`${pub}/metrics`)).status, 404, 'no metrics on the public port');
+  const post = (base: string) =>
+    fetch(`${base}/v1/stories`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ id: 1, title: 't' }) });
+  t.equal((await post(admin)).status, 200);
+  t.equal((await post(pub)).status, 404);
+  t.equal((await fetch(`${pub}/readyz`)).status, 200, 'health on both');
+});
+
+t.test('shutdown: readiness goes false, clients closed with 4000 in batches over the drain time', async (t) => {
+  const h = await startServer(t, { adminPort: 0 });
+  const clients = await Promise.all(Array.from({ length: 20 }, (_, i) => h.connect(`u${i}`)));
+  const closedAt: number[] = [];
+  const codes = clients.map((c) => c.closed.then((x) => (closedAt.push(Date.now()), x.code)));
+  const readyz = `http://127.0.0.1:${h.server.adminPort}/readyz`;
+  t.equal((await fetch(readyz)).status, 200);
+  const started = Date.now();
+  const done = h.server.shutdown(600);
+  t.equal((await fetch(readyz)).status, 503, 'readiness false while draining');
+  await expectReject(Client.open(`${h.url}?token=${await sign('late')}`)).catch(() => undefined);
+  await done;
+  t.same(await Promise.all(codes), Array(20).fill(4000));
+  const spread = Math.max(...closedAt) - Math.min(...closedAt);
+  t.ok(spread >= 300, `closes spread over the drain (${spread} ms)`);
+  t.ok(Date.now() - started < 3000, 'done in time');
+});
+
+t.test('SIGTERM on a child-process server: every client gets 4000, exit 0 in time; logs carry no secrets', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY: KEY, DRAIN_MS: '500', SHUTDOWN_TIMEOUT_MS: '5000' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 15000;
+  while (!/"port":\d+/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  const token = await sign('alice');
+  const clients = await Promise.all(Array.from({ length: 10 }, () => Client.open(`ws://127.0.0.1:${port}/ws?token=${token}`)));
+  await expectReject(Client.open(`ws://127.0.0.1:${port}/ws?token=${token}x`));
+  await fetch(`http://127.0.0.1:${port}/v1/notifications`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ userId: 'alice', notification: { title: 'secret-title', message: 'secret-body' } }),
+  });
+  const sentAt = Date.now();
+  child.kill('SIGTERM');
+  const codes = await Promise.all(clients.map((c) => c.closed.then((x) => x.code)));
+  t.same(codes, Array(10).fill(4000));
+  t.equal(await exited, 0, 'exit 0');
+  t.ok(Date.now() - sentAt < 5000, 'within SHUTDOWN_TIMEOUT_MS');
+  const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  t.ok(lines.some((l) => l.msg === 'connection open' && l.userId === 'alice' && l.connectionId), 'open logged');
+  t.ok(lines.some((l) => l.msg === 'connection closed' && l.code === 4000 && typeof l.durationMs === 'number'), 'close logged with code and duration');
+  t.ok(lines.some((l) => l.msg === 'upgrade rejected' && l.reason === 'TOKEN_INVALID'), 'rejected upgrade logged with reason');
+  t.notOk(out.includes(token.split('.')[2]!), 'no token in logs');
+  t.notOk(out.includes(KEY), 'no API key in logs');
+  t.notOk(out.includes('secret-body') || out.includes('secret-title'), 'no notification body in logs');
+});

@@ -1,6 +1,16 @@
 // Token extraction from an upgrade request and JWT verification with jose -> Principal.
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWSHeaderParameters,
+  type JWTPayload,
+} from 'jose';
 import type { Config } from './config.js';
 import { ErrorCode, WireError } from './errors.js';
 
@@ -42,7 +52,28 @@ export function hasPermission(p: Principal, permission: string): boolean {
   return p.permissions.has(permission) || p.permissions.has(ADMIN_PERMISSION);
 }
 
-type KeyInput = Uint8Array | KeyObject | ReturnType<typeof createRemoteJWKSet>;
+type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<unknown>;
+type KeyInput = Uint8Array | KeyObject | KeyResolver;
+
+/**
+ * A remote JWKS that survives its endpoint going down: keys fetched before keep verifying (a refetch
+ * that fails falls back to the last good set), while a kid never seen is refused (no key to check it).
+ */
+export function resilientJwks(url: URL, cacheMaxAgeMs: number, timeoutMs: number): KeyResolver {
+  const remote = createRemoteJWKSet(url, { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: cacheMaxAgeMs });
+  let lastGood: JSONWebKeySet | undefined;
+  return async (header, token) => {
+    try {
+      const key = await remote(header, token);
+      lastGood = remote.jwks() ?? lastGood;
+      return key;
+    } catch (err) {
+      const unreachable = !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err.code === 'ERR_JOSE_GENERIC';
+      if (unreachable && lastGood) return createLocalJWKSet(lastGood)(header, token);
+      throw err;
+    }
+  };
+}
 
 export interface Verifier {
   verify(token: string): Promise<Principal>;
@@ -82,7 +113,7 @@ export function createVerifier(config: Config): Verifier {
     key = publicKey;
     algorithms = [...(config.jwtAlgorithms ?? algorithmsForKey(publicKey))];
   } else if (config.jwtJwksUrl !== undefined) {
-    key = createRemoteJWKSet(new URL(config.jwtJwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000 });
+    key = resilientJwks(new URL(config.jwtJwksUrl), config.jwtJwksCacheMs, config.upgradeTimeoutMs);
     algorithms = [...(config.jwtAlgorithms ?? ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])];
   } else {
     if (config.production) throw new WireError(ErrorCode.INTERNAL, 'no JWT key configured in production', 500);
@@ -106,6 +137,8 @@ export function createVerifier(config: Config): Verifier {
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw new WireError(ErrorCode.TOKEN_EXPIRED, 'token expired', 401);
       if (err instanceof joseErrors.JWKSTimeout) throw new WireError(ErrorCode.UNAVAILABLE, 'key set unavailable', 503);
+      if (err instanceof joseErrors.JWKSNoMatchingKey) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (no key with this kid)', 401);
+      if (!(err instanceof joseErrors.JOSEError) && typeof key === 'function') throw new WireError(ErrorCode.UNAVAILABLE, 'key set unavailable', 503);
       const reason = err instanceof joseErrors.JOSEError ? err.code : 'malformed';
       throw new WireError(ErrorCode.TOKEN_INVALID, `token invalid (${reason})`, 401);
     }

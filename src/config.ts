@@ -32,6 +32,21 @@ export interface Config {
   readonly maxBatch: number;
   readonly drainMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly rateLimitPerS: number;
+  readonly rateLimitBurst: number;
+  readonly notifyRatePerS: number;
+  readonly notifyBurst: number;
+  readonly publishRatePerS: number;
+  readonly publishBurst: number;
+  readonly rateLimitCloseAfter: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerUser: number;
+  readonly maxConnectionsPerIp: number;
+  readonly trustProxyHeader: string | undefined;
+  readonly allowedOrigins: readonly string[] | undefined;
+  readonly upgradeTimeoutMs: number;
+  readonly maxBackpressureBytes: number;
+  readonly jwtJwksCacheMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -78,6 +93,21 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
   { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
   { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
+  { key: 'rateLimitPerS', env: 'RATE_LIMIT_PER_S', kind: 'int', default: 20, min: 1, max: 100000, doc: 'Messages per second one connection may send, every type counted (token bucket refill rate).' },
+  { key: 'rateLimitBurst', env: 'RATE_LIMIT_BURST', kind: 'int', default: 40, min: 1, max: 100000, doc: 'Burst size of that bucket.' },
+  { key: 'notifyRatePerS', env: 'NOTIFY_RATE_PER_S', kind: 'int', default: 2, min: 1, max: 100000, doc: '`send:notification` per second per connection (on top of the general limit).' },
+  { key: 'notifyBurst', env: 'NOTIFY_BURST', kind: 'int', default: 10, min: 1, max: 100000, doc: 'Burst of `send:notification`.' },
+  { key: 'publishRatePerS', env: 'PUBLISH_RATE_PER_S', kind: 'int', default: 1, min: 1, max: 100000, doc: '`story:published`, `chapter:published`, `profile:updated` per second per connection.' },
+  { key: 'publishBurst', env: 'PUBLISH_BURST', kind: 'int', default: 5, min: 1, max: 100000, doc: 'Burst of those publish events.' },
+  { key: 'rateLimitCloseAfter', env: 'RATE_LIMIT_CLOSE_AFTER', kind: 'int', default: 50, min: 1, max: 1000000, doc: 'Rate-limited messages in a row (no accepted message between) after which the connection is closed with 4100.' },
+  { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: 19000, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503 (19000 fits a 20000 open-files limit).' },
+  { key: 'maxConnectionsPerUser', env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: 16, min: 1, max: 100000, doc: 'Concurrent connections of one user; more get 429 `CONNECTION_LIMIT`.' },
+  { key: 'maxConnectionsPerIp', env: 'MAX_CONNECTIONS_PER_IP', kind: 'int', default: 1000, min: 1, max: 10000000, doc: 'Concurrent connections (and upgrades in progress) from one address; more get 429.' },
+  { key: 'trustProxyHeader', env: 'TRUST_PROXY_HEADER', kind: 'string', default: undefined, doc: 'Header set by a trusted reverse proxy with the client address (e.g. `x-forwarded-for`; its last entry is used). Unset: the peer address.' },
+  { key: 'allowedOrigins', env: 'ALLOWED_ORIGINS', kind: 'list', default: undefined, doc: 'Comma-separated `Origin`s allowed to upgrade (browsers send it). Unset: any origin (set it in production).' },
+  { key: 'upgradeTimeoutMs', env: 'UPGRADE_TIMEOUT_MS', kind: 'int', default: 5000, min: 100, max: 60000, doc: 'Longest token verification (JWKS fetch included) before an upgrade is answered 503 `TIMEOUT`.' },
+  { key: 'maxBackpressureBytes', env: 'MAX_BACKPRESSURE_BYTES', kind: 'int', default: 1048576, min: 16384, max: 1073741824, doc: 'Outgoing buffer budget of one connection; a client that exceeds it is disconnected as a slow consumer. Size it above your largest burst.' },
+  { key: 'jwtJwksCacheMs', env: 'JWT_JWKS_CACHE_MS', kind: 'int', default: 600000, min: 100, max: 86400000, doc: 'Age after which the JWKS is refetched; if the fetch fails the last good keys keep working.' },
   { key: 'apiKey', env: 'API_KEY', kind: 'string', default: undefined, doc: 'Service credential of the backend HTTP API and /metrics (`Authorization: Bearer <key>`, at least 16 characters). Unset: generated and printed in dev, API disabled in production.' },
   { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (same HOST) instead of the WebSocket port.' },
   { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },
@@ -133,7 +163,7 @@ function parseValue(opt: Option, raw: string, problems: string[]): unknown {
       const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
       const bad = opt.oneOf ? items.filter((i) => !opt.oneOf!.includes(i)) : [];
       if (items.length === 0 || bad.length > 0) {
-        problems.push(`${opt.env} must be a comma-separated list of ${opt.oneOf?.join(', ')}, got "${raw}"`);
+        problems.push(`${opt.env} must be a comma-separated list${opt.oneOf ? ` of ${opt.oneOf.join(', ')}` : ''}, got "${raw}"`);
         return undefined;
       }
       return Object.freeze(items);
@@ -186,6 +216,7 @@ export function loadConfig(
     if (cfg.jwtSecret && hs.length !== cfg.jwtAlgorithms.length) problems.push('JWT_ALGORITHMS may list only HS256/HS384/HS512 with JWT_SECRET');
     if (!cfg.jwtSecret && hs.length > 0) problems.push('JWT_ALGORITHMS may not list HS* algorithms with a public key or JWKS');
   }
+  if (cfg.trustProxyHeader !== undefined && !/^[a-z0-9-]+$/i.test(cfg.trustProxyHeader)) problems.push(`TRUST_PROXY_HEADER must be a header name, got "${cfg.trustProxyHeader}"`);
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
   if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
   if (cfg.drainMs >= cfg.shutdownTimeoutMs) problems.push(`DRAIN_MS (${cfg.drainMs}) must be less than SHUTDOWN_TIMEOUT_MS (${cfg.shutdownTimeoutMs})`);

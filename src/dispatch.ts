@@ -12,6 +12,7 @@ import type { Presence } from './features/presence.js';
 import { broadcastNewChapter, broadcastNewStory, profileUpdated } from './features/stories.js';
 import { checkSubscribe } from './features/topics.js';
 import { checkTypingTarget, type Typing, type TypingOwner } from './features/typing.js';
+import type { ConnectionRates } from './limits.js';
 
 /** Per-connection state, kept as the uWS user data. */
 export interface Conn extends TypingOwner {
@@ -21,6 +22,10 @@ export interface Conn extends TypingOwner {
   readonly openedAt: number;
   /** Topics joined by request (the automatic ones are not counted). */
   readonly subscriptions: Set<string>;
+  readonly rates: ConnectionRates;
+  /** Outgoing bytes buffered at the last sweep, and how many sweeps in a row it was over half the budget. */
+  lastBuffered: number;
+  slowStrikes: number;
   closed: boolean;
 }
 

@@ -11,14 +11,36 @@ export interface PublishResult {
 }
 
 export class PubSub {
+  private bytesSinceCheck = 0;
+  private checkScheduled = false;
+
+  /**
+   * `onVolume` runs (once per event-loop turn at most) after `checkEveryBytes` of frames were published:
+   * the server checks outgoing buffers then, so slow readers are found before a burst overflows them.
+   */
   constructor(
     private readonly app: UWS.TemplatedApp,
     private readonly backplane: Backplane,
     private readonly metrics: Metrics,
+    private readonly checkEveryBytes: number,
+    private readonly onVolume: () => void,
   ) {
     backplane.onFrame((topic, frame) => {
-      metrics.messagesOut.inc(app.numSubscribers(topic));
+      const n = app.numSubscribers(topic);
+      metrics.messagesOut.inc(n);
       app.publish(topic, frame);
+      if (n > 0) this.count(frame.length);
+    });
+  }
+
+  private count(bytes: number): void {
+    this.bytesSinceCheck += bytes;
+    if (this.bytesSinceCheck < this.checkEveryBytes || this.checkScheduled) return;
+    this.checkScheduled = true;
+    setImmediate(() => {
+      this.checkScheduled = false;
+      this.bytesSinceCheck = 0;
+      this.onVolume();
     });
   }
 
@@ -32,7 +54,10 @@ export class PubSub {
       this.app.publish(topic, frame);
     }
     this.metrics.published(type);
-    if (local > 0) this.metrics.messagesOut.inc(local);
+    if (local > 0) {
+      this.metrics.messagesOut.inc(local);
+      this.count(frame.length);
+    }
     const remote = this.backplane.publish(topic, frame);
     remote.catch(() => this.metrics.backplaneErrors.inc());
     return { local, remote };

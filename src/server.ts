@@ -12,6 +12,7 @@ import { uws, type UWS } from './uws.js';
 import { Metrics, type ConnectOutcome } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
 import { Reply } from './http.js';
+import { ConnectionRates, Counts, ExpiryWheel, clientAddress } from './limits.js';
 import type { Backplane } from './backplane/types.js';
 import { MemoryBackplane } from './backplane/memory.js';
 import { Presence } from './features/presence.js';
@@ -70,13 +71,24 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const metrics = new Metrics();
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const pubsub = new PubSub(app, backplane, metrics);
+  const pubsub = new PubSub(app, backplane, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => checkBackpressure());
   const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const limits: Limits = { maxNotificationBytes: config.maxNotificationBytes, maxStoryBytes: config.maxStoryBytes, maxPresenceIds: config.maxPresenceIds };
   const byUser = new Map<string, Set<Socket>>();
+  const byAddress = new Counts();
+  const pendingByUser = new Counts();
+  const expiries = new ExpiryWheel<Socket>();
+  const rateSpecs = {
+    all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
+    notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
+    publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
+  };
+  const allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
+  const proxyHeader = config.trustProxyHeader?.toLowerCase();
   let connCounter = 0;
   let openCount = 0;
+  let pendingUpgrades = 0;
   let listenSocket: UWS.us_listen_socket | undefined;
   let adminSocket: UWS.us_listen_socket | undefined;
   let port = -1;
@@ -84,6 +96,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   let ready = false;
   let draining = false;
   let heartbeat: NodeJS.Timeout | undefined;
+  let housekeeping: NodeJS.Timeout | undefined;
   let shutdownPromise: Promise<void> | undefined;
 
   const ctx: Ctx = {
@@ -103,7 +116,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       if (next.userId !== conn.principal.userId) {
         throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
       }
-      if (!conn.closed) conn.principal = next;
+      if (!conn.closed) {
+        conn.principal = next;
+        expiries.add(ws, expiryOf(next));
+      }
       return { exp: next.exp };
     },
   };
@@ -127,6 +143,67 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
   }
 
+  /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
+  function expiryOf(p: Principal): number | undefined {
+    return p.exp === undefined ? undefined : p.exp + config.jwtClockToleranceS;
+  }
+
+  function rateLimited(ws: Socket, id: FrameError['requestId'], what: string): void {
+    const conn = ws.getUserData();
+    metrics.rejectedFor(ErrorCode.RATE_LIMITED);
+    if (++conn.rates.strikes >= config.rateLimitCloseAfter) {
+      log.info({ userId: conn.principal.userId, connectionId: conn.id }, 'closing a connection that kept sending past its rate limit');
+      ws.end(CloseCode.RATE_LIMITED, 'rate limit exceeded: back off');
+      return;
+    }
+    ctx.send(ws, errorFrame(id, ErrorCode.RATE_LIMITED, `${what}: slow down`));
+  }
+
+  /** Verification bounded in time: a slow JWKS cannot hold an upgrade open. */
+  function verifyWithin(token: string): Promise<Principal> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new WireError(ErrorCode.TIMEOUT, 'token verification timed out', 503)), config.upgradeTimeoutMs);
+      verifier.verify(token).then(
+        (p) => (clearTimeout(timer), resolve(p)),
+        (err: unknown) => (clearTimeout(timer), reject(err)),
+      );
+    });
+  }
+
+  /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */
+  let tick = 0;
+  function sweep(): void {
+    if (++tick % 2 === 0) {
+      for (const ws of expiries.due(Math.floor(Date.now() / 1000))) {
+        if (!ws.getUserData().closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
+      }
+    }
+    checkBackpressure();
+  }
+
+  /**
+   * Runs on the sweep and after every MAX_BACKPRESSURE_BYTES/4 of published frames. A connection over
+   * budget, or over half of it for four checks in a row, is not keeping up: it is closed with 4101, the
+   * close frame queued behind its backlog so that a client still reading learns why.
+   */
+  function checkBackpressure(): void {
+    const budget = config.maxBackpressureBytes;
+    for (const sockets of byUser.values()) {
+      for (const ws of sockets) {
+        const conn = ws.getUserData();
+        if (conn.closed) continue;
+        conn.lastBuffered = ws.getBufferedAmount();
+        if (conn.lastBuffered <= budget / 2) {
+          conn.slowStrikes = 0;
+        } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
+          metrics.backpressureCloses.inc();
+          log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
+          ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
+        }
+      }
+    }
+  }
+
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
   app.ws<Conn>(config.wsPath, {
@@ -135,16 +212,33 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     maxPayloadLength: config.maxPayloadBytes * 4,
     idleTimeout: config.idleTimeoutS,
     sendPingsAutomatically: true,
-    maxBackpressure: 1024 * 1024,
+    // checkBackpressure() closes connections over MAX_BACKPRESSURE_BYTES with 4101; uWS drops (1006) those
+    // that reach 4x that between two checks, so that no message is ever silently skipped for a slow reader.
+    maxBackpressure: config.maxBackpressureBytes * 4,
+    closeOnBackpressureLimit: true as unknown as number,
     compression: uws.DISABLED,
 
     upgrade(res, req, context) {
       const secKey = req.getHeader('sec-websocket-key');
       const secExtensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
       const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
-      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
+      // Cheap refusals first: none of these costs a signature check.
       if (draining) {
         refuseUpgrade(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip);
+        return;
+      }
+      if (allowedOrigins && origin && !allowedOrigins.has(origin)) {
+        refuseUpgrade(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip);
+        return;
+      }
+      if (openCount + pendingUpgrades >= config.maxConnections) {
+        refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip);
+        return;
+      }
+      if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
+        refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip);
         return;
       }
       if (!source.token) {
@@ -155,26 +249,47 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       res.onAborted(() => {
         aborted = true;
       });
-      verifier.verify(source.token).then(
-        (principal: Principal) => {
-          if (aborted) return;
-          const conn: Conn = {
-            id: `${nodeId}-${(++connCounter).toString(36)}`,
-            principal,
-            ip,
-            openedAt: Date.now(),
-            subscriptions: new Set(),
-            typing: undefined,
-            closed: false,
-          };
-          res.cork(() => res.upgrade(conn, secKey, source.protocol, secExtensions, context));
-        },
-        (err: unknown) => {
+      pendingUpgrades++;
+      byAddress.inc(ip);
+      let userId: string | undefined;
+      const upgrade = async (): Promise<void> => {
+        const principal = await verifyWithin(source.token!);
+        userId = principal.userId;
+        pendingByUser.inc(userId);
+        const others = await backplane.presence.count(userId);
+        if (others + pendingByUser.get(userId) - 1 >= config.maxConnectionsPerUser) {
+          throw new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
+        }
+        if (aborted) {
+          byAddress.dec(ip);
+          return;
+        }
+        const conn: Conn = {
+          id: `${nodeId}-${(++connCounter).toString(36)}`,
+          principal,
+          ip,
+          openedAt: Date.now(),
+          subscriptions: new Set(),
+          rates: new ConnectionRates(rateSpecs),
+          lastBuffered: 0,
+          slowStrikes: 0,
+          typing: undefined,
+          closed: false,
+        };
+        // open() runs inside upgrade(), so the address stays counted without a gap.
+        res.cork(() => res.upgrade(conn, secKey, source.protocol, secExtensions, context));
+      };
+      upgrade()
+        .catch((err: unknown) => {
+          byAddress.dec(ip);
           if (aborted) return;
           const wire = err instanceof WireError ? err : new WireError(ErrorCode.TOKEN_INVALID, 'token invalid', 401);
           res.cork(() => refuseUpgrade(res, wire, ip));
-        },
-      );
+        })
+        .finally(() => {
+          pendingUpgrades--;
+          if (userId !== undefined) pendingByUser.dec(userId);
+        });
     },
 
     open(ws) {
@@ -187,6 +302,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       metrics.connection('accepted');
       metrics.connectionsOpen.set(openCount);
       metrics.presenceOnline.set(byUser.size);
+      expiries.add(ws, expiryOf(conn.principal));
       ws.subscribe(userTopic(userId));
       ws.subscribe(HEARTBEAT);
       if (config.autoSubscribeStories) ws.subscribe(STORIES);
@@ -222,16 +338,35 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         reply(ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
         return;
       }
+      const conn = ws.getUserData();
+      const allowed = conn.rates.all.take();
       let msg;
       try {
         msg = parseFrame(decoder.decode(message), limits);
       } catch (err) {
+        if (!allowed) {
+          rateLimited(ws, undefined, `at most ${config.rateLimitPerS} messages per second`);
+          return;
+        }
         // A TypeError from the fatal decoder: uWS already refuses invalid UTF-8 in text frames, this is the second line.
         reply(ws, err instanceof TypeError ? new WireError(ErrorCode.BAD_JSON, 'frame is not valid UTF-8') : err, err instanceof FrameError ? err.requestId : undefined);
         return;
       }
+      if (!allowed) {
+        rateLimited(ws, msg.id, `at most ${config.rateLimitPerS} messages per second`);
+        return;
+      }
+      if (msg.type === 'send:notification' && !conn.rates.notifyBucket().take()) {
+        rateLimited(ws, msg.id, `at most ${config.notifyRatePerS} notifications per second`);
+        return;
+      }
+      if ((msg.type === 'story:published' || msg.type === 'chapter:published' || msg.type === 'profile:updated') && !conn.rates.publishBucket().take()) {
+        rateLimited(ws, msg.id, `at most ${config.publishRatePerS} publications per second`);
+        return;
+      }
+      conn.rates.strikes = 0;
       metrics.messageIn(msg.type);
-      if (log.isLevelEnabled('debug')) log.debug({ userId: ws.getUserData().principal.userId, type: msg.type }, 'message');
+      if (log.isLevelEnabled('debug')) log.debug({ userId: conn.principal.userId, type: msg.type }, 'message');
       try {
         const pending = dispatch(ctx, ws, msg);
         if (pending) pending.catch((err: unknown) => reply(ws, err, msg.id));
@@ -250,6 +385,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         if (mine.size === 0) byUser.delete(userId);
       }
       openCount--;
+      byAddress.dec(conn.ip);
+      expiries.remove(ws);
+      // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
+      // sweep's reading tells a slow reader from a lost network.
+      if (code === CloseCode.ABNORMAL && conn.lastBuffered > config.maxBackpressureBytes / 2) metrics.backpressureCloses.inc();
       metrics.connectionsOpen.set(openCount);
       metrics.presenceOnline.set(byUser.size);
       metrics.closed(code);
@@ -310,6 +450,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         adminPort = uws.us_socket_local_port(adminSocket as unknown as UWS.us_socket);
       }
       heartbeat = setInterval(() => pubsub.publishLocal(HEARTBEAT, heartbeatFrame()), config.heartbeatIntervalMs);
+      housekeeping = setInterval(sweep, 500);
       ready = true;
       return port;
     },
@@ -323,6 +464,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         // Closing the listen socket leaves open WebSockets alone: end them here.
         await drainSockets(drainMs);
         if (heartbeat) clearInterval(heartbeat);
+        if (housekeeping) clearInterval(housekeeping);
         typing.stopAll();
         presence.stop();
         if (adminSocket) uws.us_listen_socket_close(adminSocket);

@@ -26,6 +26,7 @@ export interface Config {
   readonly maxPresenceIds: number;
   readonly maxNotificationBytes: number;
   readonly maxStoryBytes: number;
+  readonly demoPage: boolean;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -72,6 +73,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
   { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
   { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
+  { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on, off when NODE_ENV=production); in dev mode also `GET /dev/token?user=<name>`.' },
 ];
 
 export class ConfigError extends Error {
@@ -161,6 +163,7 @@ export function loadConfig(
     out[opt.key] = raw === undefined || raw === '' ? opt.default : parseValue(opt, raw, problems);
   }
   out.production = (flags.NODE_ENV ?? env.NODE_ENV) === 'production';
+  out.demoPage ??= !out.production;
   Object.assign(out, overrides);
   const cfg = out as unknown as Config;
 

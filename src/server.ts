@@ -16,6 +16,7 @@ import { Typing } from './features/typing.js';
 import { sendNotification, type SendResult } from './features/notifications.js';
 import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from './features/stories.js';
 import { HEARTBEAT, PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
+import { registerDemo } from './demo.js';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -214,6 +215,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       presence.close(userId, conn.id).catch((err: unknown) => log.error({ err, userId }, 'presence close failed'));
     },
   });
+
+  registerDemo(app, config, log, () => server);
 
   app.any('/*', (res) => {
     res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: ErrorCode.NOT_FOUND, message: 'not found' } }));

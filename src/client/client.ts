@@ -149,6 +149,7 @@ export class StorywireClient {
   whenOpen(timeoutMs = 30_000): Promise<ConnectedInfo> {
     const info = this.conn.state.info;
     if (this.isConnected && info) return Promise.resolve(info);
+    if (this.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${this.state.reason?.reason ?? 'close() was called'}`, false, false));
     return new Promise((resolve, reject) => {
       const done = () => {
         offOpen();

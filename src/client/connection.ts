@@ -122,6 +122,12 @@ export class Connection {
     this.clearTimers();
     this.setState({ status: 'connecting', attempt: this.attempt, ...(this.lastReason ? { reason: this.lastReason } : {}) });
     this.events.emit('connecting', { attempt: this.attempt });
+    // Covers the token provider too: a provider that never settles is one more failed attempt.
+    this.connectTimer = this.o.clock.setTimeout(() => {
+      if (gen !== this.generation || this.st.status === 'open') return;
+      this.teardown(1000, 'connect timeout');
+      this.failed({ code: 1006, reason: `no "connected" frame within ${this.o.connectTimeoutMs} ms`, kind: 'timeout', policy: 'standard' });
+    }, this.o.connectTimeoutMs);
     let token: string;
     try {
       token = await obtainToken(this.o.token, this.lastReason ? { reason: kind, lastReason: this.lastReason } : { reason: kind });
@@ -153,11 +159,6 @@ export class Connection {
     ws.onmessage = (ev: { data: unknown }) => {
       if (gen === this.generation) this.message(ev.data, token);
     };
-    this.connectTimer = this.o.clock.setTimeout(() => {
-      if (gen !== this.generation || this.st.status === 'open') return;
-      this.teardown(1000, 'connect timeout');
-      this.failed({ code: 1006, reason: `no "connected" frame within ${this.o.connectTimeoutMs} ms`, kind: 'timeout', policy: 'standard' });
-    }, this.o.connectTimeoutMs);
   }
 
   private message(data: unknown, token: string): void {

@@ -103,3 +103,16 @@ t.test('tokens travel as the bearer subprotocol by default, or in the query stri
   await b.whenOpen();
   t.same(seen, ['storywire.v1 /ws', 'storywire.v1 /ws?x=1&token=a%20b']);
 });
+
+t.test('a hanging token provider or a server that never says "connected" is a failed attempt', async (t) => {
+  const silent = await fakeServer(t, () => {}, false);
+  const c = client(t, { url: silent.url, token: 'x', connectTimeoutMs: 200 });
+  const [why] = await next(c, 'disconnected');
+  t.match(why, { kind: 'timeout', code: 1006 });
+
+  const stuck = client(t, { url: silent.url, token: () => new Promise<string>(() => {}), connectTimeoutMs: 200, reconnect: { minDelayMs: 10 } });
+  t.match((await next(stuck, 'disconnected'))[0], { kind: 'timeout' });
+  t.match((await next(stuck, 'reconnecting'))[0], { attempt: 2 }, 'and the next one too');
+  stuck.close();
+  await t.rejects(stuck.whenOpen(), { code: 'CLOSED' }, 'whenOpen() on a closed client rejects at once');
+});

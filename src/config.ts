@@ -47,6 +47,7 @@ export interface Config {
   readonly upgradeTimeoutMs: number;
   readonly maxBackpressureBytes: number;
   readonly jwtJwksCacheMs: number;
+  readonly demoPage: boolean;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -114,6 +115,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxBatch', env: 'MAX_BATCH', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Events in one batch `POST /v1/publish`.' },
   { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
+  { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on, off when NODE_ENV=production); in dev mode also `GET /dev/token?user=<name>`.' },
 ];
 
 export class ConfigError extends Error {
@@ -203,6 +205,7 @@ export function loadConfig(
     out[opt.key] = raw === undefined || raw === '' ? opt.default : parseValue(opt, raw, problems);
   }
   out.production = (flags.NODE_ENV ?? env.NODE_ENV) === 'production';
+  out.demoPage ??= !out.production;
   Object.assign(out, overrides);
   const cfg = out as unknown as Config;
 

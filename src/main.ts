@@ -59,6 +59,7 @@ async function main(): Promise<void> {
         `    token:   ${token}`,
         `    connect: npx wscat -c "${url}?token=${token}"`,
         `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
+        ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
         '',
       ].join('\n') + '\n',
     );

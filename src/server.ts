@@ -20,6 +20,7 @@ import { Typing } from './features/typing.js';
 import { sendNotification, type SendResult } from './features/notifications.js';
 import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from './features/stories.js';
 import { HEARTBEAT, PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
+import { registerDemo } from './demo.js';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -512,6 +513,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   if (adminApp) registerOperations(adminApp, apiDeps, true);
   if (config.apiKey === undefined) log.warn('API_KEY is not set: the backend HTTP API answers 503 (and /metrics needs ADMIN_PORT)');
   registerApi(apiApp, apiDeps);
+  registerDemo(app, config, log, () => server);
   for (const target of adminApp ? [app, adminApp] : [app]) {
     target.any('/*', (res) => new Reply(res).json(404, { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } }));
   }

@@ -1,0 +1,389 @@
+// StorywireClient: the public API over one Connection: typed events, request helpers, topics, typing, token refresh.
+import { resolveReconnect, systemClock } from './backoff.js';
+import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
+import { Connection } from './connection.js';
+import { Emitter } from './emitter.js';
+import { Requests, type ServerFrame } from './requests.js';
+import { NotificationStore } from './store.js';
+import { Topics } from './topics.js';
+import { jwtExp, obtainToken, refreshDelay } from './token.js';
+import type {
+  ChapterInput, ClientEventName, ClientEvents, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery, EventMeta,
+  Id, NotificationInput, OfflinePolicy, ReconnectOptions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
+  TokenProvider, WebSocketConstructor,
+} from './types.js';
+
+export interface ClientOptions {
+  /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
+  url: string;
+  /** A fixed token, or a provider called before every connection attempt and before expiry. */
+  token: string | TokenProvider;
+  /** The WebSocket class; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
+  WebSocket?: WebSocketConstructor;
+  /** protocol (default): the `bearer.<jwt>` subprotocol, which browsers can send; query: `?token=`. */
+  tokenTransport?: 'protocol' | 'query';
+  /** Connect on the next microtask (default true), so listeners added right after construction see every event. */
+  autoConnect?: boolean;
+  /** Backoff settings, or false to never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Time allowed from the start of an attempt to the `connected` frame. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** Silence after which the server is taken for dead; default 2 x its heartbeat interval + 1 s; false disables. */
+  heartbeatTimeoutMs?: number | false;
+  /** Default reply timeout of requests. Default 10 000 ms. */
+  requestTimeoutMs?: number;
+  /** Default for requests made while disconnected (ping and typing always default to reject). Default queue. */
+  offline?: OfflinePolicy;
+  /** Bound of the offline queue. Default 100. */
+  maxQueue?: number;
+  /** Notifications kept in `notifications`. Default 50. */
+  maxNotifications?: number;
+  /** At most one `typing:start` per target per this many ms. Default 2 000 (the server's default timeout is 5 000). */
+  typingThrottleMs?: number;
+  /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
+  refreshLeadMs?: number;
+  /** Topics to join on every connection, in addition to those given to subscribe(). */
+  topics?: readonly string[];
+  /** Timers and randomness (tests). */
+  clock?: Partial<Clock>;
+}
+
+type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
+
+const SERVER_EVENTS: ReadonlySet<string> = new Set<ServerEventType>([
+  'notification:received', 'user:online', 'user:offline', 'story:new', 'story:updated', 'chapter:new', 'user:typing',
+  'user:stopped_typing', 'profile:updated',
+]);
+
+export class StorywireClient {
+  /** The last `maxNotifications` notifications received, newest first, with read state. */
+  readonly notifications: NotificationStore;
+  private readonly events = new Emitter<ClientEvents>();
+  private readonly conn: Connection;
+  private readonly requests: Requests;
+  private readonly clock: Clock;
+  private readonly topics: Topics;
+  private readonly typingSent = new Map<string, number>();
+  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number; refreshLeadMs: number };
+  private refreshTimer: unknown;
+
+  constructor(private readonly options: ClientOptions) {
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) throw new TypeError('storywire: no global WebSocket; in Node 20 pass { WebSocket } from the "ws" package');
+    if (!/^(wss?|https?):\/\//.test(options.url)) throw new TypeError(`storywire: url must be ws:// or wss://, got "${options.url}"`);
+    this.clock = { ...systemClock, ...options.clock };
+    this.o = {
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      offline: options.offline ?? 'queue',
+      typingThrottleMs: options.typingThrottleMs ?? 2_000,
+      refreshLeadMs: options.refreshLeadMs ?? 60_000,
+    };
+    this.topics = new Topics(this.clock);
+    this.notifications = new NotificationStore(options.maxNotifications ?? 50);
+    for (const t of options.topics ?? []) this.topics.add(t);
+    this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
+    this.conn = new Connection(
+      {
+        url: options.url.replace(/^http/, 'ws'),
+        token: options.token,
+        tokenTransport: options.tokenTransport ?? 'protocol',
+        WebSocket: WS,
+        reconnect: options.reconnect === false ? false : resolveReconnect(options.reconnect),
+        connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+        heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+        clock: this.clock,
+      },
+      this.events,
+      {
+        opened: (_info, token) => this.opened(token),
+        frame: (f) => this.frame(f),
+        lost: () => this.lost(),
+        ended: (why) => this.ended(why.reason),
+      },
+    );
+    if (options.autoConnect !== false) queueMicrotask(() => this.connect());
+  }
+
+  // ---- lifecycle and state ----
+
+  /** Starts connecting (again, after close()). */
+  connect(): void {
+    this.conn.start();
+  }
+
+  /** Closes for good: pending and queued requests are rejected with CLOSED. connect() starts over. */
+  close(): void {
+    this.conn.stop();
+  }
+
+  get state(): ConnectionState {
+    return this.conn.state;
+  }
+  get status(): ConnectionStatus {
+    return this.conn.state.status;
+  }
+  /** True when the connection is open: what an "En ligne / Hors ligne" indicator shows. */
+  get isConnected(): boolean {
+    return this.conn.state.status === 'open';
+  }
+  /** The server's `connected` data of the open connection. */
+  get user(): ConnectedInfo | undefined {
+    return this.conn.state.info;
+  }
+  get subscriptions(): readonly string[] {
+    return this.topics.list;
+  }
+  /** Requests waiting in the offline queue. */
+  get queued(): number {
+    return this.requests.queued;
+  }
+
+  /** Observable state: fn runs now with the current state, then on every change. Returns the unsubscribe. */
+  watchState(fn: (state: ConnectionState) => void): () => void {
+    const off = this.events.on('state', (s) => fn(s));
+    fn(this.conn.state);
+    return off;
+  }
+
+  /** Resolves with the `connected` data once open; rejects when the client closes or after timeoutMs. */
+  whenOpen(timeoutMs = 30_000): Promise<ConnectedInfo> {
+    const info = this.conn.state.info;
+    if (this.isConnected && info) return Promise.resolve(info);
+    if (this.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${this.state.reason?.reason ?? 'close() was called'}`, false, false));
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        offOpen();
+        offClosed();
+        this.clock.clearTimeout(timer);
+      };
+      const offOpen = this.events.once('open', (i) => (done(), resolve(i)));
+      const offClosed = this.events.once('closed', (why) => (done(), reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${why.reason}`, false, false))));
+      const timer = this.clock.setTimeout(() => (done(), reject(new StorywireError(ClientErrorCode.TIMEOUT, `not open within ${timeoutMs} ms`, false, false))), timeoutMs);
+    });
+  }
+
+  // ---- events ----
+
+  on<K extends ClientEventName>(name: K, fn: Listener<K>): () => void {
+    return this.events.on(name, fn);
+  }
+  once<K extends ClientEventName>(name: K, fn: Listener<K>): () => void {
+    return this.events.once(name, fn);
+  }
+  off<K extends ClientEventName>(name: K, fn: Listener<K>): void {
+    this.events.off(name, fn);
+  }
+
+  // The seed's names.
+  onNewStory(fn: (s: ServerEvents['story:new'], meta: EventMeta) => void): () => void {
+    return this.on('story:new', fn);
+  }
+  onStoryUpdated(fn: (s: ServerEvents['story:updated'], meta: EventMeta) => void): () => void {
+    return this.on('story:updated', fn);
+  }
+  onNewChapter(fn: (c: ServerEvents['chapter:new'], meta: EventMeta) => void): () => void {
+    return this.on('chapter:new', fn);
+  }
+  onNotification(fn: (n: ServerEvents['notification:received'], meta: EventMeta) => void): () => void {
+    return this.on('notification:received', fn);
+  }
+  onUserOnline(fn: (u: ServerEvents['user:online'], meta: EventMeta) => void): () => void {
+    return this.on('user:online', fn);
+  }
+  onUserOffline(fn: (u: ServerEvents['user:offline'], meta: EventMeta) => void): () => void {
+    return this.on('user:offline', fn);
+  }
+  onUserTyping(fn: (t: ServerEvents['user:typing'], meta: EventMeta) => void): () => void {
+    return this.on('user:typing', fn);
+  }
+  onUserStoppedTyping(fn: (t: ServerEvents['user:stopped_typing'], meta: EventMeta) => void): () => void {
+    return this.on('user:stopped_typing', fn);
+  }
+  onProfileUpdated(fn: (p: ServerEvents['profile:updated'], meta: EventMeta) => void): () => void {
+    return this.on('profile:updated', fn);
+  }
+
+  // ---- requests ----
+
+  /** Sends `{type, id, data}` and resolves with the ack's data, or rejects with the server's error or a client error. */
+  async request<T = unknown>(type: string, data?: unknown, opts: RequestOptions = {}): Promise<T> {
+    const reply = await this.requests.send(
+      { type, data, timeoutMs: opts.timeoutMs ?? this.o.requestTimeoutMs, offline: opts.offline ?? this.o.offline },
+      this.conn.state.status === 'closed',
+    );
+    return reply.frame.data as T;
+  }
+
+  /** Round trip to the server, in ms. Rejects at once when offline unless opts.offline is 'queue'. */
+  async ping(opts: RequestOptions = {}): Promise<number> {
+    const reply = await this.requests.send(
+      { type: 'ping', data: undefined, timeoutMs: opts.timeoutMs ?? this.o.requestTimeoutMs, offline: opts.offline ?? 'reject' },
+      this.conn.state.status === 'closed',
+    );
+    return reply.receivedAt - reply.sentAt;
+  }
+  /** The seed's name for ping(). */
+  sendPing(opts?: RequestOptions): Promise<number> {
+    return this.ping(opts);
+  }
+
+  /** A notification to every connection of one user; resolves with its server id and local delivery count. */
+  sendNotificationToUser(userId: Id, notification: NotificationInput, opts?: RequestOptions): Promise<Delivery> {
+    return this.request('send:notification', { userId, notification }, opts);
+  }
+
+  /** `story:new` to everyone on `stories` and the author's followers (needs the publish permission). */
+  broadcastStoryPublished(story: StoryInput, opts?: RequestOptions): Promise<Delivery> {
+    return this.request('story:published', story, opts);
+  }
+
+  /** `chapter:new` to the story's readers and the author's followers (needs the publish permission). */
+  broadcastChapterPublished(chapter: ChapterInput, opts?: RequestOptions): Promise<Delivery> {
+    return this.request('chapter:published', chapter, opts);
+  }
+
+  /** `profile:updated` to this user's followers and other devices. */
+  updateProfile(profile: Record<string, unknown>, opts?: RequestOptions): Promise<{ delivered: number }> {
+    return this.request('profile:updated', profile, opts);
+  }
+
+  /** Which of userIds have a connection now. */
+  async queryPresence(userIds: readonly Id[], opts?: RequestOptions): Promise<string[]> {
+    return (await this.request<{ online: string[] }>('presence:query', { userIds }, opts)).online;
+  }
+
+  /** Typing in `user:<id>` or `story:<id>`; throttled per target. Resolves true when a frame was sent. */
+  async startTyping(target: string, opts: RequestOptions = {}): Promise<boolean> {
+    const now = this.clock.now();
+    const last = this.typingSent.get(target);
+    if (last !== undefined && now - last < this.o.typingThrottleMs) return false;
+    this.typingSent.set(target, now);
+    try {
+      await this.request('typing:start', { target }, { ...opts, offline: opts.offline ?? 'reject' });
+      return true;
+    } catch (err) {
+      if (this.typingSent.get(target) === now) this.typingSent.delete(target);
+      throw err;
+    }
+  }
+
+  /** Ends a typing indicator started by startTyping(); resolves false when none was running. */
+  async stopTyping(target: string, opts: RequestOptions = {}): Promise<boolean> {
+    if (!this.typingSent.delete(target)) return false;
+    await this.request('typing:stop', { target }, { ...opts, offline: opts.offline ?? 'reject' });
+    return true;
+  }
+
+  /**
+   * Joins a topic now and on every later connection. Resolves when the server acknowledges it (on the next
+   * connection when offline); a server refusal rejects and forgets the topic. A TIMEOUT leaves it remembered.
+   */
+  subscribe(topic: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.conn.state.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, 'subscribe: the client is closed', false, false));
+    this.topics.add(topic);
+    const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
+    const p = this.topics.wait(topic, timeoutMs, () =>
+      new StorywireError(ClientErrorCode.TIMEOUT, `subscribe ${topic}: no answer within ${timeoutMs} ms (still remembered)`, false, this.isConnected),
+    );
+    if (this.isConnected) this.sendSubscribe(topic);
+    return p;
+  }
+
+  /** Leaves a topic and forgets it. */
+  async unsubscribe(topic: string, opts: RequestOptions = {}): Promise<void> {
+    this.topics.delete(topic);
+    this.topics.settle(topic, new StorywireError(ClientErrorCode.CANCELLED, `subscribe ${topic}: cancelled by unsubscribe()`, false, false));
+    if (this.isConnected) await this.request('unsubscribe', { topic }, { ...opts, offline: 'reject' });
+  }
+
+  /** Subscribes to `presence:<id>` for each user: `user:online` / `user:offline` events follow. */
+  async watchPresence(userIds: readonly Id[]): Promise<void> {
+    await Promise.all(userIds.map((id) => this.subscribe(`presence:${id}`)));
+  }
+  async unwatchPresence(userIds: readonly Id[]): Promise<void> {
+    await Promise.all(userIds.map((id) => this.unsubscribe(`presence:${id}`)));
+  }
+
+  /**
+   * Gets a new token from the provider and hands it to the live connection (`auth`); runs by itself before
+   * expiry. A server without `auth`, or a token for another user, is answered by reconnecting with it instead.
+   */
+  async refreshToken(): Promise<void> {
+    if (typeof this.options.token === 'string') throw new StorywireError(ClientErrorCode.TOKEN_PROVIDER, 'a fixed token cannot be refreshed: pass a token provider', false, false);
+    if (!this.isConnected) return;
+    const token = await obtainToken(this.options.token, { reason: 'refresh' });
+    try {
+      const ack = await this.request<{ exp?: number }>('auth', { token }, { offline: 'reject' });
+      const exp = ack?.exp ?? jwtExp(token);
+      this.events.emit('token:refreshed', { exp });
+      this.scheduleRefresh(exp);
+    } catch (err) {
+      const code = (err as StorywireError).code;
+      if (code === ServerErrorCode.UNKNOWN_TYPE || code === ServerErrorCode.TOKEN_SUBJECT_MISMATCH) {
+        this.conn.reconnectNow(`token refresh: ${(err as Error).message}; reconnecting with a new token`);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  // ---- connection hooks ----
+
+  private opened(token: string): void {
+    for (const topic of this.topics) this.sendSubscribe(topic);
+    this.requests.flush();
+    if (typeof this.options.token !== 'string') this.scheduleRefresh(jwtExp(token));
+  }
+
+  private frame(f: ServerFrame): void {
+    if (this.requests.settle(f)) return;
+    if (f.type === 'heartbeat') {
+      this.events.emit('heartbeat', f.ts ?? Date.now());
+    } else if (f.topic !== undefined) {
+      const meta: EventMeta = { topic: f.topic, ts: f.ts ?? Date.now() };
+      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received']);
+      if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
+      this.events.emit('event', f.type, f.data, meta);
+    } else if (f.type === 'error') {
+      const e = f.error ?? { code: ServerErrorCode.INTERNAL, message: 'error without detail' };
+      this.events.emit('error', new StorywireError(e.code, e.message, true, false));
+    }
+  }
+
+  private lost(): void {
+    this.clock.clearTimeout(this.refreshTimer);
+    this.typingSent.clear();
+    this.requests.connectionLost();
+  }
+
+  private ended(reason: string): void {
+    this.lost();
+    this.requests.rejectAll(`the client closed (${reason})`);
+    this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));
+  }
+
+  private sendSubscribe(topic: string): void {
+    this.request('subscribe', { topic }, { offline: 'reject' }).then(
+      () => this.topics.settle(topic),
+      (err: StorywireError) => {
+        // Lost with the connection: the next connection subscribes again and settles the waiters then.
+        if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.NOT_CONNECTED || err.code === ClientErrorCode.CLOSED) return;
+        if (err.fromServer) this.topics.delete(topic);
+        if (!this.topics.settle(topic, err)) this.events.emit('error', err);
+      },
+    );
+  }
+
+  private scheduleRefresh(exp: number | undefined, delay = refreshDelay(exp, Date.now(), this.o.refreshLeadMs)): void {
+    this.clock.clearTimeout(this.refreshTimer);
+    if (delay === undefined) return;
+    this.refreshTimer = this.clock.setTimeout(() => {
+      this.refreshToken().catch((err: unknown) => {
+        this.events.emit('error', err instanceof StorywireError ? err : new StorywireError(ClientErrorCode.TOKEN_PROVIDER, String(err), false, false));
+        // Try again while the token still has life left; the next connection fetches a new one anyway.
+        const left = exp === undefined ? 0 : exp * 1000 - Date.now();
+        if (left > 2000 && this.isConnected) this.scheduleRefresh(exp, Math.min(30_000, left / 2));
+      });
+    }, delay);
+  }
+}

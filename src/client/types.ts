@@ -1,0 +1,213 @@
+// Wire shapes the SDK reads and writes, the typed event map, and the public option and state types.
+import type { ReconnectPolicy, StorywireError } from './codes.js';
+
+export type RequestId = string | number;
+
+/** The minimal standard WebSocket surface the SDK uses: the browser's, Node 22's, or the `ws` package's. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: any) => void) | null;
+  onmessage: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+// ---- server -> client payloads (src/serialize.ts EVENT_SCHEMAS) ----
+
+export interface Notification {
+  id: string;
+  title: string;
+  message: string;
+  type: string;
+  data?: Record<string, unknown>;
+  /** Sender's user id; null when the backend sent it. */
+  from: string | null;
+  ts: number;
+}
+export interface StoryEvent {
+  id: string;
+  title: string;
+  authorId: string | null;
+  [field: string]: unknown;
+}
+export interface StoryUpdatedEvent {
+  id: string;
+  authorId: string | null;
+  [field: string]: unknown;
+}
+export interface ChapterEvent {
+  storyId: string;
+  id: string;
+  title: string;
+  number?: number;
+  authorId: string | null;
+  [field: string]: unknown;
+}
+export interface UserOnlineEvent {
+  userId: string;
+}
+export interface UserOfflineEvent {
+  userId: string;
+  /** ms since epoch. */
+  lastSeen: number;
+}
+export interface TypingEvent {
+  userId: string;
+  /** `user:<id>` (a direct conversation) or `story:<id>`. */
+  target: string;
+}
+export interface ProfileEvent {
+  userId: string;
+  [field: string]: unknown;
+}
+
+/** Every topic event, by the seed's names. */
+export interface ServerEvents {
+  'notification:received': Notification;
+  'user:online': UserOnlineEvent;
+  'user:offline': UserOfflineEvent;
+  'story:new': StoryEvent;
+  'story:updated': StoryUpdatedEvent;
+  'chapter:new': ChapterEvent;
+  'user:typing': TypingEvent;
+  'user:stopped_typing': TypingEvent;
+  'profile:updated': ProfileEvent;
+}
+export type ServerEventType = keyof ServerEvents;
+
+/** Where and when an event was published. */
+export interface EventMeta {
+  topic: string;
+  ts: number;
+}
+
+/** The `connected` frame's data: who the server thinks we are and its limits. */
+export interface ConnectedInfo {
+  userId: string;
+  connectionId: string;
+  permissions: string[];
+  heartbeatIntervalMs: number;
+  idleTimeoutS: number;
+  limits: Record<string, number>;
+}
+
+// ---- client -> server inputs (src/protocol.ts) ----
+
+export type Id = string | number;
+export interface NotificationInput {
+  title: string;
+  message: string;
+  type?: string;
+  data?: Record<string, unknown>;
+}
+export interface StoryInput {
+  id: Id;
+  title: string;
+  [field: string]: unknown;
+}
+export interface ChapterInput {
+  storyId: Id;
+  id: Id;
+  title: string;
+  number?: number;
+  [field: string]: unknown;
+}
+/** What the server answers to a publish: the id and how many connections on its node got it. */
+export interface Delivery {
+  id: string;
+  delivered: number;
+}
+
+// ---- connection state ----
+
+export type ConnectionStatus = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** Why a connection ended, or why an attempt failed. */
+export interface CloseReason {
+  /** The WebSocket close code (1006 for network failures, dead servers and failed handshakes). */
+  code: number;
+  /** The server's close reason text, or the SDK's explanation. */
+  reason: string;
+  /**
+   * server: the server closed with this code; network: the socket failed or never opened;
+   * heartbeat: no frame within the heartbeat timeout; timeout: no `connected` frame in time;
+   * handshake: the upgrade was refused with an HTTP status (seen in Node only: browsers hide it);
+   * token: the token provider failed; client: close() was called; attempts: maxAttempts reached.
+   */
+  kind: 'server' | 'network' | 'heartbeat' | 'timeout' | 'handshake' | 'token' | 'client' | 'attempts';
+  policy: ReconnectPolicy;
+  /** The upgrade's HTTP status, when kind is handshake. */
+  httpStatus?: number;
+}
+
+export interface ConnectionState {
+  status: ConnectionStatus;
+  /** Consecutive failed attempts since the last stable connection. */
+  attempt: number;
+  /** Why the last connection ended (absent before the first one). */
+  reason?: CloseReason;
+  /** When status is reconnecting: the delay before the next attempt. */
+  retryInMs?: number;
+  /** When status is open: the server's `connected` data. */
+  info?: ConnectedInfo;
+}
+
+/** Every event `on()` accepts, with its listener arguments. */
+export type ClientEvents = { [K in ServerEventType]: [data: ServerEvents[K], meta: EventMeta] } & {
+  /** Any topic event, including types this SDK version does not know. */
+  event: [type: string, data: unknown, meta: EventMeta];
+  state: [state: ConnectionState, previous: ConnectionState];
+  connecting: [info: { attempt: number }];
+  open: [info: ConnectedInfo];
+  reconnecting: [info: { attempt: number; delayMs: number; reason: CloseReason }];
+  /** Final: the client will not reconnect (close() was called, or the server said stop). */
+  closed: [reason: CloseReason];
+  /** Every lost connection or failed attempt, whether or not a reconnect follows. */
+  disconnected: [reason: CloseReason];
+  /** Errors no request is waiting for: unsolicited server errors, failed token refreshes. */
+  error: [error: StorywireError];
+  heartbeat: [ts: number];
+  /** The live connection's token was replaced through `auth`. */
+  'token:refreshed': [info: { exp: number | undefined }];
+};
+export type ClientEventName = keyof ClientEvents;
+
+/** Timers and randomness, injectable so tests can drive them. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  random(): number;
+}
+
+export interface TokenContext {
+  /** connect: first attempt; reconnect: a later attempt; refresh: before expiry, for `auth` on a live connection. */
+  reason: 'connect' | 'reconnect' | 'refresh';
+  /** Why the previous connection or attempt ended, on reconnects. */
+  lastReason?: CloseReason;
+}
+export type TokenProvider = (ctx: TokenContext) => string | Promise<string>;
+
+/** What to do with a request made while not connected. */
+export type OfflinePolicy = 'queue' | 'reject';
+export interface RequestOptions {
+  /** ms from the call until the reply; a queued request still unsent then is dropped from the queue and rejected. */
+  timeoutMs?: number;
+  offline?: OfflinePolicy;
+}
+
+export interface ReconnectOptions {
+  /** Base delay (the cap of the first attempt's full-jitter draw). Default 500 ms. */
+  minDelayMs?: number;
+  /** Cap of the exponential delay. Default 30 000 ms. */
+  maxDelayMs?: number;
+  /** Growth per failed attempt. Default 2. */
+  factor?: number;
+  /** Give up after this many consecutive failed attempts (state closed, kind attempts). Default Infinity. */
+  maxAttempts?: number;
+  /** A connection that stayed open this long resets the attempt count. Default 5 000 ms. */
+  stableAfterMs?: number;
+}

@@ -1,0 +1,169 @@
+// End-to-end in headless Chromium: the demo page as two users against a real server process that is killed and restarted.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { reservePort } from '../client/util.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const GREEN = 'rgb(26, 156, 75)';
+const RED = 'rgb(217, 48, 37)';
+
+if (!existsSync(CHROMIUM)) {
+  const bar = '!'.repeat(78);
+  process.stderr.write(
+    `\n${bar}\n!! BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed.\n` +
+      '!! Install it with `apt-get install -y chromium` to run them (.ci/run does, so CI always runs them).\n' +
+      `${bar}\n\n`,
+  );
+  t.comment(`BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
+}
+
+/** The page loads the compiled SDK from dist/: build it when missing or older than its sources. */
+function ensureBuilt(): void {
+  const newest = (dir: string, ext: string) =>
+    Math.max(0, ...readdirSync(join(ROOT, dir)).filter((f) => f.endsWith(ext)).map((f) => statSync(join(ROOT, dir, f)).mtimeMs));
+  const built = existsSync(join(ROOT, 'dist/client/index.js')) && existsSync(join(ROOT, 'dist/demo/app.js'));
+  if (built && newest('dist/client', '.js') >= newest('src/client', '.ts') && newest('dist/demo', '.js') >= newest('src/demo', '.ts')) return;
+  // Through sh with NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
+  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" node_modules/typescript/bin/tsc -p tsconfig.build.json', process.execPath], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
+}
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** A real `storywire` process in dev mode (no JWT key: /dev/token mints tokens), resolved once it listens. */
+async function startProcess(t: Teardown, port: number): Promise<ChildProcess> {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' };
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not listen within 15 s: ${err}`)), 15_000);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('"msg":"storywire listening"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`server exited with ${code}: ${err}`))));
+  });
+  return child;
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+t.test('demo page: two users, live stories, notifications, typing, presence, ping; kill and restart the server', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
+  ensureBuilt();
+  const { chromium } = await import('playwright-core');
+  // An explicit port (not 0) so that the restarted process can listen on it again (see reservePort()).
+  const port = await reservePort();
+  let server = await startProcess(t, port);
+  const base = `http://127.0.0.1:${port}`;
+
+  // Playwright refuses --user-data-dir in args: a fresh profile directory is its launchPersistentContext argument.
+  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 860 } });
+  t.teardown(async () => {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  browser.setDefaultTimeout(10_000);
+  const pageErrors: string[] = [];
+  const alice = await browser.newPage();
+  const bob = await browser.newPage();
+  for (const p of [alice, bob]) p.on('pageerror', (e) => pageErrors.push(e.message));
+
+  const state = (p: typeof alice) => p.locator('#status').getAttribute('data-state');
+  const badge = (p: typeof alice) => p.locator('#status').evaluate((el) => getComputedStyle(el).backgroundColor);
+  const waitState = (p: typeof alice, open: boolean, timeout = 10_000) =>
+    p.waitForFunction((want) => (document.querySelector('#status')?.getAttribute('data-state') === 'open') === want, open, { timeout });
+
+  // Alice logs in through the form; Bob with ?user=bob, which connects on load.
+  await alice.goto(`${base}/`);
+  t.equal(await alice.locator('#status-text').textContent(), 'Hors ligne', 'red before connecting');
+  await alice.fill('#user', 'alice');
+  await alice.click('#connect');
+  await bob.goto(`${base}/?user=bob`);
+  await Promise.all([waitState(alice, true), waitState(bob, true)]);
+  for (const p of [alice, bob]) {
+    t.equal(await p.locator('#status-text').textContent(), 'En ligne');
+    t.equal(await badge(p), GREEN, 'green indicator');
+  }
+  t.match(await bob.locator('#status-detail').textContent(), /bob/);
+
+  // Bob follows Alice and sees her online.
+  await bob.fill('#watch-user', 'alice');
+  await bob.press('#watch-user', 'Enter');
+  await bob.locator('#online li.online[data-user="alice"]').waitFor();
+
+  // Alice publishes a story: Bob's feed shows it.
+  await alice.fill('#story-title', 'Le dragon de Fourvière');
+  await alice.click('#publish');
+  await bob.locator('#stories li', { hasText: 'Le dragon de Fourvière' }).waitFor();
+  t.match(await bob.locator('#stories li').first().textContent(), /par alice/);
+
+  // Alice writes to Bob: Bob sees her typing, then the notification and his unread count go up.
+  t.equal(await bob.locator('#unread').textContent(), '0');
+  await alice.fill('#notify-user', 'bob');
+  await alice.fill('#notify-title', 'Nouveau follower');
+  await alice.locator('#notify-message').pressSequentially('Alice vous suit');
+  await bob.locator('#typing', { hasText: 'alice écrit' }).waitFor();
+  await alice.click('#notify-send');
+  await bob.locator('#notifications li.unread', { hasText: 'Nouveau follower' }).waitFor();
+  t.equal(await bob.locator('#unread').textContent(), '1', 'unread count went up');
+  await bob.waitForFunction(() => document.querySelector('#typing')?.textContent === '', null);
+  await alice.locator('#notify-result', { hasText: 'envoyée à bob (1 connexion)' }).waitFor();
+
+  // Ping shows a round-trip time.
+  await bob.click('#ping');
+  await bob.waitForFunction(() => /^\d+\.\d ms$/.test(document.querySelector('#rtt')?.textContent ?? ''), null);
+
+  // The screenshot for the docs: Bob's page with a story, an unread notification, Alice online and typing again.
+  await alice.locator('#notify-message').pressSequentially('Et un chapitre ?');
+  await bob.locator('#typing', { hasText: 'alice écrit' }).waitFor();
+  await bob.screenshot({ path: process.env.DEMO_SCREENSHOT ?? join(profile, 'demo.png'), fullPage: true });
+
+  await bob.click('#notifications li.unread .mark-read');
+  await bob.waitForFunction(() => document.querySelector('#unread')?.textContent === '0', null);
+  t.equal(await bob.locator('#notifications li.unread').count(), 0, 'marked as read');
+
+  // Kill the server: both indicators turn red. Restart it on the same port: green again, same documents.
+  await Promise.all([alice, bob].map((p) => p.evaluate(() => ((window as unknown as { marker: number }).marker = 42))));
+  await kill(server);
+  await Promise.all([waitState(alice, false), waitState(bob, false)]);
+  for (const p of [alice, bob]) {
+    t.equal(await p.locator('#status-text').textContent(), 'Hors ligne');
+    t.equal(await badge(p), RED, 'red indicator');
+    t.not(await state(p), 'closed', 'still trying to reconnect');
+  }
+  server = await startProcess(t, port);
+  // The new process has a new dev secret: the page's token provider fetches a fresh token on each attempt.
+  await Promise.all([waitState(alice, true, 20_000), waitState(bob, true, 20_000)]);
+  for (const p of [alice, bob]) {
+    t.equal(await badge(p), GREEN, 'green again');
+    t.equal(await p.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'no reload');
+  }
+  await alice.fill('#story-title', 'Après le redémarrage');
+  await alice.click('#publish');
+  await bob.locator('#stories li', { hasText: 'Après le redémarrage' }).waitFor();
+  await bob.locator('#online li.online[data-user="alice"]').waitFor();
+  t.same(pageErrors, [], 'no uncaught errors in the pages');
+  await kill(server);
+});

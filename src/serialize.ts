@@ -101,6 +101,7 @@ const connectedSerializer = envelope({
     userId: str,
     connectionId: str,
     permissions: { type: 'array', items: str },
+    exp: int,
     heartbeatIntervalMs: int,
     idleTimeoutS: int,
     limits: { type: 'object', additionalProperties: { type: 'integer' } },
@@ -110,6 +111,8 @@ export interface ConnectedData {
   userId: string;
   connectionId: string;
   permissions: string[];
+  /** Token expiry (seconds since the epoch), absent when the token has none. */
+  exp?: number;
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;

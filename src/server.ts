@@ -314,6 +314,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
           userId,
           connectionId: conn.id,
           permissions: [...conn.principal.permissions],
+          ...(conn.principal.exp !== undefined ? { exp: conn.principal.exp } : {}),
           heartbeatIntervalMs: config.heartbeatIntervalMs,
           idleTimeoutS: config.idleTimeoutS,
           limits: {

@@ -89,6 +89,8 @@ export interface ConnectedInfo {
   userId: string;
   connectionId: string;
   permissions: string[];
+  /** Token expiry, seconds since the epoch; absent when the token has none. */
+  exp?: number;
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;

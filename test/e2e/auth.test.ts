@@ -106,3 +106,11 @@ t.test('other paths answer 404 JSON', async (t) => {
   t.equal(res.status, 404);
   t.equal((await res.json()).error.code, 'NOT_FOUND');
 });
+
+t.test('the connected frame carries the token expiry', async (t) => {
+  const h = await startServer(t);
+  const c = await Client.open(`${h.url}?token=${await sign('alice', {}, 600)}`);
+  t.teardown(() => c.close());
+  const exp = (await c.type('connected')).data.exp;
+  t.ok(Math.abs(exp - (Math.floor(Date.now() / 1000) + 600)) <= 2, `exp ${exp}`);
+});

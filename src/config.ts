@@ -47,6 +47,9 @@ export interface Config {
   readonly upgradeTimeoutMs: number;
   readonly maxBackpressureBytes: number;
   readonly jwtJwksCacheMs: number;
+  readonly historySize: number;
+  readonly historyTtlS: number;
+  readonly historyMaxTopics: number;
   readonly demoPage: boolean;
 }
 
@@ -109,6 +112,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'upgradeTimeoutMs', env: 'UPGRADE_TIMEOUT_MS', kind: 'int', default: 5000, min: 100, max: 60000, doc: 'Longest token verification (JWKS fetch included) before an upgrade is answered 503 `TIMEOUT`.' },
   { key: 'maxBackpressureBytes', env: 'MAX_BACKPRESSURE_BYTES', kind: 'int', default: 1048576, min: 16384, max: 1073741824, doc: 'Outgoing buffer budget of one connection; a client that exceeds it is disconnected as a slow consumer. Size it above your largest burst.' },
   { key: 'jwtJwksCacheMs', env: 'JWT_JWKS_CACHE_MS', kind: 'int', default: 600000, min: 100, max: 86400000, doc: 'Age after which the JWKS is refetched; if the fetch fails the last good keys keep working.' },
+  { key: 'historySize', env: 'HISTORY_SIZE', kind: 'int', default: 50, min: 1, max: 100000, doc: 'Events kept per recoverable topic (`user:<id>`, `story:<id>`) for resume and the notification inbox.' },
+  { key: 'historyTtlS', env: 'HISTORY_TTL_S', kind: 'int', default: 604800, min: 1, max: 31536000, doc: 'Age after which a kept event is dropped, seconds (default 7 days).' },
+  { key: 'historyMaxTopics', env: 'HISTORY_MAX_TOPICS', kind: 'int', default: 10000, min: 1, max: 10000000, doc: 'In-memory mode: topics with history kept; the least recently used is dropped whole (its clients then get `recovered: false`).' },
   { key: 'apiKey', env: 'API_KEY', kind: 'string', default: undefined, doc: 'Service credential of the backend HTTP API and /metrics (`Authorization: Bearer <key>`, at least 16 characters). Unset: generated and printed in dev, API disabled in production.' },
   { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (same HOST) instead of the WebSocket port.' },
   { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },

@@ -13,6 +13,8 @@ import { broadcastNewChapter, broadcastNewStory, profileUpdated } from './featur
 import { checkSubscribe } from './features/topics.js';
 import { checkTypingTarget, type Typing, type TypingOwner } from './features/typing.js';
 import type { ConnectionRates } from './limits.js';
+import type { Position } from './history/types.js';
+import type { Inbox } from './features/inbox.js';
 
 /** Per-connection state, kept as the uWS user data. */
 export interface Conn extends TypingOwner {
@@ -22,6 +24,10 @@ export interface Conn extends TypingOwner {
   readonly openedAt: number;
   /** Topics joined by request (the automatic ones are not counted). */
   readonly subscriptions: Set<string>;
+  /** Recoverable topics this connection receives live, with the position at which it joined. */
+  readonly joined: Map<string, Position>;
+  /** `?since=` of the upgrade: where to resume the personal topic from. */
+  readonly resumeFrom: Position | undefined;
   readonly rates: ConnectionRates;
   /** Outgoing bytes buffered at the last sweep, and how many sweeps in a row it was over half the budget. */
   lastBuffered: number;
@@ -37,6 +43,7 @@ export interface Ctx {
   readonly pubsub: PubSub;
   readonly presence: Presence;
   readonly typing: Typing;
+  readonly inbox: Inbox;
   /** Sends one frame if the socket is still open. */
   send(ws: Socket, frame: string): void;
   /** Re-verifies a token for a live connection (auth refresh). */
@@ -57,15 +64,6 @@ function requirePublish(ctx: Ctx, ws: Socket): string {
   return principal.userId;
 }
 
-/** Waits for the other nodes before acknowledging, so an ack means "delivered everywhere it can be". */
-async function ackWhenRemote(ctx: Ctx, ws: Socket, id: RequestId | undefined, remote: Promise<void>, data: object): Promise<void> {
-  try {
-    await remote;
-  } catch {
-    throw new WireError(ErrorCode.UNAVAILABLE, 'delivered on this node only: the other nodes could not be reached');
-  }
-  ack(ctx, ws, id, data);
-}
 
 export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   ping: (ctx, ws, msg) => ctx.send(ws, pongFrame(msg.id)),
@@ -75,10 +73,12 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     ack(ctx, ws, msg.id, exp === undefined ? {} : { exp });
   },
 
-  'send:notification': (ctx, ws, msg) => {
+  // Publishing handlers acknowledge once the other nodes have the event too: an ack means "delivered
+  // everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
+  'send:notification': async (ctx, ws, msg) => {
     const from = ws.getUserData().principal.userId;
     const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, from);
-    return ackWhenRemote(ctx, ws, msg.id, r.remote, { id: r.notification.id, delivered: r.delivered });
+    ack(ctx, ws, msg.id, { id: r.notification.id, delivered: await r.delivered });
   },
 
   'typing:start': (ctx, ws, msg) => {
@@ -91,33 +91,47 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     ack(ctx, ws, msg.id, { relayed });
   },
 
-  'story:published': (ctx, ws, msg) => {
-    const r = broadcastNewStory(ctx.pubsub, msg.data, requirePublish(ctx, ws));
-    return ackWhenRemote(ctx, ws, msg.id, r.remote, { id: msg.data.id, delivered: r.delivered });
+  'story:published': async (ctx, ws, msg) => {
+    const delivered = await broadcastNewStory(ctx.pubsub, msg.data, requirePublish(ctx, ws));
+    ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
   },
 
-  'chapter:published': (ctx, ws, msg) => {
-    const r = broadcastNewChapter(ctx.pubsub, msg.data, requirePublish(ctx, ws));
-    return ackWhenRemote(ctx, ws, msg.id, r.remote, { id: msg.data.id, delivered: r.delivered });
+  'chapter:published': async (ctx, ws, msg) => {
+    const delivered = await broadcastNewChapter(ctx.pubsub, msg.data, requirePublish(ctx, ws));
+    ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
   },
 
-  'profile:updated': (ctx, ws, msg) => {
-    const r = profileUpdated(ctx.pubsub, ws.getUserData().principal.userId, msg.data, ws);
-    return ackWhenRemote(ctx, ws, msg.id, r.remote, { delivered: r.delivered });
+  'profile:updated': async (ctx, ws, msg) => {
+    const delivered = await profileUpdated(ctx.pubsub, ws.getUserData().principal.userId, msg.data, ws);
+    ack(ctx, ws, msg.id, { delivered });
   },
 
-  subscribe: (ctx, ws, msg) => {
+  subscribe: async (ctx, ws, msg) => {
     const conn = ws.getUserData();
-    const topic = msg.data.topic;
+    const { topic, since } = msg.data;
     checkSubscribe(topic, conn.principal.userId);
-    if (!ws.isSubscribed(topic)) {
-      if (conn.subscriptions.size >= ctx.config.maxSubscriptions) {
-        throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
-      }
-      conn.subscriptions.add(topic);
-      ws.subscribe(topic);
+    const joinedAt = conn.joined.get(topic);
+    if (joinedAt) {
+      // Already live on this recoverable topic: only the missed part, if asked.
+      const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
+      ack(ctx, ws, msg.id, { topic, epoch: joinedAt.epoch, offset: joinedAt.offset, ...(r ? { recovered: r.recovered, replayed: r.replayed } : {}) });
+      return;
     }
-    ack(ctx, ws, msg.id, { topic });
+    if (ws.isSubscribed(topic) || conn.subscriptions.has(topic)) {
+      ack(ctx, ws, msg.id, { topic });
+      return;
+    }
+    if (conn.subscriptions.size >= ctx.config.maxSubscriptions) {
+      throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
+    }
+    conn.subscriptions.add(topic);
+    const r = await ctx.pubsub.join(ws, topic, since);
+    if (!r) {
+      ack(ctx, ws, msg.id, { topic });
+      return;
+    }
+    conn.joined.set(topic, { epoch: r.epoch, offset: r.offset });
+    ack(ctx, ws, msg.id, { topic, epoch: r.epoch, offset: r.offset, ...(since ? { recovered: r.recovered, replayed: r.replayed } : {}) });
   },
 
   unsubscribe: (ctx, ws, msg) => {
@@ -126,8 +140,19 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     const parsed = checkSubscribe(topic, conn.principal.userId);
     if (parsed.kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
     conn.subscriptions.delete(topic);
+    conn.joined.delete(topic);
     ws.unsubscribe(topic);
     ack(ctx, ws, msg.id, { topic });
+  },
+
+  'notifications:list': async (ctx, ws, msg) => {
+    const inbox = await ctx.inbox.list(ws.getUserData().principal.userId, msg.data.limit);
+    ctx.send(ws, ackFrame(msg.id, inbox));
+  },
+
+  'notifications:read': async (ctx, ws, msg) => {
+    const unreadCount = await ctx.inbox.markRead(ws.getUserData().principal.userId, msg.data, ws);
+    ack(ctx, ws, msg.id, { unreadCount });
   },
 
   'presence:query': async (ctx, ws, msg) => {

@@ -7,6 +7,7 @@ import { Reply, checkApiKey, readJson } from './http.js';
 import type { Metrics } from './metrics.js';
 import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from './protocol.js';
 import type { StorywireServer } from './server.js';
+import { PartialDelivery, emitAll } from './pubsub.js';
 import { parseTopic, PRESENCE_ALL } from './features/topics.js';
 
 /** Close codes the backend may choose in `POST /v1/users/:id/disconnect`. */
@@ -48,12 +49,12 @@ export function checkRawEvent(v: unknown, path: string, limits: Limits): { topic
 }
 
 /** Waits for the other nodes; a failure there is a 503 that still says what this node delivered. */
-async function settled<T extends object>(remote: Promise<void>, body: T): Promise<[number, unknown]> {
+async function settled<T extends object>(delivered: Promise<number>, body: (delivered: number) => T): Promise<[number, unknown]> {
   try {
-    await remote;
-    return [200, body];
-  } catch {
-    return [503, { ...body, error: { code: ErrorCode.UNAVAILABLE, message: 'delivered on this node only: the other nodes could not be reached' } }];
+    return [200, body(await delivered)];
+  } catch (err) {
+    if (!(err instanceof PartialDelivery)) throw err;
+    return [503, { ...body(err.delivered), error: { code: err.code, message: err.message } }];
   }
 }
 
@@ -134,26 +135,26 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     const notification = parseNotification(b.notification, 'body.notification', limits);
     const from = b.from === undefined || b.from === null ? null : id(b.from, 'body.from');
     const r = server.sendNotificationToUser(userIds, notification, from);
-    return settled(r.remote, { id: r.notification.id, recipients: userIds.length, delivered: r.delivered });
+    return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: userIds.length, delivered }));
   });
 
   route('post', '/v1/stories', ({ body }) => {
     const story = parseStory(body, 'body', limits);
     const r = server.broadcastNewStory(story, optionalAuthor(story.authorId, 'body.authorId'));
-    return settled(r.remote, { id: story.id, delivered: r.delivered });
+    return settled(r, (delivered) => ({ id: story.id, delivered }));
   });
 
   route('post', '/v1/stories/:id/updated', ({ params, body }) => {
     const storyId = id(params[0], 'path id');
     const b = object(body ?? {}, 'body');
     const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b.authorId, 'body.authorId'));
-    return settled(r.remote, { id: storyId, delivered: r.delivered });
+    return settled(r, (delivered) => ({ id: storyId, delivered }));
   });
 
   route('post', '/v1/stories/:id/chapters', ({ params, body }) => {
     const chapter = parseChapter({ ...object(body, 'body'), storyId: params[0] }, 'body', limits);
     const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter.authorId, 'body.authorId'));
-    return settled(r.remote, { id: chapter.id, storyId: chapter.storyId, delivered: r.delivered });
+    return settled(r, (delivered) => ({ id: chapter.id, storyId: chapter.storyId, delivered }));
   });
 
   route('post', '/v1/publish', async ({ body }) => {
@@ -163,10 +164,18 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     if (items.length > config.maxBatch) throw new WireError(ErrorCode.TOO_MANY_IDS, `at most ${config.maxBatch} events per batch`, 400);
     // Validate everything before publishing anything: a bad batch publishes nothing.
     const events = items.map((e, i) => checkRawEvent(e, batch ? `body[${i}]` : 'body', limits));
-    const results = events.map((e) => server.publish(e.topic, e.type, e.data));
-    const delivered = results.map((r) => r.delivered);
-    const out = batch ? { published: events.length, delivered } : { delivered: delivered[0] };
-    return settled(Promise.all(results.map((r) => r.remote)).then(() => undefined), out);
+    // Each event settles on its own, so that a batch reports every event's local deliveries even on failure.
+    const perEvent: number[] = [];
+    const results = events.map((e, i) =>
+      server.publish(e.topic, e.type, e.data).then(
+        (n) => (perEvent[i] = n),
+        (err: unknown) => {
+          if (err instanceof PartialDelivery) perEvent[i] = err.delivered;
+          throw err;
+        },
+      ),
+    );
+    return settled(emitAll(results), () => (batch ? { published: events.length, delivered: perEvent } : { delivered: perEvent[0] }));
   });
 
   route('get', '/v1/presence', async ({ query }) => {

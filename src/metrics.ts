@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client), one registry per server so that several servers can share a process.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type ConnectOutcome = 'accepted' | '401' | '403' | '429' | '503';
+export type ConnectOutcome = 'accepted' | '400' | '401' | '403' | '429' | '503';
 
 export class Metrics {
   readonly registry = new Registry();

@@ -1,6 +1,7 @@
 // The client -> server message union, and synchronous parsing + validation of incoming frames.
 import { ID_PATTERN } from './auth.js';
 import { ErrorCode, WireError } from './errors.js';
+import type { Position } from './history/types.js';
 
 export type RequestId = string | number;
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -32,9 +33,11 @@ export type ClientMessage =
   | { type: 'story:published'; id: RequestId | undefined; data: StoryInput }
   | { type: 'chapter:published'; id: RequestId | undefined; data: ChapterInput }
   | { type: 'profile:updated'; id: RequestId | undefined; data: JsonObject }
-  | { type: 'subscribe'; id: RequestId | undefined; data: { topic: string } }
+  | { type: 'subscribe'; id: RequestId | undefined; data: { topic: string; since: Position | undefined } }
   | { type: 'unsubscribe'; id: RequestId | undefined; data: { topic: string } }
-  | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } };
+  | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } }
+  | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
+  | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } };
 
 export type ClientType = ClientMessage['type'];
 
@@ -113,6 +116,22 @@ export function parseUserIds(v: unknown, path: string, limits: Limits): string[]
   return v.map((x, i) => id(x, `${path}[${i}]`));
 }
 
+/** A resume position: `{epoch, offset}` as the server sent them. */
+export function parsePosition(v: unknown, path: string): Position {
+  const o = object(v, path);
+  const epoch = string(o.epoch, `${path}.epoch`, 64);
+  if (typeof o.offset !== 'number' || !Number.isSafeInteger(o.offset) || o.offset < 0) throw invalid(`${path}.offset must be a non-negative integer`);
+  return { epoch, offset: o.offset };
+}
+
+/** `?since=<epoch>:<offset>` of an upgrade; undefined when absent, INVALID_PAYLOAD when malformed. */
+export function parseSinceParam(v: string): Position | undefined {
+  if (!v) return undefined;
+  const m = /^([A-Za-z0-9_-]{1,64}):(\d{1,15})$/.exec(v);
+  if (!m) throw new WireError(ErrorCode.INVALID_PAYLOAD, 'since must be <epoch>:<offset>', 400);
+  return { epoch: m[1]!, offset: Number(m[2]) };
+}
+
 type Parser = (data: unknown, limits: Limits) => unknown;
 
 const PARSERS: { [K in ClientType]: Parser } = {
@@ -127,9 +146,25 @@ const PARSERS: { [K in ClientType]: Parser } = {
   'story:published': (d, l) => parseStory(d, 'data', l),
   'chapter:published': (d, l) => parseChapter(d, 'data', l),
   'profile:updated': (d, l) => capped(object(d, 'data'), 'data', l.maxStoryBytes),
-  subscribe: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
+  subscribe: (d) => {
+    const o = object(d, 'data');
+    return { topic: string(o.topic, 'data.topic', 140), since: o.since === undefined ? undefined : parsePosition(o.since, 'data.since') };
+  },
   unsubscribe: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
   'presence:query': (d, l) => ({ userIds: parseUserIds(object(d, 'data').userIds, 'data.userIds', l) }),
+  'notifications:list': (d) => {
+    const o = d === undefined ? {} : object(d, 'data');
+    if (o.limit !== undefined && !(typeof o.limit === 'number' && Number.isSafeInteger(o.limit) && o.limit >= 1 && o.limit <= 1000)) {
+      throw invalid('data.limit must be an integer from 1 to 1000');
+    }
+    return { limit: o.limit };
+  },
+  'notifications:read': (d) => {
+    const o = object(d, 'data');
+    if (o.all === true) return { all: true };
+    if (o.id === undefined) throw invalid('data must be {"id": "<notification id>"} or {"all": true}');
+    return { id: string(o.id, 'data.id', 64) };
+  },
 };
 
 export const CLIENT_TYPES = Object.keys(PARSERS) as ClientType[];

@@ -1,18 +1,55 @@
-// publish(topic, frame): uWS fan-out on this node plus the backplane to the others; counted once here.
+// emit(topic, frame): offsets for recoverable topics, uWS fan-out on this node, the backplane to the others;
+// join(ws, topic, since): replay what a connection missed, then live, with no gap and no duplicate.
 import type { UWS } from './uws.js';
 import type { Backplane } from './backplane/types.js';
+import { ErrorCode, WireError } from './errors.js';
+import type { HistoryStore, Position } from './history/types.js';
+import { isRecoverable } from './history/types.js';
 import type { Metrics } from './metrics.js';
 
-export interface PublishResult {
-  /** Connections on this node the frame was handed to. */
-  local: number;
-  /** Settles when the other nodes have it; rejects when they cannot get it. */
-  remote: Promise<void>;
+/** Reached this node's subscribers but not the other nodes: reported as a failure, with what was delivered. */
+export class PartialDelivery extends WireError {
+  constructor(readonly delivered: number) {
+    super(ErrorCode.UNAVAILABLE, 'delivered on this node only: the other nodes could not be reached', 503);
+  }
 }
+
+/** Sums local deliveries of several emits; one failure makes the whole a PartialDelivery with the sum. */
+export async function emitAll(emits: Promise<number>[]): Promise<number> {
+  const results = await Promise.allSettled(emits);
+  let delivered = 0;
+  let failed = false;
+  for (const r of results) {
+    if (r.status === 'fulfilled') delivered += r.value;
+    else if (r.reason instanceof PartialDelivery) {
+      delivered += r.reason.delivered;
+      failed = true;
+    } else throw r.reason;
+  }
+  if (failed) throw new PartialDelivery(delivered);
+  return delivered;
+}
+
+/** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
+const EPHEMERAL = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
+
+export interface JoinResult extends Position {
+  /** Set when the join asked to resume from a position. */
+  recovered: boolean | undefined;
+  replayed: number;
+}
+
+interface Joiner {
+  buffer: string[];
+}
+
+const OFFSET = /"offset":(\d+)/;
 
 export class PubSub {
   private bytesSinceCheck = 0;
   private checkScheduled = false;
+  /** Connections joining a topic: frames delivered meanwhile are kept for them. */
+  private readonly joining = new Map<string, Set<Joiner>>();
 
   /**
    * `onVolume` runs (once per event-loop turn at most) after `checkEveryBytes` of frames were published:
@@ -21,15 +58,13 @@ export class PubSub {
   constructor(
     private readonly app: UWS.TemplatedApp,
     private readonly backplane: Backplane,
+    private readonly history: HistoryStore,
     private readonly metrics: Metrics,
     private readonly checkEveryBytes: number,
     private readonly onVolume: () => void,
   ) {
     backplane.onFrame((topic, frame) => {
-      const n = app.numSubscribers(topic);
-      metrics.messagesOut.inc(n);
-      app.publish(topic, frame);
-      if (n > 0) this.count(frame.length);
+      this.deliver(topic, frame, undefined);
     });
   }
 
@@ -44,8 +79,10 @@ export class PubSub {
     });
   }
 
-  /** `type` is for metrics only; `except` leaves out the sending connection (its other devices still receive). */
-  publish(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>): PublishResult {
+  /** Local fan-out; returns how many connections were handed the frame. */
+  private deliver(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined): number {
+    const joiners = this.joining.get(topic);
+    if (joiners) for (const j of joiners) j.buffer.push(frame);
     let local = this.app.numSubscribers(topic);
     if (except && except.isSubscribed(topic)) {
       local -= 1;
@@ -53,14 +90,106 @@ export class PubSub {
     } else if (local > 0) {
       this.app.publish(topic, frame);
     }
-    this.metrics.published(type);
     if (local > 0) {
       this.metrics.messagesOut.inc(local);
       this.count(frame.length);
     }
-    const remote = this.backplane.publish(topic, frame);
-    remote.catch(() => this.metrics.backplaneErrors.inc());
-    return { local, remote };
+    return local;
+  }
+
+  private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined): Promise<number> {
+    const local = this.deliver(topic, frame, except);
+    return this.backplane.publish(topic, frame).then(
+      () => local,
+      () => {
+        this.metrics.backplaneErrors.inc();
+        throw new PartialDelivery(local);
+      },
+    );
+  }
+
+  /**
+   * Publishes one event on one topic. `frame` is the serialized envelope without position; on a
+   * recoverable topic the position is spliced in after `"topic":"..."`. Resolves with the number of local
+   * connections handed the frame once the other nodes have it; rejects with PartialDelivery otherwise.
+   * Local delivery of an unnumbered event happens before this returns.
+   */
+  emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>): Promise<number> {
+    this.metrics.published(type);
+    if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except);
+    const head = `{"type":${JSON.stringify(type)},"topic":${JSON.stringify(topic)}`;
+    if (!frame.startsWith(head)) throw new Error(`frame of ${type} does not start with type and topic`);
+    const appended = this.history.append(topic, head, frame.slice(head.length));
+    if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
+    return appended.then((a) => this.send(topic, a.frame, except));
+  }
+
+  /**
+   * Joins `ws` to a topic. For a recoverable topic: replays what came after `since` (when given and still
+   * in history) up to the topic's position, then the frames delivered while the history was read, then
+   * subscribes; all in one turn, so every frame reaches the connection once and in order.
+   */
+  async join(
+    ws: UWS.WebSocket<{ closed: boolean }>,
+    topic: string,
+    since: Position | undefined,
+    /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
+    prelude?: (r: JoinResult) => void,
+  ): Promise<JoinResult | undefined> {
+    if (!isRecoverable(topic)) {
+      ws.subscribe(topic);
+      return undefined;
+    }
+    const joiner: Joiner = { buffer: [] };
+    let set = this.joining.get(topic);
+    if (!set) this.joining.set(topic, (set = new Set()));
+    set.add(joiner);
+    let position: Position;
+    let frames: string[] = [];
+    let recovered: boolean | undefined;
+    let replayed = 0;
+    try {
+      position = await this.history.position(topic);
+      if (since) {
+        const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
+        recovered = replay.recovered;
+        frames = replay.frames;
+        replayed = frames.length;
+      }
+    } finally {
+      set.delete(joiner);
+      if (set.size === 0) this.joining.delete(topic);
+    }
+    if (ws.getUserData().closed) return undefined;
+    for (const f of joiner.buffer) {
+      const m = OFFSET.exec(f);
+      // Unnumbered frames (typing) and frames past the position read come after the replay.
+      if (!m || Number(m[1]) > position.offset) frames.push(f);
+    }
+    const result = { ...position, recovered, replayed };
+    ws.cork(() => {
+      prelude?.(result);
+      for (const f of frames) ws.send(f);
+      ws.subscribe(topic);
+    });
+    if (frames.length > 0) this.metrics.messagesOut.inc(frames.length);
+    return result;
+  }
+
+  /**
+   * For a topic the connection already receives live since position `joinedAt`: sends what it missed in
+   * (since, joinedAt]. Those frames come after the live ones received since joining; every frame still
+   * reaches the connection once, and its offset tells where it belongs.
+   */
+  async replay(ws: UWS.WebSocket<{ closed: boolean }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
+    const r = since.epoch === joinedAt.epoch ? await this.history.since(topic, since.epoch, since.offset, joinedAt.offset) : { recovered: false, frames: [] };
+    if (!ws.getUserData().closed && r.frames.length > 0) {
+      ws.cork(() => {
+        for (const f of r.frames) ws.send(f);
+      });
+      this.metrics.messagesOut.inc(r.frames.length);
+    }
+    return { ...joinedAt, recovered: r.recovered, replayed: r.frames.length };
   }
 
   /** Local-only fan-out for node-scoped system topics (heartbeat). */

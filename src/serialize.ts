@@ -40,11 +40,16 @@ export const EVENT_SCHEMAS = {
   'user:typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'user:stopped_typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'profile:updated': open({ userId: str }, ['userId']),
+  'notifications:read': {
+    type: 'object',
+    properties: { ids: { type: 'array', items: str }, allUpTo: int, unreadCount: int },
+    required: ['unreadCount'],
+  },
 } as const satisfies Record<string, Schema>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
 
-const envelope = (data: Schema | undefined, extra: Record<string, Schema> = {}) =>
+const envelope = (data: Schema | undefined, extra: Record<string, Schema> = {}, required = ['type', 'ts']) =>
   build({
     type: 'object',
     properties: {
@@ -55,11 +60,13 @@ const envelope = (data: Schema | undefined, extra: Record<string, Schema> = {}) 
       ...extra,
       ts: int,
     },
-    required: ['type', 'ts'],
+    required,
   });
 
 const eventSerializers = Object.fromEntries(
-  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, envelope(schema)]),
+  // Topic events start with `{"type":..,"topic":..` (fast-json-stringify writes required properties
+  // first, in this order): PubSub splices the history position in right after them.
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, envelope(schema, {}, ['type', 'topic', 'data', 'ts'])]),
 ) as Record<EventType, Serializer>;
 
 /** One frame for one topic: serialized once, then fanned out by uWS to every subscriber. */
@@ -67,7 +74,7 @@ export function eventFrame(type: EventType, topic: string, data: object, ts = Da
   return eventSerializers[type]({ type, topic, data, ts });
 }
 
-const rawSerializer = envelope({ type: 'object', additionalProperties: true });
+const rawSerializer = envelope({ type: 'object', additionalProperties: true }, {}, ['type', 'topic', 'data', 'ts']);
 /** A backend-defined event (`POST /v1/publish`): the type is not one of EVENT_SCHEMAS. */
 export function rawEventFrame(type: string, topic: string, data: object, ts = Date.now()): string {
   return rawSerializer({ type, topic, data, ts });
@@ -105,6 +112,14 @@ const connectedSerializer = envelope({
     heartbeatIntervalMs: int,
     idleTimeoutS: int,
     limits: { type: 'object', additionalProperties: { type: 'integer' } },
+    topics: {
+      type: 'object',
+      additionalProperties: {
+        type: 'object',
+        properties: { epoch: str, offset: int, recovered: { type: 'boolean' }, replayed: int },
+        required: ['epoch', 'offset'],
+      },
+    },
   },
 });
 export interface ConnectedData {
@@ -116,6 +131,8 @@ export interface ConnectedData {
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;
+  /** Recoverable topics joined automatically, with the position the connection joined at. */
+  topics: Record<string, { epoch: string; offset: number; recovered?: boolean; replayed?: number }>;
 }
 export function connectedFrame(data: ConnectedData): string {
   return connectedSerializer({ type: 'connected', data, ts: Date.now() });

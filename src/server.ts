@@ -4,20 +4,23 @@ import pino, { type Logger } from 'pino';
 import { createVerifier, extractToken, signDevToken, type Principal } from './auth.js';
 import type { Config } from './config.js';
 import { CloseCode, ErrorCode, WireError } from './errors.js';
-import { FrameError, parseFrame, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
-import { PubSub, type PublishResult } from './pubsub.js';
+import { FrameError, parseFrame, parseSinceParam, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
+import { PubSub, type JoinResult } from './pubsub.js';
 import { connectedFrame, errorFrame, heartbeatFrame, rawEventFrame } from './serialize.js';
 import { dispatch, type Conn, type Ctx, type Socket } from './dispatch.js';
 import { uws, type UWS } from './uws.js';
 import { Metrics, type ConnectOutcome } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
-import { Reply } from './http.js';
+import { Reply, statusLine } from './http.js';
 import { ConnectionRates, Counts, ExpiryWheel, clientAddress } from './limits.js';
 import type { Backplane } from './backplane/types.js';
 import { MemoryBackplane } from './backplane/memory.js';
 import { Presence } from './features/presence.js';
 import { Typing } from './features/typing.js';
-import { sendNotification, type SendResult } from './features/notifications.js';
+import { sendNotification, type Notification } from './features/notifications.js';
+import { Inbox } from './features/inbox.js';
+import type { HistoryStore } from './history/types.js';
+import { MemoryHistory } from './history/memory.js';
 import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from './features/stories.js';
 import { HEARTBEAT, PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
 import { registerDemo } from './demo.js';
@@ -25,6 +28,7 @@ import { registerDemo } from './demo.js';
 export interface ServerOptions {
   logger?: Logger;
   backplane?: Backplane;
+  history?: HistoryStore;
 }
 
 export interface StorywireServer {
@@ -50,7 +54,11 @@ export interface StorywireServer {
   close(): Promise<void>;
   /** Dev mode only: a token for `userId` signed with the dev secret. */
   signDevToken(userId: string, roles?: readonly string[], ttlS?: number): Promise<string>;
-  sendNotificationToUser(userIds: string | readonly string[], notification: NotificationInput, from?: string | null): SendResult;
+  /**
+   * Publishing operations resolve with the number of connections on this node handed the event, once the
+   * other nodes have it too; they reject with a PartialDelivery (UNAVAILABLE, `.delivered`) otherwise.
+   */
+  sendNotificationToUser(userIds: string | readonly string[], notification: NotificationInput, from?: string | null): { notification: Notification; delivered: Promise<number> };
   broadcastNewStory(story: StoryInput, authorId?: string | null): BroadcastResult;
   broadcastStoryUpdated(story: JsonObject & { id: string }, authorId?: string | null): BroadcastResult;
   broadcastNewChapter(chapter: ChapterInput, authorId?: string | null): BroadcastResult;
@@ -72,9 +80,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const metrics = new Metrics();
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const pubsub = new PubSub(app, backplane, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => checkBackpressure());
+  const history = options.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
+  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => checkBackpressure());
   const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
+  const inbox = new Inbox(history, pubsub, config.historySize);
   const limits: Limits = { maxNotificationBytes: config.maxNotificationBytes, maxStoryBytes: config.maxStoryBytes, maxPresenceIds: config.maxPresenceIds };
   const byUser = new Map<string, Set<Socket>>();
   const byAddress = new Counts();
@@ -106,6 +116,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     pubsub,
     presence,
     typing,
+    inbox,
     send(ws, frame) {
       if (ws.getUserData().closed) return;
       ws.send(frame);
@@ -137,10 +148,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   }
 
   function refuseUpgrade(res: UWS.HttpResponse, err: WireError, ip: string): void {
-    const outcome = String(err.status) as ConnectOutcome;
-    metrics.connection(['401', '403', '429', '503'].includes(outcome) ? outcome : '401');
+    metrics.connection(String(err.status) as ConnectOutcome);
     log.info({ ip, reason: err.code }, 'upgrade rejected');
-    res.writeStatus(err.status === 403 ? '403 Forbidden' : err.status === 503 ? '503 Service Unavailable' : err.status === 429 ? '429 Too Many Requests' : '401 Unauthorized');
+    res.writeStatus(statusLine(err.status));
     res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
   }
 
@@ -224,6 +234,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const secExtensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
+      const sinceParam = req.getQuery('since') ?? '';
       const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
       // Cheap refusals first: none of these costs a signature check.
       if (draining) {
@@ -240,6 +251,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       }
       if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
         refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip);
+        return;
+      }
+      let resumeFrom;
+      try {
+        resumeFrom = parseSinceParam(sinceParam);
+      } catch (err) {
+        refuseUpgrade(res, err as WireError, ip);
         return;
       }
       if (!source.token) {
@@ -271,6 +289,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
           ip,
           openedAt: Date.now(),
           subscriptions: new Set(),
+          joined: new Map(),
+          resumeFrom,
           rates: new ConnectionRates(rateSpecs),
           lastBuffered: 0,
           slowStrikes: 0,
@@ -304,28 +324,41 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       metrics.connectionsOpen.set(openCount);
       metrics.presenceOnline.set(byUser.size);
       expiries.add(ws, expiryOf(conn.principal));
-      ws.subscribe(userTopic(userId));
-      ws.subscribe(HEARTBEAT);
-      if (config.autoSubscribeStories) ws.subscribe(STORIES);
-      if (config.presenceBroadcast) ws.subscribe(PRESENCE_ALL);
-      ctx.send(
-        ws,
-        connectedFrame({
-          userId,
-          connectionId: conn.id,
-          permissions: [...conn.principal.permissions],
-          ...(conn.principal.exp !== undefined ? { exp: conn.principal.exp } : {}),
-          heartbeatIntervalMs: config.heartbeatIntervalMs,
-          idleTimeoutS: config.idleTimeoutS,
-          limits: {
-            maxPayloadBytes: config.maxPayloadBytes,
-            maxSubscriptions: config.maxSubscriptions,
-            maxPresenceIds: config.maxPresenceIds,
-            maxNotificationBytes: config.maxNotificationBytes,
-            maxStoryBytes: config.maxStoryBytes,
-          },
-        }),
-      );
+      const personal = userTopic(userId);
+      // The personal topic is joined through the history (resuming from ?since= when given), and the
+      // `connected` frame goes first in the same cork: connected, then what was missed, then live.
+      const welcome = (r: JoinResult) => {
+        conn.joined.set(personal, { epoch: r.epoch, offset: r.offset });
+        ws.subscribe(HEARTBEAT);
+        if (config.autoSubscribeStories) ws.subscribe(STORIES);
+        if (config.presenceBroadcast) ws.subscribe(PRESENCE_ALL);
+        ctx.send(
+          ws,
+          connectedFrame({
+            userId,
+            connectionId: conn.id,
+            permissions: [...conn.principal.permissions],
+            ...(conn.principal.exp !== undefined ? { exp: conn.principal.exp } : {}),
+            heartbeatIntervalMs: config.heartbeatIntervalMs,
+            idleTimeoutS: config.idleTimeoutS,
+            limits: {
+              maxPayloadBytes: config.maxPayloadBytes,
+              maxSubscriptions: config.maxSubscriptions,
+              maxPresenceIds: config.maxPresenceIds,
+              maxNotificationBytes: config.maxNotificationBytes,
+              maxStoryBytes: config.maxStoryBytes,
+              historySize: config.historySize,
+            },
+            topics: {
+              [personal]: { epoch: r.epoch, offset: r.offset, ...(conn.resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) },
+            },
+          }),
+        );
+      };
+      pubsub.join(ws, personal, conn.resumeFrom, welcome).catch((err: unknown) => {
+        log.error({ err, userId }, 'joining the personal topic failed');
+        if (!conn.closed) ws.end(CloseCode.RECONNECT, 'could not load history: reconnect');
+      });
       log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
       presence.open(userId, conn.id).catch((err: unknown) => log.error({ err, userId }, 'presence open failed'));
     },
@@ -487,16 +520,16 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
 
     sendNotificationToUser(userIds, notification, from = null) {
       const r = sendNotification(pubsub, typeof userIds === 'string' ? [userIds] : userIds, notification, from);
-      metrics.notificationsDelivered.inc(r.delivered);
+      r.delivered.then(
+        (n) => metrics.notificationsDelivered.inc(n),
+        () => {},
+      );
       return r;
     },
     broadcastNewStory: (story, authorId = null) => broadcastNewStory(pubsub, story, authorId),
     broadcastStoryUpdated: (story, authorId = null) => broadcastStoryUpdated(pubsub, story, authorId),
     broadcastNewChapter: (chapter, authorId = null) => broadcastNewChapter(pubsub, chapter, authorId),
-    publish(topic, type, data) {
-      const r: PublishResult = pubsub.publish(type, topic, rawEventFrame(type, topic, data));
-      return { delivered: r.local, remote: r.remote };
-    },
+    publish: (topic, type, data) => pubsub.emit(type, topic, rawEventFrame(type, topic, data)),
     isOnline: (userId) => presence.isOnline(userId),
     onlineUsers: (userIds) => presence.online(userIds),
     async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {

@@ -67,7 +67,7 @@ export class Presence {
   private emit(type: 'user:online' | 'user:offline', userId: string): void {
     const topic = this.topicFor(userId);
     const data = type === 'user:online' ? { userId } : { userId, lastSeen: Date.now() };
-    this.pubsub.publish(type, topic, eventFrame(type, topic, data)).remote.catch((err: unknown) =>
+    this.pubsub.emit(type, topic, eventFrame(type, topic, data)).catch((err: unknown) =>
       this.log.warn({ err, userId, type }, 'presence event not sent to other nodes'),
     );
   }

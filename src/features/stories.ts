@@ -1,26 +1,16 @@
 // Story, chapter and profile events: who hears them and what the server stamps on them.
-import type { PubSub } from '../pubsub.js';
+import { emitAll, type PubSub } from '../pubsub.js';
 import type { UWS } from '../uws.js';
 import type { ChapterInput, JsonObject, StoryInput } from '../protocol.js';
 import { eventFrame, type EventType } from '../serialize.js';
 import { STORIES, authorTopic, storyTopic, userTopic } from './topics.js';
 
-export interface BroadcastResult {
-  /** Connections on this node the event was handed to, summed over its topics. */
-  delivered: number;
-  remote: Promise<void>;
-}
+/** Connections on this node the event was handed to, summed over its topics; rejects with PartialDelivery. */
+export type BroadcastResult = Promise<number>;
 
 function publishAll(pubsub: PubSub, type: EventType, topics: readonly string[], data: object, except?: UWS.WebSocket<unknown>): BroadcastResult {
   const ts = Date.now();
-  let delivered = 0;
-  const remotes: Promise<void>[] = [];
-  for (const topic of topics) {
-    const r = pubsub.publish(type, topic, eventFrame(type, topic, data, ts), except);
-    delivered += r.local;
-    remotes.push(r.remote);
-  }
-  return { delivered, remote: Promise.all(remotes).then(() => undefined) };
+  return emitAll(topics.map((topic) => pubsub.emit(type, topic, eventFrame(type, topic, data, ts), except)));
 }
 
 /** `story:new` to `stories` and, when the author is known, `author:<authorId>`. */

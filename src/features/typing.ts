@@ -96,7 +96,7 @@ export class Typing {
   private relay(type: 'user:typing' | 'user:stopped_typing', userId: string, target: string, from: UWS.WebSocket<TypingOwner> | undefined): void {
     // The typist's own connection is left out; its other devices hear it. Typing is best effort
     // across nodes, so a backplane failure is not reported to the typist.
-    this.pubsub.publish(type, target, eventFrame(type, target, { userId, target }), from).remote.catch(() => {});
+    this.pubsub.emit(type, target, eventFrame(type, target, { userId, target }), from).catch(() => {});
   }
 
   stopAll(): void {

@@ -103,8 +103,7 @@ t.test('profile:updated reaches followers and the user own other devices, not th
 t.test('story:updated from the backend API reaches stories, story and author topics', async (t) => {
   const h = await startServer(t);
   const reader = await h.connect('reader');
-  const r = h.server.broadcastStoryUpdated({ id: '9', title: 'New title' }, 'victor');
-  t.equal(r.delivered, 1);
+  t.equal(await h.server.broadcastStoryUpdated({ id: '9', title: 'New title' }, 'victor'), 1);
   t.match((await reader.type('story:updated')).data, { id: '9', title: 'New title', authorId: 'victor' });
 });
 

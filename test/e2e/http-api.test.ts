@@ -147,10 +147,9 @@ t.test('embedded API: the same operations from code', async (t) => {
   const h = await startServer(t);
   const bob = await h.connect('bob');
   const r = h.server.sendNotificationToUser('bob', { title: 'x', message: 'y', type: 'like', data: undefined }, 'alice');
-  await r.remote;
-  t.equal(r.delivered, 1);
+  t.equal(await r.delivered, 1);
   t.equal((await bob.type('notification:received')).data.from, 'alice');
-  t.equal(h.server.publish('user:bob', 'custom:event', { a: 1 }).delivered, 1);
+  t.equal(await h.server.publish('user:bob', 'custom:event', { a: 1 }), 1);
   t.same((await bob.type('custom:event')).data, { a: 1 });
   t.equal(await h.server.isOnline('bob'), true);
   t.same(await h.server.onlineUsers(['bob', 'x']), ['bob']);

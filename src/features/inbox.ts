@@ -1,0 +1,75 @@
+// The notification inbox: the user's recent notifications from the personal topic's history, read state
+// kept in the history store, and read changes pushed to the user's other devices.
+import { ErrorCode, WireError } from '../errors.js';
+import type { HistoryStore } from '../history/types.js';
+import type { PubSub } from '../pubsub.js';
+import type { UWS } from '../uws.js';
+import { eventFrame } from '../serialize.js';
+import { userTopic } from './topics.js';
+
+export interface InboxItem {
+  id: string;
+  offset: number;
+  read: boolean;
+  [k: string]: unknown;
+}
+
+export interface InboxPage {
+  notifications: InboxItem[];
+  unreadCount: number;
+  epoch: string;
+  offset: number;
+}
+
+interface StoredFrame {
+  type: string;
+  offset: number;
+  data: { id: string; [k: string]: unknown };
+}
+
+export class Inbox {
+  constructor(
+    private readonly history: HistoryStore,
+    private readonly pubsub: PubSub,
+    /** How many frames of the personal topic are kept: the inbox cannot hold more. */
+    private readonly historySize: number,
+  ) {}
+
+  private async all(userId: string): Promise<{ items: InboxItem[]; epoch: string; offset: number }> {
+    const topic = userTopic(userId);
+    const [frames, read, position] = await Promise.all([this.history.latest(topic, this.historySize), this.history.readState(userId), this.history.position(topic)]);
+    const items: InboxItem[] = [];
+    for (const f of frames) {
+      const parsed = JSON.parse(f) as StoredFrame;
+      if (parsed.type !== 'notification:received') continue;
+      items.push({ ...parsed.data, offset: parsed.offset, read: parsed.offset <= read.allUpTo || read.ids.has(parsed.data.id) });
+    }
+    return { items, ...position };
+  }
+
+  /** The newest `limit` notifications (default 50), newest first, with the unread count of all stored ones. */
+  async list(userId: string, limit = 50): Promise<InboxPage> {
+    const { items, epoch, offset } = await this.all(userId);
+    return { notifications: items.slice(0, limit), unreadCount: items.filter((i) => !i.read).length, epoch, offset };
+  }
+
+  /** Marks one notification or all of them read; tells the user's other connections; returns the new unread count. */
+  async markRead(userId: string, change: { id: string } | { all: true }, from?: UWS.WebSocket<unknown>): Promise<number> {
+    const topic = userTopic(userId);
+    let event: { ids?: string[]; allUpTo?: number };
+    if ('all' in change) {
+      const { offset } = await this.history.position(topic);
+      await this.history.markRead(userId, { allUpTo: offset });
+      event = { allUpTo: offset };
+    } else {
+      const { items } = await this.all(userId);
+      if (!items.some((i) => i.id === change.id)) throw new WireError(ErrorCode.NOT_FOUND, `no notification ${change.id} in the inbox`, 404);
+      await this.history.markRead(userId, { id: change.id });
+      event = { ids: [change.id] };
+    }
+    const { items } = await this.all(userId);
+    const unreadCount = items.filter((i) => !i.read).length;
+    await this.pubsub.emit('notifications:read', topic, eventFrame('notifications:read', topic, { ...event, unreadCount }), from);
+    return unreadCount;
+  }
+}

@@ -1,0 +1,114 @@
+// In-memory history: a ring per topic, a random epoch per topic lifetime, LRU eviction of whole topics.
+import { randomBytes } from 'node:crypto';
+import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
+
+interface Entry {
+  offset: number;
+  at: number;
+  frame: string;
+}
+
+interface Stream {
+  epoch: string;
+  offset: number;
+  entries: Entry[];
+}
+
+export interface HistoryLimits {
+  /** Frames kept per topic. */
+  size: number;
+  /** Age after which a frame is dropped, ms. */
+  ttlMs: number;
+  /** Topics kept in memory; the least recently used is dropped whole (its epoch with it). */
+  maxTopics: number;
+}
+
+const newEpoch = () => randomBytes(6).toString('base64url');
+
+export class MemoryHistory implements HistoryStore {
+  readonly kind = 'memory';
+  /** Map order is the LRU order: a touched topic is re-inserted at the end. */
+  private readonly streams = new Map<string, Stream>();
+  private readonly reads = new Map<string, { allUpTo: number; ids: Set<string> }>();
+
+  constructor(private readonly limits: HistoryLimits) {}
+
+  private stream(topic: string, create: boolean): Stream | undefined {
+    let s = this.streams.get(topic);
+    if (s) {
+      this.streams.delete(topic);
+      this.streams.set(topic, s);
+    } else if (create) {
+      s = { epoch: newEpoch(), offset: 0, entries: [] };
+      this.streams.set(topic, s);
+      if (this.streams.size > this.limits.maxTopics) {
+        const oldest = this.streams.keys().next().value as string;
+        this.streams.delete(oldest);
+      }
+    }
+    if (s) this.trim(s, Date.now());
+    return s;
+  }
+
+  private trim(s: Stream, now: number): void {
+    let drop = Math.max(0, s.entries.length - this.limits.size);
+    while (drop < s.entries.length && now - s.entries[drop]!.at > this.limits.ttlMs) drop++;
+    if (drop > 0) s.entries.splice(0, drop);
+  }
+
+  append(topic: string, head: string, tail: string): Appended {
+    const s = this.stream(topic, true)!;
+    const offset = ++s.offset;
+    const frame = `${head},"epoch":"${s.epoch}","offset":${offset}${tail}`;
+    s.entries.push({ offset, at: Date.now(), frame });
+    this.trim(s, Date.now());
+    return { epoch: s.epoch, offset, frame };
+  }
+
+  async position(topic: string): Promise<Position> {
+    // Creating the stream fixes the epoch a client is told now, so a later append cannot look like a new epoch.
+    const s = this.stream(topic, true)!;
+    return { epoch: s.epoch, offset: s.offset };
+  }
+
+  async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
+    const s = this.stream(topic, true)!;
+    const position = { epoch: s.epoch, offset: s.offset };
+    if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
+    if (offset >= upTo) return { recovered: true, frames: [], position };
+    const first = s.entries[0];
+    // Recoverable only when the first missing frame (offset + 1) is still stored.
+    if (!first || first.offset > offset + 1) return { recovered: false, frames: [], position };
+    const frames = s.entries.filter((e) => e.offset > offset && e.offset <= upTo).map((e) => e.frame);
+    return { recovered: true, frames, position };
+  }
+
+  async latest(topic: string, limit: number): Promise<string[]> {
+    const s = this.stream(topic, false);
+    if (!s) return [];
+    return s.entries.slice(-limit).reverse().map((e) => e.frame);
+  }
+
+  async readState(userId: string): Promise<ReadState> {
+    const r = this.reads.get(userId);
+    return r ? { allUpTo: r.allUpTo, ids: new Set(r.ids) } : { allUpTo: 0, ids: new Set() };
+  }
+
+  async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
+    let r = this.reads.get(userId);
+    if (!r) this.reads.set(userId, (r = { allUpTo: 0, ids: new Set() }));
+    this.reads.delete(userId);
+    this.reads.set(userId, r);
+    if (this.reads.size > this.limits.maxTopics) this.reads.delete(this.reads.keys().next().value as string);
+    if ('id' in change) {
+      r.ids.add(change.id);
+      // Bounded like the history it refers to.
+      if (r.ids.size > this.limits.size * 2) r.ids.delete(r.ids.values().next().value as string);
+    } else {
+      r.allUpTo = Math.max(r.allUpTo, change.allUpTo);
+      r.ids.clear();
+    }
+  }
+
+  async close(): Promise<void> {}
+}

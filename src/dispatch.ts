@@ -112,7 +112,11 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
       conn.subscriptions.add(topic);
       ws.subscribe(topic);
     }
-    ack(ctx, ws, msg.id, { topic });
+    // In a cluster the ack waits until the other nodes send this node the topic (or cannot be reached).
+    const listening = ctx.pubsub.whenListening([topic]);
+    if (!listening) return ack(ctx, ws, msg.id, { topic });
+    const done = () => ack(ctx, ws, msg.id, { topic });
+    return listening.then(done, done);
   },
 
   unsubscribe: (ctx, ws, msg) => {

@@ -38,6 +38,11 @@ export class PubSub {
     return { local, remote };
   }
 
+  /** Undefined when frames of these topics already reach this node from the others, else when they do. */
+  whenListening(topics: readonly string[]): Promise<void> | undefined {
+    return this.backplane.whenListening(topics);
+  }
+
   /** Local-only fan-out for node-scoped system topics (heartbeat). */
   publishLocal(topic: string, frame: string): void {
     this.app.publish(topic, frame);

@@ -1,5 +1,4 @@
 // The uWS app: upgrade (auth) -> open (join topics, presence) -> message (parse, dispatch) -> close; plus HTTP.
-import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { createVerifier, extractToken, signDevToken, type Principal } from './auth.js';
 import type { Config } from './config.js';
@@ -56,7 +55,7 @@ export interface StorywireServer {
   publish(topic: string, type: string, data: object): BroadcastResult;
   isOnline(userId: string): Promise<boolean>;
   onlineUsers(userIds: readonly string[]): Promise<string[]>;
-  /** Closes every connection of the user with `code`; resolves with how many were closed. */
+  /** Closes every connection of the user with `code`, on every node; resolves with how many were closed. */
   disconnectUser(userId: string, code?: number, reason?: string): Promise<number>;
   /** Open connections of a user on this node. */
   connectionsOf(userId: string): number;
@@ -64,10 +63,12 @@ export interface StorywireServer {
 
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
   const log = options.logger ?? pino({ level: config.logLevel });
-  const nodeId = randomBytes(4).toString('hex');
   const verifier = createVerifier(config);
-  const backplane = options.backplane ?? new MemoryBackplane();
+  const backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
+  const nodeId = backplane.nodeId;
   const metrics = new Metrics();
+  metrics.backplaneUp.set(backplane.up ? 1 : 0);
+  backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
   const pubsub = new PubSub(app, backplane, metrics);
@@ -138,6 +139,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     maxBackpressure: 1024 * 1024,
     compression: uws.DISABLED,
 
+    // Other nodes send this one a topic's frames only while it has local subscribers (`sys:*` stay local).
+    subscription(_ws, topicBuf, newCount, oldCount) {
+      if (newCount > 0 && oldCount > 0) return;
+      const topic = Buffer.from(topicBuf).toString();
+      if (!topic.startsWith('sys:')) backplane.interest(topic, newCount > 0);
+    },
+
     upgrade(res, req, context) {
       const secKey = req.getHeader('sec-websocket-key');
       const secExtensions = req.getHeader('sec-websocket-extensions');
@@ -187,27 +195,34 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       metrics.connection('accepted');
       metrics.connectionsOpen.set(openCount);
       metrics.presenceOnline.set(byUser.size);
-      ws.subscribe(userTopic(userId));
+      const topics = [userTopic(userId)];
+      if (config.autoSubscribeStories) topics.push(STORIES);
+      if (config.presenceBroadcast) topics.push(PRESENCE_ALL);
+      for (const topic of topics) ws.subscribe(topic);
       ws.subscribe(HEARTBEAT);
-      if (config.autoSubscribeStories) ws.subscribe(STORIES);
-      if (config.presenceBroadcast) ws.subscribe(PRESENCE_ALL);
-      ctx.send(
-        ws,
-        connectedFrame({
-          userId,
-          connectionId: conn.id,
-          permissions: [...conn.principal.permissions],
-          heartbeatIntervalMs: config.heartbeatIntervalMs,
-          idleTimeoutS: config.idleTimeoutS,
-          limits: {
-            maxPayloadBytes: config.maxPayloadBytes,
-            maxSubscriptions: config.maxSubscriptions,
-            maxPresenceIds: config.maxPresenceIds,
-            maxNotificationBytes: config.maxNotificationBytes,
-            maxStoryBytes: config.maxStoryBytes,
-          },
-        }),
-      );
+      // ctx.send skips a connection that closed meanwhile.
+      const sendConnected = () =>
+        ctx.send(
+          ws,
+          connectedFrame({
+            userId,
+            connectionId: conn.id,
+            permissions: [...conn.principal.permissions],
+            heartbeatIntervalMs: config.heartbeatIntervalMs,
+            idleTimeoutS: config.idleTimeoutS,
+            limits: {
+              maxPayloadBytes: config.maxPayloadBytes,
+              maxSubscriptions: config.maxSubscriptions,
+              maxPresenceIds: config.maxPresenceIds,
+              maxNotificationBytes: config.maxNotificationBytes,
+              maxStoryBytes: config.maxStoryBytes,
+            },
+          }),
+        );
+      // In a cluster, `connected` waits until the other nodes send this node the connection's topics.
+      const listening = backplane.whenListening(topics);
+      if (listening) listening.then(sendConnected, sendConnected);
+      else sendConnected();
       log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
       presence.open(userId, conn.id).catch((err: unknown) => log.error({ err, userId }, 'presence open failed'));
     },
@@ -286,6 +301,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     });
   }
 
+  function disconnectLocal(userId: string, code: number, reason: string): number {
+    const sockets = [...(byUser.get(userId) ?? [])];
+    for (const ws of sockets) ws.end(code, reason);
+    if (sockets.length > 0) log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
+    return sockets.length;
+  }
+  backplane.onDisconnect(disconnectLocal);
+
   const server: StorywireServer = {
     config,
     log,
@@ -356,15 +379,17 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     isOnline: (userId) => presence.isOnline(userId),
     onlineUsers: (userIds) => presence.online(userIds),
     async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {
-      const sockets = [...(byUser.get(userId) ?? [])];
-      for (const ws of sockets) ws.end(code, reason);
-      if (sockets.length > 0) log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
-      return sockets.length;
+      const local = disconnectLocal(userId, code, reason);
+      try {
+        return local + (await backplane.disconnectUser(userId, code, reason));
+      } catch {
+        throw new WireError(ErrorCode.UNAVAILABLE, `closed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
+      }
     },
     connectionsOf: (userId) => byUser.get(userId)?.size ?? 0,
   };
 
-  const apiDeps = { config, log, metrics, server, limits, isReady: () => ready };
+  const apiDeps = { config, log, metrics, server, limits, isReady: () => ready, backplaneUp: () => backplane.up };
   const apiApp = adminApp ?? app;
   registerOperations(app, apiDeps, adminApp === undefined);
   if (adminApp) registerOperations(adminApp, apiDeps, true);

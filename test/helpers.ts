@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../src/config.js';
-import { createServer, type StorywireServer } from '../src/server.js';
+import { createServer, type ServerOptions, type StorywireServer } from '../src/server.js';
 
 export const SECRET = 'test-secret-test-secret-test-secret-0123456789';
 const KEY = new TextEncoder().encode(SECRET);
@@ -26,9 +26,9 @@ export async function sign(sub: string | undefined, claims: Record<string, unkno
   return jwt.sign(key);
 }
 
-export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}): Promise<Harness> {
+export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}, options: ServerOptions = {}): Promise<Harness> {
   const config = loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1', PORT: '0', ...env }, [], overrides);
-  const server = createServer(config, { logger: pino({ level: 'silent' }) });
+  const server = createServer(config, { logger: pino({ level: 'silent' }), ...options });
   const port = await server.listen();
   t.teardown(() => server.close());
   const url = `ws://127.0.0.1:${port}${config.wsPath}`;

@@ -1,5 +1,5 @@
 // The Backplane contract of src/backplane/types.ts, run against every implementation.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import pino from 'pino';
 import { MemoryBackplane } from '../src/backplane/memory.js';
 import { RedisBackplane } from '../src/backplane/redis.js';
@@ -13,7 +13,7 @@ interface Impl {
   node(t: Tap, id: string): Promise<Backplane>;
   skip?: string | false;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 let redis: TestRedis | undefined;
 const impls: Impl[] = [

@@ -113,6 +113,18 @@ for i = 1, #due, 2 do
 end
 return gone`;
 
+// Ends a recovery once it is old enough (KEYS[1] set with PX = ARGV[1]) for every live node to have
+// reconnected (ARGV[2] ms, above ioredis' longest retry delay) and every node in KEYS[2..] is registered again.
+const END_RECOVERY = `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 1 end
+if tonumber(ARGV[1]) - ttl < tonumber(ARGV[2]) then return 0 end
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[3] then return 0 end
+end
+redis.call('DEL', KEYS[1])
+return 1`;
+
 const RENEW = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -128,6 +140,9 @@ interface PendingDisconnect {
   resolve(n: number): void;
   timer: NodeJS.Timeout;
 }
+
+/** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
+const RECOVERY_MIN_MS = 2500;
 
 const unavailable = (what: string) => new WireError(ErrorCode.UNAVAILABLE, `${what}: the cluster store (Redis) cannot be reached`, 503);
 
@@ -252,6 +267,8 @@ export class RedisBackplane implements Backplane {
   // --- frames ---------------------------------------------------------------------------------------
 
   async publish(topic: string, frame: string): Promise<void> {
+    // Not before this node's own re-registration: until then it cannot tell a data loss from an empty topic.
+    if (!this.state) throw unavailable('not delivered to the other nodes');
     let r: unknown;
     try {
       r = await this.cmd.eval(PUBLISH, 3, this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`), `${this.nodeId}\n${frame}`, this.key('node:'), this.nodeId);
@@ -437,14 +454,14 @@ export class RedisBackplane implements Backplane {
     for (const t of new Set([...this.desired, ...this.listening])) if (this.desired.has(t) !== this.listening.has(t)) this.sync(t).catch(() => {});
   }
 
-  /** After a data loss: publishes fail until every node that was alive before is registered again. */
+  /**
+   * After a data loss, publishes fail until every node this one knew alive is registered again, and for at
+   * least RECOVERY_MIN_MS: a node that joined too recently to be known has reconnected by then.
+   */
   private async endRecovery(peers: readonly string[]): Promise<void> {
-    if (!(await this.cmd.exists(this.key('recovering')))) {
-      this.recoveryPeers = undefined;
-      return;
-    }
-    const leases = peers.length === 0 ? [] : await this.cmd.mget(...peers.map((n) => this.key(`node:${n}`)));
-    if (leases.every((v) => v === this.epoch)) await this.cmd.del(this.key('recovering'));
+    const keys = [this.key('recovering'), ...peers.map((n) => this.key(`node:${n}`))];
+    const minMs = Math.min(RECOVERY_MIN_MS, this.leaseMs);
+    if ((await this.cmd.eval(END_RECOVERY, keys.length, ...keys, this.leaseMs, minMs, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
   }
 
   private renew(): void {

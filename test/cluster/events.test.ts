@@ -1,5 +1,5 @@
 // Every event type across three nodes on one Redis: each subscriber gets each event exactly once.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { Client, Frame } from '../helpers.js';
 import { api, skipReason, startNodes, startRedis } from './redis.js';
 
@@ -9,7 +9,7 @@ async function once(t: Tap, c: Client, pred: (f: Frame) => boolean, what: string
   t.ok(await c.none(pred, 150), `${what}: exactly once`);
   return f;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 t.test('events across nodes', { skip: skipReason }, async (t) => {
   const redis = await startRedis(t);

@@ -144,6 +144,11 @@ interface PendingDisconnect {
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
 const RECOVERY_MIN_MS = 2500;
 
+const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW };
+type Scripts = { [K in keyof typeof SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
+/** The scripts as commands: ioredis sends EVALSHA (the body only once, on NOSCRIPT), in pipelines too. */
+const sc = (r: object) => r as Scripts;
+
 const unavailable = (what: string) => new WireError(ErrorCode.UNAVAILABLE, `${what}: the cluster store (Redis) cannot be reached`, 503);
 
 export class RedisBackplane implements Backplane {
@@ -199,6 +204,7 @@ export class RedisBackplane implements Backplane {
     } satisfies RedisOptions;
     this.cmd = new Redis(options.url, { ...common, connectionName: `storywire-${this.nodeId}` });
     this.sub = new Redis(options.url, { ...common, connectionName: `storywire-${this.nodeId}-sub` });
+    for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     this.presence = new RedisPresence(this, this.cmd, this.p, options.graceMs);
     for (const conn of [this.cmd, this.sub]) {
       conn.on('error', (err: Error) => {
@@ -271,7 +277,7 @@ export class RedisBackplane implements Backplane {
     if (!this.state) throw unavailable('not delivered to the other nodes');
     let r: unknown;
     try {
-      r = await this.cmd.eval(PUBLISH, 3, this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`), `${this.nodeId}\n${frame}`, this.key('node:'), this.nodeId);
+      r = await sc(this.cmd).PUBLISH(3, this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`), `${this.nodeId}\n${frame}`, this.key('node:'), this.nodeId);
     } catch {
       throw unavailable('not delivered to the other nodes');
     }
@@ -461,12 +467,12 @@ export class RedisBackplane implements Backplane {
   private async endRecovery(peers: readonly string[]): Promise<void> {
     const keys = [this.key('recovering'), ...peers.map((n) => this.key(`node:${n}`))];
     const minMs = Math.min(RECOVERY_MIN_MS, this.leaseMs);
-    if ((await this.cmd.eval(END_RECOVERY, keys.length, ...keys, this.leaseMs, minMs, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
+    if ((await sc(this.cmd).END_RECOVERY(keys.length, ...keys, this.leaseMs, minMs, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
   }
 
   private renew(): void {
     if (!this.state || this.syncing) return;
-    this.cmd.eval(RENEW, 1, this.key(`node:${this.nodeId}`), this.epoch ?? '', this.leaseMs).then(
+    sc(this.cmd).RENEW(1, this.key(`node:${this.nodeId}`), this.epoch ?? '', this.leaseMs).then(
       (ok) => {
         if (ok === 0 || this.needsResync) {
           if (ok === 0) this.log.warn('lease lost (expired or Redis lost its data): re-registering');
@@ -486,7 +492,7 @@ export class RedisBackplane implements Backplane {
     if (this.recoveryPeers) await this.endRecovery(this.recoveryPeers);
     if ((await this.cmd.set(this.key('sweep'), this.nodeId, 'PX', this.sweepMs, 'NX')) === null) return;
     for (const [i, node] of nodes.entries()) if (leases[i] === null && node !== this.nodeId) await this.sweepNode(node);
-    const gone = (await this.cmd.eval(STALE, 2, this.key('leaving'), this.key('leaving:by'), this.leaseMs, this.key('node:'), this.key('user:'))) as string[];
+    const gone = (await sc(this.cmd).STALE(2, this.key('leaving'), this.key('leaving:by'), this.leaseMs, this.key('node:'), this.key('user:'))) as string[];
     for (const userId of gone) this.presence.changed('user:offline', userId);
   }
 
@@ -502,7 +508,7 @@ export class RedisBackplane implements Backplane {
       if (flat.length === 0) continue;
       const keys: string[] = [nodeKey, connsKey];
       for (let i = 1; i < flat.length; i += 2) keys.push(this.key(`user:${flat[i]}`));
-      const gone = await this.cmd.eval(SWEEP, keys.length, ...keys, ...flat);
+      const gone = await sc(this.cmd).SWEEP(keys.length, ...keys, ...flat);
       if (gone === -1) return;
       removed += flat.length / 2;
       for (const userId of gone as string[]) {
@@ -510,7 +516,7 @@ export class RedisBackplane implements Backplane {
         this.presence.changed('user:offline', userId);
       }
     } while (cursor !== '0');
-    await this.cmd.eval(FORGET_NODE, 4, nodeKey, connsKey, this.key(`topics:${node}`), this.key('nodes'), node, this.key('interest:'));
+    await sc(this.cmd).FORGET_NODE(4, nodeKey, connsKey, this.key(`topics:${node}`), this.key('nodes'), node, this.key('interest:'));
     this.log.warn({ deadNode: node, connections: removed, offline: offline.length }, 'node lease expired: its connections removed from presence');
   }
 
@@ -581,7 +587,7 @@ export class RedisPresence implements PresenceStore {
       return false;
     }
     try {
-      return (await this.track(this.cmd.eval(ADD, 4, ...this.keys(userId), connectionId, this.bp.nodeId, userId))) === 1;
+      return (await this.track(sc(this.cmd).ADD(4, ...this.keys(userId), connectionId, this.bp.nodeId, userId))) === 1;
     } catch {
       return false; // the resync after the outage registers it, and reports it online if it is the first
     }
@@ -592,7 +598,7 @@ export class RedisPresence implements PresenceStore {
     if (this.bp.up) {
       try {
         const marker = `${this.bp.nodeId} ${connectionId}`;
-        return (await this.track(this.cmd.eval(REMOVE, 4, ...this.keys(userId), connectionId, userId, this.graceMs, marker, ''))) === 1;
+        return (await this.track(sc(this.cmd).REMOVE(4, ...this.keys(userId), connectionId, userId, this.graceMs, marker, ''))) === 1;
       } catch {
         // fall through
       }
@@ -606,7 +612,7 @@ export class RedisPresence implements PresenceStore {
     const [user, , leaving, leavingBy] = this.keys(userId);
     const marker = `${this.bp.nodeId} ${connectionId}`;
     try {
-      return (await this.track(this.cmd.eval(SETTLE, 3, user!, leaving!, leavingBy!, userId, marker))) === 1;
+      return (await this.track(sc(this.cmd).SETTLE(3, user!, leaving!, leavingBy!, userId, marker))) === 1;
     } catch {
       return false; // a surviving node settles it one lease after its deadline (reported through onChange)
     }
@@ -655,8 +661,8 @@ export class RedisPresence implements PresenceStore {
     for (const [conn, user] of Object.entries(registered)) if (!this.local.has(conn)) removals.set(conn, user);
     const adds = [...this.local].filter(([conn]) => registered[conn] === undefined);
     const m = this.cmd.pipeline();
-    for (const [conn, user] of removals) m.eval(REMOVE, 4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
-    for (const [conn, user] of adds) m.eval(ADD, 4, ...this.keys(user), conn, this.bp.nodeId, user);
+    for (const [conn, user] of removals) sc(m).REMOVE(4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
+    for (const [conn, user] of adds) sc(m).ADD(4, ...this.keys(user), conn, this.bp.nodeId, user);
     const res = (await m.exec()) ?? [];
     const failed = res.find(([err]) => err);
     if (failed) throw failed[0];

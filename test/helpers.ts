@@ -50,6 +50,8 @@ export type Frame = { type: string; id?: string | number; topic?: string; data?:
 
 /** A `ws` client that queues every frame and lets a test await the next one matching a predicate. */
 export class Client {
+  /** Deadline of next()/request() when none is given (the cluster suites raise it for loaded CI machines). */
+  static defaultTimeoutMs = 3000;
   readonly frames: Frame[] = [];
   private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   private nextId = 1;
@@ -81,7 +83,7 @@ export class Client {
   }
 
   /** Resolves with the first queued or future frame matching pred; rejects after timeoutMs. */
-  next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
+  next(pred: (f: Frame) => boolean = () => true, timeoutMs = Client.defaultTimeoutMs): Promise<Frame> {
     const i = this.frames.findIndex(pred);
     if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]!);
     return new Promise((resolve, reject) => {

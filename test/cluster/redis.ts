@@ -5,7 +5,13 @@ import { createServer as netServer, connect } from 'node:net';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/backplane/redis.js';
 import type { Config } from '../../src/config.js';
-import { startServer, type Harness } from '../helpers.js';
+import { Client, startServer, type Harness } from '../helpers.js';
+
+// Several nodes, a Redis and child processes share two cores here: a deadline is a failure, not a pace.
+Client.defaultTimeoutMs = 10000;
+
+/** Scheduling slack allowed on top of a promised bound (lease + sweep) on a loaded 2-core CI machine. */
+export const SLACK_MS = 1000;
 
 interface Tap {
   teardown(fn: () => unknown): void;

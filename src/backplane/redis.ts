@@ -226,6 +226,11 @@ export class RedisBackplane implements Backplane {
     return this.state;
   }
 
+  /** A presence write failed without a disconnect (a timeout): re-register at the next lease renewal. */
+  dirty(): void {
+    this.needsResync = true;
+  }
+
   private get connected(): boolean {
     return this.cmd.status === 'ready' && this.sub.status === 'ready';
   }
@@ -589,7 +594,8 @@ export class RedisPresence implements PresenceStore {
     try {
       return (await this.track(sc(this.cmd).ADD(4, ...this.keys(userId), connectionId, this.bp.nodeId, userId))) === 1;
     } catch {
-      return false; // the resync after the outage registers it, and reports it online if it is the first
+      this.bp.dirty();
+      return false; // the next resync registers it, and reports it online if it is the first
     }
   }
 
@@ -605,6 +611,7 @@ export class RedisPresence implements PresenceStore {
     }
     this.lost.set(connectionId, userId);
     this.changesWhileDown++;
+    this.bp.dirty();
     return false;
   }
 

@@ -1,4 +1,5 @@
-// Cluster backplane on one Redis 7 primary: sharded pub/sub for frames, Lua-atomic presence, node leases.
+// Cluster backplane on one Redis 7 primary: sharded pub/sub for frames, Lua-atomic presence (redis-presence.ts,
+// scripts in redis-scripts.ts), node leases.
 //
 // Redis layout (every name starts with the prefix, `storywire:` by default):
 //   t:<topic>        shard channel of a topic's frames ("<origin node id>\n<frame>")
@@ -20,7 +21,9 @@ import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ErrorCode, WireError } from '../errors.js';
-import type { Backplane, DisconnectHandler, FrameHandler, PresenceChange, PresenceStore } from './types.js';
+import { FORGET_NODE, PUBLISH, SCRIPTS, STALE, SWEEP, sc, unavailable } from './redis-scripts.js';
+import { RedisPresence } from './redis-presence.js';
+import type { Backplane, DisconnectHandler, FrameHandler } from './types.js';
 
 export interface RedisBackplaneOptions {
   url: string;
@@ -36,99 +39,8 @@ export interface RedisBackplaneOptions {
   commandTimeoutMs?: number;
 }
 
-// KEYS: interest set, recovering flag, channel; ARGV: message, lease key prefix, own node id.
-// 0: no other node listens (nothing sent); 1: sent to all; -1: recovering; -2: an interested node missed it.
-const PUBLISH = `
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-local expected, self = 0, 0
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if node == ARGV[3] then self = 1
-  elseif redis.call('EXISTS', ARGV[2] .. node) == 1 then expected = expected + 1 end
-end
-if expected == 0 then return 0 end
-if redis.call('SPUBLISH', KEYS[3], ARGV[1]) - self < expected then return -2 end
-return 1`;
-
-const ADD = `
-local had = redis.call('HLEN', KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-if had > 0 then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[3])
-if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then return 0 end
-return 1`;
-
-// ARGV[5] = "force": mark the user leaving if it has no connection, even if this one was not registered
-// (used after an outage for connections that closed while Redis was unreachable).
-const REMOVE = `
-redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 and ARGV[5] ~= 'force' then return 0 end
-if redis.call('HLEN', KEYS[1]) > 0 or redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then return 0 end
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[3], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]), ARGV[2])
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
-return 1`;
-
-const SETTLE = `
-if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
-return 1`;
-
-// KEYS: node lease, node conns, then one user hash per connection; ARGV: connection id, user id pairs.
-// Returns the users left without any connection, or -1 when the node is alive again.
-const SWEEP = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-local gone = {}
-for i = 3, #KEYS do
-  local conn, user = ARGV[(i - 3) * 2 + 1], ARGV[(i - 3) * 2 + 2]
-  redis.call('HDEL', KEYS[2], conn)
-  if redis.call('HDEL', KEYS[i], conn) == 1 and redis.call('HLEN', KEYS[i]) == 0 then gone[#gone + 1] = user end
-end
-return gone`;
-
-const FORGET_NODE = `
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HLEN', KEYS[2]) > 0 then return 0 end
-for _, topic in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('SREM', ARGV[2] .. topic, ARGV[1]) end
-redis.call('DEL', KEYS[3])
-redis.call('SREM', KEYS[4], ARGV[1])
-return 1`;
-
-// Leaves past their deadline whose node is gone, or past it by a whole lease (the node failed to settle).
-const STALE = `
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
-local gone = {}
-for i = 1, #due, 2 do
-  local user, deadline = due[i], tonumber(due[i + 1])
-  local by = redis.call('HGET', KEYS[2], user)
-  local node = by and string.match(by, '^(%S+) ')
-  if not node or deadline < now - tonumber(ARGV[1]) or redis.call('EXISTS', ARGV[2] .. node) == 0 then
-    redis.call('ZREM', KEYS[1], user)
-    redis.call('HDEL', KEYS[2], user)
-    if node and redis.call('HLEN', ARGV[3] .. user) == 0 then gone[#gone + 1] = user end
-  end
-end
-return gone`;
-
-// Ends a recovery once it is old enough (KEYS[1] set with PX = ARGV[1]) for every live node to have
-// reconnected (ARGV[2] ms, above ioredis' longest retry delay) and every node in KEYS[2..] is registered again.
-const END_RECOVERY = `
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then return 1 end
-if tonumber(ARGV[1]) - ttl < tonumber(ARGV[2]) then return 0 end
-for i = 2, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= ARGV[3] then return 0 end
-end
-redis.call('DEL', KEYS[1])
-return 1`;
-
-const RENEW = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`;
+/** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
+const RECOVERY_MIN_MS = 2500;
 
 type Control =
   | { op: 'disconnect'; id: string; userId: string; code: number; reason: string }
@@ -140,16 +52,6 @@ interface PendingDisconnect {
   resolve(n: number): void;
   timer: NodeJS.Timeout;
 }
-
-/** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
-const RECOVERY_MIN_MS = 2500;
-
-const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW };
-type Scripts = { [K in keyof typeof SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
-/** The scripts as commands: ioredis sends EVALSHA (the body only once, on NOSCRIPT), in pipelines too. */
-const sc = (r: object) => r as Scripts;
-
-const unavailable = (what: string) => new WireError(ErrorCode.UNAVAILABLE, `${what}: the cluster store (Redis) cannot be reached`, 503);
 
 export class RedisBackplane implements Backplane {
   readonly kind = 'redis';
@@ -548,144 +450,3 @@ export class RedisBackplane implements Backplane {
   }
 }
 
-/** Presence in Redis, mirrored locally so that this node can re-register its connections after an outage. */
-export class RedisPresence implements PresenceStore {
-  /** Open connections on this node: connection id -> user id. */
-  readonly local = new Map<string, string>();
-  /** Connections that closed while Redis was unreachable, applied at the next resync. */
-  private readonly lost = new Map<string, string>();
-  private readonly inflight = new Set<Promise<unknown>>();
-  private changesWhileDown = 0;
-  private handler: PresenceChange = () => {};
-
-  constructor(
-    private readonly bp: RedisBackplane,
-    private readonly cmd: Redis,
-    private readonly p: string,
-    private readonly graceMs: number,
-  ) {}
-
-  onChange(handler: PresenceChange): void {
-    this.handler = handler;
-  }
-
-  changed(type: 'user:online' | 'user:offline', userId: string): void {
-    this.handler(type, userId);
-  }
-
-  private keys(userId: string): string[] {
-    return [`${this.p}user:${userId}`, `${this.p}conns:${this.bp.nodeId}`, `${this.p}leaving`, `${this.p}leaving:by`];
-  }
-
-  private track<T>(p: Promise<T>): Promise<T> {
-    this.inflight.add(p);
-    const done = () => this.inflight.delete(p);
-    p.then(done, done);
-    return p;
-  }
-
-  async add(userId: string, connectionId: string): Promise<boolean> {
-    this.local.set(connectionId, userId);
-    this.lost.delete(connectionId);
-    if (!this.bp.up) {
-      this.changesWhileDown++;
-      return false;
-    }
-    try {
-      return (await this.track(sc(this.cmd).ADD(4, ...this.keys(userId), connectionId, this.bp.nodeId, userId))) === 1;
-    } catch {
-      this.bp.dirty();
-      return false; // the next resync registers it, and reports it online if it is the first
-    }
-  }
-
-  async remove(userId: string, connectionId: string): Promise<boolean> {
-    this.local.delete(connectionId);
-    if (this.bp.up) {
-      try {
-        const marker = `${this.bp.nodeId} ${connectionId}`;
-        return (await this.track(sc(this.cmd).REMOVE(4, ...this.keys(userId), connectionId, userId, this.graceMs, marker, ''))) === 1;
-      } catch {
-        // fall through
-      }
-    }
-    this.lost.set(connectionId, userId);
-    this.changesWhileDown++;
-    this.bp.dirty();
-    return false;
-  }
-
-  async settle(userId: string, connectionId: string): Promise<boolean> {
-    const [user, , leaving, leavingBy] = this.keys(userId);
-    const marker = `${this.bp.nodeId} ${connectionId}`;
-    try {
-      return (await this.track(sc(this.cmd).SETTLE(3, user!, leaving!, leavingBy!, userId, marker))) === 1;
-    } catch {
-      return false; // a surviving node settles it one lease after its deadline (reported through onChange)
-    }
-  }
-
-  async online(userIds: readonly string[]): Promise<string[]> {
-    if (userIds.length === 0) return [];
-    if (!this.bp.up) throw unavailable('presence unavailable');
-    try {
-      const m = this.cmd.pipeline();
-      for (const id of userIds) m.exists(`${this.p}user:${id}`);
-      m.hmget(`${this.p}leaving:by`, ...userIds);
-      const res = (await m.exec())!;
-      const leaving = res[userIds.length]![1] as (string | null)[];
-      return userIds.filter((_, i) => res[i]![1] === 1 || leaving[i] !== null);
-    } catch {
-      throw unavailable('presence unavailable');
-    }
-  }
-
-  async count(userId: string): Promise<number> {
-    if (!this.bp.up) throw unavailable('presence unavailable');
-    return this.cmd.hlen(`${this.p}user:${userId}`).catch(() => Promise.reject(unavailable('presence unavailable')));
-  }
-
-  /**
-   * Makes Redis agree with this node again: registers every local connection, and marks leaving the users
-   * whose connections here closed meanwhile (a surviving node settles them one lease after their grace).
-   * Returns how many users were reported online again; none after a data loss (`silent`), when every node
-   * re-registers users that were online all along.
-   */
-  async resync(silent: boolean): Promise<number> {
-    let again = 0;
-    let seen: number;
-    do {
-      seen = this.changesWhileDown;
-      again += await this.resyncPass(silent);
-    } while (seen !== this.changesWhileDown);
-    return again;
-  }
-
-  private async resyncPass(silent: boolean): Promise<number> {
-    const connsKey = `${this.p}conns:${this.bp.nodeId}`;
-    const registered = await this.cmd.hgetall(connsKey);
-    const removals = new Map(this.lost);
-    for (const [conn, user] of Object.entries(registered)) if (!this.local.has(conn)) removals.set(conn, user);
-    const adds = [...this.local].filter(([conn]) => registered[conn] === undefined);
-    const m = this.cmd.pipeline();
-    for (const [conn, user] of removals) sc(m).REMOVE(4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
-    for (const [conn, user] of adds) sc(m).ADD(4, ...this.keys(user), conn, this.bp.nodeId, user);
-    const res = (await m.exec()) ?? [];
-    const failed = res.find(([err]) => err);
-    if (failed) throw failed[0];
-    for (const conn of removals.keys()) this.lost.delete(conn);
-    let again = 0;
-    adds.forEach(([, user], i) => {
-      if (res[removals.size + i]![1] === 1 && !silent) {
-        again++;
-        this.changed('user:online', user);
-      }
-    });
-    return again;
-  }
-
-  /** Waits (a bounded time) for presence writes in flight, before the node unregisters. */
-  async drain(): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000).unref())]);
-  }
-}

@@ -51,6 +51,10 @@ export interface Config {
   readonly historyTtlS: number;
   readonly historyMaxTopics: number;
   readonly demoPage: boolean;
+  readonly redisUrl: string | undefined;
+  readonly redisPrefix: string;
+  readonly nodeId: string | undefined;
+  readonly nodeLeaseMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -122,6 +126,10 @@ export const OPTIONS: readonly Option[] = [
   { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
   { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on, off when NODE_ENV=production); in dev mode also `GET /dev/token?user=<name>`.' },
+  { key: 'redisUrl', env: 'REDIS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: `redis://[:password@]host:port[/db]` (or `rediss://`) of a Redis 7 primary shared by every node. Unset: one node, everything in memory.' },
+  { key: 'redisPrefix', env: 'REDIS_PREFIX', kind: 'string', default: 'storywire:', doc: 'Prefix of every Redis key and channel, so that several deployments can share one Redis.' },
+  { key: 'nodeId', env: 'NODE_ID', kind: 'string', default: undefined, doc: 'This node\'s id in the cluster (`[A-Za-z0-9_.-]`, at most 64); unset: random at each start. Two live nodes must never share one.' },
+  { key: 'nodeLeaseMs', env: 'NODE_LEASE_MS', kind: 'int', default: 10000, min: 500, max: 600000, doc: 'Cluster mode: lease of a node in Redis, renewed every third of it. The users of a node that dies without cleaning up are offline within this plus a fifth of it (at most 2 s).' },
 ];
 
 export class ConfigError extends Error {
@@ -228,6 +236,9 @@ export function loadConfig(
   if (cfg.trustProxyHeader !== undefined && !/^[a-z0-9-]+$/i.test(cfg.trustProxyHeader)) problems.push(`TRUST_PROXY_HEADER must be a header name, got "${cfg.trustProxyHeader}"`);
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
   if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
+  if (cfg.redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(cfg.redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+  if (cfg.nodeId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.nodeId)) problems.push(`NODE_ID must be 1-64 characters of [A-Za-z0-9_.-], got "${cfg.nodeId}"`);
+  if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
   if (cfg.drainMs >= cfg.shutdownTimeoutMs) problems.push(`DRAIN_MS (${cfg.drainMs}) must be less than SHUTDOWN_TIMEOUT_MS (${cfg.shutdownTimeoutMs})`);
   if (cfg.production && keySources.length === 0) {
     problems.push('NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (no dev secret is generated in production)');

@@ -65,6 +65,8 @@ export interface ApiDeps {
   server: StorywireServer;
   limits: Limits;
   isReady(): boolean;
+  /** False while the backplane cannot reach the other nodes (cluster mode only). */
+  backplaneUp(): boolean;
 }
 
 export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMetrics: boolean): void {
@@ -72,7 +74,9 @@ export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMet
     res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
   });
   app.get('/readyz', (res) => {
-    if (deps.isReady()) res.writeHeader('content-type', 'application/json').end('{"status":"ready"}');
+    // Degraded is still ready: the node serves its local connections, and in a Redis outage every node is
+    // degraded alike, so taking them out of the load balancer would turn a partial outage into a total one.
+    if (deps.isReady()) res.writeHeader('content-type', 'application/json').end(deps.backplaneUp() ? '{"status":"ready"}' : '{"status":"degraded"}');
     else res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end('{"status":"draining"}');
   });
   if (!withMetrics) return;

@@ -1,7 +1,8 @@
-// Composition root: config -> logger -> server -> listen; dev credentials; signals.
+// Composition root: config -> logger -> backplane -> server -> listen; dev credentials; signals.
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { createBackplane, RedisBackplane } from './backplane/index.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -28,9 +29,12 @@ async function main(): Promise<void> {
     log.fatal({ err }, (err as Error).message);
     process.exit(1);
   }
-  const server = createServer(config, { logger: log });
+  const backplane = createBackplane(config, log);
+  // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
+  if (backplane instanceof RedisBackplane) await backplane.connect();
+  const server = createServer(config, { logger: log, backplane });
   const port = await server.listen();
-  log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId }, 'storywire listening');
+  log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
 
   if (devApiKey) {
     const base = `http://localhost:${server.adminPort ?? port}`;

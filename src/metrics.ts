@@ -16,6 +16,7 @@ export class Metrics {
   readonly backpressureCloses: Counter;
   readonly presenceOnline: Gauge;
   readonly backplaneErrors: Counter;
+  readonly backplaneUp: Gauge;
   private readonly children = new Map<Counter<string>, Map<string, Counter.Internal>>();
 
   constructor() {
@@ -32,6 +33,7 @@ export class Metrics {
     this.backpressureCloses = new Counter({ name: 'storywire_backpressure_closes_total', help: 'Connections dropped because their outgoing buffer passed MAX_BACKPRESSURE_BYTES', registers });
     this.presenceOnline = new Gauge({ name: 'storywire_presence_online_users', help: 'Users with at least one connection on this node', registers });
     this.backplaneErrors = new Counter({ name: 'storywire_backplane_errors_total', help: 'Publishes that could not be handed to the other nodes', registers });
+    this.backplaneUp = new Gauge({ name: 'storywire_backplane_up', help: '1 while this node reaches the other nodes (always 1 on a single node), 0 while degraded', registers });
   }
 
   /** Labelled children are cached: the hot path does two Map lookups and one add, not a label hash. */

@@ -50,6 +50,9 @@ export class PubSub {
   private checkScheduled = false;
   /** Connections joining a topic: frames delivered meanwhile are kept for them. */
   private readonly joining = new Map<string, Set<Joiner>>();
+  /** Topics with local uWS subscribers, and topics held by joins in progress: together, this node's interest. */
+  private readonly subscribed = new Set<string>();
+  private readonly holds = new Map<string, number>();
 
   /**
    * `onVolume` runs (once per event-loop turn at most) after `checkEveryBytes` of frames were published:
@@ -77,6 +80,38 @@ export class PubSub {
       this.bytesSinceCheck = 0;
       this.onVolume();
     });
+  }
+
+  /** The uWS `subscription` handler reports a topic's local count going 0->1 (true) or 1->0 (false). */
+  localInterest(topic: string, on: boolean): void {
+    const before = this.interested(topic);
+    if (on) this.subscribed.add(topic);
+    else this.subscribed.delete(topic);
+    this.interestChanged(topic, before);
+  }
+
+  private interested(topic: string): boolean {
+    return this.subscribed.has(topic) || this.holds.has(topic);
+  }
+
+  private interestChanged(topic: string, before: boolean): void {
+    const now = this.interested(topic);
+    if (now !== before) this.backplane.interest(topic, now);
+  }
+
+  /** Keeps this node listening to a topic while a join reads its history (no local subscriber yet). */
+  private hold(topic: string): void {
+    const before = this.interested(topic);
+    this.holds.set(topic, (this.holds.get(topic) ?? 0) + 1);
+    this.interestChanged(topic, before);
+  }
+
+  private release(topic: string): void {
+    const before = this.interested(topic);
+    const n = (this.holds.get(topic) ?? 1) - 1;
+    if (n > 0) this.holds.set(topic, n);
+    else this.holds.delete(topic);
+    this.interestChanged(topic, before);
   }
 
   /** Local fan-out; returns how many connections were handed the frame. */
@@ -133,45 +168,64 @@ export class PubSub {
     ws: UWS.WebSocket<{ closed: boolean }>,
     topic: string,
     since: Position | undefined,
-    /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
-    prelude?: (r: JoinResult) => void,
+    options: {
+      /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
+      prelude?: (r: JoinResult | undefined) => void;
+      /** Non-recoverable topics joined in the same step (they are listened to before the prelude runs). */
+      alongWith?: readonly string[];
+    } = {},
   ): Promise<JoinResult | undefined> {
-    if (!isRecoverable(topic)) {
-      ws.subscribe(topic);
+    const topics = [topic, ...(options.alongWith ?? [])];
+    const recoverable = isRecoverable(topic);
+    const joiner: Joiner = { buffer: [] };
+    let set: Set<Joiner> | undefined;
+    if (recoverable) {
+      set = this.joining.get(topic);
+      if (!set) this.joining.set(topic, (set = new Set()));
+      set.add(joiner);
+    }
+    for (const t of topics) this.hold(t);
+    let result: JoinResult | undefined;
+    const frames: string[] = [];
+    try {
+      // In a cluster, first make sure the other nodes send this one the topics, so that nothing published
+      // from now on can be missed; a Redis outage does not block the join (it degrades to this node).
+      await this.whenListening(topics)?.catch(() => undefined);
+      if (recoverable) {
+        const position = await this.history.position(topic);
+        let recovered: boolean | undefined;
+        if (since) {
+          const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
+          recovered = replay.recovered;
+          frames.push(...replay.frames);
+        }
+        result = { ...position, recovered, replayed: frames.length };
+        // Every frame numbered up to the position read must have reached this node (or never will,
+        // having been published before it listened): then the buffer holds exactly what came after.
+        await this.backplane.barrier?.(topic);
+      }
+    } catch (err) {
+      for (const t of topics) this.release(t);
+      throw err;
+    } finally {
+      set?.delete(joiner);
+      if (set?.size === 0) this.joining.delete(topic);
+    }
+    if (ws.getUserData().closed) {
+      for (const t of topics) this.release(t);
       return undefined;
     }
-    const joiner: Joiner = { buffer: [] };
-    let set = this.joining.get(topic);
-    if (!set) this.joining.set(topic, (set = new Set()));
-    set.add(joiner);
-    let position: Position;
-    let frames: string[] = [];
-    let recovered: boolean | undefined;
-    let replayed = 0;
-    try {
-      position = await this.history.position(topic);
-      if (since) {
-        const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
-        recovered = replay.recovered;
-        frames = replay.frames;
-        replayed = frames.length;
-      }
-    } finally {
-      set.delete(joiner);
-      if (set.size === 0) this.joining.delete(topic);
-    }
-    if (ws.getUserData().closed) return undefined;
     for (const f of joiner.buffer) {
       const m = OFFSET.exec(f);
       // Unnumbered frames (typing) and frames past the position read come after the replay.
-      if (!m || Number(m[1]) > position.offset) frames.push(f);
+      if (!m || Number(m[1]) > result!.offset) frames.push(f);
     }
-    const result = { ...position, recovered, replayed };
     ws.cork(() => {
-      prelude?.(result);
+      options.prelude?.(result);
       for (const f of frames) ws.send(f);
-      ws.subscribe(topic);
+      for (const t of topics) ws.subscribe(t);
     });
+    for (const t of topics) this.release(t);
     if (frames.length > 0) this.metrics.messagesOut.inc(frames.length);
     return result;
   }
@@ -190,6 +244,11 @@ export class PubSub {
       this.metrics.messagesOut.inc(r.frames.length);
     }
     return { ...joinedAt, recovered: r.recovered, replayed: r.frames.length };
+  }
+
+  /** Undefined when frames of these topics already reach this node from the others, else when they do. */
+  whenListening(topics: readonly string[]): Promise<void> | undefined {
+    return this.backplane.whenListening(topics);
   }
 
   /** Local-only fan-out for node-scoped system topics (heartbeat). */

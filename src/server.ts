@@ -1,5 +1,4 @@
 // The uWS app: upgrade (auth) -> open (join topics, presence) -> message (parse, dispatch) -> close; plus HTTP.
-import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { createVerifier, extractToken, signDevToken, type Principal } from './auth.js';
 import type { Config } from './config.js';
@@ -66,7 +65,7 @@ export interface StorywireServer {
   publish(topic: string, type: string, data: object): BroadcastResult;
   isOnline(userId: string): Promise<boolean>;
   onlineUsers(userIds: readonly string[]): Promise<string[]>;
-  /** Closes every connection of the user with `code`; resolves with how many were closed. */
+  /** Closes every connection of the user with `code`, on every node; resolves with how many were closed. */
   disconnectUser(userId: string, code?: number, reason?: string): Promise<number>;
   /** Open connections of a user on this node. */
   connectionsOf(userId: string): number;
@@ -74,10 +73,12 @@ export interface StorywireServer {
 
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
   const log = options.logger ?? pino({ level: config.logLevel });
-  const nodeId = randomBytes(4).toString('hex');
   const verifier = createVerifier(config);
-  const backplane = options.backplane ?? new MemoryBackplane();
+  const backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
+  const nodeId = backplane.nodeId;
   const metrics = new Metrics();
+  metrics.backplaneUp.set(backplane.up ? 1 : 0);
+  backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
   const history = options.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
@@ -229,6 +230,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     closeOnBackpressureLimit: true as unknown as number,
     compression: uws.DISABLED,
 
+    // Other nodes send this one a topic's frames only while it has local subscribers (`sys:*` stay local).
+    subscription(_ws, topicBuf, newCount, oldCount) {
+      if (newCount > 0 && oldCount > 0) return;
+      const topic = Buffer.from(topicBuf).toString();
+      if (!topic.startsWith('sys:')) pubsub.localInterest(topic, newCount > 0);
+    },
+
     upgrade(res, req, context) {
       const secKey = req.getHeader('sec-websocket-key');
       const secExtensions = req.getHeader('sec-websocket-extensions');
@@ -327,11 +335,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const personal = userTopic(userId);
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
-      const welcome = (r: JoinResult) => {
+      const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
+      const welcome = (joined: JoinResult | undefined) => {
+        const r = joined!;
         conn.joined.set(personal, { epoch: r.epoch, offset: r.offset });
         ws.subscribe(HEARTBEAT);
-        if (config.autoSubscribeStories) ws.subscribe(STORIES);
-        if (config.presenceBroadcast) ws.subscribe(PRESENCE_ALL);
         ctx.send(
           ws,
           connectedFrame({
@@ -355,7 +363,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
           }),
         );
       };
-      pubsub.join(ws, personal, conn.resumeFrom, welcome).catch((err: unknown) => {
+      pubsub.join(ws, personal, conn.resumeFrom, { prelude: welcome, alongWith }).catch((err: unknown) => {
         log.error({ err, userId }, 'joining the personal topic failed');
         if (!conn.closed) ws.end(CloseCode.RECONNECT, 'could not load history: reconnect');
       });
@@ -461,6 +469,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     });
   }
 
+  function disconnectLocal(userId: string, code: number, reason: string): number {
+    const sockets = [...(byUser.get(userId) ?? [])];
+    for (const ws of sockets) ws.end(code, reason);
+    if (sockets.length > 0) log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
+    return sockets.length;
+  }
+  backplane.onDisconnect(disconnectLocal);
+
   const server: StorywireServer = {
     config,
     log,
@@ -533,15 +549,17 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     isOnline: (userId) => presence.isOnline(userId),
     onlineUsers: (userIds) => presence.online(userIds),
     async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {
-      const sockets = [...(byUser.get(userId) ?? [])];
-      for (const ws of sockets) ws.end(code, reason);
-      if (sockets.length > 0) log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
-      return sockets.length;
+      const local = disconnectLocal(userId, code, reason);
+      try {
+        return local + (await backplane.disconnectUser(userId, code, reason));
+      } catch {
+        throw new WireError(ErrorCode.UNAVAILABLE, `closed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
+      }
     },
     connectionsOf: (userId) => byUser.get(userId)?.size ?? 0,
   };
 
-  const apiDeps = { config, log, metrics, server, limits, isReady: () => ready };
+  const apiDeps = { config, log, metrics, server, limits, isReady: () => ready, backplaneUp: () => backplane.up };
   const apiApp = adminApp ?? app;
   registerOperations(app, apiDeps, adminApp === undefined);
   if (adminApp) registerOperations(adminApp, apiDeps, true);

@@ -41,3 +41,12 @@ t.test('every option has a distinct env name and a doc line', async (t) => {
   t.equal(new Set(names).size, names.length);
   for (const o of OPTIONS) t.ok(o.doc.length > 10, o.env);
 });
+
+t.test('cluster options: REDIS_URL, NODE_ID, NODE_LEASE_MS, REDIS_PREFIX', async (t) => {
+  t.match(loadConfig({}), { redisUrl: undefined, nodeId: undefined, nodeLeaseMs: 10000, redisPrefix: 'storywire:' });
+  t.match(loadConfig({ REDIS_URL: 'redis://:pw@10.0.0.5:6379/2', NODE_ID: 'eu-1.a', NODE_LEASE_MS: '3000' }), { redisUrl: 'redis://:pw@10.0.0.5:6379/2', nodeId: 'eu-1.a', nodeLeaseMs: 3000 });
+  t.throws(() => loadConfig({ REDIS_URL: 'http://localhost:6379' }), /REDIS_URL must be a redis:\/\//);
+  t.throws(() => loadConfig({ NODE_ID: 'has space' }), /NODE_ID must be/);
+  t.throws(() => loadConfig({ NODE_LEASE_MS: '100' }), /NODE_LEASE_MS must be between/);
+  t.throws(() => loadConfig({ REDIS_PREFIX: 'a b' }), /REDIS_PREFIX must be/);
+});

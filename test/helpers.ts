@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../src/config.js';
-import { createServer, type StorywireServer } from '../src/server.js';
+import { createServer, type ServerOptions, type StorywireServer } from '../src/server.js';
 
 export const SECRET = 'test-secret-test-secret-test-secret-0123456789';
 const KEY = new TextEncoder().encode(SECRET);
@@ -26,9 +26,9 @@ export async function sign(sub: string | undefined, claims: Record<string, unkno
   return jwt.sign(key);
 }
 
-export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}): Promise<Harness> {
+export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}, options: ServerOptions = {}): Promise<Harness> {
   const config = loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1', PORT: '0', ...env }, [], overrides);
-  const server = createServer(config, { logger: pino({ level: process.env.TEST_LOG ?? 'silent' }) });
+  const server = createServer(config, { logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), ...options });
   const port = await server.listen();
   t.teardown(() => server.close());
   const url = `ws://127.0.0.1:${port}${config.wsPath}`;
@@ -50,6 +50,8 @@ export type Frame = { type: string; id?: string | number; topic?: string; data?:
 
 /** A `ws` client that queues every frame and lets a test await the next one matching a predicate. */
 export class Client {
+  /** Deadline of next()/request() when none is given (the cluster suites raise it for loaded CI machines). */
+  static defaultTimeoutMs = 3000;
   readonly frames: Frame[] = [];
   private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   private nextId = 1;
@@ -81,7 +83,7 @@ export class Client {
   }
 
   /** Resolves with the first queued or future frame matching pred; rejects after timeoutMs. */
-  next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
+  next(pred: (f: Frame) => boolean = () => true, timeoutMs = Client.defaultTimeoutMs): Promise<Frame> {
     const i = this.frames.findIndex(pred);
     if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]!);
     return new Promise((resolve, reject) => {

@@ -32,7 +32,7 @@ t.test('dev mode: random secret, printed token for demo that connects and may pu
   t.teardown(() => p.child.kill('SIGKILL'));
   const port = Number((await waitFor(p.output, /"port":(\d+)/))[1]);
   const token = (await waitFor(p.output, /token: {3}(\S+)/))[1]!;
-  t.match(p.output(), /DEV MODE/);
+  t.ok(await waitFor(p.output, /DEV MODE/), 'loud dev-mode warning');
   const c = await Client.open(`ws://127.0.0.1:${port}/ws?token=${token}`);
   t.teardown(() => c.close());
   t.equal((await c.type('connected')).data.userId, 'demo');

@@ -1,29 +1,77 @@
-// The seam between one node and the others: frame transport and presence counts.
+// The seam between one node and the others: frame transport, presence, node-to-node control, health.
 //
 // Contract (every implementation; test/backplane.test.ts runs it against each):
-// - publish(topic, frame) hands a serialized frame to every *other* node that has local interest in
-//   the topic; the node that publishes delivers locally itself, so no node delivers its own publish twice.
-//   It rejects when the frame cannot be handed over (the caller reports failure, never success).
-// - interest(topic, true|false) is called when a topic's local subscriber count goes 0->1 or 1->0.
-// - presence counts connections per user across all nodes: add() resolves true exactly when the user's
-//   first connection anywhere registers, remove() true exactly when the last one anywhere leaves.
+//
+// Frames
+// - publish(topic, frame) hands a serialized frame to every *other* node that has local interest in the
+//   topic, exactly once each. The publishing node delivers locally itself, so no node delivers its own
+//   publish twice (a node never gets its own frames back through onFrame).
+// - publish resolves only when every other node that declared interest in the topic was listening when
+//   the frame went out. It rejects, quickly (within about two seconds, never by queueing the frame for
+//   later), when that is not known to be true: the shared store is unreachable, an interested node is
+//   not listening (reconnecting, or crashed and its lease not yet expired), or the cluster is rebuilding
+//   its state after the store lost it. A rejection means "maybe not delivered everywhere", never "not
+//   delivered anywhere": the caller reports failure (HTTP 503, error UNAVAILABLE), never success.
+// - interest(topic, true|false) is called when a topic's local subscriber count goes 0->1 or 1->0 (node-local
+//   `sys:*` topics are never passed). whenListening(topics) resolves once frames published anywhere on those
+//   topics reach this node (at once when that is already so), or rejects when the store is unreachable;
+//   it returns undefined when nothing needs waiting for, so a single node stays synchronous.
+// - After an outage the implementation restores, by itself, everything the other nodes need to know about
+//   this node: its listening topics, its interests, its lease and its presence registrations.
+//
+// Presence (counts connections per user across all nodes)
+// - add() resolves true exactly when the user's first connection anywhere registers and the user was not
+//   "leaving" (its last connection closed less than the grace period ago): the caller emits `user:online`.
+// - remove() resolves true exactly when the user's last connection anywhere leaves: the user is now
+//   "leaving" (still reported online) and the caller calls settle(userId, connectionId) after the grace.
+// - settle() resolves true exactly once per leave, cluster-wide, when the user still has no connection and
+//   no later leave replaced this one: the caller emits `user:offline`.
+// - online() reports users with a connection or leaving; count() counts open connections on every node.
+// - Transitions the store finds by itself (the connections of a crashed node removed by a surviving node,
+//   a leave whose node died before settling it, a user re-registered after an outage) are reported once,
+//   cluster-wide, through onChange; the node that receives them emits the events.
+// - add() and remove() never fail because the store is down: the change is applied when it is back.
+//   online() and count() reject then (the caller answers UNAVAILABLE).
+//
+// Control and health
+// - disconnectUser() asks every other node holding connections of the user to close them and resolves
+//   with how many they closed; it rejects when they cannot be reached. onDisconnect registers the handler
+//   a node runs when asked (it returns how many it closed).
+// - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
 export type FrameHandler = (topic: string, frame: string) => void;
+export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
+export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
 
 export interface PresenceStore {
   add(userId: string, connectionId: string): Promise<boolean>;
   remove(userId: string, connectionId: string): Promise<boolean>;
-  /** The subset of userIds with at least one connection. */
+  settle(userId: string, connectionId: string): Promise<boolean>;
+  /** The subset of userIds with at least one connection, or leaving, in no particular order. */
   online(userIds: readonly string[]): Promise<string[]>;
   /** Open connections of one user, on every node. */
   count(userId: string): Promise<number>;
+  onChange(handler: PresenceChange): void;
 }
 
 export interface Backplane {
   readonly kind: string;
+  /** This node's id in the cluster (connection ids start with it). */
+  readonly nodeId: string;
   readonly presence: PresenceStore;
+  readonly up: boolean;
   publish(topic: string, frame: string): Promise<void>;
   interest(topic: string, on: boolean): void;
+  whenListening(topics: readonly string[]): Promise<void> | undefined;
+  /**
+   * Resolves once every frame published on the topic before the call has reached this node (for a node
+   * listening to it). Joins use it to know that a history position they read has been delivered here.
+   * Absent when frames are delivered in the same turn as they are published (memory).
+   */
+  barrier?(topic: string): Promise<void>;
   onFrame(handler: FrameHandler): void;
+  disconnectUser(userId: string, code: number, reason: string): Promise<number>;
+  onDisconnect(handler: DisconnectHandler): void;
+  onStateChange(handler: (up: boolean) => void): void;
   close(): Promise<void>;
 }

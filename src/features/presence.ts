@@ -11,53 +11,46 @@ export interface PresenceOptions {
 }
 
 export class Presence {
-  /** Users whose last connection closed less than graceMs ago: still shown online. */
-  private readonly pending = new Map<string, NodeJS.Timeout>();
+  /** Grace timers of leaves seen on this node; the store decides, cluster-wide, whether each ends in offline. */
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly store: PresenceStore,
     private readonly pubsub: PubSub,
     private readonly options: PresenceOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // Transitions found by the store itself: the users of a crashed node, a leave whose node died.
+    store.onChange((type, userId) => this.emit(type, userId));
+  }
 
   topicFor(userId: string): string {
     return this.options.broadcast ? PRESENCE_ALL : presenceTopic(userId);
   }
 
   async open(userId: string, connectionId: string): Promise<void> {
-    const first = await this.store.add(userId, connectionId);
-    const timer = this.pending.get(userId);
-    if (timer) {
-      // Came back within the grace period: nobody was told it left, so nobody is told it is back.
-      clearTimeout(timer);
-      this.pending.delete(userId);
-      return;
-    }
-    if (first) this.emit('user:online', userId);
+    // false also when the user comes back within the grace period: nobody was told it left.
+    if (await this.store.add(userId, connectionId)) this.emit('user:online', userId);
   }
 
   async close(userId: string, connectionId: string): Promise<void> {
-    const last = await this.store.remove(userId, connectionId);
-    if (!last) return;
-    if (this.options.graceMs === 0) {
-      this.emit('user:offline', userId);
-      return;
-    }
+    if (!(await this.store.remove(userId, connectionId))) return;
+    if (this.options.graceMs === 0) return this.settle(userId, connectionId);
     const timer = setTimeout(() => {
-      this.pending.delete(userId);
-      this.store.count(userId).then(
-        (n) => n === 0 && this.emit('user:offline', userId),
-        (err: unknown) => this.log.error({ err, userId }, 'presence check failed'),
-      );
+      this.timers.delete(timer);
+      this.settle(userId, connectionId).catch((err: unknown) => this.log.error({ err, userId }, 'presence settle failed'));
     }, this.options.graceMs);
     timer.unref();
-    this.pending.set(userId, timer);
+    this.timers.add(timer);
+  }
+
+  private async settle(userId: string, connectionId: string): Promise<void> {
+    if (await this.store.settle(userId, connectionId)) this.emit('user:offline', userId);
   }
 
   async online(userIds: readonly string[]): Promise<string[]> {
     const online = new Set(await this.store.online(userIds));
-    return userIds.filter((id) => online.has(id) || this.pending.has(id));
+    return userIds.filter((id) => online.has(id));
   }
 
   async isOnline(userId: string): Promise<boolean> {
@@ -68,12 +61,13 @@ export class Presence {
     const topic = this.topicFor(userId);
     const data = type === 'user:online' ? { userId } : { userId, lastSeen: Date.now() };
     this.pubsub.emit(type, topic, eventFrame(type, topic, data)).catch((err: unknown) =>
-      this.log.warn({ err, userId, type }, 'presence event not sent to other nodes'),
+      this.log.debug({ err, userId, type }, 'presence event not sent to other nodes'),
     );
   }
 
+  /** Pending leaves are left to the store: in a cluster a surviving node settles them. */
   stop(): void {
-    for (const t of this.pending.values()) clearTimeout(t);
-    this.pending.clear();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
   }
 }

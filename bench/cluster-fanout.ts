@@ -1,0 +1,126 @@
+// Cross-node fan-out: 2 nodes + Redis against 1 node, same clients, same publisher, same machine.
+// Prints one JSON line per scenario: delivered msgs/s at the clients and server CPU per million deliveries
+// (storywire nodes + redis-server, from /proc). Usage: npm run build && node --import tsx bench/cluster-fanout.ts
+// Env: CLIENTS (default 400), SECONDS (5), BATCH (50 events per POST /v1/publish), INFLIGHT (2).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+
+const CLIENTS = Number(process.env.CLIENTS ?? 400);
+const SECONDS = Number(process.env.SECONDS ?? 5);
+const BATCH = Number(process.env.BATCH ?? 50);
+const INFLIGHT = Number(process.env.INFLIGHT ?? 2);
+const SECRET = 'bench-secret-bench-secret-bench-secret-0123';
+const API_KEY = 'bench-api-key-0123456789';
+const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
+const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
+
+const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, platform: `${os.platform()} ${os.release()}` };
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const cpuSeconds = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / TICK;
+};
+
+async function waitFor(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {}
+    await sleep(50);
+  }
+  throw new Error(`${url} never answered`);
+}
+
+async function node(port: number, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
+    stdio: 'inherit',
+  });
+  await waitFor(`http://127.0.0.1:${port}/readyz`);
+  return child;
+}
+
+async function run(name: string, ports: number[], pids: number[]): Promise<void> {
+  const key = new TextEncoder().encode(SECRET);
+  let delivered = 0;
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${i}`).setExpirationTime('1h').sign(key);
+    const ws = new WebSocket(`ws://127.0.0.1:${ports[i % ports.length]}/ws?token=${token}`);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('message', () => resolve()); // `connected`: listening everywhere
+      ws.once('error', reject);
+    });
+    ws.on('message', () => delivered++);
+    sockets.push(ws);
+  }
+  const body = JSON.stringify(Array.from({ length: BATCH }, (_, i) => ({ topic: 'stories', type: 'story:liked', data: { storyId: String(i), by: 'bench' } })));
+  const publish = async () => {
+    const r = await fetch(`http://127.0.0.1:${ports[0]}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body });
+    if (r.status !== 200) throw new Error(`publish answered ${r.status}: ${await r.text()}`);
+    await r.arrayBuffer();
+  };
+  await publish(); // warm-up
+  await sleep(300);
+  const cpu0 = pids.map(cpuSeconds);
+  const d0 = delivered;
+  const t0 = Date.now();
+  let published = 0;
+  const end = t0 + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: INFLIGHT }, async () => {
+      while (Date.now() < end) {
+        await publish();
+        published += BATCH;
+      }
+    }),
+  );
+  const expected = d0 + published * CLIENTS;
+  for (let i = 0; i < 100 && delivered < expected; i++) await sleep(50);
+  const secs = (Date.now() - t0) / 1000;
+  const cpu = pids.map(cpuSeconds).reduce((s, c, i) => s + c - cpu0[i]!, 0);
+  const n = delivered - d0;
+  process.stdout.write(
+    JSON.stringify({
+      bench: 'cluster-fanout',
+      scenario: name,
+      clients: CLIENTS,
+      published,
+      delivered: n,
+      lost: expected - delivered,
+      deliveredPerSec: Math.round(n / secs),
+      serverCpuSecondsPerMillion: +((cpu / n) * 1e6).toFixed(2),
+      processes: pids.length,
+      machine,
+    }) + '\n',
+  );
+  for (const ws of sockets) ws.terminate();
+  await sleep(300);
+}
+
+const kill = (c: ChildProcess) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGKILL'))));
+
+const [p1, p2, rp] = [await freePort(), await freePort(), await freePort()];
+const single = await node(p1, {});
+await run('1 node (memory backplane)', [p1], [single.pid!]);
+await kill(single);
+
+const redis = spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+await sleep(300);
+const env = { REDIS_URL: `redis://127.0.0.1:${rp}`, REDIS_PREFIX: `bench${Date.now()}:` };
+const a = await node(p1, { ...env, NODE_ID: 'a' });
+const b = await node(p2, { ...env, NODE_ID: 'b' });
+await run('2 nodes + Redis (half the clients on each; publishes on node a)', [p1, p2], [a.pid!, b.pid!, redis.pid!]);
+await Promise.all([kill(a), kill(b), kill(redis)]);

@@ -1,0 +1,147 @@
+// Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage.
+import type { Redis } from 'ioredis';
+import type { PresenceChange, PresenceStore } from './types.js';
+import type { RedisBackplane } from './redis.js';
+import { ADD, REMOVE, SETTLE, sc, unavailable } from './redis-scripts.js';
+
+/** Presence in Redis, mirrored locally so that this node can re-register its connections after an outage. */
+export class RedisPresence implements PresenceStore {
+  /** Open connections on this node: connection id -> user id. */
+  readonly local = new Map<string, string>();
+  /** Connections that closed while Redis was unreachable, applied at the next resync. */
+  private readonly lost = new Map<string, string>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private changesWhileDown = 0;
+  private handler: PresenceChange = () => {};
+
+  constructor(
+    private readonly bp: RedisBackplane,
+    private readonly cmd: Redis,
+    private readonly p: string,
+    private readonly graceMs: number,
+  ) {}
+
+  onChange(handler: PresenceChange): void {
+    this.handler = handler;
+  }
+
+  changed(type: 'user:online' | 'user:offline', userId: string): void {
+    this.handler(type, userId);
+  }
+
+  private keys(userId: string): string[] {
+    return [`${this.p}user:${userId}`, `${this.p}conns:${this.bp.nodeId}`, `${this.p}leaving`, `${this.p}leaving:by`];
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const done = () => this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async add(userId: string, connectionId: string): Promise<boolean> {
+    this.local.set(connectionId, userId);
+    this.lost.delete(connectionId);
+    if (!this.bp.up) {
+      this.changesWhileDown++;
+      return false;
+    }
+    try {
+      return (await this.track(sc(this.cmd).ADD(4, ...this.keys(userId), connectionId, this.bp.nodeId, userId))) === 1;
+    } catch {
+      this.bp.dirty();
+      return false; // the next resync registers it, and reports it online if it is the first
+    }
+  }
+
+  async remove(userId: string, connectionId: string): Promise<boolean> {
+    this.local.delete(connectionId);
+    if (this.bp.up) {
+      try {
+        const marker = `${this.bp.nodeId} ${connectionId}`;
+        return (await this.track(sc(this.cmd).REMOVE(4, ...this.keys(userId), connectionId, userId, this.graceMs, marker, ''))) === 1;
+      } catch {
+        // fall through
+      }
+    }
+    this.lost.set(connectionId, userId);
+    this.changesWhileDown++;
+    this.bp.dirty();
+    return false;
+  }
+
+  async settle(userId: string, connectionId: string): Promise<boolean> {
+    const [user, , leaving, leavingBy] = this.keys(userId);
+    const marker = `${this.bp.nodeId} ${connectionId}`;
+    try {
+      return (await this.track(sc(this.cmd).SETTLE(3, user!, leaving!, leavingBy!, userId, marker))) === 1;
+    } catch {
+      return false; // a surviving node settles it one lease after its deadline (reported through onChange)
+    }
+  }
+
+  async online(userIds: readonly string[]): Promise<string[]> {
+    if (userIds.length === 0) return [];
+    if (!this.bp.up) throw unavailable('presence unavailable');
+    try {
+      const m = this.cmd.pipeline();
+      for (const id of userIds) m.exists(`${this.p}user:${id}`);
+      m.hmget(`${this.p}leaving:by`, ...userIds);
+      const res = (await m.exec())!;
+      const leaving = res[userIds.length]![1] as (string | null)[];
+      return userIds.filter((_, i) => res[i]![1] === 1 || leaving[i] !== null);
+    } catch {
+      throw unavailable('presence unavailable');
+    }
+  }
+
+  async count(userId: string): Promise<number> {
+    if (!this.bp.up) throw unavailable('presence unavailable');
+    return this.cmd.hlen(`${this.p}user:${userId}`).catch(() => Promise.reject(unavailable('presence unavailable')));
+  }
+
+  /**
+   * Makes Redis agree with this node again: registers every local connection, and marks leaving the users
+   * whose connections here closed meanwhile (a surviving node settles them one lease after their grace).
+   * Returns how many users were reported online again; none after a data loss (`silent`), when every node
+   * re-registers users that were online all along.
+   */
+  async resync(silent: boolean): Promise<number> {
+    let again = 0;
+    let seen: number;
+    do {
+      seen = this.changesWhileDown;
+      again += await this.resyncPass(silent);
+    } while (seen !== this.changesWhileDown);
+    return again;
+  }
+
+  private async resyncPass(silent: boolean): Promise<number> {
+    const connsKey = `${this.p}conns:${this.bp.nodeId}`;
+    const registered = await this.cmd.hgetall(connsKey);
+    const removals = new Map(this.lost);
+    for (const [conn, user] of Object.entries(registered)) if (!this.local.has(conn)) removals.set(conn, user);
+    const adds = [...this.local].filter(([conn]) => registered[conn] === undefined);
+    const m = this.cmd.pipeline();
+    for (const [conn, user] of removals) sc(m).REMOVE(4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
+    for (const [conn, user] of adds) sc(m).ADD(4, ...this.keys(user), conn, this.bp.nodeId, user);
+    const res = (await m.exec()) ?? [];
+    const failed = res.find(([err]) => err);
+    if (failed) throw failed[0];
+    for (const conn of removals.keys()) this.lost.delete(conn);
+    let again = 0;
+    adds.forEach(([, user], i) => {
+      if (res[removals.size + i]![1] === 1 && !silent) {
+        again++;
+        this.changed('user:online', user);
+      }
+    });
+    return again;
+  }
+
+  /** Waits (a bounded time) for presence writes in flight, before the node unregisters. */
+  async drain(): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000).unref())]);
+  }
+}

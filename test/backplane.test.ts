@@ -1,0 +1,167 @@
+// The Backplane contract of src/backplane/types.ts, run against every implementation.
+import t, { type Test } from 'tap';
+import pino from 'pino';
+import { MemoryBackplane } from '../src/backplane/memory.js';
+import { RedisBackplane } from '../src/backplane/redis.js';
+import type { Backplane } from '../src/backplane/types.js';
+import { SLACK_MS, skipReason, startRedis, until, type TestRedis } from './cluster/redis.js';
+
+interface Impl {
+  name: string;
+  /** Nodes that share state (Redis), or independent single nodes (memory). */
+  shared: boolean;
+  node(t: Tap, id: string): Promise<Backplane>;
+  skip?: string | false;
+}
+type Tap = Test;
+
+let redis: TestRedis | undefined;
+const impls: Impl[] = [
+  { name: 'memory', shared: false, node: async (_t, id) => new MemoryBackplane(id) },
+  {
+    name: 'redis',
+    shared: true,
+    skip: skipReason,
+    async node(t, id) {
+      const bp = new RedisBackplane({ url: redis!.url, prefix: redis!.prefix, nodeId: id, leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
+      t.teardown(() => bp.close());
+      t.ok(await bp.connect(5000), `${id} joins the cluster`);
+      return bp;
+    },
+  },
+];
+
+const collect = (bp: Backplane) => {
+  const got: [string, string][] = [];
+  bp.onFrame((topic, frame) => got.push([topic, frame]));
+  return got;
+};
+
+for (const impl of impls) {
+  t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
+    if (impl.shared) {
+      redis = await startRedis(t);
+      const base = redis.prefix;
+      let n = 0;
+      // Each test its own keys and channels.
+      t.beforeEach(() => {
+        redis!.prefix = `${base}${++n}:`;
+      });
+    }
+
+    t.test('presence: first and last connection, leave and settle', async (t) => {
+      const { presence: p } = await impl.node(t, 'a');
+      t.equal(await p.add('u1', 'a-1'), true, 'first connection');
+      t.equal(await p.add('u1', 'a-2'), false, 'second connection');
+      t.equal(await p.count('u1'), 2);
+      t.equal(await p.remove('u1', 'a-1'), false, 'not the last');
+      t.equal(await p.remove('u1', 'a-1'), false, 'removing twice changes nothing');
+      t.equal(await p.remove('u1', 'a-2'), true, 'the last');
+      t.equal(await p.count('u1'), 0);
+      t.same(await p.online(['u1', 'u2']), ['u1'], 'leaving users are still online');
+      t.equal(await p.settle('u1', 'a-1'), false, 'only the leave of the last connection settles');
+      t.equal(await p.settle('u1', 'a-2'), true, 'settled once');
+      t.equal(await p.settle('u1', 'a-2'), false, 'and only once');
+      t.same(await p.online(['u1']), []);
+    });
+
+    t.test('presence: back within the grace period is neither online nor offline', async (t) => {
+      const { presence: p } = await impl.node(t, 'a');
+      t.equal(await p.add('u1', 'a-1'), true);
+      t.equal(await p.remove('u1', 'a-1'), true);
+      t.equal(await p.add('u1', 'a-2'), false, 'no second online');
+      t.equal(await p.settle('u1', 'a-1'), false, 'the old leave settles nothing');
+      t.equal(await p.remove('u1', 'a-2'), true);
+      t.equal(await p.settle('u1', 'a-2'), true);
+    });
+
+    t.test('publish with no other node resolves; own frames never come back', async (t) => {
+      const a = await impl.node(t, 'a');
+      const got = collect(a);
+      a.interest('stories', true);
+      await a.whenListening(['stories']);
+      await a.publish('stories', '{"x":1}');
+      await a.publish('nobody', '{"x":2}');
+      await new Promise((r) => setTimeout(r, 100));
+      t.same(got, []);
+      t.equal(a.up, true);
+    });
+
+    if (!impl.shared) return;
+
+    t.test('presence is shared: devices on two nodes', async (t) => {
+      const [a, b] = [await impl.node(t, 'a'), await impl.node(t, 'b')];
+      t.equal(await a.presence.add('u1', 'a-1'), true);
+      t.equal(await b.presence.add('u1', 'b-1'), false, 'first anywhere only');
+      t.equal(await b.presence.count('u1'), 2);
+      t.equal(await a.presence.remove('u1', 'a-1'), false);
+      t.equal(await b.presence.remove('u1', 'b-1'), true, 'last anywhere');
+      t.equal(await a.presence.add('u1', 'a-2'), false, 'back on another node within the grace');
+      t.equal(await b.presence.settle('u1', 'b-1'), false);
+      t.same(await b.presence.online(['u1', 'u9']), ['u1']);
+    });
+
+    t.test('frames reach each interested node once, only while interested', async (t) => {
+      const [a, b, c] = [await impl.node(t, 'a'), await impl.node(t, 'b'), await impl.node(t, 'c')];
+      const [ga, gb, gc] = [collect(a), collect(b), collect(c)];
+      b.interest('story:1', true);
+      c.interest('story:1', true);
+      await b.whenListening(['story:1']);
+      await c.whenListening(['story:1']);
+      await a.publish('story:1', 'f1');
+      await b.publish('story:1', 'f2');
+      await until(() => gb.length === 1 && gc.length === 2, 2000, 'frames');
+      t.same(gb, [['story:1', 'f1']]);
+      t.same(gc, [['story:1', 'f1'], ['story:1', 'f2']]);
+      t.same(ga, []);
+      c.interest('story:1', false);
+      b.interest('story:1', false);
+      await new Promise((r) => setTimeout(r, 100));
+      await a.publish('story:1', 'f3');
+      await new Promise((r) => setTimeout(r, 100));
+      t.equal(gb.length + gc.length, 3, 'nothing after the interest ends');
+    });
+
+    t.test('disconnectUser reaches the nodes holding the user, and counts', async (t) => {
+      const [a, b, c] = [await impl.node(t, 'a'), await impl.node(t, 'b'), await impl.node(t, 'c')];
+      b.onDisconnect((userId, code, reason) => (userId === 'u1' && code === 4403 && reason === 'banned' ? 2 : 0));
+      c.onDisconnect(() => t.fail('c holds no connection of u1') as unknown as number);
+      await b.presence.add('u1', 'b-1');
+      await b.presence.add('u1', 'b-2');
+      t.equal(await a.disconnectUser('u1', 4403, 'banned'), 2);
+      t.equal(await a.disconnectUser('nobody', 4403, 'banned'), 0);
+    });
+
+    t.test('a dead node is swept: its users reported offline once, by one node', async (t) => {
+      const [a, b] = [await impl.node(t, 'a'), await impl.node(t, 'b')];
+      const dead = new RedisBackplane({ url: redis!.url, prefix: redis!.prefix, nodeId: 'dead', leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
+      await dead.connect(5000);
+      const offline: string[] = [];
+      a.presence.onChange((type, u) => offline.push(`a:${type}:${u}`));
+      b.presence.onChange((type, u) => offline.push(`b:${type}:${u}`));
+      await dead.presence.add('u1', 'dead-1');
+      await dead.presence.add('u2', 'dead-2');
+      await a.presence.add('u2', 'a-1');
+      dead.interest('story:9', true);
+      await dead.whenListening(['story:9']);
+      await a.publish('story:9', 'x');
+      // What kill -9 leaves behind: no timers, no connections, nothing unregistered.
+      (dead as any).closing = true;
+      for (const timer of (dead as any).timers) clearInterval(timer);
+      (dead as any).cmd.disconnect();
+      (dead as any).sub.disconnect();
+      const t0 = Date.now();
+      // (once Redis has seen the connection close)
+      await until(() => a.publish('story:9', 'x').then(() => false, (err) => err.code === 'UNAVAILABLE'), 1000, 'publish to fail');
+      t.pass('an interested node with a live lease that does not listen: publish fails');
+      await until(() => offline.length > 0, 5000, 'the sweep');
+      await new Promise((r) => setTimeout(r, 400));
+      t.equal(offline.length, 1, 'once');
+      t.match(offline[0], /^[ab]:user:offline:u1$/, 'u1 offline, u2 still has a connection on a');
+      t.ok(Date.now() - t0 < 1500 + 300 + SLACK_MS, `within lease + sweep period (${Date.now() - t0} ms)`);
+      t.equal(await a.presence.count('u2'), 1);
+      await a.publish('story:9', 'y');
+      t.pass('once its lease is gone, publishing to a topic the dead node wanted works again');
+    });
+  });
+}

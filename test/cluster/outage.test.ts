@@ -1,0 +1,67 @@
+// Redis stopped and started again under two live nodes: failures are reported as failures, local
+// traffic goes on, and delivery resumes by itself with nothing reported delivered that was not.
+import t from 'tap';
+import { API_KEY, api, skipReason, startNodes, startRedis, until } from './redis.js';
+
+t.test('Redis outage and restart', { skip: skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false) }, async (t) => {
+  const redis = await startRedis(t);
+  const [a, b] = await startNodes(t, redis, 2, { presenceGraceMs: 200 });
+  const alice = await a!.connect('alice', { scope: 'stories:publish' });
+  const bob = await b!.connect('bob');
+  const watcher = await a!.connect('watcher');
+  await bob.type('connected');
+  t.equal((await watcher.request('subscribe', { topic: 'presence:bob' })).type, 'ack');
+  t.equal((await watcher.request('subscribe', { topic: 'presence:dave' })).type, 'ack');
+  const notify = (title: string) => api(a!, 'POST', '/v1/notifications', { userIds: ['bob', 'alice'], notification: { title, message: 'm' } });
+  t.equal((await notify('before')).status, 200);
+  await bob.next((f) => f.data?.title === 'before');
+
+  await redis.stop!();
+  await until(() => !a!.backplane.up && !b!.backplane.up, 5000, 'both nodes to see the outage');
+
+  t.test('while Redis is down', async (t) => {
+    const r = await notify('during');
+    t.equal(r.status, 503, 'the API says it could not reach the other nodes');
+    t.match(r.body, { delivered: 1, error: { code: 'UNAVAILABLE' } }, 'and what it delivered here');
+    t.equal((await alice.next((f) => f.data?.title === 'during')).type, 'notification:received', 'local delivery goes on');
+    t.match(await alice.request('story:published', { id: '1', title: 'x' }), { type: 'error', error: { code: 'UNAVAILABLE' } });
+    t.match(await alice.request('presence:query', { userIds: ['bob'] }), { type: 'error', error: { code: 'UNAVAILABLE' } });
+    t.equal((await api(a!, 'GET', '/v1/presence?userIds=bob')).status, 503);
+    const ready = await fetch(`http://127.0.0.1:${a!.port}/readyz`);
+    t.same([ready.status, await ready.json()], [200, { status: 'degraded' }]);
+    const metrics = await (await fetch(`http://127.0.0.1:${a!.port}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
+    t.match(metrics, /^storywire_backplane_up 0$/m);
+    t.match(metrics, /^storywire_backplane_errors_total [1-9]/m);
+    const started = Date.now();
+    await api(b!, 'POST', '/v1/stories', { id: '2', title: 'y' });
+    t.ok(Date.now() - started < 1000, 'failing is quick: nothing waits in a queue');
+  });
+
+  t.test('after Redis comes back (empty: it had no persistence)', async (t) => {
+    await redis.start!();
+    const restartedAt = Date.now();
+    // Publish from the first moment on: whatever is answered 200 must reach bob, once.
+    const answered: string[] = [];
+    let i = 0;
+    while (answered.length < 5) {
+      if (i > 400) throw new Error('delivery did not resume');
+      const title = `after-${i++}`;
+      if ((await notify(title)).status === 200) answered.push(title);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    t.ok(a!.backplane.up && b!.backplane.up, 'both nodes up again, by themselves');
+    for (const title of answered) await bob.next((f) => f.data?.title === title, 2000);
+    t.ok(await bob.none((f) => answered.includes(f.data?.title), 300), 'nothing answered 200 arrives twice');
+    t.pass(`${answered.length} publishes answered 200 after ${i - answered.length} refused during ${Date.now() - restartedAt} ms of recovery; all delivered once`);
+    t.same((await api(b!, 'GET', '/v1/presence?userIds=alice,bob,watcher')).body.online, ['alice', 'bob', 'watcher'], 'presence re-registered');
+    t.ok(await watcher.none((f) => f.type === 'user:online' || f.type === 'user:offline', 200), 'silently: nobody went offline, nobody is announced again');
+    const dave = await b!.connect('dave');
+    t.equal((await watcher.next((f) => f.type === 'user:online' && f.data.userId === 'dave')).topic, 'presence:dave', 'A listens to its topics again');
+    dave.close();
+    await watcher.next((f) => f.type === 'user:offline' && f.data.userId === 'dave', 3000);
+    t.match(await alice.request('story:published', { id: '3', title: 'z' }), { type: 'ack' });
+    await bob.next((f) => f.type === 'story:new' && f.data.id === '3');
+    const ready = await fetch(`http://127.0.0.1:${b!.port}/readyz`);
+    t.same(await ready.json(), { status: 'ready' });
+  });
+});

@@ -1,0 +1,128 @@
+// Cluster test support: a throwaway redis-server per suite (random port, killed by PID) and in-process nodes.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer as netServer, connect } from 'node:net';
+import pino from 'pino';
+import { RedisBackplane } from '../../src/backplane/redis.js';
+import type { Config } from '../../src/config.js';
+import { Client, startServer, type Harness } from '../helpers.js';
+
+// Several nodes, a Redis and child processes share two cores here: a deadline is a failure, not a pace.
+Client.defaultTimeoutMs = 10000;
+
+/** Scheduling slack allowed on top of a promised bound (lease + sweep) on a loaded 2-core CI machine. */
+export const SLACK_MS = 1000;
+
+interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+export interface TestRedis {
+  url: string;
+  /** A fresh key prefix: suites sharing one Redis (REDIS_URL) do not see each other. */
+  prefix: string;
+  /** Only for a redis-server this suite spawned: stop it (its data is lost: no persistence) and start it again. */
+  stop?(): Promise<void>;
+  start?(): Promise<void>;
+}
+
+const hasRedisServer = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0;
+
+/** Why the cluster suites cannot run here, or undefined when they can. */
+export const skipReason: string | false =
+  process.env.REDIS_URL || hasRedisServer
+    ? false
+    : '\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server) or REDIS_URL !!!\n';
+if (skipReason) process.stderr.write(skipReason);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = netServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(ok: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await ok()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+const accepts = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.once('data', (d) => {
+      sock.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
+    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.once('error', () => resolve(false));
+  });
+
+export async function startRedis(t: Tap): Promise<TestRedis> {
+  const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, prefix };
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await until(() => accepts(port), 5000, `redis-server on port ${port}`);
+  };
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  t.teardown(stop);
+  return { url: `redis://127.0.0.1:${port}`, prefix, stop, start };
+}
+
+export interface Node extends Harness {
+  backplane: RedisBackplane;
+}
+
+/** A node in this process, on the shared Redis, registered in the cluster before it listens. */
+export async function startNode(t: Tap, redis: TestRedis, overrides: Partial<Config> = {}): Promise<Node> {
+  const nodeId = `n${randomBytes(3).toString('hex')}`;
+  const backplane = new RedisBackplane({
+    url: redis.url,
+    prefix: redis.prefix,
+    nodeId,
+    leaseMs: overrides.nodeLeaseMs ?? 1500,
+    graceMs: overrides.presenceGraceMs ?? 3000,
+    log: pino({ level: 'silent' }),
+  });
+  if (!(await backplane.connect(5000))) throw new Error('node did not join the cluster');
+  const h = await startServer(t, { nodeLeaseMs: 1500, ...overrides }, { API_KEY: API_KEY }, { backplane });
+  return Object.assign(h, { backplane });
+}
+
+export async function startNodes(t: Tap, redis: TestRedis, n: number, overrides: Partial<Config> = {}): Promise<Node[]> {
+  const nodes: Node[] = [];
+  for (let i = 0; i < n; i++) nodes.push(await startNode(t, redis, overrides));
+  return nodes;
+}
+
+export const API_KEY = 'cluster-test-api-key-0123456789';
+
+export async function api(node: Harness, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${node.port}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+export { until };

@@ -45,6 +45,15 @@ interface Joiner {
 
 const OFFSET = /"offset":(\d+)/;
 
+/** A connection may have closed since it was remembered: uWS throws on any use of a closed one. */
+function isOpenSubscriber(ws: UWS.WebSocket<unknown>, topic: string): boolean {
+  try {
+    return ws.isSubscribed(topic);
+  } catch {
+    return false;
+  }
+}
+
 export class PubSub {
   private bytesSinceCheck = 0;
   private checkScheduled = false;
@@ -53,6 +62,9 @@ export class PubSub {
   /** Topics with local uWS subscribers, and topics held by joins in progress: together, this node's interest. */
   private readonly subscribed = new Set<string>();
   private readonly holds = new Map<string, number>();
+  /** Cluster: connections to leave out of numbered frames this node published, until the frame comes back. */
+  private readonly excepts = new Map<string, UWS.WebSocket<unknown>>();
+  private exceptSeq = 0;
 
   /**
    * `onVolume` runs (once per event-loop turn at most) after `checkEveryBytes` of frames were published:
@@ -66,8 +78,13 @@ export class PubSub {
     private readonly checkEveryBytes: number,
     private readonly onVolume: () => void,
   ) {
-    backplane.onFrame((topic, frame) => {
-      this.deliver(topic, frame, undefined);
+    backplane.onFrame((topic, frame, exceptToken) => {
+      let except: UWS.WebSocket<unknown> | undefined;
+      if (exceptToken !== undefined) {
+        except = this.excepts.get(exceptToken);
+        this.excepts.delete(exceptToken);
+      }
+      this.deliver(topic, frame, except);
     });
   }
 
@@ -119,7 +136,7 @@ export class PubSub {
     const joiners = this.joining.get(topic);
     if (joiners) for (const j of joiners) j.buffer.push(frame);
     let local = this.app.numSubscribers(topic);
-    if (except && except.isSubscribed(topic)) {
+    if (except && isOpenSubscriber(except, topic)) {
       local -= 1;
       except.publish(topic, frame);
     } else if (local > 0) {
@@ -154,6 +171,25 @@ export class PubSub {
     if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except);
     const head = `{"type":${JSON.stringify(type)},"topic":${JSON.stringify(topic)}`;
     if (!frame.startsWith(head)) throw new Error(`frame of ${type} does not start with type and topic`);
+    if (this.backplane.publishRecorded) {
+      // Cluster: numbered and published in one step; this node delivers it when it comes back from the
+      // store, in offset order with everyone else's (leaving out `except`, registered under a token).
+      const local = this.app.numSubscribers(topic) - (except && isOpenSubscriber(except, topic) ? 1 : 0);
+      let token: string | undefined;
+      if (except) {
+        token = (++this.exceptSeq).toString(36);
+        this.excepts.set(token, except);
+      }
+      const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
+      return this.backplane.publishRecorded(topic, head, frame.slice(head.length), token).then(
+        () => (forget(), local),
+        (err: unknown) => {
+          forget();
+          this.metrics.backplaneErrors.inc();
+          throw new PartialDelivery((err as { appended?: unknown }).appended ? local : 0);
+        },
+      );
+    }
     const appended = this.history.append(topic, head, frame.slice(head.length));
     if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
     return appended.then((a) => this.send(topic, a.frame, except));

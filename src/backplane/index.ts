@@ -15,6 +15,7 @@ export function createBackplane(config: Config, log: Logger): Backplane {
     nodeId,
     leaseMs: config.nodeLeaseMs,
     graceMs: config.presenceGraceMs,
+    history: { size: config.historySize, ttlMs: config.historyTtlS * 1000 },
     log,
   });
 }

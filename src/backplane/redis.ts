@@ -24,6 +24,8 @@ import { ErrorCode, WireError } from '../errors.js';
 import { FORGET_NODE, PUBLISH, SCRIPTS, STALE, SWEEP, sc, unavailable } from './redis-scripts.js';
 import { RedisPresence } from './redis-presence.js';
 import type { Backplane, DisconnectHandler, FrameHandler } from './types.js';
+import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../history/redis.js';
+import type { Appended } from '../history/types.js';
 
 export interface RedisBackplaneOptions {
   url: string;
@@ -37,6 +39,8 @@ export interface RedisBackplaneOptions {
   log: Logger;
   /** Bound on every Redis round trip; a publish fails after it. */
   commandTimeoutMs?: number;
+  /** HISTORY_SIZE and HISTORY_TTL_S of the recoverable topics kept in Redis. */
+  history?: RedisHistoryOptions;
 }
 
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
@@ -57,6 +61,8 @@ export class RedisBackplane implements Backplane {
   readonly kind = 'redis';
   readonly nodeId: string;
   readonly presence: RedisPresence;
+  readonly history: RedisHistory;
+  private readonly barriers = new Map<string, () => void>();
   private readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly p: string;
@@ -108,6 +114,7 @@ export class RedisBackplane implements Backplane {
     this.sub = new Redis(options.url, { ...common, connectionName: `storywire-${this.nodeId}-sub` });
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     this.presence = new RedisPresence(this, this.cmd, this.p, options.graceMs);
+    this.history = new RedisHistory(this.cmd, (name: string) => this.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
     for (const conn of [this.cmd, this.sub]) {
       conn.on('error', (err: Error) => {
         this.lastError = err.message;
@@ -192,6 +199,50 @@ export class RedisBackplane implements Backplane {
     if (r === -2) throw new WireError(ErrorCode.UNAVAILABLE, 'a node listening to this topic is not connected to Redis', 503);
   }
 
+  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string): Promise<Appended> {
+    if (!this.state) throw unavailable('not numbered nor delivered');
+    const { size, ttlMs } = this.history.options;
+    let r: [number, string?, number?, string?];
+    try {
+      r = (await hs(this.cmd).RECORD(
+        5,
+        this.key(`h:${topic}`),
+        this.key(`s:${topic}`),
+        this.key(`interest:${topic}`),
+        this.key('recovering'),
+        this.key(`t:${topic}`),
+        head,
+        tail,
+        this.key('node:'),
+        newEpoch(),
+        size,
+        ttlMs,
+        exceptToken === undefined ? '*' : `*${this.nodeId}/${exceptToken}`,
+      )) as typeof r;
+    } catch {
+      throw unavailable('not numbered nor delivered');
+    }
+    if (r[0] === -1) throw new WireError(ErrorCode.UNAVAILABLE, 'the cluster is re-registering after Redis lost its data', 503);
+    const appended = { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
+    if (r[0] === -2) {
+      throw Object.assign(new WireError(ErrorCode.UNAVAILABLE, 'a node listening to this topic is not connected to Redis (stored: recoverable)', 503), { appended });
+    }
+    return appended;
+  }
+
+  /** Publishes a marker on the topic's channel and resolves when it comes back: everything before it has arrived. */
+  barrier(topic: string): Promise<void> {
+    if (!this.listening.has(topic)) return Promise.resolve();
+    const token = randomBytes(6).toString('base64url');
+    return new Promise<void>((resolve) => {
+      // A marker that never comes back (Redis lost meanwhile) must not hold the join: after the command
+      // timeout it goes on; the worst outcome is a frame seen twice, which carries its offset.
+      const timer = setTimeout(() => this.barriers.delete(token) && resolve(), this.timeoutMs);
+      this.barriers.set(token, () => (clearTimeout(timer), resolve()));
+      this.cmd.spublish(this.key(`t:${topic}`), `~${this.nodeId}\n${token}`).catch(() => {});
+    });
+  }
+
   onFrame(handler: FrameHandler): void {
     this.frameHandler = handler;
   }
@@ -244,6 +295,22 @@ export class RedisBackplane implements Backplane {
     const origin = message.slice(0, nl);
     if (origin === this.nodeId) return;
     const body = message.slice(nl + 1);
+    if (origin.startsWith('~')) {
+      // A join's barrier marker: never delivered.
+      if (origin === `~${this.nodeId}`) {
+        this.barriers.get(body)?.();
+        this.barriers.delete(body);
+      }
+      return;
+    }
+    // Origin "*": a numbered frame, delivered by every listening node including the one that published it
+    // ("*<node>/<token>": that node leaves out the connection it registered under the token).
+    if (origin.startsWith('*')) {
+      const slash = origin.indexOf('/');
+      const mine = slash > 0 && origin.slice(1, slash) === this.nodeId;
+      this.frameHandler(channel.slice(this.p.length + 2), body, mine ? origin.slice(slash + 1) : undefined);
+      return;
+    }
     if (channel === this.key(`n:${this.nodeId}`)) this.onControl(origin, body);
     else this.frameHandler(channel.slice(this.p.length + 2), body);
   }

@@ -39,7 +39,10 @@
 //   a node runs when asked (it returns how many it closed).
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
-export type FrameHandler = (topic: string, frame: string) => void;
+import type { Appended, HistoryStore } from '../history/types.js';
+
+/** `exceptToken`: set on numbered frames this node published with a connection to leave out. */
+export type FrameHandler = (topic: string, frame: string, exceptToken?: string) => void;
 export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
 export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
 
@@ -69,6 +72,15 @@ export interface Backplane {
    * Absent when frames are delivered in the same turn as they are published (memory).
    */
   barrier?(topic: string): Promise<void>;
+  /**
+   * Cluster history: when present, numbered frames of recoverable topics are appended and published in
+   * one atomic step, and delivered through onFrame on every listening node, the publishing node included,
+   * so that every node sees a topic's frames in offset order. Rejects with UNAVAILABLE when an interested
+   * node may have missed it (the error's `appended` is set when the frame was stored: it is recoverable).
+   */
+  publishRecorded?(topic: string, head: string, tail: string, exceptToken?: string): Promise<Appended>;
+  /** The history store that goes with publishRecorded. */
+  readonly history?: HistoryStore;
   onFrame(handler: FrameHandler): void;
   disconnectUser(userId: string, code: number, reason: string): Promise<number>;
   onDisconnect(handler: DisconnectHandler): void;

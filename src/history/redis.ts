@@ -1,0 +1,137 @@
+// History in Redis (cluster mode): one stream and one position hash per recoverable topic, read state
+// per user. Appends happen in the backplane's RECORD script, atomically with their publication.
+//
+// Layout (after the backplane's prefix):
+//   h:<topic>   hash {epoch, offset}: the topic's position; a new epoch whenever it is missing
+//   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
+//   r:<user>    read state: hash {allUpTo}; ri:<user> set of notification ids read one by one
+// Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
+
+// KEYS: position hash, stream; ARGV: new epoch candidate, ttl ms. Returns {epoch, offset}.
+export const POSITION = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}`;
+
+// KEYS: position hash, stream; ARGV: epoch, offset, upTo, ttl ms.
+// Returns {epoch, offset, recovered (0/1), frames...}: frames in (offset, upTo] when all are still stored.
+export const SINCE = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local current = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+if not epoch or epoch ~= ARGV[1] or tonumber(ARGV[2]) > current then return {epoch or '', current, 0} end
+local t = redis.call('TIME')
+redis.call('XTRIM', KEYS[2], 'MINID', t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[4]))
+local from, upTo = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {epoch, current, 1}
+if from >= upTo then return out end
+local entries = redis.call('XRANGE', KEYS[2], '-', '+')
+if #entries == 0 or tonumber(entries[1][2][2]) > from + 1 then return {epoch, current, 0} end
+for _, e in ipairs(entries) do
+  local o = tonumber(e[2][2])
+  if o > from and o <= upTo then out[#out + 1] = e[2][4] end
+end
+return out`;
+
+// KEYS: position hash, stream, interest set, recovering flag, channel; ARGV: head, tail, lease key prefix,
+// new epoch candidate, max length, ttl ms, origin tag ("*" or "*<node>/<token>"). Appends and publishes in one step, so every node receives a
+// topic's numbered frames in offset order (the origin too: origin "*").
+// Returns {status, epoch, offset, frame}: status 1 sent to every interested live node (or none listens),
+// -1 the cluster is re-registering (nothing appended), -2 an interested node missed it (appended: recoverable).
+export const RECORD = `
+if redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+end
+local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local frame = ARGV[1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[2]
+local t = redis.call('TIME')
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'o', off, 'f', frame)
+redis.call('XTRIM', KEYS[2], 'MINID', t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[6]))
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local expected = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('EXISTS', ARGV[3] .. node) == 1 then expected = expected + 1 end
+end
+local status = 1
+if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[7] .. '\\n' .. frame) < expected then status = -2 end
+return {status, epoch, off, frame}`;
+
+// KEYS: read hash, read-ids set; ARGV: allUpTo, ttl ms.
+export const READ_ALL = `
+local cur = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0')
+if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], 'allUpTo', ARGV[1]) end
+redis.call('DEL', KEYS[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL };
+type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
+export const hs = (r: object) => r as Scripts;
+
+export const newEpoch = (): string => randomBytes(6).toString('base64url');
+
+export interface RedisHistoryOptions {
+  size: number;
+  ttlMs: number;
+}
+
+export class RedisHistory implements HistoryStore {
+  readonly kind = 'redis';
+
+  constructor(
+    private readonly cmd: Redis,
+    private readonly key: (name: string) => string,
+    readonly options: RedisHistoryOptions,
+  ) {
+    for (const [name, lua] of Object.entries(HISTORY_SCRIPTS)) cmd.defineCommand(name, { lua });
+  }
+
+  /** Appends go through the backplane's RECORD (atomic with the publication); never called directly. */
+  append(): Appended {
+    throw new Error('RedisHistory.append: cluster appends go through RedisBackplane.publishRecorded');
+  }
+
+  async position(topic: string): Promise<Position> {
+    const [epoch, offset] = (await hs(this.cmd).POSITION(2, this.key(`h:${topic}`), this.key(`s:${topic}`), newEpoch(), this.options.ttlMs)) as [string, number];
+    return { epoch, offset };
+  }
+
+  async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
+    const r = (await hs(this.cmd).SINCE(2, this.key(`h:${topic}`), this.key(`s:${topic}`), epoch, offset, upTo, this.options.ttlMs)) as [string, number, number, ...string[]];
+    const [curEpoch, curOffset, recovered, ...frames] = r;
+    return { recovered: recovered === 1, frames: recovered === 1 ? frames : [], position: { epoch: curEpoch, offset: curOffset } };
+  }
+
+  async latest(topic: string, limit: number): Promise<string[]> {
+    const entries = await this.cmd.xrevrange(this.key(`s:${topic}`), '+', '-', 'COUNT', limit);
+    const cutoff = Date.now() - this.options.ttlMs;
+    return entries.filter(([id]) => Number(id.split('-')[0]) >= cutoff).map(([, fields]) => fields[3]!);
+  }
+
+  async readState(userId: string): Promise<ReadState> {
+    const [all, ids] = await Promise.all([this.cmd.hget(this.key(`r:${userId}`), 'allUpTo'), this.cmd.smembers(this.key(`ri:${userId}`))]);
+    return { allUpTo: Number(all ?? 0), ids: new Set(ids) };
+  }
+
+  async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
+    if ('id' in change) {
+      await this.cmd.multi().sadd(this.key(`ri:${userId}`), change.id).pexpire(this.key(`ri:${userId}`), this.options.ttlMs).exec();
+    } else {
+      await hs(this.cmd).READ_ALL(2, this.key(`r:${userId}`), this.key(`ri:${userId}`), change.allUpTo, this.options.ttlMs);
+    }
+  }
+
+  async close(): Promise<void> {}
+}

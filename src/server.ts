@@ -11,7 +11,8 @@ import { uws, type UWS } from './uws.js';
 import { Metrics, type ConnectOutcome } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
 import { Reply, statusLine } from './http.js';
-import { ConnectionRates, Counts, ExpiryWheel, clientAddress } from './limits.js';
+import { ConnectionRates, Counts, clientAddress } from './limits.js';
+import { Connections } from './connections.js';
 import type { Backplane } from './backplane/types.js';
 import { MemoryBackplane } from './backplane/memory.js';
 import { Presence } from './features/presence.js';
@@ -82,15 +83,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
   const history = options.history ?? backplane.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
-  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => checkBackpressure());
+  const connections = new Connections(config, metrics, log);
+  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => connections.checkBackpressure());
   const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, pubsub, config.historySize);
   const limits: Limits = { maxNotificationBytes: config.maxNotificationBytes, maxStoryBytes: config.maxStoryBytes, maxPresenceIds: config.maxPresenceIds };
-  const byUser = new Map<string, Set<Socket>>();
-  const byAddress = new Counts();
+  const byAddress = connections.byAddress;
   const pendingByUser = new Counts();
-  const expiries = new ExpiryWheel<Socket>();
   const rateSpecs = {
     all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
     notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
@@ -99,7 +99,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
   const proxyHeader = config.trustProxyHeader?.toLowerCase();
   let connCounter = 0;
-  let openCount = 0;
   let pendingUpgrades = 0;
   let listenSocket: UWS.us_listen_socket | undefined;
   let adminSocket: UWS.us_listen_socket | undefined;
@@ -131,7 +130,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       }
       if (!conn.closed) {
         conn.principal = next;
-        expiries.add(ws, expiryOf(next));
+        connections.refreshed(ws);
       }
       return { exp: next.exp };
     },
@@ -153,11 +152,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     log.info({ ip, reason: err.code }, 'upgrade rejected');
     res.writeStatus(statusLine(err.status));
     res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
-  }
-
-  /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
-  function expiryOf(p: Principal): number | undefined {
-    return p.exp === undefined ? undefined : p.exp + config.jwtClockToleranceS;
   }
 
   function rateLimited(ws: Socket, id: FrameError['requestId'], what: string): void {
@@ -182,40 +176,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     });
   }
 
-  /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */
-  let tick = 0;
-  function sweep(): void {
-    if (++tick % 2 === 0) {
-      for (const ws of expiries.due(Math.floor(Date.now() / 1000))) {
-        if (!ws.getUserData().closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
-      }
-    }
-    checkBackpressure();
-  }
-
-  /**
-   * Runs on the sweep and after every MAX_BACKPRESSURE_BYTES/4 of published frames. A connection over
-   * budget, or over half of it for four checks in a row, is not keeping up: it is closed with 4101, the
-   * close frame queued behind its backlog so that a client still reading learns why.
-   */
-  function checkBackpressure(): void {
-    const budget = config.maxBackpressureBytes;
-    for (const sockets of byUser.values()) {
-      for (const ws of sockets) {
-        const conn = ws.getUserData();
-        if (conn.closed) continue;
-        conn.lastBuffered = ws.getBufferedAmount();
-        if (conn.lastBuffered <= budget / 2) {
-          conn.slowStrikes = 0;
-        } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
-          metrics.backpressureCloses.inc();
-          log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
-          ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
-        }
-      }
-    }
-  }
-
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
   app.ws<Conn>(config.wsPath, {
@@ -224,7 +184,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     maxPayloadLength: config.maxPayloadBytes * 4,
     idleTimeout: config.idleTimeoutS,
     sendPingsAutomatically: true,
-    // checkBackpressure() closes connections over MAX_BACKPRESSURE_BYTES with 4101; uWS drops (1006) those
+    // Connections.checkBackpressure() closes connections over MAX_BACKPRESSURE_BYTES with 4101; uWS drops (1006) those
     // that reach 4x that between two checks, so that no message is ever silently skipped for a slow reader.
     maxBackpressure: config.maxBackpressureBytes * 4,
     closeOnBackpressureLimit: true as unknown as number,
@@ -253,7 +213,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         refuseUpgrade(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip);
         return;
       }
-      if (openCount + pendingUpgrades >= config.maxConnections) {
+      if (connections.size + pendingUpgrades >= config.maxConnections) {
         refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip);
         return;
       }
@@ -324,14 +284,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     open(ws) {
       const conn = ws.getUserData();
       const userId = conn.principal.userId;
-      let mine = byUser.get(userId);
-      if (!mine) byUser.set(userId, (mine = new Set()));
-      mine.add(ws);
-      openCount++;
+      connections.add(ws);
       metrics.connection('accepted');
-      metrics.connectionsOpen.set(openCount);
-      metrics.presenceOnline.set(byUser.size);
-      expiries.add(ws, expiryOf(conn.principal));
       const personal = userTopic(userId);
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
@@ -422,19 +376,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const conn = ws.getUserData();
       conn.closed = true;
       const userId = conn.principal.userId;
-      const mine = byUser.get(userId);
-      if (mine) {
-        mine.delete(ws);
-        if (mine.size === 0) byUser.delete(userId);
-      }
-      openCount--;
-      byAddress.dec(conn.ip);
-      expiries.remove(ws);
-      // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
-      // sweep's reading tells a slow reader from a lost network.
-      if (code === CloseCode.ABNORMAL && conn.lastBuffered > config.maxBackpressureBytes / 2) metrics.backpressureCloses.inc();
-      metrics.connectionsOpen.set(openCount);
-      metrics.presenceOnline.set(byUser.size);
+      connections.remove(ws, code);
       metrics.closed(code);
       typing.closed(ws);
       log.info({ userId, connectionId: conn.id, code, durationMs: Date.now() - conn.openedAt }, 'connection closed');
@@ -448,34 +390,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     });
   }
 
-  function allSockets(): Socket[] {
-    const out: Socket[] = [];
-    for (const sockets of byUser.values()) for (const ws of sockets) out.push(ws);
-    return out;
-  }
-
-  /** Closes sockets with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */
-  function drainSockets(drainMs: number): Promise<void> {
-    const sockets = allSockets();
-    const steps = Math.max(1, Math.floor(drainMs / 50));
-    const perStep = Math.ceil(sockets.length / steps);
-    return new Promise((resolve) => {
-      const step = () => {
-        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
-        if (sockets.length === 0) resolve();
-        else setTimeout(step, 50).unref();
-      };
-      step();
-    });
-  }
-
-  function disconnectLocal(userId: string, code: number, reason: string): number {
-    const sockets = [...(byUser.get(userId) ?? [])];
-    for (const ws of sockets) ws.end(code, reason);
-    if (sockets.length > 0) log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
-    return sockets.length;
-  }
-  backplane.onDisconnect(disconnectLocal);
+  backplane.onDisconnect((userId, code, reason) => connections.disconnect(userId, code, reason));
 
   const server: StorywireServer = {
     config,
@@ -501,7 +416,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         adminPort = uws.us_socket_local_port(adminSocket as unknown as UWS.us_socket);
       }
       heartbeat = setInterval(() => pubsub.publishLocal(HEARTBEAT, heartbeatFrame()), config.heartbeatIntervalMs);
-      housekeeping = setInterval(sweep, 500);
+      housekeeping = setInterval(() => connections.sweep(), 500);
       ready = true;
       return port;
     },
@@ -513,7 +428,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         if (listenSocket) uws.us_listen_socket_close(listenSocket);
         listenSocket = undefined;
         // Closing the listen socket leaves open WebSockets alone: end them here.
-        await drainSockets(drainMs);
+        await connections.drain(drainMs);
         if (heartbeat) clearInterval(heartbeat);
         if (housekeeping) clearInterval(housekeeping);
         typing.stopAll();
@@ -549,14 +464,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     isOnline: (userId) => presence.isOnline(userId),
     onlineUsers: (userIds) => presence.online(userIds),
     async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {
-      const local = disconnectLocal(userId, code, reason);
+      const local = connections.disconnect(userId, code, reason);
       try {
         return local + (await backplane.disconnectUser(userId, code, reason));
       } catch {
         throw new WireError(ErrorCode.UNAVAILABLE, `closed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
       }
     },
-    connectionsOf: (userId) => byUser.get(userId)?.size ?? 0,
+    connectionsOf: (userId) => connections.of(userId),
   };
 
   const apiDeps = { config, log, metrics, server, limits, isReady: () => ready, backplaneUp: () => backplane.up };

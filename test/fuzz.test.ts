@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import t from 'tap';
 import { CloseCode, ErrorCode } from '../src/errors.js';
 import { CLIENT_TYPES } from '../src/protocol.js';
-import { Client, startServer, type Frame } from './helpers.js';
+import { startServer, type Frame } from './helpers.js';
 
 const VALID: object[] = [
   { type: 'ping', id: 'p' },

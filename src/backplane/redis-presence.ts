@@ -2,7 +2,7 @@
 import type { Redis } from 'ioredis';
 import type { PresenceChange, PresenceStore } from './types.js';
 import type { RedisBackplane } from './redis.js';
-import { ADD, REMOVE, SETTLE, sc, unavailable } from './redis-scripts.js';
+import { sc, unavailable } from './redis-scripts.js';
 
 /** Presence in Redis, mirrored locally so that this node can re-register its connections after an outage. */
 export class RedisPresence implements PresenceStore {

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ErrorCode, WireError } from '../errors.js';
-import { FORGET_NODE, PUBLISH, SCRIPTS, STALE, SWEEP, sc, unavailable } from './redis-scripts.js';
+import { SCRIPTS, sc, unavailable } from './redis-scripts.js';
 import { RedisPresence } from './redis-presence.js';
 import type { Backplane, DisconnectHandler, FrameHandler } from './types.js';
 import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../history/redis.js';

@@ -1,0 +1,126 @@
+// The open connections of this node: by user and by address, token expiry, slow-consumer checks, drain.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { CloseCode } from './errors.js';
+import type { Socket } from './dispatch.js';
+import { Counts, ExpiryWheel } from './limits.js';
+import type { Metrics } from './metrics.js';
+
+export class Connections {
+  private readonly byUser = new Map<string, Set<Socket>>();
+  /** Open connections plus upgrades in progress, per client address. */
+  readonly byAddress = new Counts();
+  private readonly expiries = new ExpiryWheel<Socket>();
+  private open = 0;
+  private tick = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.open;
+  }
+
+  of(userId: string): number {
+    return this.byUser.get(userId)?.size ?? 0;
+  }
+
+  /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
+  private expiryOf(ws: Socket): number | undefined {
+    const exp = ws.getUserData().principal.exp;
+    return exp === undefined ? undefined : exp + this.config.jwtClockToleranceS;
+  }
+
+  add(ws: Socket): void {
+    const userId = ws.getUserData().principal.userId;
+    let mine = this.byUser.get(userId);
+    if (!mine) this.byUser.set(userId, (mine = new Set()));
+    mine.add(ws);
+    this.open++;
+    this.expiries.add(ws, this.expiryOf(ws));
+    this.metrics.connectionsOpen.set(this.open);
+    this.metrics.presenceOnline.set(this.byUser.size);
+  }
+
+  /** The token of a connection was refreshed: its deadline moves. */
+  refreshed(ws: Socket): void {
+    this.expiries.add(ws, this.expiryOf(ws));
+  }
+
+  remove(ws: Socket, code: number): void {
+    const conn = ws.getUserData();
+    const mine = this.byUser.get(conn.principal.userId);
+    if (mine) {
+      mine.delete(ws);
+      if (mine.size === 0) this.byUser.delete(conn.principal.userId);
+    }
+    this.open--;
+    this.byAddress.dec(conn.ip);
+    this.expiries.remove(ws);
+    // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
+    // check's reading tells a slow reader from a lost network.
+    if (code === CloseCode.ABNORMAL && conn.lastBuffered > this.config.maxBackpressureBytes / 2) this.metrics.backpressureCloses.inc();
+    this.metrics.connectionsOpen.set(this.open);
+    this.metrics.presenceOnline.set(this.byUser.size);
+  }
+
+  /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */
+  sweep(): void {
+    if (++this.tick % 2 === 0) {
+      for (const ws of this.expiries.due(Math.floor(Date.now() / 1000))) {
+        if (!ws.getUserData().closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
+      }
+    }
+    this.checkBackpressure();
+  }
+
+  /**
+   * Runs on the sweep and after every MAX_BACKPRESSURE_BYTES/4 of published frames. A connection over
+   * budget, or over half of it for four checks in a row, is not keeping up: it is closed with 4101, the
+   * close frame queued behind its backlog so that a client still reading learns why.
+   */
+  checkBackpressure(): void {
+    const budget = this.config.maxBackpressureBytes;
+    for (const sockets of this.byUser.values()) {
+      for (const ws of sockets) {
+        const conn = ws.getUserData();
+        if (conn.closed) continue;
+        conn.lastBuffered = ws.getBufferedAmount();
+        if (conn.lastBuffered <= budget / 2) {
+          conn.slowStrikes = 0;
+        } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
+          this.metrics.backpressureCloses.inc();
+          this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
+          ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
+        }
+      }
+    }
+  }
+
+  /** Closes every connection of a user on this node; returns how many. */
+  disconnect(userId: string, code: number, reason: string): number {
+    const sockets = [...(this.byUser.get(userId) ?? [])];
+    for (const ws of sockets) ws.end(code, reason);
+    if (sockets.length > 0) this.log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
+    return sockets.length;
+  }
+
+  /** Closes everything with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */
+  drain(drainMs: number): Promise<void> {
+    const sockets: Socket[] = [];
+    for (const mine of this.byUser.values()) sockets.push(...mine);
+    const steps = Math.max(1, Math.floor(drainMs / 50));
+    const perStep = Math.ceil(sockets.length / steps);
+    return new Promise((resolve) => {
+      const step = () => {
+        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
+        if (sockets.length === 0) resolve();
+        else setTimeout(step, 50).unref();
+      };
+      step();
+    });
+  }
+}

@@ -27,7 +27,7 @@ export class Metrics {
     this.messagesIn = new Counter({ name: 'storywire_messages_in_total', help: 'Valid client messages by type', labelNames: ['type'], registers });
     this.messagesOut = new Counter({ name: 'storywire_messages_out_total', help: 'Frames handed to local connections (direct replies and topic deliveries)', registers });
     this.publishes = new Counter({ name: 'storywire_publishes_total', help: 'Events published to a topic, by event type', labelNames: ['type'], registers });
-    this.notificationsDelivered = new Counter({ name: 'storywire_notifications_delivered_total', help: 'Notification frames handed to local connections', registers });
+    this.notificationsDelivered = new Counter({ name: 'storywire_notifications_delivered_total', help: 'Notification frames handed to local connections (client, HTTP and embedded senders)', registers });
     this.rejected = new Counter({ name: 'storywire_messages_rejected_total', help: 'Client messages answered with an error, by error code (RATE_LIMITED included)', labelNames: ['reason'], registers });
     this.closes = new Counter({ name: 'storywire_connection_closes_total', help: 'Closed connections by close code', labelNames: ['code'], registers });
     this.backpressureCloses = new Counter({ name: 'storywire_backpressure_closes_total', help: 'Connections dropped because their outgoing buffer passed MAX_BACKPRESSURE_BYTES', registers });

@@ -44,6 +44,7 @@ interface Joiner {
 }
 
 const OFFSET = /"offset":(\d+)/;
+const NOTIFICATION_HEAD = '{"type":"notification:received"';
 
 /** A connection may have closed since it was remembered: uWS throws on any use of a closed one. */
 function isOpenSubscriber(ws: UWS.WebSocket<unknown>, topic: string): boolean {
@@ -144,6 +145,7 @@ export class PubSub {
     }
     if (local > 0) {
       this.metrics.messagesOut.inc(local);
+      if (frame.startsWith(NOTIFICATION_HEAD)) this.metrics.notificationsDelivered.inc(local);
       this.count(frame.length);
     }
     return local;

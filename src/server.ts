@@ -449,14 +449,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return signDevToken(verifier.devSecret, userId, roles, ttlS, config);
     },
 
-    sendNotificationToUser(userIds, notification, from = null) {
-      const r = sendNotification(pubsub, typeof userIds === 'string' ? [userIds] : userIds, notification, from);
-      r.delivered.then(
-        (n) => metrics.notificationsDelivered.inc(n),
-        () => {},
-      );
-      return r;
-    },
+    sendNotificationToUser: (userIds, notification, from = null) => sendNotification(pubsub, typeof userIds === 'string' ? [userIds] : userIds, notification, from),
     broadcastNewStory: (story, authorId = null) => broadcastNewStory(pubsub, story, authorId),
     broadcastStoryUpdated: (story, authorId = null) => broadcastStoryUpdated(pubsub, story, authorId),
     broadcastNewChapter: (chapter, authorId = null) => broadcastNewChapter(pubsub, chapter, authorId),

@@ -47,7 +47,7 @@ t.test('/metrics needs the API key on the public port and its counters move with
   t.equal(metric(after, 'storywire_messages_in_total', 'type="story:published"'), 1);
   t.equal(metric(after, 'storywire_messages_rejected_total', 'reason="BAD_JSON"'), 1);
   t.equal(metric(after, 'storywire_publishes_total', 'type="story:new"'), 2, 'stories + author topic');
-  t.equal(metric(after, 'storywire_notifications_delivered_total'), 1, 'backend notification delivered to bob');
+  t.equal(metric(after, 'storywire_notifications_delivered_total'), 2, 'the client and the backend notification delivered to bob');
   t.equal(metric(after, 'storywire_presence_online_users'), 2);
   t.ok(metric(after, 'storywire_messages_out_total') >= 7, 'connected x2, pong, acks, story:new x2, notifications');
   bob.close();

@@ -202,3 +202,16 @@ t.test('the notification inbox: list with read state, read one or all, synced to
   const tablet = await h.connect('bob');
   t.equal((await tablet.request('notifications:list')).data.unreadCount, 0, 'a device that connects later sees the same state');
 });
+
+t.test('read state belongs to the epoch: a personal topic evicted and recreated starts unread', async (t) => {
+  // HISTORY_MAX_TOPICS=1: a notification to alice evicts bob's history, whose next event starts a new epoch at offset 1.
+  const h = await startServer(t, { historyMaxTopics: 1 });
+  const bob = await h.connect('bob');
+  for (let i = 1; i <= 3; i++) await h.server.sendNotificationToUser('bob', note(i)).delivered;
+  t.same((await bob.request('notifications:read', { all: true })).data, { unreadCount: 0 });
+  await h.server.sendNotificationToUser('alice', note(0)).delivered;
+  await h.server.sendNotificationToUser('bob', note(4)).delivered;
+  const list = await bob.request('notifications:list');
+  t.match(list.data.notifications, [{ title: 'n4', offset: 1, read: false }], 'the old allUpTo: 3 does not cover offset 1 of the new epoch');
+  t.equal(list.data.unreadCount, 1);
+});

@@ -1,4 +1,4 @@
-// StorywireClient: the public API over one Connection: typed events, request helpers, topics, typing, token refresh.
+// StorywireClient: the public API over one Connection: typed events, request helpers, topics, typing; token refresh in refresh.ts.
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { Connection } from './connection.js';
@@ -6,47 +6,14 @@ import { Emitter } from './emitter.js';
 import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
 import { Topics } from './topics.js';
-import { jwtExp, obtainToken, refreshDelay } from './token.js';
+import { TokenRefresh } from './refresh.js';
 import type {
-  ChapterInput, ClientEventName, ClientEvents, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery, EventMeta,
-  Id, NotificationInput, OfflinePolicy, ReconnectOptions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
-  TokenProvider, WebSocketConstructor,
+  ChapterInput, ClientEventName, ClientEvents, ClientOptions, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery,
+  EventMeta, Id, NotificationInput, OfflinePolicy, RequestOptions, ServerEventType, ServerEvents, StoryInput,
+  WebSocketConstructor,
 } from './types.js';
 
-export interface ClientOptions {
-  /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
-  url: string;
-  /** A fixed token, or a provider called before every connection attempt and before expiry. */
-  token: string | TokenProvider;
-  /** The WebSocket class; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
-  WebSocket?: WebSocketConstructor;
-  /** protocol (default): the `bearer.<jwt>` subprotocol, which browsers can send; query: `?token=`. */
-  tokenTransport?: 'protocol' | 'query';
-  /** Connect on the next microtask (default true), so listeners added right after construction see every event. */
-  autoConnect?: boolean;
-  /** Backoff settings, or false to never reconnect. */
-  reconnect?: ReconnectOptions | false;
-  /** Time allowed from the start of an attempt to the `connected` frame. Default 10 000 ms. */
-  connectTimeoutMs?: number;
-  /** Silence after which the server is taken for dead; default 2 x its heartbeat interval + 1 s; false disables. */
-  heartbeatTimeoutMs?: number | false;
-  /** Default reply timeout of requests. Default 10 000 ms. */
-  requestTimeoutMs?: number;
-  /** Default for requests made while disconnected (ping and typing always default to reject). Default queue. */
-  offline?: OfflinePolicy;
-  /** Bound of the offline queue. Default 100. */
-  maxQueue?: number;
-  /** Notifications kept in `notifications`. Default 50. */
-  maxNotifications?: number;
-  /** At most one `typing:start` per target per this many ms. Default 2 000 (the server's default timeout is 5 000). */
-  typingThrottleMs?: number;
-  /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
-  refreshLeadMs?: number;
-  /** Topics to join on every connection, in addition to those given to subscribe(). */
-  topics?: readonly string[];
-  /** Timers and randomness (tests). */
-  clock?: Partial<Clock>;
-}
+export type { ClientOptions } from './types.js';
 
 type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
 
@@ -64,10 +31,10 @@ export class StorywireClient {
   private readonly clock: Clock;
   private readonly topics: Topics;
   private readonly typingSent = new Map<string, number>();
-  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number; refreshLeadMs: number };
-  private refreshTimer: unknown;
+  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
+  private readonly refresh: TokenRefresh;
 
-  constructor(private readonly options: ClientOptions) {
+  constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) throw new TypeError('storywire: no global WebSocket; in Node 20 pass { WebSocket } from the "ws" package');
     if (!/^(wss?|https?):\/\//.test(options.url)) throw new TypeError(`storywire: url must be ws:// or wss://, got "${options.url}"`);
@@ -76,12 +43,22 @@ export class StorywireClient {
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       offline: options.offline ?? 'queue',
       typingThrottleMs: options.typingThrottleMs ?? 2_000,
-      refreshLeadMs: options.refreshLeadMs ?? 60_000,
     };
     this.topics = new Topics(this.clock);
     this.notifications = new NotificationStore(options.maxNotifications ?? 50);
     for (const t of options.topics ?? []) this.topics.add(t);
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
+    const report = (err: StorywireError) => this.events.emit('error', err);
+    this.refresh = new TokenRefresh({
+      source: options.token,
+      clock: this.clock,
+      leadMs: options.refreshLeadMs ?? 60_000,
+      isConnected: () => this.isConnected,
+      auth: (token) => this.request<{ exp?: number }>('auth', { token }, { offline: 'reject' }),
+      reconnectNow: (reason) => this.conn.reconnectNow(reason),
+      refreshed: (exp) => this.events.emit('token:refreshed', { exp }),
+      report,
+    });
     this.conn = new Connection(
       {
         url: options.url.replace(/^http/, 'ws'),
@@ -308,23 +285,8 @@ export class StorywireClient {
    * Gets a new token from the provider and hands it to the live connection (`auth`); runs by itself before
    * expiry. A server without `auth`, or a token for another user, is answered by reconnecting with it instead.
    */
-  async refreshToken(): Promise<void> {
-    if (typeof this.options.token === 'string') throw new StorywireError(ClientErrorCode.TOKEN_PROVIDER, 'a fixed token cannot be refreshed: pass a token provider', false, false);
-    if (!this.isConnected) return;
-    const token = await obtainToken(this.options.token, { reason: 'refresh' });
-    try {
-      const ack = await this.request<{ exp?: number }>('auth', { token }, { offline: 'reject' });
-      const exp = ack?.exp ?? jwtExp(token);
-      this.events.emit('token:refreshed', { exp });
-      this.scheduleRefresh(exp);
-    } catch (err) {
-      const code = (err as StorywireError).code;
-      if (code === ServerErrorCode.UNKNOWN_TYPE || code === ServerErrorCode.TOKEN_SUBJECT_MISMATCH) {
-        this.conn.reconnectNow(`token refresh: ${(err as Error).message}; reconnecting with a new token`);
-        return;
-      }
-      throw err;
-    }
+  refreshToken(): Promise<void> {
+    return this.refresh.refresh();
   }
 
   // ---- connection hooks ----
@@ -332,7 +294,7 @@ export class StorywireClient {
   private opened(token: string): void {
     for (const topic of this.topics) this.sendSubscribe(topic);
     this.requests.flush();
-    if (typeof this.options.token !== 'string') this.scheduleRefresh(jwtExp(token));
+    this.refresh.opened(token);
   }
 
   private frame(f: ServerFrame): void {
@@ -351,7 +313,7 @@ export class StorywireClient {
   }
 
   private lost(): void {
-    this.clock.clearTimeout(this.refreshTimer);
+    this.refresh.stop();
     this.typingSent.clear();
     this.requests.connectionLost();
   }
@@ -372,18 +334,5 @@ export class StorywireClient {
         if (!this.topics.settle(topic, err)) this.events.emit('error', err);
       },
     );
-  }
-
-  private scheduleRefresh(exp: number | undefined, delay = refreshDelay(exp, Date.now(), this.o.refreshLeadMs)): void {
-    this.clock.clearTimeout(this.refreshTimer);
-    if (delay === undefined) return;
-    this.refreshTimer = this.clock.setTimeout(() => {
-      this.refreshToken().catch((err: unknown) => {
-        this.events.emit('error', err instanceof StorywireError ? err : new StorywireError(ClientErrorCode.TOKEN_PROVIDER, String(err), false, false));
-        // Try again while the token still has life left; the next connection fetches a new one anyway.
-        const left = exp === undefined ? 0 : exp * 1000 - Date.now();
-        if (left > 2000 && this.isConnected) this.scheduleRefresh(exp, Math.min(30_000, left / 2));
-      });
-    }, delay);
   }
 }

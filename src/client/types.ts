@@ -213,3 +213,38 @@ export interface ReconnectOptions {
   /** A connection that stayed open this long resets the attempt count. Default 5 000 ms. */
   stableAfterMs?: number;
 }
+
+export interface ClientOptions {
+  /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
+  url: string;
+  /** A fixed token, or a provider called before every connection attempt and before expiry. */
+  token: string | TokenProvider;
+  /** The WebSocket class; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
+  WebSocket?: WebSocketConstructor;
+  /** protocol (default): the `bearer.<jwt>` subprotocol, which browsers can send; query: `?token=`. */
+  tokenTransport?: 'protocol' | 'query';
+  /** Connect on the next microtask (default true), so listeners added right after construction see every event. */
+  autoConnect?: boolean;
+  /** Backoff settings, or false to never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Time allowed from the start of an attempt to the `connected` frame. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** Silence after which the server is taken for dead; default 2 x its heartbeat interval + 1 s; false disables. */
+  heartbeatTimeoutMs?: number | false;
+  /** Default reply timeout of requests. Default 10 000 ms. */
+  requestTimeoutMs?: number;
+  /** Default for requests made while disconnected (ping and typing always default to reject). Default queue. */
+  offline?: OfflinePolicy;
+  /** Bound of the offline queue. Default 100. */
+  maxQueue?: number;
+  /** Notifications kept in `notifications`. Default 50. */
+  maxNotifications?: number;
+  /** At most one `typing:start` per target per this many ms. Default 2 000 (the server's default timeout is 5 000). */
+  typingThrottleMs?: number;
+  /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
+  refreshLeadMs?: number;
+  /** Topics to join on every connection, in addition to those given to subscribe(). */
+  topics?: readonly string[];
+  /** Timers and randomness (tests). */
+  clock?: Partial<Clock>;
+}

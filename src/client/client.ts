@@ -1,15 +1,16 @@
-// StorywireClient: the public API over one Connection: typed events, request helpers, topics, typing; token refresh in refresh.ts.
+// StorywireClient: the public API over one Connection: typed events, requests, topics, typing, resume across connections.
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
+import { Resume } from './resume.js';
 import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
 import { Topics } from './topics.js';
 import { TokenRefresh } from './refresh.js';
 import type {
   ChapterInput, ClientEventName, ClientEvents, ClientOptions, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery,
-  EventMeta, Id, NotificationInput, OfflinePolicy, RequestOptions, ServerEventType, ServerEvents, StoryInput,
+  EventMeta, Id, NotificationInput, OfflinePolicy, Positions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
   WebSocketConstructor,
 } from './types.js';
 
@@ -30,6 +31,7 @@ export class StorywireClient {
   private readonly requests: Requests;
   private readonly clock: Clock;
   private readonly topics: Topics;
+  private readonly resume: Resume;
   private readonly typingSent = new Map<string, number>();
   private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
   private readonly refresh: TokenRefresh;
@@ -47,6 +49,7 @@ export class StorywireClient {
     this.topics = new Topics(this.clock);
     this.notifications = new NotificationStore(options.maxNotifications ?? 50);
     for (const t of options.topics ?? []) this.topics.add(t);
+    this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
     const report = (err: StorywireError) => this.events.emit('error', err);
     this.refresh = new TokenRefresh({
@@ -69,10 +72,11 @@ export class StorywireClient {
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs,
         clock: this.clock,
+        since: (token) => this.resume.sinceParam(token),
       },
       this.events,
       {
-        opened: (_info, token) => this.opened(token),
+        opened: (info, token) => this.opened(info, token),
         frame: (f) => this.frame(f),
         lost: () => this.lost(),
         ended: (why) => this.ended(why.reason),
@@ -109,6 +113,13 @@ export class StorywireClient {
   }
   get subscriptions(): readonly string[] {
     return this.topics.list;
+  }
+  /**
+   * The position (epoch + highest offset processed) of each recoverable topic: `user:<me>` and the subscribed
+   * `story:<id>`. A plain object: persist it and pass it back as `resumeFrom` to resume after a restart.
+   */
+  get positions(): Positions {
+    return this.resume.positions;
   }
   /** Requests waiting in the offline queue. */
   get queued(): number {
@@ -266,9 +277,10 @@ export class StorywireClient {
     return p;
   }
 
-  /** Leaves a topic and forgets it. */
+  /** Leaves a topic and forgets it (and its position). */
   async unsubscribe(topic: string, opts: RequestOptions = {}): Promise<void> {
     this.topics.delete(topic);
+    this.resume.forget(topic);
     this.topics.settle(topic, new StorywireError(ClientErrorCode.CANCELLED, `subscribe ${topic}: cancelled by unsubscribe()`, false, false));
     if (this.isConnected) await this.request('unsubscribe', { topic }, { ...opts, offline: 'reject' });
   }
@@ -291,7 +303,8 @@ export class StorywireClient {
 
   // ---- connection hooks ----
 
-  private opened(token: string): void {
+  private opened(info: ConnectedInfo, token: string): void {
+    this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.sendSubscribe(topic);
     this.requests.flush();
     this.refresh.opened(token);
@@ -302,7 +315,10 @@ export class StorywireClient {
     if (f.type === 'heartbeat') {
       this.events.emit('heartbeat', f.ts ?? Date.now());
     } else if (f.topic !== undefined) {
-      const meta: EventMeta = { topic: f.topic, ts: f.ts ?? Date.now() };
+      if (this.resume.event(f.topic, f.epoch, f.offset) === 'duplicate') return;
+      const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
+        ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
+        : { topic: f.topic, ts: f.ts ?? Date.now() };
       if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received']);
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
@@ -325,8 +341,12 @@ export class StorywireClient {
   }
 
   private sendSubscribe(topic: string): void {
-    this.request('subscribe', { topic }, { offline: 'reject' }).then(
-      () => this.topics.settle(topic),
+    const data = this.resume.subscribeData(topic);
+    this.request('subscribe', data, { offline: 'reject' }).then(
+      (ack) => {
+        if (this.topics.has(topic)) this.resume.subscribed(topic, ack, data.since);
+        this.topics.settle(topic);
+      },
       (err: StorywireError) => {
         // Lost with the connection: the next connection subscribes again and settles the waiters then.
         if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.NOT_CONNECTED || err.code === ClientErrorCode.CLOSED) return;

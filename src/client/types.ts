@@ -82,6 +82,37 @@ export type ServerEventType = keyof ServerEvents;
 export interface EventMeta {
   topic: string;
   ts: number;
+  /** On recoverable topics (`user:<id>`, `story:<id>`): the topic's history epoch and the event's offset in it. */
+  epoch?: string;
+  offset?: number;
+}
+
+// ---- resume (protocol.md section 9) ----
+
+/** A place in a recoverable topic's history: meaningful only with its epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+/** The position per recoverable topic (`user:<me>`, subscribed `story:<id>`): what `positions` gives and `resumeFrom` takes. */
+export type Positions = Record<string, Position>;
+
+/** The server's answer to a join: where the connection starts, and whether the missed events could be replayed. */
+export interface JoinPosition extends Position {
+  /** Present when the join asked to resume: false means nothing was replayed (see `resync`). */
+  recovered?: boolean;
+  replayed?: number;
+}
+
+/** A gap the server could not fill: the app should refetch what it shows for `topic` from its REST API. */
+export interface ResyncInfo {
+  topic: string;
+  /** epoch: the history was lost (server restart, topic evicted); gap: more was missed than the server keeps. */
+  reason: 'epoch' | 'gap';
+  /** The position the client asked to resume from. */
+  from: Position;
+  /** The position adopted: live events continue from here. */
+  to: Position;
 }
 
 /** The `connected` frame's data: who the server thinks we are and its limits. */
@@ -94,6 +125,8 @@ export interface ConnectedInfo {
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;
+  /** Recoverable topics joined automatically (`user:<me>`), with the position joined at (servers with history). */
+  topics?: Record<string, JoinPosition>;
 }
 
 // ---- client -> server inputs (src/protocol.ts) ----
@@ -174,6 +207,8 @@ export type ClientEvents = { [K in ServerEventType]: [data: ServerEvents[K], met
   heartbeat: [ts: number];
   /** The live connection's token was replaced through `auth`. */
   'token:refreshed': [info: { exp: number | undefined }];
+  /** A resume could not be filled (`recovered: false`): refetch `topic` from the app's REST API. */
+  resync: [info: ResyncInfo];
 };
 export type ClientEventName = keyof ClientEvents;
 
@@ -245,6 +280,10 @@ export interface ClientOptions {
   refreshLeadMs?: number;
   /** Topics to join on every connection, in addition to those given to subscribe(). */
   topics?: readonly string[];
+  /** Positions saved from `client.positions` (e.g. before the app was closed): the first connection resumes from them. */
+  resumeFrom?: Positions;
+  /** Ask the server for missed events on reconnect (`?since=`, `subscribe.since`). Default true. */
+  resume?: boolean;
   /** Timers and randomness (tests). */
   clock?: Partial<Clock>;
 }

@@ -1,8 +1,9 @@
-// StorywireClient: the public API over one Connection: typed events, requests, topics, typing, resume across connections.
+// StorywireClient: the public API over one Connection: typed events, requests, topics, typing, resume, the inbox-backed store.
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
+import { InboxSync } from './inbox.js';
 import { Resume } from './resume.js';
 import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
@@ -20,7 +21,7 @@ type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
 
 const SERVER_EVENTS: ReadonlySet<string> = new Set<ServerEventType>([
   'notification:received', 'user:online', 'user:offline', 'story:new', 'story:updated', 'chapter:new', 'user:typing',
-  'user:stopped_typing', 'profile:updated',
+  'user:stopped_typing', 'profile:updated', 'notifications:read',
 ]);
 
 export class StorywireClient {
@@ -32,6 +33,7 @@ export class StorywireClient {
   private readonly clock: Clock;
   private readonly topics: Topics;
   private readonly resume: Resume;
+  private readonly inbox: InboxSync;
   private readonly typingSent = new Map<string, number>();
   private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
   private readonly refresh: TokenRefresh;
@@ -52,6 +54,7 @@ export class StorywireClient {
     this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
     const report = (err: StorywireError) => this.events.emit('error', err);
+    this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report);
     this.refresh = new TokenRefresh({
       source: options.token,
       clock: this.clock,
@@ -235,6 +238,26 @@ export class StorywireClient {
     return this.request('profile:updated', profile, opts);
   }
 
+  /**
+   * Marks a notification read in the store and on the server, which tells the user's other devices. Resolves
+   * with the unread count: the server's, or the store's while offline (the read is sent on the next connection).
+   */
+  markAsRead(id: string): Promise<number> {
+    this.notifications.setRead(id, 'local');
+    return this.inbox.send({ id });
+  }
+
+  /** Marks every notification read, here and on the server (everything it holds up to now). */
+  markAllAsRead(): Promise<number> {
+    this.notifications.setAllRead('local');
+    return this.inbox.send({ all: true });
+  }
+
+  /** Refills `notifications` from the server's inbox now (done by itself on every connection); rejects when offline. */
+  refreshNotifications(): Promise<void> {
+    return this.inbox.load();
+  }
+
   /** Which of userIds have a connection now. */
   async queryPresence(userIds: readonly Id[], opts?: RequestOptions): Promise<string[]> {
     return (await this.request<{ online: string[] }>('presence:query', { userIds }, opts)).online;
@@ -307,6 +330,8 @@ export class StorywireClient {
     this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.sendSubscribe(topic);
     this.requests.flush();
+    // After the flush: reads queued offline are applied before the inbox is read.
+    this.inbox.autoLoad();
     this.refresh.opened(token);
   }
 
@@ -319,7 +344,8 @@ export class StorywireClient {
       const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
         ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
         : { topic: f.topic, ts: f.ts ?? Date.now() };
-      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received']);
+      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset);
+      else if (f.type === 'notifications:read') this.inbox.remote(f.data as ServerEvents['notifications:read']);
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
     } else if (f.type === 'error') {

@@ -64,6 +64,14 @@ export interface ProfileEvent {
   [field: string]: unknown;
 }
 
+/** Another device of this user read notifications: `ids`, or everything up to offset `allUpTo`. */
+export interface NotificationsReadEvent {
+  ids?: string[];
+  allUpTo?: number;
+  /** The user's unread count after the change. */
+  unreadCount: number;
+}
+
 /** Every topic event, by the seed's names. */
 export interface ServerEvents {
   'notification:received': Notification;
@@ -75,6 +83,7 @@ export interface ServerEvents {
   'user:typing': TypingEvent;
   'user:stopped_typing': TypingEvent;
   'profile:updated': ProfileEvent;
+  'notifications:read': NotificationsReadEvent;
 }
 export type ServerEventType = keyof ServerEvents;
 

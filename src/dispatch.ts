@@ -126,6 +126,12 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     }
     conn.subscriptions.add(topic);
     const r = await ctx.pubsub.join(ws, topic, since);
+    // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
+    if (!conn.subscriptions.has(topic)) {
+      if (!conn.closed) ws.unsubscribe(topic);
+      ack(ctx, ws, msg.id, { topic });
+      return;
+    }
     if (!r) {
       ack(ctx, ws, msg.id, { topic });
       return;

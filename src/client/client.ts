@@ -1,58 +1,27 @@
-// StorywireClient: the public API over one Connection: typed events, request helpers, topics, typing, token refresh.
+// StorywireClient: the public API over one Connection: typed events, requests, topics, typing, resume, the inbox-backed store.
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
+import { InboxSync } from './inbox.js';
+import { Resume } from './resume.js';
 import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
 import { Topics } from './topics.js';
-import { jwtExp, obtainToken, refreshDelay } from './token.js';
+import { TokenRefresh } from './refresh.js';
 import type {
-  ChapterInput, ClientEventName, ClientEvents, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery, EventMeta,
-  Id, NotificationInput, OfflinePolicy, ReconnectOptions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
-  TokenProvider, WebSocketConstructor,
+  ChapterInput, ClientEventName, ClientEvents, ClientOptions, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery,
+  EventMeta, Id, NotificationInput, OfflinePolicy, Positions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
+  WebSocketConstructor,
 } from './types.js';
 
-export interface ClientOptions {
-  /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
-  url: string;
-  /** A fixed token, or a provider called before every connection attempt and before expiry. */
-  token: string | TokenProvider;
-  /** The WebSocket class; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
-  WebSocket?: WebSocketConstructor;
-  /** protocol (default): the `bearer.<jwt>` subprotocol, which browsers can send; query: `?token=`. */
-  tokenTransport?: 'protocol' | 'query';
-  /** Connect on the next microtask (default true), so listeners added right after construction see every event. */
-  autoConnect?: boolean;
-  /** Backoff settings, or false to never reconnect. */
-  reconnect?: ReconnectOptions | false;
-  /** Time allowed from the start of an attempt to the `connected` frame. Default 10 000 ms. */
-  connectTimeoutMs?: number;
-  /** Silence after which the server is taken for dead; default 2 x its heartbeat interval + 1 s; false disables. */
-  heartbeatTimeoutMs?: number | false;
-  /** Default reply timeout of requests. Default 10 000 ms. */
-  requestTimeoutMs?: number;
-  /** Default for requests made while disconnected (ping and typing always default to reject). Default queue. */
-  offline?: OfflinePolicy;
-  /** Bound of the offline queue. Default 100. */
-  maxQueue?: number;
-  /** Notifications kept in `notifications`. Default 50. */
-  maxNotifications?: number;
-  /** At most one `typing:start` per target per this many ms. Default 2 000 (the server's default timeout is 5 000). */
-  typingThrottleMs?: number;
-  /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
-  refreshLeadMs?: number;
-  /** Topics to join on every connection, in addition to those given to subscribe(). */
-  topics?: readonly string[];
-  /** Timers and randomness (tests). */
-  clock?: Partial<Clock>;
-}
+export type { ClientOptions } from './types.js';
 
 type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
 
 const SERVER_EVENTS: ReadonlySet<string> = new Set<ServerEventType>([
   'notification:received', 'user:online', 'user:offline', 'story:new', 'story:updated', 'chapter:new', 'user:typing',
-  'user:stopped_typing', 'profile:updated',
+  'user:stopped_typing', 'profile:updated', 'notifications:read',
 ]);
 
 export class StorywireClient {
@@ -63,11 +32,13 @@ export class StorywireClient {
   private readonly requests: Requests;
   private readonly clock: Clock;
   private readonly topics: Topics;
+  private readonly resume: Resume;
+  private readonly inbox: InboxSync;
   private readonly typingSent = new Map<string, number>();
-  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number; refreshLeadMs: number };
-  private refreshTimer: unknown;
+  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
+  private readonly refresh: TokenRefresh;
 
-  constructor(private readonly options: ClientOptions) {
+  constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) throw new TypeError('storywire: no global WebSocket; in Node 20 pass { WebSocket } from the "ws" package');
     if (!/^(wss?|https?):\/\//.test(options.url)) throw new TypeError(`storywire: url must be ws:// or wss://, got "${options.url}"`);
@@ -76,12 +47,24 @@ export class StorywireClient {
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       offline: options.offline ?? 'queue',
       typingThrottleMs: options.typingThrottleMs ?? 2_000,
-      refreshLeadMs: options.refreshLeadMs ?? 60_000,
     };
     this.topics = new Topics(this.clock);
     this.notifications = new NotificationStore(options.maxNotifications ?? 50);
     for (const t of options.topics ?? []) this.topics.add(t);
+    this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
+    const report = (err: StorywireError) => this.events.emit('error', err);
+    this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report);
+    this.refresh = new TokenRefresh({
+      source: options.token,
+      clock: this.clock,
+      leadMs: options.refreshLeadMs ?? 60_000,
+      isConnected: () => this.isConnected,
+      auth: (token) => this.request<{ exp?: number }>('auth', { token }, { offline: 'reject' }),
+      reconnectNow: (reason) => this.conn.reconnectNow(reason),
+      refreshed: (exp) => this.events.emit('token:refreshed', { exp }),
+      report,
+    });
     this.conn = new Connection(
       {
         url: options.url.replace(/^http/, 'ws'),
@@ -92,10 +75,11 @@ export class StorywireClient {
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs,
         clock: this.clock,
+        since: (token) => this.resume.sinceParam(token),
       },
       this.events,
       {
-        opened: (_info, token) => this.opened(token),
+        opened: (info, token) => this.opened(info, token),
         frame: (f) => this.frame(f),
         lost: () => this.lost(),
         ended: (why) => this.ended(why.reason),
@@ -132,6 +116,13 @@ export class StorywireClient {
   }
   get subscriptions(): readonly string[] {
     return this.topics.list;
+  }
+  /**
+   * The position (epoch + highest offset processed) of each recoverable topic: `user:<me>` and the subscribed
+   * `story:<id>`. A plain object: persist it and pass it back as `resumeFrom` to resume after a restart.
+   */
+  get positions(): Positions {
+    return this.resume.positions;
   }
   /** Requests waiting in the offline queue. */
   get queued(): number {
@@ -247,6 +238,26 @@ export class StorywireClient {
     return this.request('profile:updated', profile, opts);
   }
 
+  /**
+   * Marks a notification read in the store and on the server, which tells the user's other devices. Resolves
+   * with the unread count: the server's, or the store's while offline (the read is sent on the next connection).
+   */
+  markAsRead(id: string): Promise<number> {
+    this.notifications.setRead(id, 'local');
+    return this.inbox.send({ id });
+  }
+
+  /** Marks every notification read, here and on the server (everything it holds up to now). */
+  markAllAsRead(): Promise<number> {
+    this.notifications.setAllRead('local');
+    return this.inbox.send({ all: true });
+  }
+
+  /** Refills `notifications` from the server's inbox now (done by itself on every connection); rejects when offline. */
+  refreshNotifications(): Promise<void> {
+    return this.inbox.load();
+  }
+
   /** Which of userIds have a connection now. */
   async queryPresence(userIds: readonly Id[], opts?: RequestOptions): Promise<string[]> {
     return (await this.request<{ online: string[] }>('presence:query', { userIds }, opts)).online;
@@ -289,9 +300,10 @@ export class StorywireClient {
     return p;
   }
 
-  /** Leaves a topic and forgets it. */
+  /** Leaves a topic and forgets it (and its position). */
   async unsubscribe(topic: string, opts: RequestOptions = {}): Promise<void> {
     this.topics.delete(topic);
+    this.resume.forget(topic);
     this.topics.settle(topic, new StorywireError(ClientErrorCode.CANCELLED, `subscribe ${topic}: cancelled by unsubscribe()`, false, false));
     if (this.isConnected) await this.request('unsubscribe', { topic }, { ...opts, offline: 'reject' });
   }
@@ -308,31 +320,19 @@ export class StorywireClient {
    * Gets a new token from the provider and hands it to the live connection (`auth`); runs by itself before
    * expiry. A server without `auth`, or a token for another user, is answered by reconnecting with it instead.
    */
-  async refreshToken(): Promise<void> {
-    if (typeof this.options.token === 'string') throw new StorywireError(ClientErrorCode.TOKEN_PROVIDER, 'a fixed token cannot be refreshed: pass a token provider', false, false);
-    if (!this.isConnected) return;
-    const token = await obtainToken(this.options.token, { reason: 'refresh' });
-    try {
-      const ack = await this.request<{ exp?: number }>('auth', { token }, { offline: 'reject' });
-      const exp = ack?.exp ?? jwtExp(token);
-      this.events.emit('token:refreshed', { exp });
-      this.scheduleRefresh(exp);
-    } catch (err) {
-      const code = (err as StorywireError).code;
-      if (code === ServerErrorCode.UNKNOWN_TYPE || code === ServerErrorCode.TOKEN_SUBJECT_MISMATCH) {
-        this.conn.reconnectNow(`token refresh: ${(err as Error).message}; reconnecting with a new token`);
-        return;
-      }
-      throw err;
-    }
+  refreshToken(): Promise<void> {
+    return this.refresh.refresh();
   }
 
   // ---- connection hooks ----
 
-  private opened(token: string): void {
+  private opened(info: ConnectedInfo, token: string): void {
+    this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.sendSubscribe(topic);
     this.requests.flush();
-    if (typeof this.options.token !== 'string') this.scheduleRefresh(jwtExp(token));
+    // After the flush: reads queued offline are applied before the inbox is read.
+    this.inbox.autoLoad();
+    this.refresh.opened(token);
   }
 
   private frame(f: ServerFrame): void {
@@ -340,8 +340,12 @@ export class StorywireClient {
     if (f.type === 'heartbeat') {
       this.events.emit('heartbeat', f.ts ?? Date.now());
     } else if (f.topic !== undefined) {
-      const meta: EventMeta = { topic: f.topic, ts: f.ts ?? Date.now() };
-      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received']);
+      if (this.resume.event(f.topic, f.epoch, f.offset) === 'duplicate') return;
+      const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
+        ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
+        : { topic: f.topic, ts: f.ts ?? Date.now() };
+      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset);
+      else if (f.type === 'notifications:read') this.inbox.remote(f.data as ServerEvents['notifications:read']);
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
     } else if (f.type === 'error') {
@@ -351,7 +355,7 @@ export class StorywireClient {
   }
 
   private lost(): void {
-    this.clock.clearTimeout(this.refreshTimer);
+    this.refresh.stop();
     this.typingSent.clear();
     this.requests.connectionLost();
   }
@@ -363,8 +367,12 @@ export class StorywireClient {
   }
 
   private sendSubscribe(topic: string): void {
-    this.request('subscribe', { topic }, { offline: 'reject' }).then(
-      () => this.topics.settle(topic),
+    const data = this.resume.subscribeData(topic);
+    this.request('subscribe', data, { offline: 'reject' }).then(
+      (ack) => {
+        if (this.topics.has(topic)) this.resume.subscribed(topic, ack, data.since);
+        this.topics.settle(topic);
+      },
       (err: StorywireError) => {
         // Lost with the connection: the next connection subscribes again and settles the waiters then.
         if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.NOT_CONNECTED || err.code === ClientErrorCode.CLOSED) return;
@@ -372,18 +380,5 @@ export class StorywireClient {
         if (!this.topics.settle(topic, err)) this.events.emit('error', err);
       },
     );
-  }
-
-  private scheduleRefresh(exp: number | undefined, delay = refreshDelay(exp, Date.now(), this.o.refreshLeadMs)): void {
-    this.clock.clearTimeout(this.refreshTimer);
-    if (delay === undefined) return;
-    this.refreshTimer = this.clock.setTimeout(() => {
-      this.refreshToken().catch((err: unknown) => {
-        this.events.emit('error', err instanceof StorywireError ? err : new StorywireError(ClientErrorCode.TOKEN_PROVIDER, String(err), false, false));
-        // Try again while the token still has life left; the next connection fetches a new one anyway.
-        const left = exp === undefined ? 0 : exp * 1000 - Date.now();
-        if (left > 2000 && this.isConnected) this.scheduleRefresh(exp, Math.min(30_000, left / 2));
-      });
-    }, delay);
   }
 }

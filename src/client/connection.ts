@@ -25,6 +25,8 @@ export interface ConnectionOptions {
   /** undefined: twice the server's heartbeat interval plus 1 s; false: no watchdog. */
   heartbeatTimeoutMs: number | false | undefined;
   clock: Clock;
+  /** `?since=<epoch>:<offset>` of an attempt with this token: where to resume the personal topic from. */
+  since?: (token: string) => string | undefined;
 }
 
 export interface ConnectionHooks {
@@ -141,9 +143,10 @@ export class Connection {
 
     let ws: WebSocketLike;
     try {
-      ws = this.o.tokenTransport === 'protocol'
-        ? new this.o.WebSocket(this.o.url, [SUBPROTOCOL, `bearer.${token}`])
-        : new this.o.WebSocket(`${this.o.url}${this.o.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`, [SUBPROTOCOL]);
+      const since = this.o.since?.(token);
+      const query = [...(since ? [`since=${since}`] : []), ...(this.o.tokenTransport === 'query' ? [`token=${encodeURIComponent(token)}`] : [])];
+      const url = query.length ? `${this.o.url}${this.o.url.includes('?') ? '&' : '?'}${query.join('&')}` : this.o.url;
+      ws = this.o.tokenTransport === 'protocol' ? new this.o.WebSocket(url, [SUBPROTOCOL, `bearer.${token}`]) : new this.o.WebSocket(url, [SUBPROTOCOL]);
     } catch (err) {
       this.failed({ code: 1006, reason: `cannot open a WebSocket: ${(err as Error).message}`, kind: 'network', policy: 'standard' });
       return;

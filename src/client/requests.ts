@@ -7,6 +7,9 @@ export interface ServerFrame {
   type: string;
   id?: RequestId;
   topic?: string;
+  /** Position of an event on a recoverable topic. */
+  epoch?: string;
+  offset?: number;
   data?: unknown;
   error?: { code: string; message: string };
   ts?: number;

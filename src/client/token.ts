@@ -17,18 +17,30 @@ export async function obtainToken(source: string | TokenProvider, ctx: TokenCont
   return token;
 }
 
-/** The `exp` claim (seconds since epoch) of a JWT, without verifying it; undefined when unreadable. */
-export function jwtExp(token: string): number | undefined {
+/** A JWT's payload, decoded without verifying it; undefined when unreadable. */
+function jwtPayload(token: string): Record<string, unknown> | undefined {
   const part = token.split('.')[1];
   if (!part) return undefined;
   try {
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (part.length % 4)) % 4);
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const payload = JSON.parse(new TextDecoder().decode(bytes)) as { exp?: unknown };
-    return typeof payload.exp === 'number' && Number.isFinite(payload.exp) ? payload.exp : undefined;
+    const payload = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+    return typeof payload === 'object' && payload !== null ? (payload as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The `exp` claim (seconds since epoch) of a JWT, without verifying it; undefined when unreadable. */
+export function jwtExp(token: string): number | undefined {
+  const exp = jwtPayload(token)?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp : undefined;
+}
+
+/** The `sub` claim (the user id) of a JWT, without verifying it; undefined when unreadable. */
+export function jwtSub(token: string): string | undefined {
+  const sub = jwtPayload(token)?.sub;
+  return typeof sub === 'string' && sub.length > 0 ? sub : undefined;
 }
 
 /**

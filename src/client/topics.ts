@@ -17,6 +17,9 @@ export class Topics {
   get list(): readonly string[] {
     return [...this.joined];
   }
+  has(topic: string): boolean {
+    return this.joined.has(topic);
+  }
   add(topic: string): void {
     this.joined.add(topic);
   }

@@ -64,6 +64,14 @@ export interface ProfileEvent {
   [field: string]: unknown;
 }
 
+/** Another device of this user read notifications: `ids`, or everything up to offset `allUpTo`. */
+export interface NotificationsReadEvent {
+  ids?: string[];
+  allUpTo?: number;
+  /** The user's unread count after the change. */
+  unreadCount: number;
+}
+
 /** Every topic event, by the seed's names. */
 export interface ServerEvents {
   'notification:received': Notification;
@@ -75,6 +83,7 @@ export interface ServerEvents {
   'user:typing': TypingEvent;
   'user:stopped_typing': TypingEvent;
   'profile:updated': ProfileEvent;
+  'notifications:read': NotificationsReadEvent;
 }
 export type ServerEventType = keyof ServerEvents;
 
@@ -82,6 +91,37 @@ export type ServerEventType = keyof ServerEvents;
 export interface EventMeta {
   topic: string;
   ts: number;
+  /** On recoverable topics (`user:<id>`, `story:<id>`): the topic's history epoch and the event's offset in it. */
+  epoch?: string;
+  offset?: number;
+}
+
+// ---- resume (protocol.md section 9) ----
+
+/** A place in a recoverable topic's history: meaningful only with its epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+/** The position per recoverable topic (`user:<me>`, subscribed `story:<id>`): what `positions` gives and `resumeFrom` takes. */
+export type Positions = Record<string, Position>;
+
+/** The server's answer to a join: where the connection starts, and whether the missed events could be replayed. */
+export interface JoinPosition extends Position {
+  /** Present when the join asked to resume: false means nothing was replayed (see `resync`). */
+  recovered?: boolean;
+  replayed?: number;
+}
+
+/** A gap the server could not fill: the app should refetch what it shows for `topic` from its REST API. */
+export interface ResyncInfo {
+  topic: string;
+  /** epoch: the history was lost (server restart, topic evicted); gap: more was missed than the server keeps. */
+  reason: 'epoch' | 'gap';
+  /** The position the client asked to resume from. */
+  from: Position;
+  /** The position adopted: live events continue from here. */
+  to: Position;
 }
 
 /** The `connected` frame's data: who the server thinks we are and its limits. */
@@ -94,6 +134,8 @@ export interface ConnectedInfo {
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;
+  /** Recoverable topics joined automatically (`user:<me>`), with the position joined at (servers with history). */
+  topics?: Record<string, JoinPosition>;
 }
 
 // ---- client -> server inputs (src/protocol.ts) ----
@@ -174,6 +216,8 @@ export type ClientEvents = { [K in ServerEventType]: [data: ServerEvents[K], met
   heartbeat: [ts: number];
   /** The live connection's token was replaced through `auth`. */
   'token:refreshed': [info: { exp: number | undefined }];
+  /** A resume could not be filled (`recovered: false`): refetch `topic` from the app's REST API. */
+  resync: [info: ResyncInfo];
 };
 export type ClientEventName = keyof ClientEvents;
 
@@ -212,4 +256,43 @@ export interface ReconnectOptions {
   maxAttempts?: number;
   /** A connection that stayed open this long resets the attempt count. Default 5 000 ms. */
   stableAfterMs?: number;
+}
+
+export interface ClientOptions {
+  /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
+  url: string;
+  /** A fixed token, or a provider called before every connection attempt and before expiry. */
+  token: string | TokenProvider;
+  /** The WebSocket class; default globalThis.WebSocket. In Node 20 pass the `ws` package's default export. */
+  WebSocket?: WebSocketConstructor;
+  /** protocol (default): the `bearer.<jwt>` subprotocol, which browsers can send; query: `?token=`. */
+  tokenTransport?: 'protocol' | 'query';
+  /** Connect on the next microtask (default true), so listeners added right after construction see every event. */
+  autoConnect?: boolean;
+  /** Backoff settings, or false to never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Time allowed from the start of an attempt to the `connected` frame. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** Silence after which the server is taken for dead; default 2 x its heartbeat interval + 1 s; false disables. */
+  heartbeatTimeoutMs?: number | false;
+  /** Default reply timeout of requests. Default 10 000 ms. */
+  requestTimeoutMs?: number;
+  /** Default for requests made while disconnected (ping and typing always default to reject). Default queue. */
+  offline?: OfflinePolicy;
+  /** Bound of the offline queue. Default 100. */
+  maxQueue?: number;
+  /** Notifications kept in `notifications`. Default 50. */
+  maxNotifications?: number;
+  /** At most one `typing:start` per target per this many ms. Default 2 000 (the server's default timeout is 5 000). */
+  typingThrottleMs?: number;
+  /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
+  refreshLeadMs?: number;
+  /** Topics to join on every connection, in addition to those given to subscribe(). */
+  topics?: readonly string[];
+  /** Positions saved from `client.positions` (e.g. before the app was closed): the first connection resumes from them. */
+  resumeFrom?: Positions;
+  /** Ask the server for missed events on reconnect (`?since=`, `subscribe.since`). Default true. */
+  resume?: boolean;
+  /** Timers and randomness (tests). */
+  clock?: Partial<Clock>;
 }

@@ -133,6 +133,8 @@ function start(user: string, token: string): void {
   c.on('reconnecting', (r) => log(`perdu (${r.reason.code} ${r.reason.reason}) ; nouvel essai dans ${r.delayMs} ms`));
   c.on('closed', (r) => log(`fermé : ${r.code} ${r.reason}`));
   c.on('error', fail('erreur'));
+  // History lost (server restarted) or too much missed: a real app refetches from its REST API here.
+  c.on('resync', (r) => log(`resynchronisation de ${r.topic} (${r.reason === 'epoch' ? 'historique perdu' : 'trop de messages manqués'})`));
   c.onNewStory((s, m) => {
     const item = li(`${s.title} — par ${s.authorId ?? 'le serveur'} à ${time(m.ts)}`);
     item.dataset.id = s.id;

@@ -41,6 +41,9 @@ export class MemoryHistory implements HistoryStore {
     } else if (create) {
       s = { epoch: newEpoch(), offset: 0, entries: [] };
       this.streams.set(topic, s);
+      // Read state counts offsets of one epoch: a new epoch restarts at 1, so `allUpTo` of the old one
+      // would mark fresh notifications read. The ids it holds went with the old history too.
+      if (topic.startsWith('user:')) this.reads.delete(topic.slice(5));
       if (this.streams.size > this.limits.maxTopics) {
         const oldest = this.streams.keys().next().value as string;
         this.streams.delete(oldest);

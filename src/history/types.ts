@@ -9,6 +9,8 @@
 // - since(topic, epoch, offset, upTo) returns the stored frames with offset in (offset, upTo], in order,
 //   when the epoch matches and none of them has been trimmed; otherwise `recovered: false`.
 // - History is bounded by a count and an age per topic; what falls out is gone for good.
+// - Read state belongs to the current epoch of `user:<id>`: when that topic gets a new epoch, the user's
+//   read state starts empty (offsets restart at 1, so an old `allUpTo` would mark new notifications read).
 
 export interface Position {
   epoch: string;

@@ -54,13 +54,14 @@ t.test('ping resolves to a round-trip time; requests reject with the server erro
   t.match(unknown, { code: 'UNKNOWN_TYPE' });
 });
 
-t.test('notifications land in the store, newest first, with unread count and mark-as-read', async (t) => {
+t.test('notifications land in the store, newest first; mark-as-read goes to the server and comes back with its count', async (t) => {
   const h = await startServer(t);
   const alice = client(t, { url: h.url, token: await h.token('alice') });
   const bob = client(t, { url: h.url, token: await h.token('bob'), maxNotifications: 3 });
-  await Promise.all([alice.whenOpen(), bob.whenOpen()]);
   const changes: string[] = [];
-  bob.notifications.onChange((c, s) => changes.push(`${c.kind}:${s.unreadCount}`));
+  const loaded = new Promise<void>((resolve) => bob.notifications.onChange((c) => c.kind === 'synced' && resolve()));
+  bob.notifications.onChange((c, s) => changes.push(`${c.kind}:${c.source}:${s.unreadCount}`));
+  await Promise.all([alice.whenOpen(), bob.whenOpen(), loaded]);
   const seen: string[] = [];
   bob.onNotification((n) => seen.push(n.title));
   const ids: string[] = [];
@@ -72,16 +73,19 @@ t.test('notifications land in the store, newest first, with unread count and mar
   await until(() => seen.length === 4, 3000, 'four notifications');
   const items = bob.notifications.items;
   t.same(items.map((n) => n.title), ['n4', 'n3', 'n2'], 'capped at 3, newest first');
-  t.equal(items[0]!.from, 'alice');
-  t.same(items[0]!.data, { followerId: 4 });
-  t.equal(items[0]!.id, ids[3]);
+  t.match(items[0], { id: ids[3], from: 'alice', data: { followerId: 4 }, read: false, offset: 4 });
   t.equal(bob.notifications.unreadCount, 3);
-  t.equal(bob.notifications.markAsRead(ids[2]!), true);
+  t.equal(await bob.markAsRead(ids[2]!), 3, "the server's count: n1, beyond the store's capacity, is still unread there");
+  t.equal(bob.notifications.items[1]!.read, true);
+  t.equal(bob.notifications.unreadCount, 3, 'the store shows the server count');
   t.equal(bob.notifications.markAsRead(ids[2]!), false, 'already read');
-  t.equal(bob.notifications.unreadCount, 2);
-  t.equal(bob.notifications.markAllAsRead(), 2);
+  t.equal(await bob.markAllAsRead(), 0);
   t.equal(bob.notifications.unreadCount, 0);
-  t.same(changes, ['added:1', 'added:2', 'added:3', 'added:3', 'read:2', 'all-read:0']);
+  t.same(changes, [
+    'synced:server:0',
+    'added:local:1', 'added:local:2', 'added:local:3', 'added:local:3',
+    'read:local:2', 'synced:server:3', 'all-read:local:0',
+  ]);
 });
 
 t.test('subscribe, queryPresence, watchPresence and user:online', async (t) => {

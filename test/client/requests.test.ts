@@ -40,6 +40,7 @@ t.test('queued requests are written in order once connected; in-flight ones fail
   const fake = await fakeServer(t, (ws) =>
     ws.on('message', (raw) => {
       const m = JSON.parse(raw.toString()) as { type: string; id: string; data: { notification: { title: string } } };
+      if (m.type !== 'send:notification') return;
       received.push(m.data.notification.title);
       if (m.data.notification.title === 'drop') ws.close(4000, 'bye');
       else ws.send(JSON.stringify({ type: 'ack', id: m.id, data: { id: 'n', delivered: 1 }, ts: Date.now() }));

@@ -41,6 +41,28 @@ t.test('notification store: capacity, order, dedupe, read state, events', async 
   t.throws(() => new NotificationStore(0));
 });
 
+t.test('notification store against an inbox: merge, reads from other devices, counts beyond the capacity', async (t) => {
+  const s = new NotificationStore(3);
+  const n = (id: string, ts: number, offset?: number, read = false) => ({ id, title: id, message: '', type: 'info', from: null, ts, read, ...(offset ? { offset } : {}) });
+  const sent: unknown[] = [];
+  s.bindSync((c) => sent.push(c));
+  s.add(n('live', 50), 9);
+  s.add(n('lost', 5));
+  s.merge([n('c', 30, 3), n('b', 20, 2, true), n('a', 10, 1)], 7);
+  t.same(s.items.map((x) => x.id), ['live', 'c', 'b'], 'by ts, newest first, capped; the server copy of b wins');
+  t.equal(s.unreadCount, 8, '7 on the server (a included) + live, which it does not know yet');
+  s.applyRemoteRead({ ids: ['c'], unreadCount: 7 });
+  t.same(s.items.map((x) => x.read), [false, true, true]);
+  t.equal(s.unreadCount, 7, 'the server count, which now includes live');
+  s.applyRemoteRead({ allUpTo: 2, unreadCount: 1 });
+  t.equal(s.unreadCount, 1, 'live (offset 9) stays unread');
+  t.same(sent, [], 'nothing sent back for server changes');
+  t.equal(s.markAsRead('live'), true);
+  t.same(sent, [{ id: 'live' }]);
+  s.serverUnread(0);
+  t.equal(s.unreadCount, 0);
+});
+
 t.test('jwtExp reads exp without verifying; refreshDelay keeps a lead', async (t) => {
   const token = await sign('u', { name: 'Émilie' }, 120);
   const exp = jwtExp(token)!;

@@ -1,14 +1,14 @@
-// Helpers for the SDK tests: clients wired to `ws`, waits with deadlines, a manual clock, a scripted fake server, a freezable TCP proxy.
+// Helpers for the SDK tests: clients wired to `ws`, waits with deadlines, a manual clock, a scripted fake server, a freezable TCP proxy, cut sockets, gated tokens.
 import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
-import { StorywireClient, type ClientOptions, type ClientEventName, type ClientEvents, type Clock } from '../../src/client/index.js';
+import { StorywireClient, type ClientOptions, type ClientEventName, type ClientEvents, type Clock, type WebSocketConstructor } from '../../src/client/index.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
 /** A client using the `ws` package (Node 20 has no global WebSocket), closed at teardown. */
-export function client(t: Teardown, opts: Omit<ClientOptions, 'WebSocket'>): StorywireClient {
+export function client(t: Teardown, opts: Omit<ClientOptions, 'WebSocket'> & Partial<Pick<ClientOptions, 'WebSocket'>>): StorywireClient {
   const c = new StorywireClient({ WebSocket, ...opts });
   t.teardown(() => c.close());
   return c;
@@ -141,4 +141,33 @@ export async function proxy(t: Teardown, targetPort: number): Promise<{ port: nu
     return new Promise<void>((r) => server.close(() => r()));
   });
   return state;
+}
+
+/** The `ws` class, recording every socket and URL it opens, so a test can cut a connection (terminate: 1006, no close frame). */
+export function tapped(): { WebSocket: WebSocketConstructor; sockets: WebSocket[]; urls: string[]; cut(): void } {
+  const sockets: WebSocket[] = [];
+  const urls: string[] = [];
+  class Tapped extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      sockets.push(this);
+      urls.push(url);
+    }
+  }
+  return { WebSocket: Tapped, sockets, urls, cut: () => sockets[sockets.length - 1]?.terminate() };
+}
+
+/** A gate for token providers: while closed, reconnect attempts wait in the provider (the client stays away). */
+export function gate(): { close(): void; open(): void; wait(): Promise<void> } {
+  let opened: Promise<void> = Promise.resolve();
+  let release = () => {};
+  return {
+    close() {
+      opened = new Promise((r) => (release = r));
+    },
+    open() {
+      release();
+    },
+    wait: () => opened,
+  };
 }

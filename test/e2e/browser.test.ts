@@ -69,7 +69,7 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-t.test('demo page: two users, live stories, notifications, typing, presence, ping; kill and restart the server', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
+t.test('demo page: two users, live stories, notifications, typing, presence, ping, read state across tabs; kill and restart the server', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
   ensureBuilt();
   const { chromium } = await import('playwright-core');
   // An explicit port (not 0) so that the restarted process can listen on it again (see reservePort()).
@@ -140,9 +140,19 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
   await bob.locator('#typing', { hasText: 'alice écrit' }).waitFor();
   await bob.screenshot({ path: process.env.DEMO_SCREENSHOT ?? join(profile, 'demo.png'), fullPage: true });
 
+  // A second tab of Bob: its list comes from the server's inbox, and Bob's read in the first tab shows in it.
+  const bob2 = await browser.newPage();
+  bob2.on('pageerror', (e) => pageErrors.push(e.message));
+  await bob2.goto(`${base}/?user=bob`);
+  await bob2.locator('#notifications li.unread', { hasText: 'Nouveau follower' }).waitFor();
+  t.equal(await bob2.locator('#unread').textContent(), '1', 'the inbox fills the second tab');
+
   await bob.click('#notifications li.unread .mark-read');
   await bob.waitForFunction(() => document.querySelector('#unread')?.textContent === '0', null);
   t.equal(await bob.locator('#notifications li.unread').count(), 0, 'marked as read');
+  await bob2.waitForFunction(() => document.querySelector('#unread')?.textContent === '0', null);
+  t.equal(await bob2.locator('#notifications li.read', { hasText: 'Nouveau follower' }).count(), 1, 'read in the other tab too');
+  await bob2.close();
 
   // Kill the server: both indicators turn red. Restart it on the same port: green again, same documents.
   await Promise.all([alice, bob].map((p) => p.evaluate(() => ((window as unknown as { marker: number }).marker = 42))));

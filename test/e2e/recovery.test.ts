@@ -202,3 +202,36 @@ t.test('the notification inbox: list with read state, read one or all, synced to
   const tablet = await h.connect('bob');
   t.equal((await tablet.request('notifications:list')).data.unreadCount, 0, 'a device that connects later sees the same state');
 });
+
+t.test('read state belongs to the epoch: a personal topic evicted and recreated starts unread', async (t) => {
+  // HISTORY_MAX_TOPICS=1: a notification to alice evicts bob's history, whose next event starts a new epoch at offset 1.
+  const h = await startServer(t, { historyMaxTopics: 1 });
+  const bob = await h.connect('bob');
+  for (let i = 1; i <= 3; i++) await h.server.sendNotificationToUser('bob', note(i)).delivered;
+  t.same((await bob.request('notifications:read', { all: true })).data, { unreadCount: 0 });
+  await h.server.sendNotificationToUser('alice', note(0)).delivered;
+  await h.server.sendNotificationToUser('bob', note(4)).delivered;
+  const list = await bob.request('notifications:list');
+  t.match(list.data.notifications, [{ title: 'n4', offset: 1, read: false }], 'the old allUpTo: 3 does not cover offset 1 of the new epoch');
+  t.equal(list.data.unreadCount, 1);
+});
+
+t.test('an unsubscribe answered while the subscribe still reads the history is not undone by the join', async (t) => {
+  const history = slowReads(new MemoryHistory({ size: 50, ttlMs: 60000, maxTopics: 100 }), 50);
+  const { createServer } = await import('../../src/server.js');
+  const { loadConfig } = await import('../../src/config.js');
+  const pino = (await import('pino')).default;
+  const server = createServer(loadConfig({ JWT_SECRET: 'test-secret-test-secret-test-secret-0123456789', HOST: '127.0.0.1', PORT: '0' }), { logger: pino({ level: 'silent' }), history });
+  const port = await server.listen();
+  t.teardown(() => server.close());
+  const c = await Client.open(`ws://127.0.0.1:${port}/ws?token=${await sign('bob')}`);
+  t.teardown(() => c.close());
+  await c.type('connected');
+  c.send({ type: 'subscribe', id: 's1', data: { topic: 'story:1' } });
+  t.match((await c.request('unsubscribe', { topic: 'story:1' })).data, { topic: 'story:1' }, 'answered before the join ends');
+  t.same((await c.next((f) => f.id === 's1')).data, { topic: 'story:1' }, 'the subscribe is answered without a position');
+  await server.broadcastNewChapter({ storyId: '1', id: 'c1', title: 'after' }, null);
+  t.ok(await c.none((f) => f.type === 'chapter:new'), 'not subscribed');
+  c.send({ type: 'subscribe', id: 's2', data: { topic: 'story:1' } });
+  t.match((await c.next((f) => f.id === 's2', 3000)).data, { topic: 'story:1', offset: 1 }, 'a later subscribe works');
+});

@@ -4,7 +4,7 @@
 // Layout (after the backplane's prefix):
 //   h:<topic>   hash {epoch, offset}: the topic's position; a new epoch whenever it is missing
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
-//   r:<user>    read state: hash {allUpTo}; ri:<user> set of notification ids read one by one
+//   r:<user>    read state: hash {allUpTo, epoch of user:<user> it counts in}; ri:<user> set of ids read one by one
 // Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -68,15 +68,29 @@ local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[7] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
-// KEYS: read hash, read-ids set; ARGV: allUpTo, ttl ms.
+// Read state counts offsets of one epoch of the personal topic: it is stored with that epoch and ignored
+// once the topic has another (its position key expired or Redis lost it, and offsets restarted at 1).
+// KEYS: read hash, read-ids set, the personal topic's position hash; ARGV: allUpTo, ttl ms.
 export const READ_ALL = `
-local cur = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0')
-if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], 'allUpTo', ARGV[1]) end
+local epoch = redis.call('HGET', KEYS[3], 'epoch') or ''
+local cur = 0
+if redis.call('HGET', KEYS[1], 'epoch') == epoch then cur = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0') end
+if tonumber(ARGV[1]) > cur then cur = tonumber(ARGV[1]) end
+redis.call('HSET', KEYS[1], 'allUpTo', cur, 'epoch', epoch)
 redis.call('DEL', KEYS[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL };
+// KEYS: read hash, read-ids set, the personal topic's position hash. Returns {allUpTo, ids...}.
+export const READ_STATE = `
+local all = 0
+local epoch = redis.call('HGET', KEYS[3], 'epoch')
+if epoch and redis.call('HGET', KEYS[1], 'epoch') == epoch then all = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0') end
+local out = {all}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do out[#out + 1] = id end
+return out`;
+
+export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL, READ_STATE };
 type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 export const hs = (r: object) => r as Scripts;
 
@@ -121,15 +135,16 @@ export class RedisHistory implements HistoryStore {
   }
 
   async readState(userId: string): Promise<ReadState> {
-    const [all, ids] = await Promise.all([this.cmd.hget(this.key(`r:${userId}`), 'allUpTo'), this.cmd.smembers(this.key(`ri:${userId}`))]);
-    return { allUpTo: Number(all ?? 0), ids: new Set(ids) };
+    const [all, ...ids] = (await hs(this.cmd).READ_STATE(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`))) as [number, ...string[]];
+    // Ids are notification UUIDs: ids of an older epoch can never match a newer notification.
+    return { allUpTo: all, ids: new Set(ids) };
   }
 
   async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
     if ('id' in change) {
       await this.cmd.multi().sadd(this.key(`ri:${userId}`), change.id).pexpire(this.key(`ri:${userId}`), this.options.ttlMs).exec();
     } else {
-      await hs(this.cmd).READ_ALL(2, this.key(`r:${userId}`), this.key(`ri:${userId}`), change.allUpTo, this.options.ttlMs);
+      await hs(this.cmd).READ_ALL(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.allUpTo, this.options.ttlMs);
     }
   }
 

@@ -158,3 +158,20 @@ t.test('cluster recovery', { skip: skipReason }, async (t) => {
     t.same((await laptop.request('notifications:list')).data.notifications.map((n: { read: boolean }) => n.read), [false, false, true]);
   });
 });
+
+t.test('read state in Redis belongs to an epoch of the personal topic', { skip: skipReason }, async (t) => {
+  const redis = await startRedis(t);
+  const [a] = await startNodes(t, redis, 1);
+  const gina = await a!.connect('gina');
+  await gina.type('connected');
+  for (let i = 0; i < 2; i++) await a!.server.sendNotificationToUser('gina', { title: `old ${i}`, message: '', type: 'info', data: undefined }).delivered;
+  t.same((await gina.request('notifications:read', { all: true })).data, { unreadCount: 0 });
+  // The position and stream expire (or Redis loses them) while the read state lives on: offsets restart.
+  const { Redis } = await import('ioredis');
+  const raw = new Redis(redis.url);
+  t.teardown(() => raw.disconnect());
+  await raw.del(`${redis.prefix}h:user:gina`, `${redis.prefix}s:user:gina`);
+  await a!.server.sendNotificationToUser('gina', { title: 'new', message: '', type: 'info', data: undefined }).delivered;
+  const list = await gina.request('notifications:list');
+  t.match(list.data, { unreadCount: 1, notifications: [{ title: 'new', offset: 1, read: false }] }, 'the old allUpTo does not mark the new epoch read');
+});

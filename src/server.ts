@@ -256,7 +256,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
           principal,
           ip,
           openedAt: Date.now(),
-          subscriptions: new Set(),
+          subscriptions: undefined,
           joined: new Map(),
           resumeFrom,
           rates: new ConnectionRates(rateSpecs),

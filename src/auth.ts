@@ -79,6 +79,8 @@ export interface Verifier {
   verify(token: string): Promise<Principal>;
   /** Set when no key was configured outside production: a random HS256 secret for local use only. */
   readonly devSecret: Uint8Array | undefined;
+  /** True when verification needs nothing from the network (a secret or a public key, no JWKS): it cannot hang. */
+  readonly local: boolean;
 }
 
 function algorithmsForKey(key: KeyObject): string[] {
@@ -150,7 +152,7 @@ export function createVerifier(config: Config): Verifier {
     }
     return principalFromClaims(payload, config);
   }
-  return { verify, devSecret };
+  return { verify, devSecret, local: typeof key !== 'function' };
 }
 
 // A Map, not an object literal: an `alg` such as "constructor" must not find an inherited entry.

@@ -28,7 +28,8 @@ export interface Conn extends TypingOwner {
   readonly joined: Map<string, Position>;
   /** `?since=` of the upgrade: where to resume the personal topic from. */
   readonly resumeFrom: Position | undefined;
-  readonly rates: ConnectionRates;
+  /** Token buckets, created on the first message: most connections only listen. */
+  rates: ConnectionRates | undefined;
   /** Outgoing bytes buffered at the last sweep, and how many sweeps in a row it was over half the budget. */
   lastBuffered: number;
   slowStrikes: number;

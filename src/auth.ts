@@ -1,5 +1,5 @@
 // Token extraction from an upgrade request and JWT verification with jose -> Principal.
-import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -79,6 +79,8 @@ export interface Verifier {
   verify(token: string): Promise<Principal>;
   /** Set when no key was configured outside production: a random HS256 secret for local use only. */
   readonly devSecret: Uint8Array | undefined;
+  /** True when verification needs nothing from the network (a secret or a public key, no JWKS): it cannot hang. */
+  readonly local: boolean;
 }
 
 function algorithmsForKey(key: KeyObject): string[] {
@@ -128,8 +130,14 @@ export function createVerifier(config: Config): Verifier {
     ...(config.jwtAudience !== undefined ? { audience: config.jwtAudience } : {}),
   };
 
+  // Shared secrets are checked synchronously with node:crypto: jose goes through WebCrypto, which imports
+  // the key again on every call and runs the HMAC on the thread pool; profiled, that was ~60 % of the
+  // server CPU of a handshake (bench/RESULTS.md). Asymmetric keys and JWKS stay with jose.
+  const hmac = key instanceof Uint8Array ? hmacVerifier(key, algorithms, options) : undefined;
+
   async function verify(token: string): Promise<Principal> {
     if (token.length > MAX_TOKEN_LENGTH) throw new WireError(ErrorCode.TOKEN_INVALID, 'token too long', 401);
+    if (hmac) return principalFromClaims(hmac(token), config);
     let payload: JWTPayload;
     try {
       // jwtVerify is overloaded on the key kind; the union is resolved at run time by jose itself.
@@ -144,18 +152,88 @@ export function createVerifier(config: Config): Verifier {
     }
     return principalFromClaims(payload, config);
   }
-  return { verify, devSecret };
+  return { verify, devSecret, local: typeof key !== 'function' };
 }
+
+// A Map, not an object literal: an `alg` such as "constructor" must not find an inherited entry.
+const HMAC_HASH: ReadonlyMap<string, string> = new Map([['HS256', 'sha256'], ['HS384', 'sha384'], ['HS512', 'sha512']]);
+const B64URL = /^[A-Za-z0-9_-]+$/;
+// Fatal, as jose's: a header or claims set that is not valid UTF-8 is refused, not patched with U+FFFD.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function invalidToken(reason: string): WireError {
+  return new WireError(ErrorCode.TOKEN_INVALID, `token invalid (${reason})`, 401);
+}
+
+function decodeJson(part: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(strictUtf8.decode(Buffer.from(part, 'base64url')));
+  } catch {
+    throw invalidToken('ERR_JWT_INVALID');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidToken('ERR_JWT_INVALID');
+  return v as Record<string, unknown>;
+}
+
+interface ClaimOptions {
+  algorithms: readonly string[];
+  clockTolerance: number;
+  issuer?: string;
+  audience?: string;
+}
+
+/**
+ * HS256/384/512 compact JWS verification with node:crypto, and the claim checks jose's jwtVerify makes
+ * for the options storywire uses (exp, nbf, iat type, iss, aud, clock tolerance). Same error codes.
+ */
+export function hmacVerifier(secret: Uint8Array, algorithms: readonly string[], opts: ClaimOptions): (token: string) => JWTPayload {
+  const key = createSecretKey(secret);
+  return (token) => {
+    const dot1 = token.indexOf('.');
+    const dot2 = token.indexOf('.', dot1 + 1);
+    if (dot1 <= 0 || dot2 <= dot1 + 1 || dot2 === token.length - 1 || token.indexOf('.', dot2 + 1) !== -1) throw invalidToken('ERR_JWS_INVALID');
+    const h = token.slice(0, dot1);
+    const p = token.slice(dot1 + 1, dot2);
+    const s = token.slice(dot2 + 1);
+    if (!B64URL.test(h) || !B64URL.test(p) || !B64URL.test(s)) throw invalidToken('ERR_JWS_INVALID');
+    const header = decodeJson(h);
+    const alg = header.alg;
+    const hash = typeof alg === 'string' && algorithms.includes(alg) ? HMAC_HASH.get(alg) : undefined;
+    if (hash === undefined) throw invalidToken('ERR_JOSE_ALG_NOT_ALLOWED');
+    // jose understands no critical header parameter here, and `b64: false` is not a JWT.
+    if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) throw invalidToken('ERR_JWS_INVALID');
+    const mac = createHmac(hash, key).update(token.slice(0, dot2)).digest();
+    const sig = Buffer.from(s, 'base64url');
+    if (sig.length !== mac.length || !timingSafeEqual(sig, mac)) throw invalidToken('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+    const payload = decodeJson(p) as JWTPayload;
+    const now = Math.floor(Date.now() / 1000);
+    for (const claim of ['iat', 'nbf', 'exp'] as const) {
+      if (payload[claim] !== undefined && typeof payload[claim] !== 'number') throw invalidToken('ERR_JWT_CLAIM_VALIDATION_FAILED');
+    }
+    if (payload.nbf !== undefined && payload.nbf > now + opts.clockTolerance) throw invalidToken('ERR_JWT_CLAIM_VALIDATION_FAILED');
+    if (payload.exp !== undefined && payload.exp <= now - opts.clockTolerance) throw new WireError(ErrorCode.TOKEN_EXPIRED, 'token expired', 401);
+    if (opts.issuer !== undefined && payload.iss !== opts.issuer) throw invalidToken('ERR_JWT_CLAIM_VALIDATION_FAILED');
+    if (opts.audience !== undefined) {
+      const aud = payload.aud;
+      if (!(aud === opts.audience || (Array.isArray(aud) && aud.includes(opts.audience)))) throw invalidToken('ERR_JWT_CLAIM_VALIDATION_FAILED');
+    }
+    return payload;
+  };
+}
+
+const NO_PERMISSIONS: ReadonlySet<string> = new Set();
 
 export function principalFromClaims(payload: JWTPayload, config: Config): Principal {
   const sub = payload.sub;
   if (typeof sub !== 'string' || !ID_PATTERN.test(sub)) {
     throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (sub must be a string of 1-128 characters [A-Za-z0-9_.@|+=-])', 401);
   }
-  const permissions = new Set<string>();
-  if (typeof payload.scope === 'string') for (const s of payload.scope.split(' ')) if (s) permissions.add(s);
-  if (Array.isArray(payload.roles)) for (const r of payload.roles) if (typeof r === 'string') permissions.add(r);
-  const principal: Principal = { userId: sub, permissions, exp: typeof payload.exp === 'number' ? payload.exp : undefined };
+  // Most users carry no permission at all: they share one empty set instead of holding ~170 bytes each.
+  let permissions: Set<string> | undefined;
+  if (typeof payload.scope === 'string') for (const s of payload.scope.split(' ')) if (s) (permissions ??= new Set()).add(s);
+  if (Array.isArray(payload.roles)) for (const r of payload.roles) if (typeof r === 'string') (permissions ??= new Set()).add(r);
+  const principal: Principal = { userId: sub, permissions: permissions ?? NO_PERMISSIONS, exp: typeof payload.exp === 'number' ? payload.exp : undefined };
   if (config.connectPermission !== undefined && !hasPermission(principal, config.connectPermission)) {
     throw new WireError(ErrorCode.FORBIDDEN, `token lacks the "${config.connectPermission}" permission`, 403);
   }

@@ -5,9 +5,10 @@ import { CloseCode } from './errors.js';
 import type { Socket } from './dispatch.js';
 import { Counts, ExpiryWheel } from './limits.js';
 import type { Metrics } from './metrics.js';
+import { UserIndex } from './user-index.js';
 
 export class Connections {
-  private readonly byUser = new Map<string, Set<Socket>>();
+  private readonly byUser = new UserIndex<Socket>();
   /** Open connections plus upgrades in progress, per client address. */
   readonly byAddress = new Counts();
   private readonly expiries = new ExpiryWheel<Socket>();
@@ -25,7 +26,7 @@ export class Connections {
   }
 
   of(userId: string): number {
-    return this.byUser.get(userId)?.size ?? 0;
+    return this.byUser.count(userId);
   }
 
   /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
@@ -36,9 +37,7 @@ export class Connections {
 
   add(ws: Socket): void {
     const userId = ws.getUserData().principal.userId;
-    let mine = this.byUser.get(userId);
-    if (!mine) this.byUser.set(userId, (mine = new Set()));
-    mine.add(ws);
+    this.byUser.add(userId, ws);
     this.open++;
     this.expiries.add(ws, this.expiryOf(ws));
     this.metrics.connectionsOpen.set(this.open);
@@ -52,11 +51,7 @@ export class Connections {
 
   remove(ws: Socket, code: number): void {
     const conn = ws.getUserData();
-    const mine = this.byUser.get(conn.principal.userId);
-    if (mine) {
-      mine.delete(ws);
-      if (mine.size === 0) this.byUser.delete(conn.principal.userId);
-    }
+    this.byUser.delete(conn.principal.userId, ws);
     this.open--;
     this.byAddress.dec(conn.ip);
     this.expiries.remove(ws);
@@ -84,25 +79,24 @@ export class Connections {
    */
   checkBackpressure(): void {
     const budget = this.config.maxBackpressureBytes;
-    for (const sockets of this.byUser.values()) {
-      for (const ws of sockets) {
-        const conn = ws.getUserData();
-        if (conn.closed) continue;
-        conn.lastBuffered = ws.getBufferedAmount();
-        if (conn.lastBuffered <= budget / 2) {
-          conn.slowStrikes = 0;
-        } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
-          this.metrics.backpressureCloses.inc();
-          this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
-          ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
-        }
+    // all() tolerates the removals that a synchronous close makes while it iterates.
+    for (const ws of this.byUser.all()) {
+      const conn = ws.getUserData();
+      if (conn.closed) continue;
+      conn.lastBuffered = ws.getBufferedAmount();
+      if (conn.lastBuffered <= budget / 2) {
+        conn.slowStrikes = 0;
+      } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
+        this.metrics.backpressureCloses.inc();
+        this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
+        ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
       }
     }
   }
 
   /** Closes every connection of a user on this node; returns how many. */
   disconnect(userId: string, code: number, reason: string): number {
-    const sockets = [...(this.byUser.get(userId) ?? [])];
+    const sockets = this.byUser.of(userId);
     for (const ws of sockets) ws.end(code, reason);
     if (sockets.length > 0) this.log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
     return sockets.length;
@@ -110,8 +104,7 @@ export class Connections {
 
   /** Closes everything with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */
   drain(drainMs: number): Promise<void> {
-    const sockets: Socket[] = [];
-    for (const mine of this.byUser.values()) sockets.push(...mine);
+    const sockets = [...this.byUser.all()];
     const steps = Math.max(1, Math.floor(drainMs / 50));
     const perStep = Math.ceil(sockets.length / steps);
     return new Promise((resolve) => {

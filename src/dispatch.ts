@@ -22,13 +22,14 @@ export interface Conn extends TypingOwner {
   principal: Principal;
   readonly ip: string;
   readonly openedAt: number;
-  /** Topics joined by request (the automatic ones are not counted). */
-  readonly subscriptions: Set<string>;
+  /** Topics joined by request (the automatic ones are not counted); created on the first one, as most connections make none. */
+  subscriptions: Set<string> | undefined;
   /** Recoverable topics this connection receives live, with the position at which it joined. */
   readonly joined: Map<string, Position>;
   /** `?since=` of the upgrade: where to resume the personal topic from. */
   readonly resumeFrom: Position | undefined;
-  readonly rates: ConnectionRates;
+  /** Token buckets, created on the first message: most connections only listen. */
+  rates: ConnectionRates | undefined;
   /** Outgoing bytes buffered at the last sweep, and how many sweeps in a row it was over half the budget. */
   lastBuffered: number;
   slowStrikes: number;
@@ -117,17 +118,17 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
       ack(ctx, ws, msg.id, { topic, epoch: joinedAt.epoch, offset: joinedAt.offset, ...(r ? { recovered: r.recovered, replayed: r.replayed } : {}) });
       return;
     }
-    if (ws.isSubscribed(topic) || conn.subscriptions.has(topic)) {
+    if (ws.isSubscribed(topic) || conn.subscriptions?.has(topic) === true) {
       ack(ctx, ws, msg.id, { topic });
       return;
     }
-    if (conn.subscriptions.size >= ctx.config.maxSubscriptions) {
+    if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
       throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
     }
-    conn.subscriptions.add(topic);
+    (conn.subscriptions ??= new Set()).add(topic);
     const r = await ctx.pubsub.join(ws, topic, since);
     // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
-    if (!conn.subscriptions.has(topic)) {
+    if (conn.subscriptions?.has(topic) !== true) {
       if (!conn.closed) ws.unsubscribe(topic);
       ack(ctx, ws, msg.id, { topic });
       return;
@@ -145,7 +146,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     const topic = msg.data.topic;
     const parsed = checkSubscribe(topic, conn.principal.userId);
     if (parsed.kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
-    conn.subscriptions.delete(topic);
+    conn.subscriptions?.delete(topic);
     conn.joined.delete(topic);
     ws.unsubscribe(topic);
     ack(ctx, ws, msg.id, { topic });

@@ -65,6 +65,24 @@ for (const impl of impls) {
       t.same(await p.online(['u1']), []);
     });
 
+    t.test('presence: three devices come and go in any order', async (t) => {
+      const { presence: p } = await impl.node(t, 'a');
+      t.equal(await p.add('u1', 'a-1'), true);
+      t.equal(await p.add('u1', 'a-2'), false);
+      t.equal(await p.add('u1', 'a-3'), false);
+      t.equal(await p.count('u1'), 3);
+      t.equal(await p.remove('u1', 'a-2'), false);
+      t.equal(await p.remove('u1', 'a-9'), false, 'an unknown connection changes nothing');
+      t.equal(await p.count('u1'), 2);
+      t.equal(await p.remove('u1', 'a-3'), false);
+      t.equal(await p.count('u1'), 1);
+      t.equal(await p.remove('u1', 'a-3'), false, 'removing twice changes nothing');
+      t.equal(await p.add('u1', 'a-4'), false, 'a second device again');
+      t.equal(await p.remove('u1', 'a-1'), false);
+      t.equal(await p.remove('u1', 'a-4'), true, 'the last');
+      t.equal(await p.count('u1'), 0);
+    });
+
     t.test('presence: back within the grace period is neither online nor offline', async (t) => {
       const { presence: p } = await impl.node(t, 'a');
       t.equal(await p.add('u1', 'a-1'), true);

@@ -1,5 +1,5 @@
-// In-memory history: a ring per topic, a random epoch per topic lifetime, LRU eviction of whole topics.
-import { randomBytes } from 'node:crypto';
+// In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics.
+import { newEpoch } from './epoch.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
 
 interface Entry {
@@ -23,7 +23,6 @@ export interface HistoryLimits {
   maxTopics: number;
 }
 
-const newEpoch = () => randomBytes(6).toString('base64url');
 
 export class MemoryHistory implements HistoryStore {
   readonly kind = 'memory';

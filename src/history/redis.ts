@@ -6,8 +6,8 @@
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
 //   r:<user>    read state: hash {allUpTo, epoch of user:<user> it counts in}; ri:<user> set of ids read one by one
 // Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { newEpoch } from './epoch.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
 
 // KEYS: position hash, stream; ARGV: new epoch candidate, ttl ms. Returns {epoch, offset}.
@@ -94,7 +94,8 @@ export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL, READ_STATE }
 type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 export const hs = (r: object) => r as Scripts;
 
-export const newEpoch = (): string => randomBytes(6).toString('base64url');
+// The candidate passed to POSITION/RECORD is kept only when the topic has no epoch yet (see those scripts).
+export { newEpoch };
 
 export interface RedisHistoryOptions {
   size: number;

@@ -30,6 +30,7 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --subscribers N       fanout, ping: connections, all subscribed to stories (default 5000)
   --window N            fanout, ping: broadcasts in flight for the max-rate run (default 8)
   --payload-bytes N     extra bytes in each story (default 0)
+  --publishers N        publisher connections, used round-robin (default 4)
   --users N             notify: connected users (default 5000)
   --rates LIST          notify: rates to try, per second (default 2500,5000,10000,15000,20000,30000,...,150000)
   --ref-rate N          notify: rate at which server CPU per message is reported (default 10000)
@@ -79,6 +80,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
       subscribers: { type: 'string' },
       window: { type: 'string' },
       'payload-bytes': { type: 'string' },
+      publishers: { type: 'string' },
       users: { type: 'string' },
       rates: { type: 'string' },
       'ref-rate': { type: 'string' },
@@ -126,6 +128,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     sourceAddresses: 'auto',
     settleMaxS: smoke ? 0.1 : 8,
     payloadBytes: 0,
+    publishers: 4,
     cpuProf: values['cpu-prof'] ?? false,
     serverNodeArgs: values['server-node-args'] ? values['server-node-args'].split(' ').filter(Boolean) : [],
     storywireRoot: values['storywire-root'] ? resolve(values['storywire-root']) : undefined,
@@ -146,6 +149,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
   if (values.subscribers !== undefined) opts.subscribers = positiveInt('subscribers', values.subscribers);
   if (values.window !== undefined) opts.window = positiveInt('window', values.window);
   if (values['payload-bytes'] !== undefined) opts.payloadBytes = Number(values['payload-bytes']) || 0;
+  if (values.publishers !== undefined) opts.publishers = positiveInt('publishers', values.publishers);
   if (values.users !== undefined) opts.users = positiveInt('users', values.users);
   if (values.rates !== undefined) opts.rates = list(values.rates).map((r) => positiveInt('rates', r));
   if (values['ref-rate'] !== undefined) opts.refRate = positiveInt('ref-rate', values['ref-rate']);

@@ -5,7 +5,7 @@ import { Histogram } from './hist.js';
 import type { Machine } from './machine.js';
 import { round, type CpuFigures } from './measure.js';
 import type { Pool, PoolOpenResult } from './pool.js';
-import type { Publisher, PublishVia } from './publisher.js';
+import { createPublisher, type Publisher, type PublishVia } from './publisher.js';
 import { SCHEMA, type Result, type ScenarioName } from './report.js';
 import { ROOT, startServer, type ServerHandle } from './servers.js';
 import { nowUs, SERVER_LABELS, type ServerKind } from './wire.js';
@@ -39,6 +39,8 @@ export interface Options {
   sourceAddresses: number | 'auto';
   settleMaxS: number;
   payloadBytes: number;
+  /** Publisher connections, used round-robin. */
+  publishers: number;
   cpuProf: boolean;
   /** Extra node flags for every server process. */
   serverNodeArgs: string[];
@@ -84,9 +86,10 @@ export function sourceAddresses(opts: Options, count: number): string[] {
   return Array.from({ length: n }, (_, i) => `127.0.0.${i + 1}`);
 }
 
-/** Opens `count` authenticated connections for users `${prefix}0..count-1` on the server. */
-export function openConns(ctx: Ctx, server: ServerHandle, count: number, prefix = 'u'): Promise<PoolOpenResult> {
+/** Opens `count` more authenticated connections, for users `${prefix}${offset}..` on the server. */
+export function openConns(ctx: Ctx, server: ServerHandle, count: number, prefix = 'u', offset = 0): Promise<PoolOpenResult> {
   return ctx.pool.open({
+    offset,
     endpoint: server.endpoint,
     secret: ctx.opts.secret,
     userPrefix: prefix,
@@ -132,6 +135,17 @@ export function result(
     ...(detail === undefined ? {} : { detail }),
     ts: new Date().toISOString(),
   };
+}
+
+/** The publisher for a scenario, with the options every scenario uses. */
+export function publisher(ctx: Ctx, server: ServerHandle): Promise<Publisher> {
+  return createPublisher(server.endpoint, { via: ctx.opts.publishVia, secret: ctx.opts.secret, payloadBytes: ctx.opts.payloadBytes, connections: ctx.opts.publishers });
+}
+
+/** Error lines for publishes the server refused. */
+export function refusedErrors(pub: Publisher): string[] {
+  const r = pub.refused();
+  return r.count === 0 ? [] : [`${r.count} publish(es) refused or publisher closed, e.g. ${r.sample.join(' | ')}`];
 }
 
 export const us2ms = (us: number): number => us / 1000;

@@ -53,6 +53,22 @@ export class Meter {
   }
 }
 
+/** Two measured phases as one (CPU and wall added, percentages recomputed). */
+export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
+  const wallS = a.wallS + b.wallS;
+  const serverCpuS = a.serverCpuS + b.serverCpuS;
+  const clientCpuS = a.clientCpuS + b.clientCpuS;
+  const serverPct = wallS > 0 ? (serverCpuS / wallS) * 100 : 0;
+  return {
+    wallS: round(wallS, 3),
+    serverCpuS: round(serverCpuS, 3),
+    clientCpuS: round(clientCpuS, 3),
+    serverPct: round(serverPct, 1),
+    clientPct: round(wallS > 0 ? (clientCpuS / wallS) * 100 : 0, 1),
+    bound: serverPct >= SATURATED_PCT ? 'server-bound' : 'client-bound',
+  };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**

@@ -128,14 +128,18 @@ export class Pool {
     } else this.seqSeen.set(seq, n);
   }
 
-  /** Opens `count` connections spread evenly over the workers; users are `${userPrefix}0..count-1`. */
-  async open(spec: Omit<OpenSpec, 'from' | 'count'> & { count: number }, timeoutMs = 300_000): Promise<PoolOpenResult> {
+  /**
+   * Opens `count` more connections spread evenly over the workers; users are
+   * `${userPrefix}${offset}..${offset + count - 1}`.
+   */
+  async open(spec: Omit<OpenSpec, 'from' | 'count'> & { count: number; offset?: number }, timeoutMs = 300_000): Promise<PoolOpenResult> {
     const n = this.workers.length;
     const shares = this.workers.map((_, i) => Math.floor(spec.count / n) + (i < spec.count % n ? 1 : 0));
-    let from = 0;
+    let from = spec.offset ?? 0;
     await Promise.all(
       this.workers.map((w, i) => {
-        const args: OpenSpec = { ...spec, from, count: shares[i]! };
+        const { offset: _offset, ...rest } = spec;
+        const args: OpenSpec = { ...rest, from, count: shares[i]! };
         from += shares[i]!;
         return w.call('prepare', args, 60_000);
       }),
@@ -153,7 +157,7 @@ export class Pool {
       handshake.merge(r.handshake);
       for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     }
-    this.active = results.filter((r) => r.opened > 0).length;
+    this.active = (await Promise.all(this.workers.map((w) => w.call<'stats', Stats>('stats', { reset: false, latency: false }, 10_000)))).filter((st) => st.conns > 0).length;
     return { opened, failed, errors, elapsedMs, handshake };
   }
 

@@ -65,12 +65,28 @@ function freePort(host: string): Promise<number> {
   });
 }
 
+/**
+ * Production settings, except the abuse limits one load-generating machine would trip by design: every
+ * bench connection comes from 127.0.0.1, and a handful of publisher connections carry the whole publish
+ * load that real backends spread over many. Builds that predate these options ignore them.
+ */
+export const STORYWIRE_LOAD_ENV: Readonly<Record<string, string>> = {
+  MAX_CONNECTIONS: '10000000',
+  MAX_CONNECTIONS_PER_IP: '10000000',
+  RATE_LIMIT_PER_S: '100000',
+  RATE_LIMIT_BURST: '100000',
+  NOTIFY_RATE_PER_S: '100000',
+  NOTIFY_BURST: '100000',
+  PUBLISH_RATE_PER_S: '100000',
+  PUBLISH_BURST: '100000',
+};
+
 function command(kind: ServerKind, storywireRoot: string): { script: string; env: Record<string, string> } {
   switch (kind) {
     case 'storywire': {
       const script = join(storywireRoot, 'dist', 'main.js');
       if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" first`);
-      return { script, env: { NODE_ENV: 'production', LOG_LEVEL: 'warn' } };
+      return { script, env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', ...STORYWIRE_LOAD_ENV } };
     }
     case 'uws':
       return { script: join(ROOT, 'bench', 'baselines', 'uws-raw.mjs'), env: {} };

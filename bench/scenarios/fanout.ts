@@ -1,16 +1,15 @@
 // fanout: subscribers of `stories`, broadcasts at the highest rate the server sustains (a window of
 // broadcasts in flight), then one at a time. Delivered messages/s, server CPU-seconds per million
 // deliveries, per-delivery latency p50/p99.
-import { broadcastLoop, openConns, openErrors, result, us2ms, withServer, type Ctx } from '../lib/context.js';
+import { broadcastLoop, openConns, publisher, refusedErrors, openErrors, result, us2ms, withServer, type Ctx } from '../lib/context.js';
 import { Meter } from '../lib/measure.js';
-import { createPublisher } from '../lib/publisher.js';
 import type { ServerKind } from '../lib/wire.js';
 
 export async function fanout(ctx: Ctx, kind: ServerKind, run: number): Promise<void> {
   const { opts, pool } = ctx;
   await withServer(ctx, kind, 'fanout', async (server) => {
     const open = await openConns(ctx, server, opts.subscribers);
-    const pub = await createPublisher(server.endpoint, { via: opts.publishVia, secret: opts.secret, payloadBytes: opts.payloadBytes });
+    const pub = await publisher(ctx, server);
     try {
       await pool.mode(true);
       const variants: [string, number][] = [
@@ -27,7 +26,7 @@ export async function fanout(ctx: Ctx, kind: ServerKind, run: number): Promise<v
         const cpu = meter.stop();
         const st = await pool.stats(true);
         const expected = r.sent * open.opened;
-        const errors = openErrors(open);
+        const errors = [...openErrors(open), ...refusedErrors(pub)];
         if (r.lost > 0) errors.push(`${r.lost} of ${r.sent} broadcasts did not reach every subscriber within ${drainMs} ms`);
         if (st.dropped > 0) errors.push(`${st.dropped} subscriber connection(s) closed during the run (close codes ${JSON.stringify(st.dropCodes)})`);
         if (r.lost === 0 && st.delivered !== expected) errors.push(`delivered ${st.delivered}, expected ${expected}`);

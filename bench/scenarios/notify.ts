@@ -1,8 +1,7 @@
 // notify: users connected once each; notifications to random users at increasing fixed rates (open loop).
 // The highest rate whose delivery p99 stays under the limit with nothing lost, and server CPU per message.
-import { openConns, openErrors, rateLoop, result, us2ms, withServer, type Ctx } from '../lib/context.js';
+import { openConns, openErrors, publisher, rateLoop, refusedErrors, result, us2ms, withServer, type Ctx } from '../lib/context.js';
 import { Meter, round, sleep, type CpuFigures } from '../lib/measure.js';
-import { createPublisher } from '../lib/publisher.js';
 import type { ServerKind } from '../lib/wire.js';
 
 export interface NotifyStep {
@@ -25,7 +24,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
   const { opts, pool } = ctx;
   await withServer(ctx, kind, 'notify', async (server) => {
     const open = await openConns(ctx, server, opts.users);
-    const pub = await createPublisher(server.endpoint, { via: opts.publishVia, secret: opts.secret, payloadBytes: opts.payloadBytes });
+    const pub = await publisher(ctx, server);
     const errors = openErrors(open);
     const steps: NotifyStep[] = [];
     let limiting: CpuFigures | undefined;
@@ -86,6 +85,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
           if (++failures >= 2) break;
         }
       }
+      errors.push(...refusedErrors(pub));
     } finally {
       await pub.close();
     }

@@ -1,7 +1,6 @@
 // ping: application-level ping -> pong RTT over idle connections, then again while a fan-out runs.
-import { broadcastLoop, openConns, openErrors, result, us2ms, withServer, type Ctx } from '../lib/context.js';
+import { broadcastLoop, openConns, publisher, refusedErrors, openErrors, result, us2ms, withServer, type Ctx } from '../lib/context.js';
 import { Meter, sleep } from '../lib/measure.js';
-import { createPublisher } from '../lib/publisher.js';
 import type { ServerKind } from '../lib/wire.js';
 
 export async function ping(ctx: Ctx, kind: ServerKind, run: number): Promise<void> {
@@ -35,7 +34,7 @@ export async function ping(ctx: Ctx, kind: ServerKind, run: number): Promise<voi
     );
 
     // Under fan-out load: every connection is a `stories` subscriber; pongs queue behind broadcasts.
-    const pub = await createPublisher(server.endpoint, { via: opts.publishVia, secret: opts.secret, payloadBytes: opts.payloadBytes });
+    const pub = await publisher(ctx, server);
     try {
       await pool.mode(true);
       const loop = broadcastLoop(pool, pub, { window: opts.window, durationMs: 3_600_000, drainMs });
@@ -48,7 +47,7 @@ export async function ping(ctx: Ctx, kind: ServerKind, run: number): Promise<voi
       const st = await pool.stats(false, false);
       loop.stop();
       const lr = await loop.done;
-      errors = openErrors(open);
+      errors = [...openErrors(open), ...refusedErrors(pub)];
       if (busy.lost > 0) errors.push(`${busy.lost} of ${busy.sent} pings unanswered`);
       if (lr.lost > 0) errors.push(`${lr.lost} broadcasts did not complete`);
       if (st.dropped > 0) errors.push(`${st.dropped} connection(s) closed during the run (close codes ${JSON.stringify(st.dropCodes)})`);

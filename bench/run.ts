@@ -218,7 +218,7 @@ async function main(): Promise<number> {
               machine,
               params: {},
               figures: {},
-              cpu: { wallS: 0, serverCpuS: 0, clientCpuS: 0, serverPct: 0, clientPct: 0, bound: 'client-bound' },
+              cpu: { wallS: 0, serverCpuS: 0, clientCpuS: 0, serverPct: 0, clientPct: 0, otherPct: 0, bound: 'client-bound' },
               ok: false,
               errors: [message],
               ts: new Date().toISOString(),

@@ -1,5 +1,5 @@
 // CPU meters over a measured phase (server process vs load clients) and RSS settling.
-import { cpuSeconds, cpuSecondsOf, rssBytes } from './proc.js';
+import { cpuSeconds, cpuSecondsOf, machineBusySeconds, rssBytes } from './proc.js';
 
 /** Server CPU at or above this share of one core means the server, not the clients, set the pace. */
 export const SATURATED_PCT = 85;
@@ -12,6 +12,11 @@ export interface CpuFigures {
   /** Percent of one core (100 = one core busy). */
   serverPct: number;
   clientPct: number;
+  /**
+   * CPU used meanwhile by everything else on the machine (other users' processes, the kernel's own work
+   * not charged to ours), percent of one core: the noise indicator. Large values make a result suspect.
+   */
+  otherPct: number;
   /** "server-bound" when the server was saturated; "client-bound" otherwise (the clients or the machine set the pace). */
   bound: 'server-bound' | 'client-bound';
 }
@@ -20,6 +25,7 @@ export class Meter {
   private t0 = 0;
   private s0 = 0;
   private c0 = 0;
+  private m0 = 0;
 
   constructor(
     private readonly serverPid: number,
@@ -34,6 +40,7 @@ export class Meter {
     this.t0 = performance.now();
     this.s0 = cpuSeconds(this.serverPid);
     this.c0 = this.clients();
+    this.m0 = machineBusySeconds();
     return this;
   }
 
@@ -41,8 +48,10 @@ export class Meter {
     const wallS = (performance.now() - this.t0) / 1000;
     const serverCpuS = cpuSeconds(this.serverPid) - this.s0;
     const clientCpuS = this.clients() - this.c0;
+    const otherS = Math.max(0, machineBusySeconds() - this.m0 - serverCpuS - clientCpuS);
     const serverPct = wallS > 0 ? (serverCpuS / wallS) * 100 : 0;
     return {
+      otherPct: round(wallS > 0 ? (otherS / wallS) * 100 : 0, 1),
       wallS: round(wallS, 3),
       serverCpuS: round(serverCpuS, 3),
       clientCpuS: round(clientCpuS, 3),
@@ -60,6 +69,7 @@ export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
   const clientCpuS = a.clientCpuS + b.clientCpuS;
   const serverPct = wallS > 0 ? (serverCpuS / wallS) * 100 : 0;
   return {
+    otherPct: round(wallS > 0 ? (a.otherPct * a.wallS + b.otherPct * b.wallS) / wallS : 0, 1),
     wallS: round(wallS, 3),
     serverCpuS: round(serverCpuS, 3),
     clientCpuS: round(clientCpuS, 3),

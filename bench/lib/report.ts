@@ -141,7 +141,7 @@ export function summaryTable(results: readonly Result[]): string {
       lines.push(`| ${scenario} ${variant} | ${spec.label} | ${kinds.map((kind) => fmt(v(kind))).join(' | ')} | ${ratioCell('uws')} | ${ratioCell('socketio')} | ${targets} | ${verdict} |`);
     }
   }
-  lines.push('', `| scenario | ${kinds.map((k) => `${SERVER_LABELS[k]}: server CPU % / client CPU %`).join(' | ')} |`);
+  lines.push('', `| scenario | ${kinds.map((k) => `${SERVER_LABELS[k]}: CPU % server / clients / other`).join(' | ')} |`);
   lines.push(`|---|${kinds.map(() => '---').join('|')}|`);
   for (const [k, byServer] of agg) {
     const cells = kinds.map((kind) => {
@@ -149,8 +149,9 @@ export function summaryTable(results: readonly Result[]): string {
       if (!a) return '';
       const s = median(a.cpu.map((c) => c.serverPct));
       const c = median(a.cpu.map((c) => c.clientPct));
+      const o = median(a.cpu.map((c) => c.otherPct));
       const serverBound = a.cpu.filter((c) => c.bound === 'server-bound').length > a.cpu.length / 2;
-      return `${fmt(s)} / ${fmt(c)} ${serverBound ? 'server-bound' : 'client-bound'}${a.ok ? '' : ' (ERRORS)'}`;
+      return `${fmt(s)} / ${fmt(c)} / ${fmt(o)} ${serverBound ? 'server-bound' : 'client-bound'}${a.ok ? '' : ' (ERRORS)'}`;
     });
     lines.push(`| ${k.replace('\u0000', ' ')} | ${cells.join(' | ')} |`);
   }

@@ -16,6 +16,7 @@ export interface NotifyStep {
   serverCpuUsPerMsg: number;
   serverPct: number;
   clientPct: number;
+  otherPct: number;
   pass: boolean;
   why: string;
 }
@@ -74,6 +75,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
           serverCpuUsPerMsg: round((cpu.serverCpuS * 1e6) / Math.max(1, st.delivered), 2),
           serverPct: cpu.serverPct,
           clientPct: cpu.clientPct,
+          otherPct: cpu.otherPct,
           pass: why === '',
           why,
         });

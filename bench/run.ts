@@ -39,6 +39,8 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --ping-rate N         ping: pings per second in total (default 500)
   --source-addresses N  loopback source addresses 127.0.0.1..N (default auto: one per 25,000 connections)
   --settle S            connect: longest wait for the server RSS to settle (default 8)
+  --quiet-wait S        before each server start, wait up to S s for other processes to calm down (default 60, 0 = never)
+  --quiet-pct P         "calm": other processes under P % of one core (default 30)
   --jwt-secret S        HS256 secret given to every server (default: a fixed bench secret)
   --publish-via ws      how stories and notifications are injected (ws today; http when the API lands)
   --cpu-prof            write a V8 CPU profile of each server to bench/out/profiles/
@@ -89,6 +91,8 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
       'ping-rate': { type: 'string' },
       'source-addresses': { type: 'string' },
       settle: { type: 'string' },
+      'quiet-wait': { type: 'string' },
+      'quiet-pct': { type: 'string' },
       'jwt-secret': { type: 'string' },
       'publish-via': { type: 'string' },
       'cpu-prof': { type: 'boolean' },
@@ -127,6 +131,8 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     pingRate: smoke ? 100 : 500,
     sourceAddresses: 'auto',
     settleMaxS: smoke ? 0.1 : 8,
+    quietWaitS: smoke ? 0 : 60,
+    quietPct: 30,
     payloadBytes: 0,
     publishers: 4,
     cpuProf: values['cpu-prof'] ?? false,
@@ -159,6 +165,8 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
   if (values['ping-rate'] !== undefined) opts.pingRate = positiveInt('ping-rate', values['ping-rate']);
   if (values['source-addresses'] !== undefined) opts.sourceAddresses = values['source-addresses'] === 'auto' ? 'auto' : positiveInt('source-addresses', values['source-addresses']);
   if (values.settle !== undefined) opts.settleMaxS = positive('settle', values.settle);
+  if (values['quiet-wait'] !== undefined) opts.quietWaitS = Number(values['quiet-wait']) || 0;
+  if (values['quiet-pct'] !== undefined) opts.quietPct = positive('quiet-pct', values['quiet-pct']);
   if (values['jwt-secret'] !== undefined) {
     if (Buffer.byteLength(values['jwt-secret']) < 32) throw new Error('--jwt-secret must be at least 32 bytes (storywire refuses shorter)');
     opts.secret = values['jwt-secret'];

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { Histogram } from './hist.js';
 import type { Machine } from './machine.js';
-import { round, type CpuFigures } from './measure.js';
+import { round, waitQuiet, type CpuFigures } from './measure.js';
 import type { Pool, PoolOpenResult } from './pool.js';
 import { createPublisher, type Publisher, type PublishVia } from './publisher.js';
 import { SCHEMA, type Result, type ScenarioName } from './report.js';
@@ -38,6 +38,10 @@ export interface Options {
   /** `auto`: one more loopback source address per 25,000 connections (the ephemeral port range holds ~28k). */
   sourceAddresses: number | 'auto';
   settleMaxS: number;
+  /** Before each server start, wait up to this long for the rest of the machine to be quiet (0: never). */
+  quietWaitS: number;
+  /** "Quiet": other processes below this percent of one core. */
+  quietPct: number;
   payloadBytes: number;
   /** Publisher connections, used round-robin. */
   publishers: number;
@@ -61,6 +65,10 @@ export interface Ctx {
 export const PROFILE_DIR = join(ROOT, 'bench', 'out', 'profiles');
 
 export async function withServer<T>(ctx: Ctx, kind: ServerKind, scenario: ScenarioName, fn: (s: ServerHandle) => Promise<T>): Promise<T> {
+  if (ctx.opts.quietWaitS > 0) {
+    const q = await waitQuiet(ctx.opts.quietPct, ctx.opts.quietWaitS);
+    if (!q.quiet) ctx.log(`the machine is busy (other processes at ${q.otherPct} % of a core after ${q.waitedS} s): measuring anyway, see cpu.otherPct`);
+  }
   const server = await startServer(kind, {
     host: ctx.opts.host,
     secret: ctx.opts.secret,

@@ -79,6 +79,26 @@ export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
   };
 }
 
+/**
+ * Waits (at most maxS seconds) until the rest of the machine has used less than maxPct of a core for two
+ * one-second samples in a row; call it while the bench itself is idle. Returns the last sample and whether
+ * the machine got quiet.
+ */
+export async function waitQuiet(maxPct: number, maxS: number): Promise<{ quiet: boolean; otherPct: number; waitedS: number }> {
+  const started = performance.now();
+  let calm = 0;
+  let pct = 0;
+  while ((performance.now() - started) / 1000 < maxS) {
+    const b0 = machineBusySeconds();
+    const t0 = performance.now();
+    await sleep(1000);
+    pct = ((machineBusySeconds() - b0) / ((performance.now() - t0) / 1000)) * 100;
+    calm = pct < maxPct ? calm + 1 : 0;
+    if (calm >= 2) return { quiet: true, otherPct: round(pct, 1), waitedS: round((performance.now() - started) / 1000, 1) };
+  }
+  return { quiet: maxS <= 0, otherPct: round(pct, 1), waitedS: round((performance.now() - started) / 1000, 1) };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**

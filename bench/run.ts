@@ -46,6 +46,7 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --cpu-prof            write a V8 CPU profile of each server to bench/out/profiles/
   --server-node-args A  extra node flags for the server processes, space separated (experiments)
   --storywire-root DIR  run storywire from DIR/dist (another checkout: before/after comparisons)
+  --storywire-env LIST  extra storywire environment, K=V comma separated (experiments)
   --out FILE            also append the JSON lines to FILE
   --smoke               tiny sizes, a few seconds in all (what CI runs)
   --no-table            no summary table
@@ -98,6 +99,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
       'cpu-prof': { type: 'boolean' },
       'server-node-args': { type: 'string' },
       'storywire-root': { type: 'string' },
+      'storywire-env': { type: 'string' },
       out: { type: 'string' },
       smoke: { type: 'boolean' },
       'no-table': { type: 'boolean' },
@@ -138,6 +140,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     cpuProf: values['cpu-prof'] ?? false,
     serverNodeArgs: values['server-node-args'] ? values['server-node-args'].split(' ').filter(Boolean) : [],
     storywireRoot: values['storywire-root'] ? resolve(values['storywire-root']) : undefined,
+    storywireEnv: {},
     publishVia: 'ws',
     smoke,
   };
@@ -170,6 +173,13 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
   if (values['jwt-secret'] !== undefined) {
     if (Buffer.byteLength(values['jwt-secret']) < 32) throw new Error('--jwt-secret must be at least 32 bytes (storywire refuses shorter)');
     opts.secret = values['jwt-secret'];
+  }
+  if (values['storywire-env'] !== undefined) {
+    for (const kv of list(values['storywire-env'])) {
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new Error(`--storywire-env takes K=V pairs, got "${kv}"`);
+      opts.storywireEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
   }
   if (values['publish-via'] !== undefined && values['publish-via'] !== 'ws') {
     throw new Error(`--publish-via ${values['publish-via']}: only "ws" exists until storywire's HTTP publish API lands`);

@@ -50,6 +50,8 @@ export interface Options {
   serverNodeArgs: string[];
   /** A storywire checkout whose dist/ is the storywire under test (default: this repository). */
   storywireRoot: string | undefined;
+  /** Extra environment for storywire (experiments: what does a feature cost). */
+  storywireEnv: Record<string, string>;
   publishVia: PublishVia;
   smoke: boolean;
 }
@@ -76,6 +78,7 @@ export async function withServer<T>(ctx: Ctx, kind: ServerKind, scenario: Scenar
     profName: `${kind}-${scenario}-${new Date().toISOString().replace(/[:.]/g, '-')}`,
     nodeArgs: ctx.opts.serverNodeArgs,
     storywireRoot: ctx.opts.storywireRoot,
+    env: kind === 'storywire' ? ctx.opts.storywireEnv : {},
   });
   try {
     return await fn(server);

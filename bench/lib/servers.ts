@@ -31,6 +31,8 @@ export interface StartOptions {
   nodeArgs?: readonly string[];
   /** Run storywire from this checkout's dist/ instead of this repository's (before/after comparisons). */
   storywireRoot?: string | undefined;
+  /** Extra environment for the server (wins over the bench's). */
+  env?: Readonly<Record<string, string>>;
   timeoutMs?: number;
 }
 
@@ -108,7 +110,7 @@ export async function startServer(kind: ServerKind, opts: StartOptions): Promise
   const child: ChildProcess = track(
     spawn(process.execPath, [...nodeArgs, script], {
       cwd: ROOT,
-      env: childEnv({ ...env, HOST: opts.host, PORT: String(port), JWT_SECRET: opts.secret }),
+      env: childEnv({ ...env, HOST: opts.host, PORT: String(port), JWT_SECRET: opts.secret, ...opts.env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );

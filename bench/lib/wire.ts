@@ -30,12 +30,14 @@ export const BENCH_MARK = Buffer.from('"bench":"');
 // Pong replies echo the ping id, which the bench makes "p<n>" (no other id the servers send starts with p).
 export const PONG_MARK = Buffer.from('"id":"p');
 
-// performance.now() is uv_hrtime (CLOCK_MONOTONIC) minus this process's origin: re-based once so that
-// timestamps compare across the bench's processes.
-const MONO_BASE_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
-/** Microseconds on the system-wide monotonic clock, comparable between processes. */
+/**
+ * Microseconds on the system-wide monotonic clock (process.hrtime is CLOCK_MONOTONIC), comparable between
+ * the bench's processes. Not performance.now(): its origin differs from process to process by up to a
+ * millisecond (measured), which shifted cross-process latencies.
+ */
 export function nowUs(): number {
-  return MONO_BASE_US + performance.now() * 1000;
+  const t = process.hrtime();
+  return t[0] * 1e6 + t[1] / 1e3;
 }
 
 export function benchTag(seq: number, t0Us: number): string {

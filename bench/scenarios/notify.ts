@@ -28,8 +28,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
     const pub = await publisher(ctx, server);
     const errors = openErrors(open);
     const steps: NotifyStep[] = [];
-    let limiting: CpuFigures | undefined;
-    let last: CpuFigures | undefined;
+    const cpus: CpuFigures[] = [];
     try {
       await pool.mode(false);
       const drainMs = opts.smoke ? 2000 : 5000;
@@ -51,7 +50,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
         const r = await rateLoop(pub, { rate, durationMs: opts.stepS * 1000, users: open.opened, prefix: 'u' });
         await drain(r.sent);
         const cpu = meter.stop();
-        last = cpu;
+        cpus.push(cpu);
         const st = await pool.stats(true);
         const achievedRate = r.sent / (r.elapsedMs / 1000);
         const p99Ms = us2ms(st.latency.quantile(0.99));
@@ -81,11 +80,8 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
         });
         if (st.dropped > 0) errors.push(`${st.dropped} connection(s) closed during the ${rate}/s step (close codes ${JSON.stringify(st.dropCodes)})`);
         if (why === '') failures = 0;
-        else {
-          limiting ??= cpu;
-          // Two failing steps in a row end the ramp; one may be noise on a shared machine.
-          if (++failures >= 2) break;
-        }
+        // Two failing steps in a row end the ramp: one may be a keep-alive burst or noise.
+        else if (++failures >= 2) break;
       }
       errors.push(...refusedErrors(pub));
     } finally {
@@ -95,7 +91,9 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
     const passing = steps.filter((s) => s.pass);
     const best = passing.length > 0 ? Math.max(...passing.map((s) => s.rate)) : 0;
     const ref = steps.find((s) => s.rate === opts.refRate);
-    const cpu = limiting ?? last ?? new Meter(server.pid, []).start().stop();
+    // The CPU that matters is the one of the step that ended the ramp: the first failure above the best rate.
+    const limitIndex = steps.findIndex((s) => !s.pass && s.rate > best);
+    const cpu = cpus[limitIndex] ?? cpus[cpus.length - 1] ?? new Meter(server.pid, []).start().stop();
     ctx.emit(
       result(
         ctx,
@@ -114,7 +112,7 @@ export async function notify(ctx: Ctx, kind: ServerKind, run: number): Promise<v
         },
         cpu,
         errors,
-        { steps, cpuIs: limiting ? 'first failing step' : 'last step' },
+        { steps, cpuIs: limitIndex >= 0 ? `the ${steps[limitIndex]!.rate}/s step, the first failure above the best rate` : 'last step' },
       ),
     );
   });

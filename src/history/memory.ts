@@ -12,6 +12,8 @@ interface Stream {
   epoch: string;
   offset: number;
   entries: Entry[];
+  /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
+  used: boolean;
 }
 
 export interface HistoryLimits {
@@ -26,30 +28,43 @@ export interface HistoryLimits {
 
 export class MemoryHistory implements HistoryStore {
   readonly kind = 'memory';
-  /** Map order is the LRU order: a touched topic is re-inserted at the end. */
+  /** Insertion order, with a second chance for streams used since the hand passed: an approximate LRU. */
   private readonly streams = new Map<string, Stream>();
   private readonly reads = new Map<string, { allUpTo: number; ids: Set<string> }>();
+  /**
+   * The epoch of every topic history that starts in this process while no history has been dropped: a
+   * topic with no history yet is answered with it without being created (no allocation per connected
+   * user). Dropping any topic's history draws a new one, so a topic that lost its history can never come
+   * back under an epoch a client was told before.
+   */
+  private fresh = newEpoch();
 
   constructor(private readonly limits: HistoryLimits) {}
 
   private stream(topic: string, create: boolean): Stream | undefined {
     let s = this.streams.get(topic);
     if (s) {
-      this.streams.delete(topic);
-      this.streams.set(topic, s);
+      s.used = true;
     } else if (create) {
-      s = { epoch: newEpoch(), offset: 0, entries: [] };
+      s = { epoch: this.fresh, offset: 0, entries: [], used: true };
       this.streams.set(topic, s);
       // Read state counts offsets of one epoch: a new epoch restarts at 1, so `allUpTo` of the old one
       // would mark fresh notifications read. The ids it holds went with the old history too.
       if (topic.startsWith('user:')) this.reads.delete(topic.slice(5));
-      if (this.streams.size > this.limits.maxTopics) {
-        const oldest = this.streams.keys().next().value as string;
-        this.streams.delete(oldest);
-      }
+      if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
     if (s) this.trim(s, Date.now());
     return s;
+  }
+
+  private evictOne(): void {
+    for (const [topic, s] of this.streams) {
+      this.streams.delete(topic);
+      if (!s.used) break;
+      s.used = false;
+      this.streams.set(topic, s);
+    }
+    this.fresh = newEpoch();
   }
 
   private trim(s: Stream, now: number): void {
@@ -68,13 +83,12 @@ export class MemoryHistory implements HistoryStore {
   }
 
   async position(topic: string): Promise<Position> {
-    // Creating the stream fixes the epoch a client is told now, so a later append cannot look like a new epoch.
-    const s = this.stream(topic, true)!;
-    return { epoch: s.epoch, offset: s.offset };
+    const s = this.stream(topic, false);
+    return s ? { epoch: s.epoch, offset: s.offset } : { epoch: this.fresh, offset: 0 };
   }
 
   async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
-    const s = this.stream(topic, true)!;
+    const s = this.stream(topic, false) ?? { epoch: this.fresh, offset: 0, entries: [], used: false };
     const position = { epoch: s.epoch, offset: s.offset };
     if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
     if (offset >= upTo) return { recovered: true, frames: [], position };

@@ -72,15 +72,7 @@ function slowReads(inner: HistoryStore, ms: number): HistoryStore {
 
 t.test('publishing during the replay: no gap, no duplicate, in order', async (t) => {
   const history = slowReads(new MemoryHistory({ size: 1000, ttlMs: 60000, maxTopics: 100 }), 40);
-  const h = await startServer(t, {}, {});
-  await h.server.close();
-  const { createServer } = await import('../../src/server.js');
-  const { loadConfig } = await import('../../src/config.js');
-  const pino = (await import('pino')).default;
-  const server = createServer(loadConfig({ JWT_SECRET: 'test-secret-test-secret-test-secret-0123456789', HOST: '127.0.0.1', PORT: '0' }), { logger: pino({ level: 'silent' }), history });
-  const port = await server.listen();
-  t.teardown(() => server.close());
-  const url = `ws://127.0.0.1:${port}/ws`;
+  const { server, url } = await startServer(t, {}, {}, { history });
   let published = 0;
   let stop = false;
   const publisher = (async () => {
@@ -218,13 +210,8 @@ t.test('read state belongs to the epoch: a personal topic evicted and recreated 
 
 t.test('an unsubscribe answered while the subscribe still reads the history is not undone by the join', async (t) => {
   const history = slowReads(new MemoryHistory({ size: 50, ttlMs: 60000, maxTopics: 100 }), 50);
-  const { createServer } = await import('../../src/server.js');
-  const { loadConfig } = await import('../../src/config.js');
-  const pino = (await import('pino')).default;
-  const server = createServer(loadConfig({ JWT_SECRET: 'test-secret-test-secret-test-secret-0123456789', HOST: '127.0.0.1', PORT: '0' }), { logger: pino({ level: 'silent' }), history });
-  const port = await server.listen();
-  t.teardown(() => server.close());
-  const c = await Client.open(`ws://127.0.0.1:${port}/ws?token=${await sign('bob')}`);
+  const { server, url } = await startServer(t, {}, {}, { history });
+  const c = await Client.open(`${url}?token=${await sign('bob')}`);
   t.teardown(() => c.close());
   await c.type('connected');
   c.send({ type: 'subscribe', id: 's1', data: { topic: 'story:1' } });

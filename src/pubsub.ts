@@ -230,17 +230,24 @@ export class PubSub {
       // from now on can be missed; a Redis outage does not block the join (it degrades to this node).
       await this.whenListening(topics)?.catch(() => undefined);
       if (recoverable) {
-        const position = await this.history.position(topic);
-        let recovered: boolean | undefined;
-        if (since) {
-          const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
-          recovered = replay.recovered;
-          frames.push(...replay.frames);
+        try {
+          const position = await this.history.position(topic);
+          let recovered: boolean | undefined;
+          if (since) {
+            const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
+            recovered = replay.recovered;
+            frames.push(...replay.frames);
+          }
+          result = { ...position, recovered, replayed: frames.length };
+          // Every frame numbered up to the position read must have reached this node (or never will,
+          // having been published before it listened): then the buffer holds exactly what came after.
+          await this.backplane.barrier?.(topic);
+        } catch {
+          // The history store is unreachable (a cluster without Redis): nothing numbered can be published
+          // meanwhile either, so the connection joins live, without a position (and nothing to replay).
+          result = undefined;
+          frames.length = 0;
         }
-        result = { ...position, recovered, replayed: frames.length };
-        // Every frame numbered up to the position read must have reached this node (or never will,
-        // having been published before it listened): then the buffer holds exactly what came after.
-        await this.backplane.barrier?.(topic);
       }
     } catch (err) {
       for (const t of topics) this.release(t);
@@ -256,7 +263,7 @@ export class PubSub {
     for (const f of joiner.buffer) {
       const m = OFFSET.exec(f);
       // Unnumbered frames (typing) and frames past the position read come after the replay.
-      if (!m || Number(m[1]) > result!.offset) frames.push(f);
+      if (!m || result === undefined || Number(m[1]) > result.offset) frames.push(f);
     }
     ws.cork(() => {
       options.prelude?.(result);

@@ -243,10 +243,12 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       let userId: string | undefined;
       const upgrade = async (): Promise<void> => {
         const principal = await verifyWithin(source.token!);
-        userId = principal.userId;
-        pendingByUser.inc(userId);
-        const others = await backplane.presence.count(userId);
-        if (others + pendingByUser.get(userId) - 1 >= config.maxConnectionsPerUser) {
+        const user = (userId = principal.userId);
+        pendingByUser.inc(user);
+        // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still
+        // accepted then: a node keeps serving, and the limit still holds on the node).
+        const others = await backplane.presence.count(user).catch(() => connections.of(user));
+        if (others + pendingByUser.get(user) - 1 >= config.maxConnectionsPerUser) {
           throw new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
         }
         if (aborted) {
@@ -292,9 +294,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
       const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
-      const welcome = (joined: JoinResult | undefined) => {
-        const r = joined!;
-        conn.joined.set(personal, { epoch: r.epoch, offset: r.offset });
+      const welcome = (r: JoinResult | undefined) => {
+        if (r) conn.joined.set(personal, { epoch: r.epoch, offset: r.offset });
         ws.subscribe(HEARTBEAT);
         ctx.send(
           ws,
@@ -313,9 +314,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
               maxStoryBytes: config.maxStoryBytes,
               historySize: config.historySize,
             },
-            topics: {
-              [personal]: { epoch: r.epoch, offset: r.offset, ...(conn.resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) },
-            },
+            // No position while the history store is unreachable (cluster without Redis).
+            topics: r ? { [personal]: { epoch: r.epoch, offset: r.offset, ...(conn.resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) } } : {},
           }),
         );
       };

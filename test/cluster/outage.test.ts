@@ -35,6 +35,9 @@ t.test('Redis outage and restart', { skip: skipReason || (process.env.REDIS_URL 
     const metrics = await (await fetch(`http://127.0.0.1:${a!.port}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
     t.match(metrics, /^storywire_backplane_up 0$/m);
     t.match(metrics, /^storywire_backplane_errors_total [1-9]/m);
+    const newcomer = await a!.connect('newcomer');
+    t.equal((await newcomer.type('connected')).data.userId, 'newcomer', 'new connections are still accepted (per-user limit counted on this node)');
+    newcomer.close();
     const started = Date.now();
     await api(b!, 'POST', '/v1/stories', { id: '2', title: 'y' });
     t.ok(Date.now() - started < 1000, 'failing is quick: nothing waits in a queue');

@@ -98,14 +98,22 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   };
   const allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
   const proxyHeader = config.trustProxyHeader?.toLowerCase();
+  // Fixed for the server's life: built once, not per connection.
+  const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
+  const clientLimits = {
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxSubscriptions: config.maxSubscriptions,
+    maxPresenceIds: config.maxPresenceIds,
+    maxNotificationBytes: config.maxNotificationBytes,
+    maxStoryBytes: config.maxStoryBytes,
+    historySize: config.historySize,
+  };
   let connCounter = 0;
   let pendingUpgrades = 0;
   let listenSocket: UWS.us_listen_socket | undefined;
   let adminSocket: UWS.us_listen_socket | undefined;
   let port = -1;
   let adminPort: number | undefined;
-  let ready = false;
-  let draining = false;
   let heartbeat: NodeJS.Timeout | undefined;
   let housekeeping: NodeJS.Timeout | undefined;
   let shutdownPromise: Promise<void> | undefined;
@@ -207,7 +215,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const sinceParam = req.getQuery('since') ?? '';
       const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
       // Cheap refusals first: none of these costs a signature check.
-      if (draining) {
+      if (shutdownPromise) {
         refuseUpgrade(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip);
         return;
       }
@@ -293,7 +301,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const personal = userTopic(userId);
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
-      const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
       const welcome = (r: JoinResult | undefined) => {
         if (r) conn.joined.set(personal, { epoch: r.epoch, offset: r.offset });
         ws.subscribe(HEARTBEAT);
@@ -306,14 +313,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
             ...(conn.principal.exp !== undefined ? { exp: conn.principal.exp } : {}),
             heartbeatIntervalMs: config.heartbeatIntervalMs,
             idleTimeoutS: config.idleTimeoutS,
-            limits: {
-              maxPayloadBytes: config.maxPayloadBytes,
-              maxSubscriptions: config.maxSubscriptions,
-              maxPresenceIds: config.maxPresenceIds,
-              maxNotificationBytes: config.maxNotificationBytes,
-              maxStoryBytes: config.maxStoryBytes,
-              historySize: config.historySize,
-            },
+            limits: clientLimits,
             // No position while the history store is unreachable (cluster without Redis).
             topics: r ? { [personal]: { epoch: r.epoch, offset: r.offset, ...(conn.resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) } } : {},
           }),
@@ -408,7 +408,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return adminPort;
     },
     get ready() {
-      return ready;
+      // Listening, and not shutting down (shutdown closes the listen socket first).
+      return listenSocket !== undefined;
     },
     devMode: verifier.devSecret !== undefined,
 
@@ -421,14 +422,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       }
       heartbeat = setInterval(() => pubsub.publishLocal(HEARTBEAT, heartbeatFrame()), config.heartbeatIntervalMs);
       housekeeping = setInterval(() => connections.sweep(), 500);
-      ready = true;
       return port;
     },
 
     shutdown(drainMs = config.drainMs) {
       shutdownPromise ??= (async () => {
-        ready = false;
-        draining = true;
         if (listenSocket) uws.us_listen_socket_close(listenSocket);
         listenSocket = undefined;
         // Closing the listen socket leaves open WebSockets alone: end them here.
@@ -471,7 +469,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     connectionsOf: (userId) => connections.of(userId),
   };
 
-  const apiDeps = { config, log, metrics, server, limits, isReady: () => ready, backplaneUp: () => backplane.up };
+  const apiDeps = { config, log, metrics, server, limits, isReady: () => server.ready, backplaneUp: () => backplane.up };
   const apiApp = adminApp ?? app;
   registerOperations(app, apiDeps, adminApp === undefined);
   if (adminApp) registerOperations(adminApp, apiDeps, true);

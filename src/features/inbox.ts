@@ -56,19 +56,21 @@ export class Inbox {
   /** Marks one notification or all of them read; tells the user's other connections; returns the new unread count. */
   async markRead(userId: string, change: { id: string } | { all: true }, from?: UWS.WebSocket<unknown>): Promise<number> {
     const topic = userTopic(userId);
+    // One read of the inbox: the new unread count follows from it and the change.
+    const { items, offset } = await this.all(userId);
     let event: { ids?: string[]; allUpTo?: number };
+    let stillUnread: (i: InboxItem) => boolean;
     if ('all' in change) {
-      const { offset } = await this.history.position(topic);
       await this.history.markRead(userId, { allUpTo: offset });
       event = { allUpTo: offset };
+      stillUnread = (i) => !i.read && i.offset > offset;
     } else {
-      const { items } = await this.all(userId);
       if (!items.some((i) => i.id === change.id)) throw new WireError(ErrorCode.NOT_FOUND, `no notification ${change.id} in the inbox`, 404);
       await this.history.markRead(userId, { id: change.id });
       event = { ids: [change.id] };
+      stillUnread = (i) => !i.read && i.id !== change.id;
     }
-    const { items } = await this.all(userId);
-    const unreadCount = items.filter((i) => !i.read).length;
+    const unreadCount = items.filter(stillUnread).length;
     await this.pubsub.emit('notifications:read', topic, eventFrame('notifications:read', topic, { ...event, unreadCount }), from);
     return unreadCount;
   }

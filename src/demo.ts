@@ -25,11 +25,8 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
   if (!config.demoPage) return;
   const cache = new Map<string, string>();
 
-  /** Serves dist/<dir>/<file> (read once); 503 with a hint when dist/ was not built. */
-  const serve = (dir: 'client' | 'demo', allowed: (name: string) => boolean) => (res: UWS.HttpResponse, req: UWS.HttpRequest) => {
-    const name = req.getParameter(0) ?? '';
-    if (!MODULE_NAME.test(name) || !allowed(name)) return json(res, '404 Not Found', { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } });
-    const key = `${dir}/${name}`;
+  /** Serves dist/<key> (read once); 503 with a hint when dist/ was not built. */
+  const serveFile = (res: UWS.HttpResponse, key: string) => {
     let body = cache.get(key);
     if (body === undefined) {
       try {
@@ -42,6 +39,11 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
     }
     res.writeStatus('200 OK').writeHeader('content-type', 'text/javascript; charset=utf-8').writeHeader('cache-control', 'no-cache').end(body);
   };
+  const serve = (dir: 'client' | 'demo', allowed: (name: string) => boolean) => (res: UWS.HttpResponse, req: UWS.HttpRequest) => {
+    const name = req.getParameter(0) ?? '';
+    if (!MODULE_NAME.test(name) || !allowed(name)) return json(res, '404 Not Found', { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } });
+    serveFile(res, `${dir}/${name}`);
+  };
 
   app.get('/', (res) => {
     res
@@ -53,6 +55,8 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
       .end(demoHtml({ wsPath: config.wsPath, devMode: server().devMode }));
   });
   app.get('/client/:file', serve('client', () => true));
+  // The SDK takes the wire code tables from the server's own module (it has no Node imports).
+  app.get('/errors.js', (res) => serveFile(res, 'errors.js'));
   app.get('/demo/:file', serve('demo', (name) => name === 'app.js'));
 
   // Dev mode only (no JWT key configured, which production refuses): a token for any name, allowed to publish.

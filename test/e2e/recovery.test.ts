@@ -153,6 +153,9 @@ t.test('story topics resume through subscribe.since; the personal topic too whil
   const chapters = [await back.type('chapter:new'), await back.type('chapter:new'), await back.type('chapter:new')];
   t.same(chapters.map((f) => f.data.id), ['c2', 'c3', 'c4']);
   t.equal((await back.request('subscribe', { topic: 'story:7', since: { epoch: 'nope', offset: 1 } })).data.recovered, false, 'wrong epoch');
+  t.equal((await back.request('subscribe', { topic: 'story:8', since: { epoch: sub.data.epoch, offset: 99 } })).data.recovered, false, 'a position ahead of the topic');
+  await back.request('unsubscribe', { topic: 'stories' });
+  t.same((await back.request('subscribe', { topic: 'stories', since: { epoch: 'x', offset: 3 } })).data, { topic: 'stories' }, 'live-only topics ignore since: no position');
 
   const bob = await h.connect('bob');
   const joined = (await bob.type('connected')).data.topics['user:bob'];

@@ -77,6 +77,8 @@ export function resilientJwks(url: URL, cacheMaxAgeMs: number, timeoutMs: number
 
 export interface Verifier {
   verify(token: string): Promise<Principal>;
+  /** The same check, synchronously, when the key is a shared secret (HS*): set then, undefined otherwise. */
+  readonly verifyNow: ((token: string) => Principal) | undefined;
   /** Set when no key was configured outside production: a random HS256 secret for local use only. */
   readonly devSecret: Uint8Array | undefined;
   /** True when verification needs nothing from the network (a secret or a public key, no JWKS): it cannot hang. */
@@ -135,9 +137,17 @@ export function createVerifier(config: Config): Verifier {
   // server CPU of a handshake (bench/RESULTS.md). Asymmetric keys and JWKS stay with jose.
   const hmac = key instanceof Uint8Array ? hmacVerifier(key, algorithms, options) : undefined;
 
+  const tooLong = () => new WireError(ErrorCode.TOKEN_INVALID, 'token too long', 401);
+  const verifyNow = hmac
+    ? (token: string): Principal => {
+        if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
+        return principalFromClaims(hmac(token), config);
+      }
+    : undefined;
+
   async function verify(token: string): Promise<Principal> {
-    if (token.length > MAX_TOKEN_LENGTH) throw new WireError(ErrorCode.TOKEN_INVALID, 'token too long', 401);
-    if (hmac) return principalFromClaims(hmac(token), config);
+    if (verifyNow) return verifyNow(token);
+    if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
     let payload: JWTPayload;
     try {
       // jwtVerify is overloaded on the key kind; the union is resolved at run time by jose itself.
@@ -152,7 +162,7 @@ export function createVerifier(config: Config): Verifier {
     }
     return principalFromClaims(payload, config);
   }
-  return { verify, devSecret, local: typeof key !== 'function' };
+  return { verify, verifyNow, devSecret, local: typeof key !== 'function' };
 }
 
 // A Map, not an object literal: an `alg` such as "constructor" must not find an inherited entry.
@@ -229,6 +239,8 @@ export function principalFromClaims(payload: JWTPayload, config: Config): Princi
   if (typeof sub !== 'string' || !ID_PATTERN.test(sub)) {
     throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (sub must be a string of 1-128 characters [A-Za-z0-9_.@|+=-])', 401);
   }
+  // JSON allows 1e400 (Infinity): an expiry must be a real second, or absent.
+  if (payload.exp !== undefined && !Number.isFinite(payload.exp)) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (exp must be a finite number)', 401);
   // Most users carry no permission at all: they share one empty set instead of holding ~170 bytes each.
   let permissions: Set<string> | undefined;
   if (typeof payload.scope === 'string') for (const s of payload.scope.split(' ')) if (s) (permissions ??= new Set()).add(s);

@@ -19,7 +19,9 @@ export class Connections {
     private readonly config: Config,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    metrics.readGaugesFrom({ open: () => this.open, online: () => this.byUser.size });
+  }
 
   get size(): number {
     return this.open;
@@ -40,8 +42,6 @@ export class Connections {
     this.byUser.add(userId, ws);
     this.open++;
     this.expiries.add(ws, this.expiryOf(ws));
-    this.metrics.connectionsOpen.set(this.open);
-    this.metrics.presenceOnline.set(this.byUser.size);
   }
 
   /** The token of a connection was refreshed: its deadline moves. */
@@ -58,8 +58,6 @@ export class Connections {
     // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
     // check's reading tells a slow reader from a lost network.
     if (code === CloseCode.ABNORMAL && conn.lastBuffered > this.config.maxBackpressureBytes / 2) this.metrics.backpressureCloses.inc();
-    this.metrics.connectionsOpen.set(this.open);
-    this.metrics.presenceOnline.set(this.byUser.size);
   }
 
   /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */

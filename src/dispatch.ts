@@ -21,11 +21,14 @@ export interface Conn extends TypingOwner {
   readonly id: string;
   principal: Principal;
   readonly ip: string;
-  readonly openedAt: number;
+  /** Milliseconds since the process started (a small integer: no number box per connection). */
+  readonly openedMs: number;
   /** Topics joined by request (the automatic ones are not counted); created on the first one, as most connections make none. */
   subscriptions: Set<string> | undefined;
-  /** Recoverable topics this connection receives live, with the position at which it joined. */
-  readonly joined: Map<string, Position>;
+  /** The position at which the connection joined its personal topic (unset while the history was unreachable). */
+  personalAt: Position | undefined;
+  /** Other recoverable topics this connection receives live, with the position at which it joined; created on the first. */
+  joined: Map<string, Position> | undefined;
   /** `?since=` of the upgrade: where to resume the personal topic from. */
   readonly resumeFrom: Position | undefined;
   /** Token buckets, created on the first message: most connections only listen. */
@@ -110,8 +113,8 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   subscribe: async (ctx, ws, msg) => {
     const conn = ws.getUserData();
     const { topic, since } = msg.data;
-    checkSubscribe(topic, conn.principal.userId);
-    const joinedAt = conn.joined.get(topic);
+    const parsed = checkSubscribe(topic, conn.principal.userId);
+    const joinedAt = parsed.kind === 'user' ? conn.personalAt : conn.joined?.get(topic);
     if (joinedAt) {
       // Already live on this recoverable topic: only the missed part, if asked.
       const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
@@ -137,7 +140,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
       ack(ctx, ws, msg.id, { topic });
       return;
     }
-    conn.joined.set(topic, { epoch: r.epoch, offset: r.offset });
+    (conn.joined ??= new Map()).set(topic, { epoch: r.epoch, offset: r.offset });
     ack(ctx, ws, msg.id, { topic, epoch: r.epoch, offset: r.offset, ...(since ? { recovered: r.recovered, replayed: r.replayed } : {}) });
   },
 
@@ -147,7 +150,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     const parsed = checkSubscribe(topic, conn.principal.userId);
     if (parsed.kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
     conn.subscriptions?.delete(topic);
-    conn.joined.delete(topic);
+    conn.joined?.delete(topic);
     ws.unsubscribe(topic);
     ack(ctx, ws, msg.id, { topic });
   },

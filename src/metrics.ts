@@ -18,11 +18,22 @@ export class Metrics {
   readonly backplaneErrors: Counter;
   readonly backplaneUp: Gauge;
   private readonly children = new Map<Counter<string>, Map<string, Counter.Internal>>();
+  /** Where the two state gauges are read from (the connection registry, once it exists). */
+  private readonly gauges = { open: () => 0, online: () => 0 };
 
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'storywire_' });
-    this.connectionsOpen = new Gauge({ name: 'storywire_connections_open', help: 'Open WebSocket connections on this node', registers });
+    // Gauges of state the server holds anyway are read at scrape time, not set on every connect and close.
+    const gauges = this.gauges;
+    this.connectionsOpen = new Gauge({
+      name: 'storywire_connections_open',
+      help: 'Open WebSocket connections on this node',
+      registers,
+      collect() {
+        this.set(gauges.open());
+      },
+    });
     this.connectionsTotal = new Counter({ name: 'storywire_connections_total', help: 'Upgrade attempts by outcome', labelNames: ['outcome'], registers });
     this.messagesIn = new Counter({ name: 'storywire_messages_in_total', help: 'Valid client messages by type', labelNames: ['type'], registers });
     this.messagesOut = new Counter({ name: 'storywire_messages_out_total', help: 'Frames handed to local connections (direct replies and topic deliveries)', registers });
@@ -31,9 +42,22 @@ export class Metrics {
     this.rejected = new Counter({ name: 'storywire_messages_rejected_total', help: 'Client messages answered with an error, by error code (RATE_LIMITED included)', labelNames: ['reason'], registers });
     this.closes = new Counter({ name: 'storywire_connection_closes_total', help: 'Closed connections by close code', labelNames: ['code'], registers });
     this.backpressureCloses = new Counter({ name: 'storywire_backpressure_closes_total', help: 'Connections dropped because their outgoing buffer passed MAX_BACKPRESSURE_BYTES', registers });
-    this.presenceOnline = new Gauge({ name: 'storywire_presence_online_users', help: 'Users with at least one connection on this node', registers });
+    this.presenceOnline = new Gauge({
+      name: 'storywire_presence_online_users',
+      help: 'Users with at least one connection on this node',
+      registers,
+      collect() {
+        this.set(gauges.online());
+      },
+    });
     this.backplaneErrors = new Counter({ name: 'storywire_backplane_errors_total', help: 'Publishes that could not be handed to the other nodes', registers });
     this.backplaneUp = new Gauge({ name: 'storywire_backplane_up', help: '1 while this node reaches the other nodes (always 1 on a single node), 0 while degraded', registers });
+  }
+
+  /** Reads the open-connections and online-users gauges from `source` at every scrape. */
+  readGaugesFrom(source: { open(): number; online(): number }): void {
+    this.gauges.open = () => source.open();
+    this.gauges.online = () => source.online();
   }
 
   /** Labelled children are cached: the hot path does two Map lookups and one add, not a label hash. */

@@ -43,6 +43,13 @@ interface Joiner {
   buffer: string[];
 }
 
+export interface JoinOptions {
+  /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
+  prelude?: (r: JoinResult | undefined) => void;
+  /** Non-recoverable topics joined in the same step (they are listened to before the prelude runs). */
+  alongWith?: readonly string[];
+}
+
 const OFFSET = /"offset":(\d+)/;
 const NOTIFICATION_HEAD = '{"type":"notification:received"';
 
@@ -153,6 +160,7 @@ export class PubSub {
 
   private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined): Promise<number> {
     const local = this.deliver(topic, frame, except);
+    if (this.backplane.single) return Promise.resolve(local);
     return this.backplane.publish(topic, frame).then(
       () => local,
       () => {
@@ -198,21 +206,63 @@ export class PubSub {
   }
 
   /**
+   * True when a frame published on the topic now could reach someone: a local subscriber, a join in
+   * progress, or another node. Callers skip building frames for nobody (and count them with unheard()).
+   */
+  hasAudience(topic: string): boolean {
+    return !this.backplane.single || this.app.numSubscribers(topic) > 0 || this.joining.has(topic);
+  }
+
+  /** An event that had no audience (hasAudience false): counted as published, never built. */
+  unheard(type: string): void {
+    this.metrics.published(type);
+  }
+
+  /**
    * Joins `ws` to a topic. For a recoverable topic: replays what came after `since` (when given and still
    * in history) up to the topic's position, then the frames delivered while the history was read, then
    * subscribes; all in one turn, so every frame reaches the connection once and in order.
+   * Synchronous (no promise) on a single node whose history is in memory: nothing can be published
+   * between reading the position and subscribing.
    */
-  async join(
+  join(
     ws: UWS.WebSocket<{ closed: boolean }>,
     topic: string,
     since: Position | undefined,
-    options: {
-      /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
-      prelude?: (r: JoinResult | undefined) => void;
-      /** Non-recoverable topics joined in the same step (they are listened to before the prelude runs). */
-      alongWith?: readonly string[];
-    } = {},
-  ): Promise<JoinResult | undefined> {
+    options: JoinOptions = {},
+  ): JoinResult | undefined | Promise<JoinResult | undefined> {
+    const now = this.history.now;
+    if (!this.backplane.single || (now === undefined && isRecoverable(topic))) return this.joinLater(ws, topic, since, options);
+    let result: JoinResult | undefined;
+    let frames: readonly string[] = [];
+    if (isRecoverable(topic)) {
+      const position = now!.position(topic);
+      let recovered: boolean | undefined;
+      if (since) {
+        const replay = now!.since(topic, since.epoch, since.offset, position.offset);
+        recovered = replay.recovered;
+        frames = replay.frames;
+      }
+      result = { epoch: position.epoch, offset: position.offset, recovered, replayed: frames.length };
+    }
+    this.enter(ws, topic, options, result, frames);
+    return result;
+  }
+
+  /** The last step of a join, in one cork: the prelude, the replay, then live. */
+  private enter(ws: UWS.WebSocket<unknown>, topic: string, options: JoinOptions, result: JoinResult | undefined, frames: readonly string[]): void {
+    const along = options.alongWith ?? [];
+    ws.cork(() => {
+      options.prelude?.(result);
+      for (const f of frames) ws.send(f);
+      ws.subscribe(topic);
+      for (const t of along) ws.subscribe(t);
+    });
+    if (frames.length > 0) this.metrics.messagesOut.inc(frames.length);
+  }
+
+  /** A join that waits for the other nodes or for the history store, buffering what is delivered meanwhile. */
+  private async joinLater(ws: UWS.WebSocket<{ closed: boolean }>, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
     const topics = [topic, ...(options.alongWith ?? [])];
     const recoverable = isRecoverable(topic);
     const joiner: Joiner = { buffer: [] };
@@ -265,13 +315,8 @@ export class PubSub {
       // Unnumbered frames (typing) and frames past the position read come after the replay.
       if (!m || result === undefined || Number(m[1]) > result.offset) frames.push(f);
     }
-    ws.cork(() => {
-      options.prelude?.(result);
-      for (const f of frames) ws.send(f);
-      for (const t of topics) ws.subscribe(t);
-    });
+    this.enter(ws, topic, options, result, frames);
     for (const t of topics) this.release(t);
-    if (frames.length > 0) this.metrics.messagesOut.inc(frames.length);
     return result;
   }
 

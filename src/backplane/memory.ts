@@ -9,7 +9,7 @@ export class MemoryPresence implements PresenceStore {
   /** Users whose last connection closed and who are not settled yet, with the connection that left last. */
   private readonly leaving = new Map<string, string>();
 
-  async add(userId: string, connectionId: string): Promise<boolean> {
+  add(userId: string, connectionId: string): boolean {
     const conns = this.users.get(userId);
     if (conns === undefined) this.users.set(userId, connectionId);
     else if (typeof conns === 'string') {
@@ -24,7 +24,7 @@ export class MemoryPresence implements PresenceStore {
     return !this.leaving.delete(userId);
   }
 
-  async remove(userId: string, connectionId: string): Promise<boolean> {
+  remove(userId: string, connectionId: string): boolean {
     const conns = this.users.get(userId);
     if (conns === undefined) return false;
     if (typeof conns !== 'string') {
@@ -61,6 +61,7 @@ export class MemoryBackplane implements Backplane {
   readonly kind = 'memory';
   readonly presence = new MemoryPresence();
   readonly up = true;
+  readonly single = true;
   constructor(readonly nodeId: string = randomBytes(4).toString('hex')) {}
   async publish(): Promise<void> {}
   interest(): void {}

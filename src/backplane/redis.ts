@@ -58,6 +58,7 @@ interface PendingDisconnect {
 }
 
 export class RedisBackplane implements Backplane {
+  readonly single = false;
   readonly kind = 'redis';
   readonly nodeId: string;
   readonly presence: RedisPresence;

@@ -47,8 +47,9 @@ export type PresenceChange = (type: 'user:online' | 'user:offline', userId: stri
 export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
 
 export interface PresenceStore {
-  add(userId: string, connectionId: string): Promise<boolean>;
-  remove(userId: string, connectionId: string): Promise<boolean>;
+  /** add() and remove() answer at once when the store is in this process (memory). */
+  add(userId: string, connectionId: string): boolean | Promise<boolean>;
+  remove(userId: string, connectionId: string): boolean | Promise<boolean>;
   settle(userId: string, connectionId: string): Promise<boolean>;
   /** The subset of userIds with at least one connection, or leaving, in no particular order. */
   online(userIds: readonly string[]): Promise<string[]>;
@@ -63,6 +64,12 @@ export interface Backplane {
   readonly nodeId: string;
   readonly presence: PresenceStore;
   readonly up: boolean;
+  /**
+   * True when this node is the whole deployment (memory): nothing crosses to other nodes, presence counts
+   * are this node's own, and no topic interest needs declaring. The server then upgrades, joins and
+   * announces presence synchronously.
+   */
+  readonly single: boolean;
   publish(topic: string, frame: string): Promise<void>;
   interest(topic: string, on: boolean): void;
   whenListening(topics: readonly string[]): Promise<void> | undefined;

@@ -28,13 +28,23 @@ export class Presence {
     return this.options.broadcast ? PRESENCE_ALL : presenceTopic(userId);
   }
 
-  async open(userId: string, connectionId: string): Promise<void> {
+  /** Synchronous with a store in this process; a promise otherwise. */
+  open(userId: string, connectionId: string): void | Promise<void> {
+    const first = this.store.add(userId, connectionId);
     // false also when the user comes back within the grace period: nobody was told it left.
-    if (await this.store.add(userId, connectionId)) this.emit('user:online', userId);
+    if (first instanceof Promise) return first.then((f) => {
+        if (f) this.emit('user:online', userId);
+      });
+    if (first) this.emit('user:online', userId);
   }
 
-  async close(userId: string, connectionId: string): Promise<void> {
-    if (!(await this.store.remove(userId, connectionId))) return;
+  close(userId: string, connectionId: string): void | Promise<void> {
+    const last = this.store.remove(userId, connectionId);
+    if (last instanceof Promise) return last.then((l) => (l ? this.leaving(userId, connectionId) : undefined));
+    if (last) return this.leaving(userId, connectionId);
+  }
+
+  private leaving(userId: string, connectionId: string): void | Promise<void> {
     if (this.options.graceMs === 0) return this.settle(userId, connectionId);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
@@ -59,6 +69,8 @@ export class Presence {
 
   private emit(type: 'user:online' | 'user:offline', userId: string): void {
     const topic = this.topicFor(userId);
+    // Most users have no watcher: no frame is built for nobody.
+    if (!this.pubsub.hasAudience(topic)) return this.pubsub.unheard(type);
     const data = type === 'user:online' ? { userId } : { userId, lastSeen: Date.now() };
     this.pubsub.emit(type, topic, eventFrame(type, topic, data)).catch((err: unknown) =>
       this.log.debug({ err, userId, type }, 'presence event not sent to other nodes'),

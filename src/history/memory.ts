@@ -82,12 +82,23 @@ export class MemoryHistory implements HistoryStore {
     return { epoch: s.epoch, offset, frame };
   }
 
+  readonly now = {
+    position: (topic: string): Position => {
+      const s = this.stream(topic, false);
+      return s ? { epoch: s.epoch, offset: s.offset } : { epoch: this.fresh, offset: 0 };
+    },
+    since: (topic: string, epoch: string, offset: number, upTo: number): Replay => this.sinceNow(topic, epoch, offset, upTo),
+  };
+
   async position(topic: string): Promise<Position> {
-    const s = this.stream(topic, false);
-    return s ? { epoch: s.epoch, offset: s.offset } : { epoch: this.fresh, offset: 0 };
+    return this.now.position(topic);
   }
 
   async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
+    return this.sinceNow(topic, epoch, offset, upTo);
+  }
+
+  private sinceNow(topic: string, epoch: string, offset: number, upTo: number): Replay {
     const s = this.stream(topic, false) ?? { epoch: this.fresh, offset: 0, entries: [], used: false };
     const position = { epoch: s.epoch, offset: s.offset };
     if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };

@@ -46,6 +46,14 @@ export interface HistoryStore {
   /** The topic's current position (offset 0 for a topic with nothing yet). */
   position(topic: string): Promise<Position>;
   since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay>;
+  /**
+   * The same two answers at once, for stores that hold the history in this process: a join then reads,
+   * replays and subscribes in one turn, with no buffering of what is published meanwhile.
+   */
+  readonly now?: {
+    position(topic: string): Position;
+    since(topic: string, epoch: string, offset: number, upTo: number): Replay;
+  };
   /** The newest `limit` stored frames of a topic, newest first. */
   latest(topic: string, limit: number): Promise<string[]>;
   readState(userId: string): Promise<ReadState>;

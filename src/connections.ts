@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { CloseCode } from './errors.js';
 import type { Socket } from './dispatch.js';
+import type { Principal } from './auth.js';
 import { Counts, ExpiryWheel } from './limits.js';
 import type { Metrics } from './metrics.js';
 import { UserIndex } from './user-index.js';
@@ -44,8 +45,10 @@ export class Connections {
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
-  /** The token of a connection was refreshed: its deadline moves. */
-  refreshed(ws: Socket): void {
+  /** A fresher token for an open connection: its deadline moves. */
+  refresh(ws: Socket, principal: Principal): void {
+    this.expiries.remove(ws, this.expiryOf(ws));
+    ws.getUserData().principal = principal;
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
@@ -54,10 +57,10 @@ export class Connections {
     this.byUser.delete(conn.principal.userId, ws);
     this.open--;
     this.byAddress.dec(conn.ip);
-    this.expiries.remove(ws);
+    this.expiries.remove(ws, this.expiryOf(ws));
     // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
     // check's reading tells a slow reader from a lost network.
-    if (code === CloseCode.ABNORMAL && conn.lastBuffered > this.config.maxBackpressureBytes / 2) this.metrics.backpressureCloses.inc();
+    if (code === CloseCode.ABNORMAL && conn.slowStrikes > 0) this.metrics.backpressureCloses.inc();
   }
 
   /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */
@@ -81,15 +84,23 @@ export class Connections {
     for (const ws of this.byUser.all()) {
       const conn = ws.getUserData();
       if (conn.closed) continue;
-      conn.lastBuffered = ws.getBufferedAmount();
-      if (conn.lastBuffered <= budget / 2) {
+      const buffered = ws.getBufferedAmount();
+      if (buffered <= budget / 2) {
         conn.slowStrikes = 0;
-      } else if (conn.lastBuffered > budget || ++conn.slowStrikes >= 4) {
+      } else if (++conn.slowStrikes >= 4 || buffered > budget) {
         this.metrics.backpressureCloses.inc();
-        this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered: conn.lastBuffered }, 'closing a slow consumer');
+        this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
         ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
       }
     }
+  }
+
+  /**
+   * One frame to every open connection (the heartbeat). A loop here rather than a topic every connection
+   * joins: a uWS subscription costs memory per connection (~90 bytes) and a call per handshake.
+   */
+  sendAll(frame: string): void {
+    for (const ws of this.byUser.all()) if (!ws.getUserData().closed) ws.send(frame);
   }
 
   /** Closes every connection of a user on this node; returns how many. */

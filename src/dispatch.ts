@@ -21,20 +21,22 @@ export interface Conn extends TypingOwner {
   readonly id: string;
   principal: Principal;
   readonly ip: string;
-  /** Milliseconds since the process started (a small integer: no number box per connection). */
-  readonly openedMs: number;
-  /** Topics joined by request (the automatic ones are not counted); created on the first one, as most connections make none. */
-  subscriptions: Set<string> | undefined;
-  /** The position at which the connection joined its personal topic (unset while the history was unreachable). */
-  personalAt: Position | undefined;
-  /** Other recoverable topics this connection receives live, with the position at which it joined; created on the first. */
-  joined: Map<string, Position> | undefined;
-  /** `?since=` of the upgrade: where to resume the personal topic from. */
-  readonly resumeFrom: Position | undefined;
+  /** Seconds since the server started: a small integer, so no number box per connection. */
+  readonly openedS: number;
+  /**
+   * Topics joined by request (the automatic ones are not counted), with the position at which the connection
+   * joined when the topic is recoverable (null otherwise, and while the join reads the history). Created on
+   * the first, as most connections make none.
+   */
+  subscriptions: Map<string, Position | null> | undefined;
+  /**
+   * The personal topic: until it is joined, where to resume it from (`?since=`); then the position at which
+   * the connection joined it (unset when there is none: the history was unreachable).
+   */
+  personal: Position | undefined;
   /** Token buckets, created on the first message: most connections only listen. */
   rates: ConnectionRates | undefined;
-  /** Outgoing bytes buffered at the last sweep, and how many sweeps in a row it was over half the budget. */
-  lastBuffered: number;
+  /** Sweeps in a row that found the outgoing buffer over half the budget (0: under it at the last one). */
   slowStrikes: number;
   closed: boolean;
 }
@@ -114,7 +116,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     const conn = ws.getUserData();
     const { topic, since } = msg.data;
     const parsed = checkSubscribe(topic, conn.principal.userId);
-    const joinedAt = parsed.kind === 'user' ? conn.personalAt : conn.joined?.get(topic);
+    const joinedAt = parsed.kind === 'user' ? conn.personal : conn.subscriptions?.get(topic);
     if (joinedAt) {
       // Already live on this recoverable topic: only the missed part, if asked.
       const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
@@ -128,7 +130,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
       throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
     }
-    (conn.subscriptions ??= new Set()).add(topic);
+    (conn.subscriptions ??= new Map()).set(topic, null);
     const r = await ctx.pubsub.join(ws, topic, since);
     // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
     if (conn.subscriptions?.has(topic) !== true) {
@@ -140,7 +142,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
       ack(ctx, ws, msg.id, { topic });
       return;
     }
-    (conn.joined ??= new Map()).set(topic, { epoch: r.epoch, offset: r.offset });
+    conn.subscriptions.set(topic, { epoch: r.epoch, offset: r.offset });
     ack(ctx, ws, msg.id, { topic, epoch: r.epoch, offset: r.offset, ...(since ? { recovered: r.recovered, replayed: r.replayed } : {}) });
   },
 
@@ -150,7 +152,6 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
     const parsed = checkSubscribe(topic, conn.principal.userId);
     if (parsed.kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
     conn.subscriptions?.delete(topic);
-    conn.joined?.delete(topic);
     ws.unsubscribe(topic);
     ack(ctx, ws, msg.id, { topic });
   },

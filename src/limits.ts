@@ -58,24 +58,25 @@ export class ConnectionRates {
  */
 export class ExpiryWheel<T> {
   private readonly buckets = new Map<number, Set<T>>();
-  private readonly where = new Map<T, number>();
+  private count = 0;
 
+  /** The caller keeps each item's second (a connection has it in its token): no second map here. */
   add(item: T, expS: number | undefined): void {
-    this.remove(item);
     if (expS === undefined) return;
     let b = this.buckets.get(expS);
     if (!b) this.buckets.set(expS, (b = new Set()));
+    const before = b.size;
     b.add(item);
-    this.where.set(item, expS);
+    this.count += b.size - before;
   }
 
-  remove(item: T): void {
-    const s = this.where.get(item);
-    if (s === undefined) return;
-    this.where.delete(item);
-    const b = this.buckets.get(s);
-    b?.delete(item);
-    if (b?.size === 0) this.buckets.delete(s);
+  /** `expS`: the second the item was added with. */
+  remove(item: T, expS: number | undefined): void {
+    if (expS === undefined) return;
+    const b = this.buckets.get(expS);
+    if (!b?.delete(item)) return;
+    this.count--;
+    if (b.size === 0) this.buckets.delete(expS);
   }
 
   /** Removes and returns every item whose second is <= nowS. */
@@ -83,17 +84,15 @@ export class ExpiryWheel<T> {
     const out: T[] = [];
     for (const [s, b] of this.buckets) {
       if (s > nowS) continue;
-      for (const item of b) {
-        out.push(item);
-        this.where.delete(item);
-      }
+      for (const item of b) out.push(item);
+      this.count -= b.size;
       this.buckets.delete(s);
     }
     return out;
   }
 
   get size(): number {
-    return this.where.size;
+    return this.count;
   }
 }
 

@@ -340,9 +340,4 @@ export class PubSub {
   whenListening(topics: readonly string[]): Promise<void> | undefined {
     return this.backplane.whenListening(topics);
   }
-
-  /** Local-only fan-out for node-scoped system topics (heartbeat). */
-  publishLocal(topic: string, frame: string): void {
-    this.app.publish(topic, frame);
-  }
 }

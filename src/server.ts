@@ -23,7 +23,7 @@ import { Inbox } from './features/inbox.js';
 import type { HistoryStore } from './history/types.js';
 import { MemoryHistory } from './history/memory.js';
 import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from './features/stories.js';
-import { HEARTBEAT, PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
+import { PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
 import { registerDemo } from './demo.js';
 
 export interface ServerOptions {
@@ -145,10 +145,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       if (next.userId !== conn.principal.userId) {
         throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
       }
-      if (!conn.closed) {
-        conn.principal = next;
-        connections.refreshed(ws);
-      }
+      if (!conn.closed) connections.refresh(ws, next);
       return { exp: next.exp };
     },
   };
@@ -204,13 +201,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       id: `${nodeId}-${(++connCounter).toString(36)}`,
       principal,
       ip,
-      openedMs: Date.now() - startedAt,
+      openedS: ((Date.now() - startedAt) / 1000) | 0,
       subscriptions: undefined,
-      personalAt: undefined,
-      joined: undefined,
-      resumeFrom,
+      personal: resumeFrom,
       rates: undefined,
-      lastBuffered: 0,
       slowStrikes: 0,
       typing: undefined,
       closed: false,
@@ -231,15 +225,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     closeOnBackpressureLimit: true as unknown as number,
     compression: uws.DISABLED,
 
-    // Other nodes send this one a topic's frames only while it has local subscribers (`sys:*` stay local).
+    // Other nodes send this one a topic's frames only while it has local subscribers.
     // A single node has nobody to tell: no handler, no call into JS per subscription.
     ...(backplane.single
       ? {}
       : {
           subscription(_ws: Socket, topicBuf: ArrayBuffer, newCount: number, oldCount: number) {
             if (newCount > 0 && oldCount > 0) return;
-            const topic = Buffer.from(topicBuf).toString();
-            if (!topic.startsWith('sys:')) pubsub.localInterest(topic, newCount > 0);
+            pubsub.localInterest(Buffer.from(topicBuf).toString(), newCount > 0);
           },
         }),
 
@@ -337,16 +330,16 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const personal = userTopic(userId);
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
+      const resumeFrom = conn.personal;
       const welcome = (r: JoinResult | undefined) => {
-        if (r) conn.personalAt = { epoch: r.epoch, offset: r.offset };
-        ws.subscribe(HEARTBEAT);
-        const { principal, resumeFrom } = conn;
+        conn.personal = r && { epoch: r.epoch, offset: r.offset };
+        const principal = conn.principal;
         const permissions = principal.permissions.size === 0 ? [] : [...principal.permissions];
         // No position while the history store is unreachable (cluster without Redis).
         const position = r && { epoch: r.epoch, offset: r.offset, ...(resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) };
         ctx.send(ws, connectedFrame({ userId, connectionId: conn.id, permissions, exp: principal.exp }, personal, position));
       };
-      const joined = pubsub.join(ws, personal, conn.resumeFrom, { prelude: welcome, alongWith });
+      const joined = pubsub.join(ws, personal, resumeFrom, { prelude: welcome, alongWith });
       if (joined instanceof Promise) {
         joined.catch((err: unknown) => {
           log.error({ err, userId }, 'joining the personal topic failed');
@@ -413,7 +406,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       connections.remove(ws, code);
       metrics.closed(code);
       typing.closed(ws);
-      if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, code, durationMs: Date.now() - startedAt - conn.openedMs }, 'connection closed');
+      if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, code, durationS: ((Date.now() - startedAt) / 1000 - conn.openedS) | 0 }, 'connection closed');
       presence.close(userId, conn.id)?.catch((err: unknown) => log.error({ err, userId }, 'presence close failed'));
     },
   });
@@ -450,7 +443,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         adminSocket = await listenOn(adminApp, config.adminPort!);
         adminPort = uws.us_socket_local_port(adminSocket as unknown as UWS.us_socket);
       }
-      heartbeat = setInterval(() => pubsub.publishLocal(HEARTBEAT, heartbeatFrame()), config.heartbeatIntervalMs);
+      heartbeat = setInterval(() => connections.sendAll(heartbeatFrame()), config.heartbeatIntervalMs);
       housekeeping = setInterval(() => connections.sweep(), 500);
       return port;
     },

@@ -12,8 +12,8 @@
 //   not listening (reconnecting, or crashed and its lease not yet expired), or the cluster is rebuilding
 //   its state after the store lost it. A rejection means "maybe not delivered everywhere", never "not
 //   delivered anywhere": the caller reports failure (HTTP 503, error UNAVAILABLE), never success.
-// - interest(topic, true|false) is called when a topic's local subscriber count goes 0->1 or 1->0 (node-local
-//   `sys:*` topics are never passed). whenListening(topics) resolves once frames published anywhere on those
+// - interest(topic, true|false) is called when a topic's local subscriber count goes 0->1 or 1->0.
+//   whenListening(topics) resolves once frames published anywhere on those
 //   topics reach this node (at once when that is already so), or rejects when the store is unreachable;
 //   it returns undefined when nothing needs waiting for, so a single node stays synchronous.
 // - After an outage the implementation restores, by itself, everything the other nodes need to know about

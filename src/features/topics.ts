@@ -4,8 +4,6 @@ import { ErrorCode, WireError } from '../errors.js';
 
 export const STORIES = 'stories';
 export const PRESENCE_ALL = 'presence';
-/** Node-local system topic every connection joins; clients cannot subscribe to `sys:*`. */
-export const HEARTBEAT = 'sys:heartbeat';
 
 export const userTopic = (id: string): string => `user:${id}`;
 export const storyTopic = (id: string): string => `story:${id}`;

@@ -7,6 +7,7 @@ t.test('every connection receives the heartbeat at the configured interval', asy
   const h = await startServer(t, { heartbeatIntervalMs: 200 });
   const a = await h.connect('a');
   const b = await h.connect('b');
+  const a2 = await h.connect('a');
   const hello = await a.type('connected');
   t.equal(hello.data.heartbeatIntervalMs, 200);
   const t0 = Date.now();
@@ -16,6 +17,8 @@ t.test('every connection receives the heartbeat at the configured interval', asy
   t.ok(h2.ts - h1.ts >= 150, 'spaced by about the interval');
   t.ok(Date.now() - t0 < 2000);
   await b.type('heartbeat', 2000);
+  await a2.type('heartbeat', 2000);
+  t.pass('a second device of the same user gets it too');
 });
 
 t.test('a half-open client is closed within the idle bound; a silent healthy client stays', async (t) => {

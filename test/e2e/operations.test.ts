@@ -119,7 +119,7 @@ t.test('SIGTERM on a child-process server: every client gets 4000, exit 0 in tim
   t.ok(Date.now() - sentAt < 5000, 'within SHUTDOWN_TIMEOUT_MS');
   const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   t.ok(lines.some((l) => l.msg === 'connection open' && l.userId === 'alice' && l.connectionId), 'open logged');
-  t.ok(lines.some((l) => l.msg === 'connection closed' && l.code === 4000 && typeof l.durationMs === 'number'), 'close logged with code and duration');
+  t.ok(lines.some((l) => l.msg === 'connection closed' && l.code === 4000 && typeof l.durationS === 'number'), 'close logged with code and duration');
   t.ok(lines.some((l) => l.msg === 'upgrade rejected' && l.reason === 'TOKEN_INVALID'), 'rejected upgrade logged with reason');
   t.notOk(out.includes(token.split('.')[2]!), 'no token in logs');
   t.notOk(out.includes(KEY), 'no API key in logs');

@@ -88,11 +88,28 @@ export class Connections {
       if (buffered <= budget / 2) {
         conn.slowStrikes = 0;
       } else if (++conn.slowStrikes >= 4 || buffered > budget) {
-        this.metrics.backpressureCloses.inc();
-        this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
-        ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
+        this.closeSlow(ws, buffered);
       }
     }
+  }
+
+  /** After a frame on a user's personal topic: closes that user's connections already over budget. */
+  checkOverBudget(userId: string): void {
+    const budget = this.config.maxBackpressureBytes;
+    this.byUser.each(userId, (ws) => {
+      if (ws.getUserData().closed) return;
+      const buffered = ws.getBufferedAmount();
+      if (buffered > budget) this.closeSlow(ws, buffered);
+    });
+  }
+
+  private closeSlow(ws: Socket, buffered: number): void {
+    const conn = ws.getUserData();
+    // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
+    conn.slowStrikes = Math.max(conn.slowStrikes, 1);
+    this.metrics.backpressureCloses.inc();
+    this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
+    ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
   }
 
   /**

@@ -52,6 +52,7 @@ export interface JoinOptions {
 
 const OFFSET = /"offset":(\d+)/;
 const NOTIFICATION_HEAD = '{"type":"notification:received"';
+const USER_PREFIX = 'user:';
 
 /** A connection may have closed since it was remembered: uWS throws on any use of a closed one. */
 function isOpenSubscriber(ws: UWS.WebSocket<unknown>, topic: string): boolean {
@@ -75,8 +76,9 @@ export class PubSub {
   private exceptSeq = 0;
 
   /**
-   * `onVolume` runs (once per event-loop turn at most) after `checkEveryBytes` of frames were published:
-   * the server checks outgoing buffers then, so slow readers are found before a burst overflows them.
+   * Slow readers are found before a burst overflows them: `slowReaders.checkUser(id)` runs after every
+   * frame delivered on `user:<id>` (it looks at that user's sockets only), and `slowReaders.checkAll()`
+   * (once per event-loop turn at most) after `checkEveryBytes` of frames were published on other topics.
    */
   constructor(
     private readonly app: UWS.TemplatedApp,
@@ -84,7 +86,7 @@ export class PubSub {
     private readonly history: HistoryStore,
     private readonly metrics: Metrics,
     private readonly checkEveryBytes: number,
-    private readonly onVolume: () => void,
+    private readonly slowReaders: { checkAll(): void; checkUser(userId: string): void },
   ) {
     backplane.onFrame((topic, frame, exceptToken) => {
       let except: UWS.WebSocket<unknown> | undefined;
@@ -103,7 +105,7 @@ export class PubSub {
     setImmediate(() => {
       this.checkScheduled = false;
       this.bytesSinceCheck = 0;
-      this.onVolume();
+      this.slowReaders.checkAll();
     });
   }
 
@@ -153,7 +155,9 @@ export class PubSub {
     if (local > 0) {
       this.metrics.messagesOut.inc(local);
       if (frame.startsWith(NOTIFICATION_HEAD)) this.metrics.notificationsDelivered.inc(local);
-      this.count(frame.length);
+      // A personal topic reaches one user's few sockets: look at those now rather than at everyone later.
+      if (topic.startsWith(USER_PREFIX)) this.slowReaders.checkUser(topic.slice(USER_PREFIX.length));
+      else this.count(frame.length);
     }
     return local;
   }

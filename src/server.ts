@@ -85,7 +85,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
   const history = options.history ?? backplane.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
   const connections = new Connections(config, metrics, log);
-  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), () => connections.checkBackpressure());
+  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
+    checkAll: () => connections.checkBackpressure(),
+    checkUser: (userId) => connections.checkOverBudget(userId),
+  });
   const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, pubsub, config.historySize);

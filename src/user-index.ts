@@ -38,6 +38,14 @@ export class UserIndex<S extends object> {
     return cur === undefined ? [] : cur instanceof Set ? [...cur] : [cur];
   }
 
+  /** Calls `fn` for each socket of the user, without a copy (`fn` may close them: a Set iterates past deletions). */
+  each(userId: string, fn: (socket: S) => void): void {
+    const cur = this.map.get(userId);
+    if (cur === undefined) return;
+    if (cur instanceof Set) for (const s of cur) fn(s);
+    else fn(cur);
+  }
+
   *all(): IterableIterator<S> {
     for (const cur of this.map.values()) {
       if (cur instanceof Set) yield* cur;

@@ -20,9 +20,11 @@ export function sendNotification(
 ): { notification: Notification; delivered: Promise<number> } {
   const ts = Date.now();
   const notification: Notification = { id: randomUUID(), title: input.title, message: input.message, type: input.type, data: input.data, from, ts };
-  const emits = [...new Set(userIds)].map((userId) => {
+  const emit = (userId: string) => {
     const topic = userTopic(userId);
     return pubsub.emit('notification:received', topic, eventFrame('notification:received', topic, notification, ts));
-  });
-  return { notification, delivered: emitAll(emits) };
+  };
+  // One recipient (every client-sent notification) needs no gathering of results.
+  const delivered = userIds.length === 1 ? emit(userIds[0]!) : emitAll([...new Set(userIds)].map(emit));
+  return { notification, delivered };
 }

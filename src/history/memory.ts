@@ -67,18 +67,20 @@ export class MemoryHistory implements HistoryStore {
     this.fresh = newEpoch();
   }
 
+  /** Drops what is over the count or the age (shift, not splice: no array allocated per append). */
   private trim(s: Stream, now: number): void {
-    let drop = Math.max(0, s.entries.length - this.limits.size);
-    while (drop < s.entries.length && now - s.entries[drop]!.at > this.limits.ttlMs) drop++;
-    if (drop > 0) s.entries.splice(0, drop);
+    const { entries } = s;
+    while (entries.length > this.limits.size) entries.shift();
+    while (entries.length > 0 && now - entries[0]!.at > this.limits.ttlMs) entries.shift();
   }
 
   append(topic: string, head: string, tail: string): Appended {
+    // stream() has trimmed by age; one more entry can only go over the count.
     const s = this.stream(topic, true)!;
     const offset = ++s.offset;
     const frame = `${head},"epoch":"${s.epoch}","offset":${offset}${tail}`;
     s.entries.push({ offset, at: Date.now(), frame });
-    this.trim(s, Date.now());
+    if (s.entries.length > this.limits.size) s.entries.shift();
     return { epoch: s.epoch, offset, frame };
   }
 

@@ -135,6 +135,31 @@ t.test('a client that stops reading is disconnected as a slow consumer; others r
   t.equal((await slow.closed).code, 4101, 'once it reads again, it learns it was a slow consumer');
 });
 
+t.test('a user that stops reading its notifications is closed with 4101 within one burst, before the hard cap', async (t) => {
+  const h = await startServer(t, { maxBackpressureBytes: 64 * 1024 });
+  const slow = await h.connect('slow');
+  const other = await h.connect('other');
+  await slow.type('connected');
+  await other.type('connected');
+  (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const message = 'x'.repeat(4000);
+  // One synchronous burst: no sweep can run in between, so only the check made after each delivery on the
+  // personal topic stands between the buffer and uWS's hard cap (4x the budget, 1006). The kernel's socket
+  // buffers take the first few MB before uWS buffers anything.
+  let sent = 0;
+  for (; sent < 5000 && h.server.connectionsOf('slow') > 0; sent++) {
+    h.server.sendNotificationToUser('slow', { title: 't', message, type: 'info', data: undefined });
+  }
+  t.equal(h.server.connectionsOf('slow'), 0, `closed within the burst, after ${sent} notifications`);
+  t.ok(sent < 5000, 'before the burst ended');
+  const r = h.server.sendNotificationToUser('other', { title: 'still here', message: '', type: 'info', data: undefined });
+  t.equal(await r.delivered, 1, 'other users are served');
+  (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  const closed = await Promise.race([slow.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10000))]);
+  t.equal(closed.code, 4101, 'the reader learns why once it reads again');
+  t.match(await h.server.metrics.text(), /storywire_backpressure_closes_total 1/, 'counted once');
+});
+
 t.test('a flood from one client does not starve another client', async (t) => {
   const h = await startServer(t);
   const flooder = await h.connect('flooder');

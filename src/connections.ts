@@ -96,8 +96,8 @@ export class Connections {
   /** After a frame on a user's personal topic: closes that user's connections already over budget. */
   checkOverBudget(userId: string): void {
     const budget = this.config.maxBackpressureBytes;
+    // The registry holds open sockets only (a close removes them at once): one native call per socket.
     this.byUser.each(userId, (ws) => {
-      if (ws.getUserData().closed) return;
       const buffered = ws.getBufferedAmount();
       if (buffered > budget) this.closeSlow(ws, buffered);
     });

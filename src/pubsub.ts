@@ -54,6 +54,18 @@ const OFFSET = /"offset":(\d+)/;
 const NOTIFICATION_HEAD = '{"type":"notification:received"';
 const USER_PREFIX = 'user:';
 
+const typeHeads = new Map<string, string>();
+/** `{"type":<type>,"topic":` for an event type, built once per type (event types are few). */
+function typeHead(type: string): string {
+  let h = typeHeads.get(type);
+  if (h === undefined) {
+    h = `{"type":${JSON.stringify(type)},"topic":`;
+    // Backend-defined types (POST /v1/publish) are open-ended: only a bounded number is remembered.
+    if (typeHeads.size < 1000) typeHeads.set(type, h);
+  }
+  return h;
+}
+
 /** A connection may have closed since it was remembered: uWS throws on any use of a closed one. */
 function isOpenSubscriber(ws: UWS.WebSocket<unknown>, topic: string): boolean {
   try {
@@ -183,7 +195,7 @@ export class PubSub {
   emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>): Promise<number> {
     this.metrics.published(type);
     if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except);
-    const head = `{"type":${JSON.stringify(type)},"topic":${JSON.stringify(topic)}`;
+    const head = `${typeHead(type)}${JSON.stringify(topic)}`;
     if (!frame.startsWith(head)) throw new Error(`frame of ${type} does not start with type and topic`);
     if (this.backplane.publishRecorded) {
       // Cluster: numbered and published in one step; this node delivers it when it comes back from the

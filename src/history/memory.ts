@@ -1,5 +1,6 @@
 // In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics.
 import { newEpoch } from './epoch.js';
+import { Ring } from './ring.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
 
 interface Entry {
@@ -11,7 +12,7 @@ interface Entry {
 interface Stream {
   epoch: string;
   offset: number;
-  entries: Entry[];
+  entries: Ring<Entry>;
   /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
   used: boolean;
 }
@@ -41,19 +42,19 @@ export class MemoryHistory implements HistoryStore {
 
   constructor(private readonly limits: HistoryLimits) {}
 
-  private stream(topic: string, create: boolean): Stream | undefined {
+  private stream(topic: string, create: boolean, now = Date.now()): Stream | undefined {
     let s = this.streams.get(topic);
     if (s) {
       s.used = true;
     } else if (create) {
-      s = { epoch: this.fresh, offset: 0, entries: [], used: true };
+      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), used: true };
       this.streams.set(topic, s);
       // Read state counts offsets of one epoch: a new epoch restarts at 1, so `allUpTo` of the old one
       // would mark fresh notifications read. The ids it holds went with the old history too.
       if (topic.startsWith('user:')) this.reads.delete(topic.slice(5));
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
-    if (s) this.trim(s, Date.now());
+    if (s) this.trim(s, now);
     return s;
   }
 
@@ -67,20 +68,18 @@ export class MemoryHistory implements HistoryStore {
     this.fresh = newEpoch();
   }
 
-  /** Drops what is over the count or the age (shift, not splice: no array allocated per append). */
+  /** Drops what is over the age (the ring itself keeps the count). */
   private trim(s: Stream, now: number): void {
     const { entries } = s;
-    while (entries.length > this.limits.size) entries.shift();
-    while (entries.length > 0 && now - entries[0]!.at > this.limits.ttlMs) entries.shift();
+    while (entries.length > 0 && now - entries.at(0).at > this.limits.ttlMs) entries.dropOldest();
   }
 
   append(topic: string, head: string, tail: string): Appended {
-    // stream() has trimmed by age; one more entry can only go over the count.
-    const s = this.stream(topic, true)!;
+    const now = Date.now();
+    const s = this.stream(topic, true, now)!;
     const offset = ++s.offset;
     const frame = `${head},"epoch":"${s.epoch}","offset":${offset}${tail}`;
-    s.entries.push({ offset, at: Date.now(), frame });
-    if (s.entries.length > this.limits.size) s.entries.shift();
+    s.entries.push({ offset, at: now, frame });
     return { epoch: s.epoch, offset, frame };
   }
 
@@ -101,21 +100,25 @@ export class MemoryHistory implements HistoryStore {
   }
 
   private sinceNow(topic: string, epoch: string, offset: number, upTo: number): Replay {
-    const s = this.stream(topic, false) ?? { epoch: this.fresh, offset: 0, entries: [], used: false };
+    const s = this.stream(topic, false) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), used: false };
     const position = { epoch: s.epoch, offset: s.offset };
     if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
     if (offset >= upTo) return { recovered: true, frames: [], position };
-    const first = s.entries[0];
+    const first = s.entries.length > 0 ? s.entries.at(0) : undefined;
     // Recoverable only when the first missing frame (offset + 1) is still stored.
     if (!first || first.offset > offset + 1) return { recovered: false, frames: [], position };
-    const frames = s.entries.filter((e) => e.offset > offset && e.offset <= upTo).map((e) => e.frame);
+    const frames: string[] = [];
+    for (let i = 0; i < s.entries.length; i++) {
+      const e = s.entries.at(i);
+      if (e.offset > offset && e.offset <= upTo) frames.push(e.frame);
+    }
     return { recovered: true, frames, position };
   }
 
   async latest(topic: string, limit: number): Promise<string[]> {
     const s = this.stream(topic, false);
     if (!s) return [];
-    return s.entries.slice(-limit).reverse().map((e) => e.frame);
+    return s.entries.toArray().slice(-limit).reverse().map((e) => e.frame);
   }
 
   async readState(userId: string): Promise<ReadState> {

@@ -71,7 +71,12 @@ export function id(v: unknown, path: string): string {
   throw invalid(`${path} must be an id: a non-negative integer or a string of 1-128 characters [A-Za-z0-9_.@|+=-]`);
 }
 
-function capped<T>(v: T, path: string, maxBytes: number): T {
+/**
+ * Refuses a value whose JSON is over `maxBytes`. `sourceBound`, when known, bounds that size from the
+ * input it was parsed from (see parseFrame): under the limit, nothing is re-serialized.
+ */
+function capped<T>(v: T, path: string, maxBytes: number, sourceBound = Infinity): T {
+  if (sourceBound <= maxBytes) return v;
   const bytes = Buffer.byteLength(JSON.stringify(v));
   if (bytes > maxBytes) throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path} is ${bytes} bytes, the limit is ${maxBytes}`);
   return v;
@@ -83,10 +88,10 @@ function requestId(v: unknown): RequestId | undefined {
   throw new WireError(ErrorCode.BAD_MESSAGE, 'id must be a string of 1-64 characters or an integer');
 }
 
-export function parseNotification(v: unknown, path: string, limits: Limits): NotificationInput {
+export function parseNotification(v: unknown, path: string, limits: Limits, sourceBound = Infinity): NotificationInput {
   const n = object(v, path);
   const data = n.data === undefined || n.data === null ? undefined : object(n.data, `${path}.data`);
-  capped(n, path, limits.maxNotificationBytes);
+  capped(n, path, limits.maxNotificationBytes, sourceBound);
   return {
     title: string(n.title, `${path}.title`, 200),
     message: string(n.message, `${path}.message`, 2000, 0),
@@ -95,15 +100,15 @@ export function parseNotification(v: unknown, path: string, limits: Limits): Not
   };
 }
 
-export function parseStory(v: unknown, path: string, limits: Limits): StoryInput {
+export function parseStory(v: unknown, path: string, limits: Limits, sourceBound = Infinity): StoryInput {
   const s = object(v, path);
-  capped(s, path, limits.maxStoryBytes);
+  capped(s, path, limits.maxStoryBytes, sourceBound);
   return { ...s, id: id(s.id, `${path}.id`), title: string(s.title, `${path}.title`, 300) };
 }
 
-export function parseChapter(v: unknown, path: string, limits: Limits): ChapterInput {
+export function parseChapter(v: unknown, path: string, limits: Limits, sourceBound = Infinity): ChapterInput {
   const c = object(v, path);
-  capped(c, path, limits.maxStoryBytes);
+  capped(c, path, limits.maxStoryBytes, sourceBound);
   if (c.number !== undefined && !(typeof c.number === 'number' && Number.isSafeInteger(c.number) && c.number >= 0)) {
     throw invalid(`${path}.number must be a non-negative integer`);
   }
@@ -132,20 +137,21 @@ export function parseSinceParam(v: string): Position | undefined {
   return { epoch: m[1]!, offset: Number(m[2]) };
 }
 
-type Parser = (data: unknown, limits: Limits) => unknown;
+/** `bound`: an upper bound on the JSON size of anything parsed from this frame (Infinity when unknown). */
+type Parser = (data: unknown, limits: Limits, bound: number) => unknown;
 
 const PARSERS: { [K in ClientType]: Parser } = {
   ping: () => undefined,
   auth: (d) => ({ token: string(object(d, 'data').token, 'data.token', 8192) }),
-  'send:notification': (d, l) => {
+  'send:notification': (d, l, b) => {
     const o = object(d, 'data');
-    return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l) };
+    return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l, b) };
   },
   'typing:start': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
   'typing:stop': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
-  'story:published': (d, l) => parseStory(d, 'data', l),
-  'chapter:published': (d, l) => parseChapter(d, 'data', l),
-  'profile:updated': (d, l) => capped(object(d, 'data'), 'data', l.maxStoryBytes),
+  'story:published': (d, l, b) => parseStory(d, 'data', l, b),
+  'chapter:published': (d, l, b) => parseChapter(d, 'data', l, b),
+  'profile:updated': (d, l, b) => capped(object(d, 'data'), 'data', l.maxStoryBytes, b),
   subscribe: (d) => {
     const o = object(d, 'data');
     return { topic: string(o.topic, 'data.topic', 140), since: o.since === undefined ? undefined : parsePosition(o.since, 'data.since') };
@@ -179,8 +185,17 @@ export class FrameError extends WireError {
   }
 }
 
-/** Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong. */
-export function parseFrame(text: string, limits: Limits): ClientMessage {
+// A number written with an exponent is the only JSON text that re-serializes longer than it was written
+// (1e20 becomes 21 digits); everything else comes back as long or shorter (whitespace, escapes such as
+// \u00e9 or \/, duplicate keys, trailing zeros and long digit strings all shrink).
+const EXPONENT = /\d[eE]/;
+
+/**
+ * Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong.
+ * `bytes`: the frame's size in UTF-8, when the caller has it; a frame with no exponent bounds the JSON
+ * size of every value in it, so the size limits need no re-serialization.
+ */
+export function parseFrame(text: string, limits: Limits, bytes?: number): ClientMessage {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -199,7 +214,8 @@ export function parseFrame(text: string, limits: Limits): ClientMessage {
   const parser = Object.hasOwn(PARSERS, type) ? PARSERS[type as ClientType] : undefined;
   if (!parser) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
   try {
-    return { type, id: reqId, data: parser(raw.data, limits) } as ClientMessage;
+    const bound = bytes !== undefined && !EXPONENT.test(text) ? bytes : Infinity;
+    return { type, id: reqId, data: parser(raw.data, limits, bound) } as ClientMessage;
   } catch (err) {
     if (err instanceof WireError) throw new FrameError(err, reqId);
     throw err;

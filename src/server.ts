@@ -369,7 +369,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       const allowed = rates.all.take();
       let msg;
       try {
-        msg = parseFrame(decoder.decode(message), limits);
+        msg = parseFrame(decoder.decode(message), limits, message.byteLength);
       } catch (err) {
         if (!allowed) {
           rateLimited(ws, rates, undefined, `at most ${config.rateLimitPerS} messages per second`);

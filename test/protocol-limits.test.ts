@@ -1,0 +1,47 @@
+// Size limits of parsed frames: the shortcut that skips re-serializing a frame whose own size bounds its
+// values gives the same answers as measuring every value.
+import fc from 'fast-check';
+import t from 'tap';
+import { parseFrame, type Limits } from '../src/protocol.js';
+
+const limits: Limits = { maxNotificationBytes: 300, maxStoryBytes: 400, maxPresenceIds: 10 };
+
+function outcome(text: string, bytes: number | undefined): string {
+  try {
+    return JSON.stringify(parseFrame(text, limits, bytes));
+  } catch (err) {
+    return `error ${(err as { code?: string }).code}`;
+  }
+}
+
+t.test('a number written with an exponent is measured as it re-serializes, not as it was written', async (t) => {
+  const data = `[${Array.from({ length: 20 }, () => '1e20').join(',')}]`;
+  const text = `{"type":"send:notification","data":{"userId":"bob","notification":{"title":"t","message":"m","data":{"n":${data}}}}}`;
+  t.ok(Buffer.byteLength(text) < limits.maxNotificationBytes, 'the frame itself is under the limit');
+  t.equal(outcome(text, Buffer.byteLength(text)), 'error PAYLOAD_TOO_LARGE', '20 numbers of 21 digits are over it');
+});
+
+t.test('with and without the frame size, every frame gets the same answer', async (t) => {
+  // Whitespace, escapes, exponents, big and small numbers, non-ASCII: what changes size on re-serialization.
+  const number = fc.oneof(fc.double({ noNaN: true }), fc.integer(), fc.constantFrom('1e300', '1e20', '1E5', '0.0000001', '-0', '1.50', '123456789012345678901234567890'));
+  const text = fc.oneof(fc.string(), fc.constantFrom('\\u00e9\\u00e9', '\\/\\/', 'é', '😀', '\\ud800'));
+  const piece = fc.tuple(number, text, fc.constantFrom('', ' ', '\n  ')).map(([n, s, ws]) => `${ws}{${ws}"n":${ws}${typeof n === 'number' ? JSON.stringify(n) : n},"s":"${s.replace(/["\\\u0000-\u001f]/g, '')}"}`);
+  const frame = fc.tuple(fc.array(piece, { maxLength: 12 }), fc.constantFrom('send:notification', 'story:published', 'profile:updated')).map(([pieces, type]) => {
+    const list = `[${pieces.join(',')}]`;
+    if (type === 'send:notification') return `{"type":"${type}","data":{"userId":"bob","notification":{"title":"t","message":"m","data":{"p":${list}}}}}`;
+    if (type === 'story:published') return `{"type":"${type}","data":{"id":"1","title":"T","p":${list}}}`;
+    return `{"type":"${type}","data":{"p":${list}}}`;
+  });
+  let checked = 0;
+  const answers = new Set<string>();
+  fc.assert(
+    fc.property(frame, (f) => {
+      checked++;
+      answers.add(outcome(f, undefined).startsWith('error') ? outcome(f, undefined) : 'ok');
+      return outcome(f, Buffer.byteLength(f)) === outcome(f, undefined);
+    }),
+    { numRuns: 3000 },
+  );
+  t.equal(checked, 3000, '3,000 frames, both ways');
+  t.ok(answers.has('ok') && answers.has('error PAYLOAD_TOO_LARGE'), `frames on both sides of the limits: ${[...answers].join(', ')}`);
+});

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { emitAll, type PubSub } from '../pubsub.js';
 import type { NotificationInput } from '../protocol.js';
-import { eventFrame } from '../serialize.js';
+import { notificationFrame } from '../serialize.js';
 import { userTopic } from './topics.js';
 
 export interface Notification extends NotificationInput {
@@ -22,7 +22,7 @@ export function sendNotification(
   const notification: Notification = { id: randomUUID(), title: input.title, message: input.message, type: input.type, data: input.data, from, ts };
   const emit = (userId: string) => {
     const topic = userTopic(userId);
-    return pubsub.emit('notification:received', topic, eventFrame('notification:received', topic, notification, ts));
+    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification));
   };
   // One recipient (every client-sent notification) needs no gathering of results.
   const delivered = userIds.length === 1 ? emit(userIds[0]!) : emitAll([...new Set(userIds)].map(emit));

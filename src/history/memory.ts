@@ -42,7 +42,8 @@ export class MemoryHistory implements HistoryStore {
 
   constructor(private readonly limits: HistoryLimits) {}
 
-  private stream(topic: string, create: boolean, now = Date.now()): Stream | undefined {
+  /** A topic's stream; `trimAt` (for reads) first drops what is older than the age limit. */
+  private stream(topic: string, create: boolean, trimAt?: number): Stream | undefined {
     let s = this.streams.get(topic);
     if (s) {
       s.used = true;
@@ -54,7 +55,8 @@ export class MemoryHistory implements HistoryStore {
       if (topic.startsWith('user:')) this.reads.delete(topic.slice(5));
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
-    if (s) this.trim(s, now);
+    // Appends leave old entries to the next read: the ring bounds the count, reads never see them.
+    if (s && trimAt !== undefined) this.trim(s, trimAt);
     return s;
   }
 
@@ -76,7 +78,7 @@ export class MemoryHistory implements HistoryStore {
 
   append(topic: string, head: string, tail: string): Appended {
     const now = Date.now();
-    const s = this.stream(topic, true, now)!;
+    const s = this.stream(topic, true)!;
     const offset = ++s.offset;
     const frame = `${head},"epoch":"${s.epoch}","offset":${offset}${tail}`;
     s.entries.push({ offset, at: now, frame });
@@ -100,7 +102,7 @@ export class MemoryHistory implements HistoryStore {
   }
 
   private sinceNow(topic: string, epoch: string, offset: number, upTo: number): Replay {
-    const s = this.stream(topic, false) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), used: false };
+    const s = this.stream(topic, false, Date.now()) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), used: false };
     const position = { epoch: s.epoch, offset: s.offset };
     if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
     if (offset >= upTo) return { recovered: true, frames: [], position };
@@ -116,7 +118,7 @@ export class MemoryHistory implements HistoryStore {
   }
 
   async latest(topic: string, limit: number): Promise<string[]> {
-    const s = this.stream(topic, false);
+    const s = this.stream(topic, false, Date.now());
     if (!s) return [];
     return s.entries.toArray().slice(-limit).reverse().map((e) => e.frame);
   }

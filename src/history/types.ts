@@ -1,6 +1,6 @@
 // The history seam: bounded, offset-numbered history of recoverable topics, and notification read state.
 //
-// Contract (test/history.test.ts runs it against every implementation):
+// Contract (test/history-memory.test.ts checks the memory store; test/cluster/ the Redis one):
 // - append(topic, head, tail) gives the next offset of the topic (1, 2, 3, ... within one epoch), stores
 //   the frame `head + ',"epoch":"<epoch>","offset":<offset>' + tail` and returns it; offsets of one topic
 //   are assigned in the order appends are made and never reused within an epoch.

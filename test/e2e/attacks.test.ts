@@ -33,7 +33,7 @@ async function rsaKey(kid: string): Promise<{ priv: KeyObject; jwk: object; pem:
 }
 
 /** Signs any header (even one jose refuses to produce) with RS256. */
-const rawSign = (header: object, claims: object, key: KeyObject) => {
+const rawSign = (header: object, claims: object | string, key: KeyObject) => {
   const input = `${b64(header)}.${b64(claims)}`;
   return `${input}.${rsaSign('sha256', Buffer.from(input), key).toString('base64url')}`;
 };
@@ -68,6 +68,7 @@ t.test('at least 20 forged or malformed tokens: all 401, none upgraded', async (
     ['sub too long', await sign({ ...good, sub: 'a'.repeat(200) }, k1.priv)],
     ['sub with a topic separator', await sign({ ...good, sub: 'bob:admin' }, k1.priv)],
     ['exp as a string', await sign({ ...good, exp: String(now + 600) }, k1.priv)],
+    ['exp of 1e400 (Infinity once parsed)', rawSign({ alg: 'RS256', kid: 'k1' }, JSON.stringify(good).replace(/"exp":\d+/, '"exp":1e400'), k1.priv)],
     ['payload swapped after signing', `${vh}.${b64({ ...good, sub: 'mallory' })}.${vs}`],
     ['signature stripped', `${vh}.${vp}.`],
     ['truncated', valid.slice(0, -20)],

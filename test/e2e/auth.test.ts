@@ -1,5 +1,5 @@
 // Authentication on upgrade: every way a token arrives, every way it is refused.
-import { generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import net from 'node:net';
 import { SignJWT, exportJWK } from 'jose';
 import t from 'tap';
@@ -7,6 +7,11 @@ import { Client, SECRET, expectReject, sign, startServer } from '../helpers.js';
 
 const key = new TextEncoder().encode(SECRET);
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+/** An HS256 token over a claims text written by hand (JSON.stringify cannot write 1e400). */
+const hs256Raw = (claims: string) => {
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${Buffer.from(claims).toString('base64url')}`;
+  return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+};
 
 t.test('token in Authorization header, subprotocol and query all connect', async (t) => {
   const h = await startServer(t);
@@ -51,6 +56,7 @@ t.test('refused tokens answer 401 with a code and never upgrade', async (t) => {
     ['sub with a colon', await sign('a:b', good), 'TOKEN_INVALID'],
     ['garbage', 'not.a.jwt', 'TOKEN_INVALID'],
     ['truncated', (await sign('alice', good)).slice(0, -10), 'TOKEN_INVALID'],
+    ['exp of 1e400 (Infinity once parsed)', hs256Raw(`{"iss":"https://auth.example","aud":"storywire","sub":"alice","exp":1e400}`), 'TOKEN_INVALID'],
   ];
   for (const [name, token, code] of cases) {
     const err = await expectReject(Client.open(token ? `${h.url}?token=${encodeURIComponent(token)}` : h.url));

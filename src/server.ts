@@ -1,18 +1,17 @@
-// The uWS app: upgrade (auth) -> open (join topics, presence) -> message (parse, dispatch) -> close; plus HTTP.
+// The uWS app: upgrade (upgrade.ts) -> open (join topics, presence) -> message (parse, dispatch) -> close; plus HTTP.
 import pino, { type Logger } from 'pino';
-import { createVerifier, extractToken, signDevToken, type Principal } from './auth.js';
+import { createVerifier, signDevToken } from './auth.js';
 import type { Config } from './config.js';
 import { CloseCode, ErrorCode, WireError } from './errors.js';
-import { FrameError, parseFrame, parseSinceParam, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
-import type { Position } from './history/types.js';
+import { FrameError, parseFrame, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
 import { PubSub, type JoinResult } from './pubsub.js';
 import { connectedFrameTemplate, errorFrame, heartbeatFrame, rawEventFrame } from './serialize.js';
 import { dispatch, type Conn, type Ctx, type Socket } from './dispatch.js';
 import { uws, type UWS } from './uws.js';
-import { Metrics, type ConnectOutcome } from './metrics.js';
+import { Metrics } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
-import { Reply, statusLine } from './http.js';
-import { ConnectionRates, Counts, clientAddress } from './limits.js';
+import { Reply } from './http.js';
+import { ConnectionRates } from './limits.js';
 import { Connections } from './connections.js';
 import type { Backplane } from './backplane/types.js';
 import { MemoryBackplane } from './backplane/memory.js';
@@ -25,6 +24,7 @@ import { MemoryHistory } from './history/memory.js';
 import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from './features/stories.js';
 import { PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
 import { registerDemo } from './demo.js';
+import { createUpgrades } from './upgrade.js';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -93,15 +93,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, pubsub, config.historySize);
   const limits: Limits = { maxNotificationBytes: config.maxNotificationBytes, maxStoryBytes: config.maxStoryBytes, maxPresenceIds: config.maxPresenceIds };
-  const byAddress = connections.byAddress;
-  const pendingByUser = new Counts();
   const rateSpecs = {
     all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
     notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
     publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
   };
-  const allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
-  const proxyHeader = config.trustProxyHeader?.toLowerCase();
   // Fixed for the server's life: built once, not per connection.
   const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
   const connectedFrame = connectedFrameTemplate({
@@ -116,12 +112,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       historySize: config.historySize,
     },
   });
-  // Single node with a shared-secret key: an upgrade is decided and made in the handler itself, with no
-  // promise, timer or abort handler (a third of a handshake's server CPU, profiled).
-  const verifyNow = backplane.single ? verifier.verifyNow : undefined;
-  const startedAt = Date.now();
-  let connCounter = 0;
-  let pendingUpgrades = 0;
   let listenSocket: UWS.us_listen_socket | undefined;
   let adminSocket: UWS.us_listen_socket | undefined;
   let port = -1;
@@ -164,13 +154,6 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     ctx.send(ws, errorFrame(id, ErrorCode.INTERNAL, 'internal error'));
   }
 
-  function refuseUpgrade(res: UWS.HttpResponse, err: WireError, ip: string): void {
-    metrics.connection(String(err.status) as ConnectOutcome);
-    log.info({ ip, reason: err.code }, 'upgrade rejected');
-    res.writeStatus(statusLine(err.status));
-    res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
-  }
-
   function rateLimited(ws: Socket, rates: ConnectionRates, id: FrameError['requestId'], what: string): void {
     const conn = ws.getUserData();
     metrics.rejectedFor(ErrorCode.RATE_LIMITED);
@@ -182,38 +165,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     ctx.send(ws, errorFrame(id, ErrorCode.RATE_LIMITED, `${what}: slow down`));
   }
 
-  /** Verification bounded in time: a slow JWKS cannot hold an upgrade open. */
-  function verifyWithin(token: string): Promise<Principal> {
-    // A timer per upgrade cost ~10 us of a ~60 us handshake (profiled); only a JWKS fetch can be slow.
-    if (verifier.local) return verifier.verify(token);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new WireError(ErrorCode.TIMEOUT, 'token verification timed out', 503)), config.upgradeTimeoutMs);
-      verifier.verify(token).then(
-        (p) => (clearTimeout(timer), resolve(p)),
-        (err: unknown) => (clearTimeout(timer), reject(err)),
-      );
-    });
-  }
-
-  const asAuthError = (err: unknown): WireError => (err instanceof WireError ? err : new WireError(ErrorCode.TOKEN_INVALID, 'token invalid', 401));
-  const tooManyForUser = () => new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
-
-  /** A connection's state; uWS copies its properties onto the socket, so it holds as few as it can. */
-  function newConn(principal: Principal, ip: string, resumeFrom: Position | undefined): Conn {
-    return {
-      id: `${nodeId}-${(++connCounter).toString(36)}`,
-      principal,
-      ip,
-      openedS: ((Date.now() - startedAt) / 1000) | 0,
-      subscriptions: undefined,
-      personal: resumeFrom,
-      rates: undefined,
-      slowStrikes: 0,
-      typing: undefined,
-      closed: false,
-    };
-  }
-
+  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, connections, shuttingDown: () => shutdownPromise !== undefined });
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
   app.ws<Conn>(config.wsPath, {
@@ -239,91 +191,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
           },
         }),
 
-    upgrade(res, req, context) {
-      const secKey = req.getHeader('sec-websocket-key');
-      const secExtensions = req.getHeader('sec-websocket-extensions');
-      const origin = req.getHeader('origin');
-      const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
-      const sinceParam = req.getQuery('since') ?? '';
-      const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
-      // Cheap refusals first: none of these costs a signature check.
-      if (shutdownPromise) {
-        refuseUpgrade(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip);
-        return;
-      }
-      if (allowedOrigins && origin && !allowedOrigins.has(origin)) {
-        refuseUpgrade(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip);
-        return;
-      }
-      if (connections.size + pendingUpgrades >= config.maxConnections) {
-        refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip);
-        return;
-      }
-      if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
-        refuseUpgrade(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip);
-        return;
-      }
-      let resumeFrom;
-      try {
-        resumeFrom = parseSinceParam(sinceParam);
-      } catch (err) {
-        refuseUpgrade(res, err as WireError, ip);
-        return;
-      }
-      if (!source.token) {
-        refuseUpgrade(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip);
-        return;
-      }
-      if (verifyNow) {
-        let principal;
-        try {
-          principal = verifyNow(source.token);
-        } catch (err) {
-          refuseUpgrade(res, asAuthError(err), ip);
-          return;
-        }
-        // One node: its own connections are all the user's connections.
-        if (connections.of(principal.userId) >= config.maxConnectionsPerUser) {
-          refuseUpgrade(res, tooManyForUser(), ip);
-          return;
-        }
-        byAddress.inc(ip);
-        res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context);
-        return;
-      }
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
-      pendingUpgrades++;
-      byAddress.inc(ip);
-      let userId: string | undefined;
-      const upgrade = async (): Promise<void> => {
-        const principal = await verifyWithin(source.token!);
-        const user = (userId = principal.userId);
-        pendingByUser.inc(user);
-        // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still
-        // accepted then: a node keeps serving, and the limit still holds on the node).
-        const others = await backplane.presence.count(user).catch(() => connections.of(user));
-        if (others + pendingByUser.get(user) - 1 >= config.maxConnectionsPerUser) throw tooManyForUser();
-        if (aborted) {
-          byAddress.dec(ip);
-          return;
-        }
-        // open() runs inside upgrade(), so the address stays counted without a gap.
-        res.cork(() => res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context));
-      };
-      upgrade()
-        .catch((err: unknown) => {
-          byAddress.dec(ip);
-          if (aborted) return;
-          res.cork(() => refuseUpgrade(res, asAuthError(err), ip));
-        })
-        .finally(() => {
-          pendingUpgrades--;
-          if (userId !== undefined) pendingByUser.dec(userId);
-        });
-    },
+    upgrade: upgrades.handle,
 
     open(ws) {
       const conn = ws.getUserData();
@@ -409,7 +277,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       connections.remove(ws, code);
       metrics.closed(code);
       typing.closed(ws);
-      if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, code, durationS: ((Date.now() - startedAt) / 1000 - conn.openedS) | 0 }, 'connection closed');
+      if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, code, durationS: upgrades.durationS(conn) }, 'connection closed');
       presence.close(userId, conn.id)?.catch((err: unknown) => log.error({ err, userId }, 'presence close failed'));
     },
   });

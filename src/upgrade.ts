@@ -1,0 +1,177 @@
+// The WebSocket upgrade: cheap refusals first, then the token, the per-user cap, and the connection's state.
+import type { Logger } from 'pino';
+import { extractToken, type Principal, type Verifier } from './auth.js';
+import type { Backplane } from './backplane/types.js';
+import type { Config } from './config.js';
+import type { Connections } from './connections.js';
+import type { Conn } from './dispatch.js';
+import { ErrorCode, WireError } from './errors.js';
+import type { Position } from './history/types.js';
+import { statusLine } from './http.js';
+import { Counts, clientAddress } from './limits.js';
+import type { ConnectOutcome, Metrics } from './metrics.js';
+import { parseSinceParam } from './protocol.js';
+import type { UWS } from './uws.js';
+
+export interface UpgradeDeps {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  verifier: Verifier;
+  backplane: Backplane;
+  connections: Connections;
+  /** True from the start of a shutdown: new connections are refused with 503. */
+  shuttingDown(): boolean;
+}
+
+export interface Upgrades {
+  /** The uWS `upgrade` handler. */
+  handle(res: UWS.HttpResponse, req: UWS.HttpRequest, context: UWS.us_socket_context_t): void;
+  /** Whole seconds a connection has been open. */
+  durationS(conn: Conn): number;
+}
+
+export function createUpgrades(deps: UpgradeDeps): Upgrades {
+  const { config, log, metrics, verifier, backplane, connections } = deps;
+  const nodeId = backplane.nodeId;
+  const byAddress = connections.byAddress;
+  const pendingByUser = new Counts();
+  const allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
+  const proxyHeader = config.trustProxyHeader?.toLowerCase();
+  // Single node with a shared-secret key: an upgrade is decided and made in the handler itself, with no
+  // promise, timer or abort handler (a third of a handshake's server CPU, profiled).
+  const verifyNow = backplane.single ? verifier.verifyNow : undefined;
+  const startedAt = Date.now();
+  let connCounter = 0;
+  let pendingUpgrades = 0;
+
+  function refuse(res: UWS.HttpResponse, err: WireError, ip: string): void {
+    metrics.connection(String(err.status) as ConnectOutcome);
+    log.info({ ip, reason: err.code }, 'upgrade rejected');
+    res.writeStatus(statusLine(err.status));
+    res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
+  }
+
+  /** Verification bounded in time: a slow JWKS cannot hold an upgrade open. */
+  function verifyWithin(token: string): Promise<Principal> {
+    // A timer per upgrade cost ~10 us of a ~60 us handshake (profiled); only a JWKS fetch can be slow.
+    if (verifier.local) return verifier.verify(token);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new WireError(ErrorCode.TIMEOUT, 'token verification timed out', 503)), config.upgradeTimeoutMs);
+      verifier.verify(token).then(
+        (p) => (clearTimeout(timer), resolve(p)),
+        (err: unknown) => (clearTimeout(timer), reject(err)),
+      );
+    });
+  }
+
+  const asAuthError = (err: unknown): WireError => (err instanceof WireError ? err : new WireError(ErrorCode.TOKEN_INVALID, 'token invalid', 401));
+  const tooManyForUser = () => new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
+
+  /** A connection's state; uWS copies its properties onto the socket, so it holds as few as it can. */
+  function newConn(principal: Principal, ip: string, resumeFrom: Position | undefined): Conn {
+    return {
+      id: `${nodeId}-${(++connCounter).toString(36)}`,
+      principal,
+      ip,
+      openedS: ((Date.now() - startedAt) / 1000) | 0,
+      subscriptions: undefined,
+      personal: resumeFrom,
+      rates: undefined,
+      slowStrikes: 0,
+      typing: undefined,
+      closed: false,
+    };
+  }
+
+  function handle(res: UWS.HttpResponse, req: UWS.HttpRequest, context: UWS.us_socket_context_t): void {
+    const secKey = req.getHeader('sec-websocket-key');
+    const secExtensions = req.getHeader('sec-websocket-extensions');
+    const origin = allowedOrigins ? req.getHeader('origin') : '';
+    const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
+    const sinceParam = req.getQuery('since') ?? '';
+    const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
+    // Cheap refusals first: none of these costs a signature check.
+    if (deps.shuttingDown()) {
+      refuse(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip);
+      return;
+    }
+    if (allowedOrigins && origin && !allowedOrigins.has(origin)) {
+      refuse(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip);
+      return;
+    }
+    if (connections.size + pendingUpgrades >= config.maxConnections) {
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip);
+      return;
+    }
+    if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip);
+      return;
+    }
+    let resumeFrom;
+    try {
+      resumeFrom = parseSinceParam(sinceParam);
+    } catch (err) {
+      refuse(res, err as WireError, ip);
+      return;
+    }
+    if (!source.token) {
+      refuse(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip);
+      return;
+    }
+    if (verifyNow) {
+      let principal;
+      try {
+        principal = verifyNow(source.token);
+      } catch (err) {
+        refuse(res, asAuthError(err), ip);
+        return;
+      }
+      // One node: its own connections are all the user's connections.
+      if (connections.of(principal.userId) >= config.maxConnectionsPerUser) {
+        refuse(res, tooManyForUser(), ip);
+        return;
+      }
+      byAddress.inc(ip);
+      res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context);
+      return;
+    }
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    pendingUpgrades++;
+    byAddress.inc(ip);
+    let userId: string | undefined;
+    const upgrade = async (): Promise<void> => {
+      const principal = await verifyWithin(source.token!);
+      const user = (userId = principal.userId);
+      pendingByUser.inc(user);
+      // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still
+      // accepted then: a node keeps serving, and the limit still holds on the node).
+      const others = await backplane.presence.count(user).catch(() => connections.of(user));
+      if (others + pendingByUser.get(user) - 1 >= config.maxConnectionsPerUser) throw tooManyForUser();
+      if (aborted) {
+        byAddress.dec(ip);
+        return;
+      }
+      // open() runs inside upgrade(), so the address stays counted without a gap.
+      res.cork(() => res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context));
+    };
+    upgrade()
+      .catch((err: unknown) => {
+        byAddress.dec(ip);
+        if (aborted) return;
+        res.cork(() => refuse(res, asAuthError(err), ip));
+      })
+      .finally(() => {
+        pendingUpgrades--;
+        if (userId !== undefined) pendingByUser.dec(userId);
+      });
+  }
+
+  return {
+    handle,
+    durationS: (conn) => ((Date.now() - startedAt) / 1000 - conn.openedS) | 0,
+  };
+}

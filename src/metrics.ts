@@ -60,14 +60,16 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'storywire_' });
     // Gauges of state the server holds anyway are read at scrape time, not set on every connect and close.
     const gauges = this.gauges;
-    this.connectionsOpen = new Gauge({
-      name: 'storywire_connections_open',
-      help: 'Open WebSocket connections on this node',
-      registers,
-      collect() {
-        this.set(gauges.open());
-      },
-    });
+    const readAtScrape = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    this.connectionsOpen = readAtScrape('storywire_connections_open', 'Open WebSocket connections on this node', () => gauges.open());
     // Counters on the message path are plain numbers, added to prom-client at each scrape: a prom-client
     // increment (argument checks, label hashing) was ~1 us of a notification's server time (profiled).
     this.connectionsTotal = tallied('storywire_connections_total', 'Upgrade attempts by outcome', registers, 'outcome').byLabel;
@@ -78,14 +80,7 @@ export class Metrics {
     this.rejected = tallied('storywire_messages_rejected_total', 'Client messages answered with an error, by error code (RATE_LIMITED included)', registers, 'reason').byLabel;
     this.closes = tallied('storywire_connection_closes_total', 'Closed connections by close code', registers, 'code').byLabel;
     this.backpressureCloses = new Counter({ name: 'storywire_backpressure_closes_total', help: 'Connections dropped because their outgoing buffer passed MAX_BACKPRESSURE_BYTES', registers });
-    this.presenceOnline = new Gauge({
-      name: 'storywire_presence_online_users',
-      help: 'Users with at least one connection on this node',
-      registers,
-      collect() {
-        this.set(gauges.online());
-      },
-    });
+    this.presenceOnline = readAtScrape('storywire_presence_online_users', 'Users with at least one connection on this node', () => gauges.online());
     this.backplaneErrors = new Counter({ name: 'storywire_backplane_errors_total', help: 'Publishes that could not be handed to the other nodes', registers });
     this.backplaneUp = new Gauge({ name: 'storywire_backplane_up', help: '1 while this node reaches the other nodes (always 1 on a single node), 0 while degraded', registers });
   }

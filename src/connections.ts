@@ -34,12 +34,12 @@ export class Connections {
 
   /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
   private expiryOf(ws: Socket): number | undefined {
-    const exp = ws.getUserData().principal.exp;
+    const exp = ws.getUserData().c.principal.exp;
     return exp === undefined ? undefined : exp + this.config.jwtClockToleranceS;
   }
 
   add(ws: Socket): void {
-    const userId = ws.getUserData().principal.userId;
+    const userId = ws.getUserData().c.principal.userId;
     this.byUser.add(userId, ws);
     this.open++;
     this.expiries.add(ws, this.expiryOf(ws));
@@ -48,12 +48,12 @@ export class Connections {
   /** A fresher token for an open connection: its deadline moves. */
   refresh(ws: Socket, principal: Principal): void {
     this.expiries.remove(ws, this.expiryOf(ws));
-    ws.getUserData().principal = principal;
+    ws.getUserData().c.principal = principal;
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
   remove(ws: Socket, code: number): void {
-    const conn = ws.getUserData();
+    const conn = ws.getUserData().c;
     this.byUser.delete(conn.principal.userId, ws);
     this.open--;
     this.byAddress.dec(conn.ip);
@@ -67,7 +67,7 @@ export class Connections {
   sweep(): void {
     if (++this.tick % 2 === 0) {
       for (const ws of this.expiries.due(Math.floor(Date.now() / 1000))) {
-        if (!ws.getUserData().closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
+        if (!ws.getUserData().c.closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
       }
     }
     this.checkBackpressure();
@@ -82,7 +82,7 @@ export class Connections {
     const budget = this.config.maxBackpressureBytes;
     // all() tolerates the removals that a synchronous close makes while it iterates.
     for (const ws of this.byUser.all()) {
-      const conn = ws.getUserData();
+      const conn = ws.getUserData().c;
       if (conn.closed) continue;
       const buffered = ws.getBufferedAmount();
       if (buffered <= budget / 2) {
@@ -104,7 +104,7 @@ export class Connections {
   }
 
   private closeSlow(ws: Socket, buffered: number): void {
-    const conn = ws.getUserData();
+    const conn = ws.getUserData().c;
     // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
     conn.slowStrikes = Math.max(conn.slowStrikes, 1);
     this.metrics.backpressureCloses.inc();
@@ -117,7 +117,7 @@ export class Connections {
    * joins: a uWS subscription costs memory per connection (~90 bytes) and a call per handshake.
    */
   sendAll(frame: string): void {
-    for (const ws of this.byUser.all()) if (!ws.getUserData().closed) ws.send(frame);
+    for (const ws of this.byUser.all()) if (!ws.getUserData().c.closed) ws.send(frame);
   }
 
   /** Closes every connection of a user on this node; returns how many. */
@@ -135,7 +135,7 @@ export class Connections {
     const perStep = Math.ceil(sockets.length / steps);
     return new Promise((resolve) => {
       const step = () => {
-        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
+        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().c.closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
         if (sockets.length === 0) resolve();
         else setTimeout(step, 50).unref();
       };

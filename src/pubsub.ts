@@ -245,7 +245,7 @@ export class PubSub {
    * between reading the position and subscribing.
    */
   join(
-    ws: UWS.WebSocket<{ closed: boolean }>,
+    ws: UWS.WebSocket<{ c: { closed: boolean } }>,
     topic: string,
     since: Position | undefined,
     options: JoinOptions = {},
@@ -281,7 +281,7 @@ export class PubSub {
   }
 
   /** A join that waits for the other nodes or for the history store, buffering what is delivered meanwhile. */
-  private async joinLater(ws: UWS.WebSocket<{ closed: boolean }>, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
+  private async joinLater(ws: UWS.WebSocket<{ c: { closed: boolean } }>, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
     const topics = [topic, ...(options.alongWith ?? [])];
     const recoverable = isRecoverable(topic);
     const joiner: Joiner = { buffer: [] };
@@ -325,7 +325,7 @@ export class PubSub {
       set?.delete(joiner);
       if (set?.size === 0) this.joining.delete(topic);
     }
-    if (ws.getUserData().closed) {
+    if (ws.getUserData().c.closed) {
       for (const t of topics) this.release(t);
       return undefined;
     }
@@ -344,9 +344,9 @@ export class PubSub {
    * (since, joinedAt]. Those frames come after the live ones received since joining; every frame still
    * reaches the connection once, and its offset tells where it belongs.
    */
-  async replay(ws: UWS.WebSocket<{ closed: boolean }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
+  async replay(ws: UWS.WebSocket<{ c: { closed: boolean } }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
     const r = since.epoch === joinedAt.epoch ? await this.history.since(topic, since.epoch, since.offset, joinedAt.offset) : { recovered: false, frames: [] };
-    if (!ws.getUserData().closed && r.frames.length > 0) {
+    if (!ws.getUserData().c.closed && r.frames.length > 0) {
       ws.cork(() => {
         for (const f of r.frames) ws.send(f);
       });

@@ -6,7 +6,7 @@ import { CloseCode, ErrorCode, WireError } from './errors.js';
 import { FrameError, parseFrame, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
 import { PubSub, type JoinResult } from './pubsub.js';
 import { connectedFrameTemplate, errorFrame, heartbeatFrame, rawEventFrame } from './serialize.js';
-import { dispatch, type Conn, type Ctx, type Socket } from './dispatch.js';
+import { dispatch, type Conn, type Ctx, type Held, type Socket } from './dispatch.js';
 import { uws, type UWS } from './uws.js';
 import { Metrics } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
@@ -128,13 +128,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     typing,
     inbox,
     send(ws, frame) {
-      if (ws.getUserData().closed) return;
+      if (ws.getUserData().c.closed) return;
       ws.send(frame);
       metrics.messagesOut.inc();
     },
     async refresh(ws, token) {
       const next = await verifier.verify(token);
-      const conn = ws.getUserData();
+      const conn = ws.getUserData().c;
       if (next.userId !== conn.principal.userId) {
         throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
       }
@@ -150,12 +150,12 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return;
     }
     metrics.rejectedFor(ErrorCode.INTERNAL);
-    log.error({ err, userId: ws.getUserData().principal.userId }, 'handler failed');
+    log.error({ err, userId: ws.getUserData().c.principal.userId }, 'handler failed');
     ctx.send(ws, errorFrame(id, ErrorCode.INTERNAL, 'internal error'));
   }
 
   function rateLimited(ws: Socket, rates: ConnectionRates, id: FrameError['requestId'], what: string): void {
-    const conn = ws.getUserData();
+    const conn = ws.getUserData().c;
     metrics.rejectedFor(ErrorCode.RATE_LIMITED);
     if (++rates.strikes >= config.rateLimitCloseAfter) {
       log.info({ userId: conn.principal.userId, connectionId: conn.id }, 'closing a connection that kept sending past its rate limit');
@@ -168,7 +168,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, connections, shuttingDown: () => shutdownPromise !== undefined });
   const decoder = new TextDecoder('utf-8', { fatal: true });
 
-  app.ws<Conn>(config.wsPath, {
+  app.ws<Held<Conn>>(config.wsPath, {
     // uWS drops frames over its own limit with an abrupt close (the client sees 1006). Frames between
     // MAX_PAYLOAD_BYTES and 4x that are read and closed cleanly with 1009 so the client learns why.
     maxPayloadLength: config.maxPayloadBytes * 4,
@@ -194,7 +194,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     upgrade: upgrades.handle,
 
     open(ws) {
-      const conn = ws.getUserData();
+      const conn = ws.getUserData().c;
       const userId = conn.principal.userId;
       connections.add(ws);
       metrics.connection('accepted');
@@ -231,7 +231,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         reply(ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
         return;
       }
-      const conn = ws.getUserData();
+      const conn = ws.getUserData().c;
       // Created on the first message: a bucket made now is full, as one made at connect time would still be.
       const rates = (conn.rates ??= new ConnectionRates(rateSpecs));
       const allowed = rates.all.take();
@@ -271,7 +271,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
 
     close(ws, code) {
-      const conn = ws.getUserData();
+      const conn = ws.getUserData().c;
       conn.closed = true;
       const userId = conn.principal.userId;
       connections.remove(ws, code);

@@ -68,7 +68,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   const asAuthError = (err: unknown): WireError => (err instanceof WireError ? err : new WireError(ErrorCode.TOKEN_INVALID, 'token invalid', 401));
   const tooManyForUser = () => new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
 
-  /** A connection's state; uWS copies its properties onto the socket, so it holds as few as it can. */
+  /** A connection's state (held by uWS behind one property: see `Held`). */
   function newConn(principal: Principal, ip: string, resumeFrom: Position | undefined): Conn {
     return {
       id: `${nodeId}-${(++connCounter).toString(36)}`,
@@ -133,7 +133,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
         return;
       }
       byAddress.inc(ip);
-      res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context);
+      res.upgrade({ c: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context);
       return;
     }
     let aborted = false;
@@ -156,7 +156,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
         return;
       }
       // open() runs inside upgrade(), so the address stays counted without a gap.
-      res.cork(() => res.upgrade(newConn(principal, ip, resumeFrom), secKey, source.protocol, secExtensions, context));
+      res.cork(() => res.upgrade({ c: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context));
     };
     upgrade()
       .catch((err: unknown) => {

@@ -210,12 +210,18 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
         const position = r && { epoch: r.epoch, offset: r.offset, ...(resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) };
         ctx.send(ws, connectedFrame({ userId, connectionId: conn.id, permissions, exp: principal.exp }, personal, position));
       };
-      const joined = pubsub.join(ws, personal, resumeFrom, { prelude: welcome, alongWith });
-      if (joined instanceof Promise) {
-        joined.catch((err: unknown) => {
-          log.error({ err, userId }, 'joining the personal topic failed');
-          if (!conn.closed) ws.end(CloseCode.RECONNECT, 'could not load history: reconnect');
-        });
+      const failed = (err: unknown) => {
+        log.error({ err, userId }, 'joining the personal topic failed');
+        if (!conn.closed) ws.end(CloseCode.RECONNECT, 'could not load history: reconnect');
+      };
+      try {
+        const joined = pubsub.join(ws, personal, resumeFrom, { prelude: welcome, alongWith });
+        if (joined instanceof Promise) joined.catch(failed);
+      } catch (err) {
+        // A synchronous join that threw: an exception must not leave a uWS handler. The close has run by
+        // now (ws.end calls it), so presence is not registered for a connection that is gone.
+        failed(err);
+        return;
       }
       if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
       presence.open(userId, conn.id)?.catch((err: unknown) => log.error({ err, userId }, 'presence open failed'));

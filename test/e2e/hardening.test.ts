@@ -155,7 +155,7 @@ t.test('a user that stops reading its notifications is closed with 4101 within o
   const r = h.server.sendNotificationToUser('other', { title: 'still here', message: '', type: 'info', data: undefined });
   t.equal(await r.delivered, 1, 'other users are served');
   (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
-  const closed = await Promise.race([slow.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10000))]);
+  const closed = await Promise.race([slow.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10000).unref())]);
   t.equal(closed.code, 4101, 'the reader learns why once it reads again');
   t.match(await h.server.metrics.text(), /storywire_backpressure_closes_total 1/, 'counted once');
 });

@@ -49,27 +49,15 @@ export class Meter {
     const serverCpuS = cpuSeconds(this.serverPid) - this.s0;
     const clientCpuS = this.clients() - this.c0;
     const otherS = Math.max(0, machineBusySeconds() - this.m0 - serverCpuS - clientCpuS);
-    const serverPct = wallS > 0 ? (serverCpuS / wallS) * 100 : 0;
-    return {
-      otherPct: round(wallS > 0 ? (otherS / wallS) * 100 : 0, 1),
-      wallS: round(wallS, 3),
-      serverCpuS: round(serverCpuS, 3),
-      clientCpuS: round(clientCpuS, 3),
-      serverPct: round(serverPct, 1),
-      clientPct: round(wallS > 0 ? (clientCpuS / wallS) * 100 : 0, 1),
-      bound: serverPct >= SATURATED_PCT ? 'server-bound' : 'client-bound',
-    };
+    return cpuFigures(wallS, serverCpuS, clientCpuS, wallS > 0 ? (otherS / wallS) * 100 : 0);
   }
 }
 
-/** Two measured phases as one (CPU and wall added, percentages recomputed). */
-export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
-  const wallS = a.wallS + b.wallS;
-  const serverCpuS = a.serverCpuS + b.serverCpuS;
-  const clientCpuS = a.clientCpuS + b.clientCpuS;
+/** The figures of a phase from its wall time and CPU seconds (percentages of one core). */
+function cpuFigures(wallS: number, serverCpuS: number, clientCpuS: number, otherPct: number): CpuFigures {
   const serverPct = wallS > 0 ? (serverCpuS / wallS) * 100 : 0;
   return {
-    otherPct: round(wallS > 0 ? (a.otherPct * a.wallS + b.otherPct * b.wallS) / wallS : 0, 1),
+    otherPct: round(otherPct, 1),
     wallS: round(wallS, 3),
     serverCpuS: round(serverCpuS, 3),
     clientCpuS: round(clientCpuS, 3),
@@ -77,6 +65,13 @@ export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
     clientPct: round(wallS > 0 ? (clientCpuS / wallS) * 100 : 0, 1),
     bound: serverPct >= SATURATED_PCT ? 'server-bound' : 'client-bound',
   };
+}
+
+/** Two measured phases as one (CPU and wall added, percentages recomputed). */
+export function sumCpu(a: CpuFigures, b: CpuFigures): CpuFigures {
+  const wallS = a.wallS + b.wallS;
+  const otherPct = wallS > 0 ? (a.otherPct * a.wallS + b.otherPct * b.wallS) / wallS : 0;
+  return cpuFigures(wallS, a.serverCpuS + b.serverCpuS, a.clientCpuS + b.clientCpuS, otherPct);
 }
 
 /**

@@ -60,7 +60,10 @@ export class ExpiryWheel<T> {
   private readonly buckets = new Map<number, Set<T>>();
   private count = 0;
 
-  /** The caller keeps each item's second (a connection has it in its token): no second map here. */
+  /**
+   * The caller keeps each item's second (a connection has it in its token): no second map here. An item
+   * sits in one bucket: to move it, remove() it with its old second first.
+   */
   add(item: T, expS: number | undefined): void {
     if (expS === undefined) return;
     let b = this.buckets.get(expS);

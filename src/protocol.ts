@@ -189,6 +189,8 @@ export class FrameError extends WireError {
 // (1e20 becomes 21 digits); everything else comes back as long or shorter (whitespace, escapes such as
 // \u00e9 or \/, duplicate keys, trailing zeros and long digit strings all shrink).
 const EXPONENT = /\d[eE]/;
+/** The types whose data has a size limit: only their frames are scanned for exponents. */
+const SIZE_LIMITED: ReadonlySet<ClientType> = new Set(['send:notification', 'story:published', 'chapter:published', 'profile:updated']);
 
 /**
  * Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong.
@@ -214,7 +216,7 @@ export function parseFrame(text: string, limits: Limits, bytes?: number): Client
   const parser = Object.hasOwn(PARSERS, type) ? PARSERS[type as ClientType] : undefined;
   if (!parser) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
   try {
-    const bound = bytes !== undefined && !EXPONENT.test(text) ? bytes : Infinity;
+    const bound = bytes !== undefined && SIZE_LIMITED.has(type as ClientType) && !EXPONENT.test(text) ? bytes : Infinity;
     return { type, id: reqId, data: parser(raw.data, limits, bound) } as ClientMessage;
   } catch (err) {
     if (err instanceof WireError) throw new FrameError(err, reqId);

@@ -160,6 +160,36 @@ t.test('a user that stops reading its notifications is closed with 4101 within o
   t.match(await h.server.metrics.text(), /storywire_backpressure_closes_total 1/, 'counted once');
 });
 
+t.test('two devices of one user stop reading, a third reads: the two are closed with 4101, the third gets everything', async (t) => {
+  const h = await startServer(t, { maxBackpressureBytes: 64 * 1024, maxConnectionsPerUser: 5 });
+  const slowA = await h.connect('sam');
+  const slowB = await h.connect('sam');
+  const reader = await h.connect('sam');
+  for (const c of [slowA, slowB, reader]) await c.type('connected');
+  let received = 0;
+  reader.ws.on('message', (raw) => {
+    if (raw.toString().includes('"notification:received"')) received++;
+  });
+  for (const c of [slowA, slowB]) (c.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const message = 'x'.repeat(4000);
+  // Bursts with pauses in between, so that the reading device drains while the paused ones fill up.
+  let sent = 0;
+  const deadline = Date.now() + 15000;
+  while (h.server.connectionsOf('sam') > 1 && Date.now() < deadline) {
+    for (let i = 0; i < 50; i++, sent++) h.server.sendNotificationToUser('sam', { title: 't', message, type: 'info', data: undefined });
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.equal(h.server.connectionsOf('sam'), 1, `both paused devices closed after ${sent} notifications`);
+  const end = Date.now() + 10000;
+  while (received < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  t.equal(received, sent, 'the reading device received every notification');
+  for (const c of [slowA, slowB]) {
+    (c.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    const closed = await Promise.race([c.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10000).unref())]);
+    t.equal(closed.code, 4101, 'a paused device learns it was a slow consumer');
+  }
+});
+
 t.test('a flood from one client does not starve another client', async (t) => {
   const h = await startServer(t);
   const flooder = await h.connect('flooder');

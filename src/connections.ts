@@ -34,12 +34,12 @@ export class Connections {
 
   /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
   private expiryOf(ws: Socket): number | undefined {
-    const exp = ws.getUserData().c.principal.exp;
+    const exp = ws.getUserData().c.exp;
     return exp === undefined ? undefined : exp + this.config.jwtClockToleranceS;
   }
 
   add(ws: Socket): void {
-    const userId = ws.getUserData().c.principal.userId;
+    const userId = ws.getUserData().c.userId;
     this.byUser.add(userId, ws);
     this.open++;
     this.expiries.add(ws, this.expiryOf(ws));
@@ -48,13 +48,15 @@ export class Connections {
   /** A fresher token for an open connection: its deadline moves. */
   refresh(ws: Socket, principal: Principal): void {
     this.expiries.remove(ws, this.expiryOf(ws));
-    ws.getUserData().c.principal = principal;
+    const conn = ws.getUserData().c;
+    conn.permissions = principal.permissions;
+    conn.exp = principal.exp;
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
   remove(ws: Socket, code: number): void {
     const conn = ws.getUserData().c;
-    this.byUser.delete(conn.principal.userId, ws);
+    this.byUser.delete(conn.userId, ws);
     this.open--;
     this.byAddress.dec(conn.ip);
     this.expiries.remove(ws, this.expiryOf(ws));
@@ -108,7 +110,7 @@ export class Connections {
     // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
     conn.slowStrikes = Math.max(conn.slowStrikes, 1);
     this.metrics.backpressureCloses.inc();
-    this.log.info({ userId: conn.principal.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
+    this.log.info({ userId: conn.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
     ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');
   }
 

@@ -16,10 +16,17 @@ import type { ConnectionRates } from './limits.js';
 import type { Position } from './history/types.js';
 import type { Inbox } from './features/inbox.js';
 
-/** Per-connection state, held by uWS behind one property (see Held). */
-export interface Conn extends TypingOwner {
+/**
+ * Per-connection state, held by uWS behind one property (see Held). Every connection keeps it for its whole
+ * life, so it is flat: the principal's fields and the personal topic's position are fields here rather
+ * than objects of their own (~90 bytes less per connection, measured with heap snapshots).
+ */
+export interface Conn extends Principal, TypingOwner {
+  readonly userId: string;
+  permissions: ReadonlySet<string>;
+  exp: number | undefined;
+  /** `<node id>-<sequence in base 36>`: told to the client, and the key of the connection in presence. */
   readonly id: string;
-  principal: Principal;
   readonly ip: string;
   /** Seconds since the server started: a small integer, so no number box per connection. */
   readonly openedS: number;
@@ -31,14 +38,26 @@ export interface Conn extends TypingOwner {
   subscriptions: Map<string, Position | null> | undefined;
   /**
    * The personal topic: until it is joined, where to resume it from (`?since=`); then the position at which
-   * the connection joined it (unset when there is none: the history was unreachable).
+   * the connection joined it. The epoch is unset when there is none (no `?since=`, or the history was
+   * unreachable). See personalPosition.
    */
-  personal: Position | undefined;
+  personalEpoch: string | undefined;
+  personalOffset: number;
   /** Token buckets, created on the first message: most connections only listen. */
   rates: ConnectionRates | undefined;
   /** Sweeps in a row that found the outgoing buffer over half the budget (0: under it at the last one). */
   slowStrikes: number;
   closed: boolean;
+}
+
+/** The personal topic's position of a connection (resume point before the join, joined position after). */
+export const personalPosition = (conn: Conn): Position | undefined =>
+  conn.personalEpoch === undefined ? undefined : { epoch: conn.personalEpoch, offset: conn.personalOffset };
+
+/** Sets the personal topic's position (undefined: none). */
+export function setPersonalPosition(conn: Conn, p: Position | undefined): void {
+  conn.personalEpoch = p?.epoch;
+  conn.personalOffset = p === undefined ? 0 : p.offset;
 }
 
 /**
@@ -72,11 +91,11 @@ function ack(ctx: Ctx, ws: Socket, id: RequestId | undefined, data?: object): vo
 }
 
 function requirePublish(ctx: Ctx, ws: Socket): string {
-  const { principal } = ws.getUserData().c;
-  if (!hasPermission(principal, ctx.config.publishPermission)) {
+  const conn = ws.getUserData().c;
+  if (!hasPermission(conn, ctx.config.publishPermission)) {
     throw new WireError(ErrorCode.FORBIDDEN, `publishing needs the "${ctx.config.publishPermission}" permission`);
   }
-  return principal.userId;
+  return conn.userId;
 }
 
 
@@ -91,18 +110,18 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   // Publishing handlers acknowledge once the other nodes have the event too: an ack means "delivered
   // everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
   'send:notification': async (ctx, ws, msg) => {
-    const from = ws.getUserData().c.principal.userId;
+    const from = ws.getUserData().c.userId;
     const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, from);
     ack(ctx, ws, msg.id, { id: r.notification.id, delivered: await r.delivered });
   },
 
   'typing:start': (ctx, ws, msg) => {
-    const relayed = ctx.typing.start(ws, ws.getUserData().c.principal.userId, checkTypingTarget(msg.data.target));
+    const relayed = ctx.typing.start(ws, ws.getUserData().c.userId, checkTypingTarget(msg.data.target));
     ack(ctx, ws, msg.id, { relayed });
   },
 
   'typing:stop': (ctx, ws, msg) => {
-    const relayed = ctx.typing.stop(ws, ws.getUserData().c.principal.userId, checkTypingTarget(msg.data.target));
+    const relayed = ctx.typing.stop(ws, ws.getUserData().c.userId, checkTypingTarget(msg.data.target));
     ack(ctx, ws, msg.id, { relayed });
   },
 
@@ -117,15 +136,15 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   },
 
   'profile:updated': async (ctx, ws, msg) => {
-    const delivered = await profileUpdated(ctx.pubsub, ws.getUserData().c.principal.userId, msg.data, ws);
+    const delivered = await profileUpdated(ctx.pubsub, ws.getUserData().c.userId, msg.data, ws);
     ack(ctx, ws, msg.id, { delivered });
   },
 
   subscribe: async (ctx, ws, msg) => {
     const conn = ws.getUserData().c;
     const { topic, since } = msg.data;
-    const parsed = checkSubscribe(topic, conn.principal.userId);
-    const joinedAt = parsed.kind === 'user' ? conn.personal : conn.subscriptions?.get(topic);
+    const parsed = checkSubscribe(topic, conn.userId);
+    const joinedAt = parsed.kind === 'user' ? personalPosition(conn) : conn.subscriptions?.get(topic);
     if (joinedAt) {
       // Already live on this recoverable topic: only the missed part, if asked.
       const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
@@ -158,7 +177,7 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   unsubscribe: (ctx, ws, msg) => {
     const conn = ws.getUserData().c;
     const topic = msg.data.topic;
-    const parsed = checkSubscribe(topic, conn.principal.userId);
+    const parsed = checkSubscribe(topic, conn.userId);
     if (parsed.kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
     conn.subscriptions?.delete(topic);
     ws.unsubscribe(topic);
@@ -166,12 +185,12 @@ export const HANDLERS: { [K in ClientType]: Handler<K> } = {
   },
 
   'notifications:list': async (ctx, ws, msg) => {
-    const inbox = await ctx.inbox.list(ws.getUserData().c.principal.userId, msg.data.limit);
+    const inbox = await ctx.inbox.list(ws.getUserData().c.userId, msg.data.limit);
     ctx.send(ws, ackFrame(msg.id, inbox));
   },
 
   'notifications:read': async (ctx, ws, msg) => {
-    const unreadCount = await ctx.inbox.markRead(ws.getUserData().c.principal.userId, msg.data, ws);
+    const unreadCount = await ctx.inbox.markRead(ws.getUserData().c.userId, msg.data, ws);
     ack(ctx, ws, msg.id, { unreadCount });
   },
 

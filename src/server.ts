@@ -6,7 +6,7 @@ import { CloseCode, ErrorCode, WireError } from './errors.js';
 import { FrameError, parseFrame, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from './protocol.js';
 import { PubSub, type JoinResult } from './pubsub.js';
 import { connectedFrameTemplate, errorFrame, heartbeatFrame, rawEventFrame } from './serialize.js';
-import { dispatch, type Conn, type Ctx, type Held, type Socket } from './dispatch.js';
+import { dispatch, personalPosition, setPersonalPosition, type Conn, type Ctx, type Held, type Socket } from './dispatch.js';
 import { uws, type UWS } from './uws.js';
 import { Metrics } from './metrics.js';
 import { registerApi, registerOperations } from './http-api.js';
@@ -135,7 +135,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     async refresh(ws, token) {
       const next = await verifier.verify(token);
       const conn = ws.getUserData().c;
-      if (next.userId !== conn.principal.userId) {
+      if (next.userId !== conn.userId) {
         throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
       }
       if (!conn.closed) connections.refresh(ws, next);
@@ -150,7 +150,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return;
     }
     metrics.rejectedFor(ErrorCode.INTERNAL);
-    log.error({ err, userId: ws.getUserData().c.principal.userId }, 'handler failed');
+    log.error({ err, userId: ws.getUserData().c.userId }, 'handler failed');
     ctx.send(ws, errorFrame(id, ErrorCode.INTERNAL, 'internal error'));
   }
 
@@ -158,7 +158,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     const conn = ws.getUserData().c;
     metrics.rejectedFor(ErrorCode.RATE_LIMITED);
     if (++rates.strikes >= config.rateLimitCloseAfter) {
-      log.info({ userId: conn.principal.userId, connectionId: conn.id }, 'closing a connection that kept sending past its rate limit');
+      log.info({ userId: conn.userId, connectionId: conn.id }, 'closing a connection that kept sending past its rate limit');
       ws.end(CloseCode.RATE_LIMITED, 'rate limit exceeded: back off');
       return;
     }
@@ -195,20 +195,19 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
 
     open(ws) {
       const conn = ws.getUserData().c;
-      const userId = conn.principal.userId;
+      const userId = conn.userId;
       connections.add(ws);
       metrics.connection('accepted');
       const personal = userTopic(userId);
       // The personal topic is joined through the history (resuming from ?since= when given), and the
       // `connected` frame goes first in the same cork: connected, then what was missed, then live.
-      const resumeFrom = conn.personal;
+      const resumeFrom = personalPosition(conn);
       const welcome = (r: JoinResult | undefined) => {
-        conn.personal = r && { epoch: r.epoch, offset: r.offset };
-        const principal = conn.principal;
-        const permissions = principal.permissions.size === 0 ? [] : [...principal.permissions];
+        setPersonalPosition(conn, r);
+        const permissions = conn.permissions.size === 0 ? [] : [...conn.permissions];
         // No position while the history store is unreachable (cluster without Redis).
         const position = r && { epoch: r.epoch, offset: r.offset, ...(resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) };
-        ctx.send(ws, connectedFrame({ userId, connectionId: conn.id, permissions, exp: principal.exp }, personal, position));
+        ctx.send(ws, connectedFrame({ userId, connectionId: conn.id, permissions, exp: conn.exp }, personal, position));
       };
       const failed = (err: unknown) => {
         log.error({ err, userId }, 'joining the personal topic failed');
@@ -267,7 +266,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       }
       rates.strikes = 0;
       metrics.messageIn(msg.type);
-      if (log.isLevelEnabled('debug')) log.debug({ userId: conn.principal.userId, type: msg.type }, 'message');
+      if (log.isLevelEnabled('debug')) log.debug({ userId: conn.userId, type: msg.type }, 'message');
       try {
         const pending = dispatch(ctx, ws, msg);
         if (pending) pending.catch((err: unknown) => reply(ws, err, msg.id));
@@ -279,7 +278,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     close(ws, code) {
       const conn = ws.getUserData().c;
       conn.closed = true;
-      const userId = conn.principal.userId;
+      const userId = conn.userId;
       connections.remove(ws, code);
       metrics.closed(code);
       typing.closed(ws);

@@ -71,12 +71,15 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   /** A connection's state (held by uWS behind one property: see `Held`). */
   function newConn(principal: Principal, ip: string, resumeFrom: Position | undefined): Conn {
     return {
+      userId: principal.userId,
+      permissions: principal.permissions,
+      exp: principal.exp,
       id: `${nodeId}-${(++connCounter).toString(36)}`,
-      principal,
       ip,
       openedS: ((Date.now() - startedAt) / 1000) | 0,
       subscriptions: undefined,
-      personal: resumeFrom,
+      personalEpoch: resumeFrom?.epoch,
+      personalOffset: resumeFrom === undefined ? 0 : resumeFrom.offset,
       rates: undefined,
       slowStrikes: 0,
       typing: undefined,

@@ -82,17 +82,17 @@ export class Connections {
    */
   checkBackpressure(): void {
     const budget = this.config.maxBackpressureBytes;
-    // all() tolerates the removals that a synchronous close makes while it iterates.
-    for (const ws of this.byUser.all()) {
+    // forEach tolerates the removals that a synchronous close makes while it iterates.
+    this.byUser.forEach((ws) => {
       const conn = ws.getUserData().c;
-      if (conn.closed) continue;
+      if (conn.closed) return;
       const buffered = ws.getBufferedAmount();
       if (buffered <= budget / 2) {
         conn.slowStrikes = 0;
       } else if (++conn.slowStrikes >= 4 || buffered > budget) {
         this.closeSlow(ws, buffered);
       }
-    }
+    });
   }
 
   /** After a frame on a user's personal topic: closes that user's connections already over budget. */
@@ -119,7 +119,9 @@ export class Connections {
    * joins: a uWS subscription costs memory per connection (~90 bytes) and a call per handshake.
    */
   sendAll(frame: string): void {
-    for (const ws of this.byUser.all()) if (!ws.getUserData().c.closed) ws.send(frame);
+    this.byUser.forEach((ws) => {
+      if (!ws.getUserData().c.closed) ws.send(frame);
+    });
   }
 
   /** Closes every connection of a user on this node; returns how many. */

@@ -46,6 +46,18 @@ export class UserIndex<S extends object> {
     else fn(cur);
   }
 
+  /**
+   * Calls `fn` for every socket, without allocating: a generator made an iterator result per socket, which
+   * at 10,000 idle connections and two sweeps a second was ~1.5 MB/s of garbage. `fn` may close sockets (Map
+   * and Set iteration tolerate deletions).
+   */
+  forEach(fn: (socket: S) => void): void {
+    for (const cur of this.map.values()) {
+      if (cur instanceof Set) for (const s of cur) fn(s);
+      else fn(cur);
+    }
+  }
+
   *all(): IterableIterator<S> {
     for (const cur of this.map.values()) {
       if (cur instanceof Set) yield* cur;

@@ -40,3 +40,19 @@ t.test('sockets can be removed while all() iterates', async (t) => {
   t.same(seen.sort(), [0, 1, 2, 3, 4, 5]);
   t.equal(idx.size, 0);
 });
+
+t.test('forEach visits every socket once, also when each visit removes it (a close inside a sweep)', async (t) => {
+  const idx = new UserIndex<{ n: number; user: string }>();
+  const sockets = Array.from({ length: 7 }, (_, n) => ({ n, user: `u${n % 3}` }));
+  for (const s of sockets) idx.add(s.user, s);
+  const seen: number[] = [];
+  idx.forEach((s) => seen.push(s.n));
+  t.same(seen.sort(), [0, 1, 2, 3, 4, 5, 6], 'single-device users and Sets alike');
+  const removed: number[] = [];
+  idx.forEach((s) => {
+    removed.push(s.n);
+    idx.delete(s.user, s);
+  });
+  t.same(removed.sort(), [0, 1, 2, 3, 4, 5, 6]);
+  t.equal(idx.size, 0);
+});

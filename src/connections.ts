@@ -134,7 +134,8 @@ export class Connections {
 
   /** Closes everything with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */
   drain(drainMs: number): Promise<void> {
-    const sockets = [...this.byUser.all()];
+    const sockets: Socket[] = [];
+    this.byUser.forEach((ws) => sockets.push(ws));
     const steps = Math.max(1, Math.floor(drainMs / 50));
     const perStep = Math.ceil(sockets.length / steps);
     return new Promise((resolve) => {

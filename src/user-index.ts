@@ -57,11 +57,4 @@ export class UserIndex<S extends object> {
       else fn(cur);
     }
   }
-
-  *all(): IterableIterator<S> {
-    for (const cur of this.map.values()) {
-      if (cur instanceof Set) yield* cur;
-      else yield cur;
-    }
-  }
 }

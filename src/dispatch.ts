@@ -22,7 +22,7 @@ import type { Inbox } from './features/inbox.js';
  * than objects of their own (~90 bytes less per connection, measured with heap snapshots).
  */
 export interface Conn extends Principal, TypingOwner {
-  readonly userId: string;
+  /** The principal's, replaced by a token refresh (`auth`); userId never changes. */
   permissions: ReadonlySet<string>;
   exp: number | undefined;
   /** `<node id>-<sequence in base 36>`: told to the client, and the key of the connection in presence. */
@@ -57,7 +57,7 @@ export const personalPosition = (conn: Conn): Position | undefined =>
 /** Sets the personal topic's position (undefined: none). */
 export function setPersonalPosition(conn: Conn, p: Position | undefined): void {
   conn.personalEpoch = p?.epoch;
-  conn.personalOffset = p === undefined ? 0 : p.offset;
+  conn.personalOffset = p?.offset ?? 0;
 }
 
 /**

@@ -79,7 +79,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       openedS: ((Date.now() - startedAt) / 1000) | 0,
       subscriptions: undefined,
       personalEpoch: resumeFrom?.epoch,
-      personalOffset: resumeFrom === undefined ? 0 : resumeFrom.offset,
+      personalOffset: resumeFrom?.offset ?? 0,
       rates: undefined,
       slowStrikes: 0,
       typing: undefined,

@@ -29,6 +29,17 @@ t.test('auth with a fresh token for the same sub moves the deadline; bad refresh
   t.equal((await c.request('story:published', { id: 1, title: 't' })).type, 'ack', 'permissions of the new token apply');
 });
 
+t.test('a refresh replaces the permissions: a narrower token takes a right away, a refused one changes nothing', async (t) => {
+  const h = await startServer(t);
+  const c = await Client.open(`${h.url}?token=${await sign('alice', { roles: ['stories:publish'] }, 60)}`);
+  t.teardown(() => c.close());
+  t.equal((await c.request('story:published', { id: 1, title: 't' })).type, 'ack', 'allowed with the first token');
+  t.equal((await c.request('auth', { token: await sign('alice', { roles: ['stories:publish'] }, -30) })).error?.code, 'TOKEN_EXPIRED');
+  t.equal((await c.request('story:published', { id: 2, title: 't' })).type, 'ack', 'a refused refresh keeps the old rights');
+  t.equal((await c.request('auth', { token: await sign('alice', {}, 60) })).type, 'ack');
+  t.equal((await c.request('story:published', { id: 3, title: 't' })).error?.code, 'FORBIDDEN', 'the new token has no publish role');
+});
+
 t.test('rate limit: excess messages get RATE_LIMITED, a flood is closed with 4100', async (t) => {
   const h = await startServer(t, { rateLimitPerS: 5, rateLimitBurst: 5, rateLimitCloseAfter: 20 });
   const c = await h.connect('alice');

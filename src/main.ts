@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createBackplane, RedisBackplane } from './backplane/index.js';
+import { createBackplane } from './backplane/index.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -29,9 +29,8 @@ async function main(): Promise<void> {
     log.fatal({ err }, (err as Error).message);
     process.exit(1);
   }
-  const backplane = createBackplane(config, log);
   // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
-  if (backplane instanceof RedisBackplane) await backplane.connect();
+  const backplane = await createBackplane(config, log);
   const server = createServer(config, { logger: log, backplane });
   const port = await server.listen();
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');

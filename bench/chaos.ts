@@ -1,31 +1,41 @@
 // Chaos: clients cut at random while notifications flow, against a production storywire process; SDK resume vs naive reconnect.
-//   npm run bench:chaos -- [--clients 200] [--duration 60] [--rate 200] [--every 1000] [--share 0.05] [--away 2000] [--scenarios resume,naive]
+//   npm run bench -- recovery [--clients 200] [--duration 60] [--rate 200] [--every 1000] [--share 0.05] [--away 2000] [--scenarios resume,naive]
+//   (after npm run build; `npm run bench:chaos` builds and runs it)
 // Prints one JSON line per scenario (machine and parameters included), then a short summary.
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
+import { cliOptions } from './lib/args.js';
+import { track } from './lib/children.js';
 import { runChaos, type ChaosOptions, type ChaosResult } from './chaos-run.js';
 
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
-const num = (name: string, dflt: number) => {
-  const v = Number(args.get(name) ?? dflt);
-  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} must be a non-negative number`);
-  return v;
-};
+const cli = cliOptions('npm run bench -- recovery', {
+  clients: { default: 200, int: true, doc: 'SDK clients, one user each' },
+  duration: { default: 60, min: 0.1, doc: 'seconds of notifications and cuts' },
+  rate: { default: 200, doc: 'notifications per second, in total, over HTTP' },
+  every: { default: 1000, doc: 'ms between two rounds of cuts' },
+  share: { default: 0.05, min: 0, doc: 'share of the sockets cut each round (0..1)' },
+  away: { default: 2000, min: 0, doc: 'ms a cut client stays away before it may reconnect' },
+  settle: { default: 15_000, min: 0, doc: 'ms to wait for the last deliveries' },
+  history: { default: 50, int: true, doc: "the server's HISTORY_SIZE" },
+  scenarios: { default: 'resume,naive', choices: ['resume', 'naive'], doc: 'resume: the SDK resumes from its position; naive: reconnects without one' },
+});
+if (cli.share > 1) {
+  process.stderr.write(`--share must be between 0 and 1, got ${cli.share}\n`);
+  process.exit(2);
+}
 const params = {
-  clients: num('clients', 200),
-  durationS: num('duration', 60),
-  ratePerS: num('rate', 200),
-  chaosEveryMs: num('every', 1000),
-  dropShare: num('share', 0.05),
-  awayMs: num('away', 2000),
-  settleMs: num('settle', 15_000),
-  historySize: num('history', 50),
+  clients: cli.clients,
+  durationS: cli.duration,
+  ratePerS: cli.rate,
+  chaosEveryMs: cli.every,
+  dropShare: cli.share,
+  awayMs: cli.away,
+  settleMs: cli.settle,
+  historySize: cli.history,
 };
-const scenarios = (args.get('scenarios') ?? 'resume,naive').split(',').filter(Boolean);
-for (const s of scenarios) if (s !== 'resume' && s !== 'naive') throw new Error(`unknown scenario ${s}: resume or naive`);
+const scenarios = cli.scenarios;
 
 const SECRET = 'chaos-secret-chaos-secret-chaos-secret-0123';
 const API_KEY = 'chaos-api-key-0123456789';
@@ -44,7 +54,7 @@ function freePort(): Promise<number> {
 
 /** `node dist/main.js` in production mode on a free loopback port; resolves once /healthz answers. */
 async function startServer(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
+  const child = track(spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -57,7 +67,7 @@ async function startServer(port: number): Promise<ChildProcess> {
       MAX_CONNECTIONS_PER_IP: String(params.clients * 2 + 10),
     },
     stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  }));
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
   const deadline = Date.now() + 15_000;
@@ -81,8 +91,6 @@ async function stop(child: ChildProcess): Promise<void> {
 async function scenario(name: string): Promise<ChaosResult> {
   const port = await freePort();
   const server = await startServer(port);
-  const onExit = () => killNow(server);
-  process.once('exit', onExit);
   try {
     const opts: ChaosOptions = {
       url: `ws://127.0.0.1:${port}/ws`,
@@ -100,14 +108,8 @@ async function scenario(name: string): Promise<ChaosResult> {
     };
     return await runChaos(opts);
   } finally {
-    process.off('exit', onExit);
     await stop(server);
   }
-}
-
-/** Last resort on exit: the server must not outlive the benchmark. */
-function killNow(c: ChildProcess): void {
-  if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL');
 }
 
 async function main(): Promise<void> {

@@ -1,18 +1,26 @@
 // Cross-node fan-out: 2 nodes + Redis against 1 node, same clients, same publisher, same machine.
 // Prints one JSON line per scenario: delivered msgs/s at the clients and server CPU per million deliveries
-// (storywire nodes + redis-server, from /proc). Usage: npm run build && node --import tsx bench/cluster-fanout.ts
-// Env: CLIENTS (default 400), SECONDS (5), BATCH (50 events per POST /v1/publish), INFLIGHT (2).
+// (storywire nodes + redis-server, from /proc). Needs redis-server on the PATH.
+//   npm run bench -- cluster [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]   (after npm run build)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { cliOptions } from './lib/args.js';
+import { track } from './lib/children.js';
 
-const CLIENTS = Number(process.env.CLIENTS ?? 400);
-const SECONDS = Number(process.env.SECONDS ?? 5);
-const BATCH = Number(process.env.BATCH ?? 50);
-const INFLIGHT = Number(process.env.INFLIGHT ?? 2);
+const opts = cliOptions('npm run bench -- cluster', {
+  clients: { default: 400, int: true, doc: 'subscribers of stories, spread over the nodes' },
+  seconds: { default: 5, min: 0.1, doc: 'seconds of publishing per setup' },
+  batch: { default: 50, int: true, doc: 'events per POST /v1/publish' },
+  inflight: { default: 2, int: true, doc: 'publish requests in flight' },
+});
+const CLIENTS = opts.clients;
+const SECONDS = opts.seconds;
+const BATCH = opts.batch;
+const INFLIGHT = opts.inflight;
 const SECRET = 'bench-secret-bench-secret-bench-secret-0123';
 const API_KEY = 'bench-api-key-0123456789';
 const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
@@ -44,10 +52,10 @@ async function waitFor(url: string): Promise<void> {
 }
 
 async function node(port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [MAIN], {
+  const child = track(spawn(process.execPath, [MAIN], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
     stdio: 'inherit',
-  });
+  }));
   await waitFor(`http://127.0.0.1:${port}/readyz`);
   return child;
 }
@@ -117,10 +125,11 @@ const single = await node(p1, {});
 await run('1 node (memory backplane)', [p1], [single.pid!]);
 await kill(single);
 
-const redis = spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const redis = track(spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
 await sleep(300);
 const env = { REDIS_URL: `redis://127.0.0.1:${rp}`, REDIS_PREFIX: `bench${Date.now()}:` };
 const a = await node(p1, { ...env, NODE_ID: 'a' });
 const b = await node(p2, { ...env, NODE_ID: 'b' });
 await run('2 nodes + Redis (half the clients on each; publishes on node a)', [p1, p2], [a.pid!, b.pid!, redis.pid!]);
 await Promise.all([kill(a), kill(b), kill(redis)]);
+process.exit(0);

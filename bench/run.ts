@@ -1,7 +1,7 @@
 // CLI: `npm run bench -- <scenario|all> [options]`. Starts the servers under test as separate processes on
 // loopback, drives the same workload against each with load-client worker processes, prints one JSON line
 // per result on stdout and a Markdown summary at the end. See bench/README.md.
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Ctx, Options } from './lib/context.js';
@@ -19,6 +19,7 @@ import { ping } from './scenarios/ping.js';
 const RUNNERS: Record<ScenarioName, (ctx: Ctx, kind: ServerKind, run: number) => Promise<void>> = { connect, fanout, notify, ping };
 
 const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
+       npm run bench -- <soak|cluster|recovery> [their options; --help lists them]
 
   --servers LIST        servers under test, comma separated (default uws,storywire,socketio)
   --runs N              repeat each measurement N times; the summary shows medians (default 1)
@@ -254,7 +255,26 @@ async function main(): Promise<number> {
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-main().then(
+/**
+ * Scenarios with a shape of their own, run by their own scripts in this process (their options:
+ * `npm run bench -- <name> --help`): storywire over time (soak), one node against two over Redis (cluster),
+ * and the SDK's resume against a naive reconnect while sockets are cut (recovery).
+ */
+const STANDALONE: Record<string, string> = { soak: './soak.js', cluster: './cluster-fanout.js', recovery: './chaos.js' };
+
+async function standalone(name: string): Promise<void> {
+  if (!existsSync(new URL('../dist/main.js', import.meta.url))) {
+    process.stderr.write(`bench ${name}: dist/main.js is missing: run "npm run build" first\n`);
+    process.exit(2);
+  }
+  // The script reads its options from process.argv after the script name, and exits when done.
+  process.argv.splice(2, 1);
+  await import(STANDALONE[name]!);
+}
+
+const which = process.argv[2];
+const run = which !== undefined && Object.hasOwn(STANDALONE, which) ? standalone(which).then(() => new Promise<number>(() => {})) : main();
+run.then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);

@@ -1,18 +1,23 @@
 // Soak: N clients with mixed traffic against a production-mode storywire for a bounded duration,
 // sampling server RSS and heap so that a leak shows as a slope. One JSON line per sample and a summary.
-//   node --import tsx bench/soak.ts [--clients 500] [--duration 600] [--sample 10]
+//   npm run bench -- soak [--clients 500] [--duration 60] [--sample 10]   (after npm run build)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { cliOptions } from './lib/args.js';
+import { track } from './lib/children.js';
 
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
-const CLIENTS = Number(args.get('clients') ?? 500);
-const DURATION_S = Number(args.get('duration') ?? 60);
-const SAMPLE_S = Number(args.get('sample') ?? 10);
+const opts = cliOptions('npm run bench -- soak', {
+  clients: { default: 500, int: true, doc: 'connected clients, with mixed traffic and churn' },
+  duration: { default: 60, min: 0.1, doc: 'seconds of traffic' },
+  sample: { default: 10, min: 0.1, doc: 'seconds between samples of server RSS and heap' },
+});
+const CLIENTS = opts.clients;
+const DURATION_S = opts.duration;
+const SAMPLE_S = opts.sample;
 const SECRET = 'soak-secret-soak-secret-soak-secret-0123';
 const API_KEY = 'soak-api-key-0123456789';
 const machine = { node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length };
@@ -42,14 +47,13 @@ function freePort(): Promise<number> {
 
 async function main(): Promise<void> {
   const port = await freePort();
-  const server = spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
+  const server = track(spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
     env: { ...process.env, NODE_ENV: 'production', JWT_SECRET: SECRET, API_KEY, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: String(CLIENTS * 2) },
     stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  }));
   const stop = () => server.pid && !server.killed && server.kill('SIGKILL');
-  process.on('exit', stop);
   let out = '';
-  server.stdout.on('data', (d) => (out += d));
+  server.stdout!.on('data', (d) => (out += d));
   const deadline = Date.now() + 15000;
   while (!(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false))) {
     if (Date.now() > deadline) throw new Error(`server did not start: ${out}`);

@@ -111,3 +111,55 @@ t.test('bench smoke: every scenario against every server', async (t) => {
     }
   }
 });
+
+// The stand-alone scenarios (their own scripts behind the same command), with tiny sizes.
+const lines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
+
+t.test('bench smoke: soak samples the server and sums up', async (t) => {
+  const { code, stdout, stderr } = await runBench(['soak', '--clients', '10', '--duration', '2', '--sample', '1'], 30_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  const samples = out.filter((l) => l.sample);
+  t.equal(samples.length, 2, 'one sample a second');
+  for (const s of samples) t.ok(s.sample.rssKiB > 0 && s.sample.heapUsed > 0, 'server RSS and heap sampled');
+  const summary = out.find((l) => l.params);
+  t.match(summary, { bench: 'soak', server: 'storywire', params: { clients: 10, durationS: 2, sampleS: 1 }, machine: { node: process.version } });
+  t.ok(summary!.sent > 0 && summary!.received > 0, 'traffic went both ways');
+  t.equal(summary!.rssKiB.last, samples[1]!.sample.rssKiB, 'summary of the samples');
+});
+
+t.test('bench smoke: cluster, one node against two over Redis, nothing lost', async (t) => {
+  const { code, stdout, stderr } = await runBench(['cluster', '--clients', '6', '--seconds', '0.5', '--batch', '10'], 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.equal(out.length, 2, 'one line per setup');
+  t.same(out.map((l) => l.processes), [1, 3], '1 node; 2 nodes and redis-server');
+  for (const l of out) {
+    t.ok(l.published > 0, `${l.scenario}: published`);
+    t.equal(l.delivered, l.published * 6, `${l.scenario}: every event reached every client once`);
+    t.equal(l.lost, 0, `${l.scenario}: nothing lost`);
+    t.ok(Number.isFinite(l.serverCpuSecondsPerMillion) && l.serverCpuSecondsPerMillion > 0, `${l.scenario}: CPU per million`);
+  }
+});
+
+t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) => {
+  const args = ['recovery', '--clients', '8', '--duration', '1.5', '--rate', '40', '--every', '200', '--share', '0.25', '--away', '100', '--settle', '3000'];
+  const { code, stdout, stderr } = await runBench(args, 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.same(out.map((l) => l.scenario), ['resume', 'naive'], 'both scenarios, in order');
+  const [resume, naive] = out.map((l) => l.result);
+  t.ok(resume.published > 0 && resume.cuts > 0, 'notifications flowed and sockets were cut');
+  t.equal(resume.missing, 0, 'resume: nothing missing');
+  t.equal(resume.duplicates, 0, 'resume: no duplicate');
+  t.equal(resume.outOfOrder, 0, 'resume: in order');
+  t.equal(naive.delivered + naive.missing, naive.published, 'naive: every notification is delivered or counted missing');
+});
+
+t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
+    const { code, stderr } = await runBench(args, 20_000);
+    t.equal(code, 2, `${args.join(' ')}: exit code 2`);
+    t.match(stderr, /--(clients|nodes|scenarios|share)/, `${args.join(' ')}: names the option`);
+  }
+});

@@ -1,0 +1,80 @@
+// Options of the stand-alone bench scripts (soak, cluster, recovery): `--name value` numbers and lists,
+// checked before anything starts. A wrong or unknown option ends the script with the usage and exit code 2.
+import { parseArgs } from 'node:util';
+
+export interface NumberOption {
+  default: number;
+  /** Smallest accepted value (default 1: counts and durations). */
+  min?: number;
+  /** Whole numbers only. */
+  int?: boolean;
+  doc: string;
+}
+
+export interface ListOption {
+  default: string;
+  /** Accepted items. */
+  choices: readonly string[];
+  doc: string;
+}
+
+export type Spec = Record<string, NumberOption | ListOption>;
+
+type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends ListOption ? string[] : number };
+
+export function usage(command: string, spec: Spec): string {
+  const lines = Object.entries(spec).map(([name, o]) => `  --${name.padEnd(12)} ${o.doc} (default ${o.default})`);
+  return `usage: ${command} [options]\n\n${lines.join('\n')}\n`;
+}
+
+/** Parses `argv` against `spec`; throws an Error whose message includes the usage. */
+export function parseOptions<S extends Spec>(command: string, spec: S, argv: readonly string[]): Parsed<S> {
+  const help = usage(command, spec);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        ...Object.fromEntries(Object.keys(spec).map((k) => [k, { type: 'string' as const }])),
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n\n${help}`);
+  }
+  if (values.help) throw new Error(help);
+  const out: Record<string, number | string[]> = {};
+  for (const [name, o] of Object.entries(spec)) {
+    const raw = values[name] as string | undefined;
+    if ('choices' in o) {
+      const items = (raw ?? o.default).split(',').map((s) => s.trim()).filter(Boolean);
+      const bad = items.find((i) => !o.choices.includes(i));
+      if (items.length === 0 || bad !== undefined) throw new Error(`--${name} takes a comma-separated list of ${o.choices.join(', ')}, got "${raw}"\n\n${help}`);
+      out[name] = items;
+      continue;
+    }
+    if (raw === undefined) {
+      out[name] = o.default;
+      continue;
+    }
+    const n = raw.trim() === '' ? NaN : Number(raw);
+    const min = o.min ?? 1;
+    if (!Number.isFinite(n) || n < min || (o.int && !Number.isInteger(n))) {
+      throw new Error(`--${name} must be ${o.int ? 'a whole number' : 'a number'} >= ${min}, got "${raw}"\n\n${help}`);
+    }
+    out[name] = n;
+  }
+  return out as Parsed<S>;
+}
+
+/** parseOptions on process.argv, or the message on stderr and exit 2. */
+export function cliOptions<S extends Spec>(command: string, spec: S): Parsed<S> {
+  try {
+    return parseOptions(command, spec, process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}`);
+    process.exit(2);
+  }
+}

@@ -25,6 +25,11 @@ export interface Principal {
 
 /** The subprotocol the server speaks; echoed back when a client offers it. */
 export const SUBPROTOCOL = 'storywire.v1';
+/**
+ * Offered next to `storywire.v1` by clients that want a refused upgrade as a WebSocket close with a code
+ * and a reason (browsers cannot read the HTTP status of a refused upgrade: they see a bare 1006).
+ */
+export const REFUSAL_SUBPROTOCOL = 'storywire.close-on-refusal';
 /** Prefix of the subprotocol entry that carries a token: `bearer.<jwt>`. */
 export const SUBPROTOCOL_TOKEN_PREFIX = 'bearer.';
 /** User, story and author ids: what may follow `user:`, `story:`, `author:` in a topic. */
@@ -35,17 +40,21 @@ export interface TokenSource {
   token: string | undefined;
   /** What to answer in Sec-WebSocket-Protocol ('' for nothing). */
   protocol: string;
+  /** The client offered REFUSAL_SUBPROTOCOL: refuse by accepting and closing with a code. */
+  closeOnRefusal: boolean;
 }
 
 /** Reads the token from `Authorization: Bearer`, then `Sec-WebSocket-Protocol: bearer.<jwt>`, then `?token=`. */
 export function extractToken(authorization: string, protocols: string, queryToken: string): TokenSource {
   const offered = protocols ? protocols.split(',').map((p) => p.trim()) : [];
-  const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : '';
+  const closeOnRefusal = offered.includes(REFUSAL_SUBPROTOCOL);
+  // The answer must be one of the offered protocols, or a browser fails the handshake.
+  const protocol = offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : closeOnRefusal ? REFUSAL_SUBPROTOCOL : '';
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-  if (bearer) return { token: bearer[1], protocol };
+  if (bearer) return { token: bearer[1], protocol, closeOnRefusal };
   const fromProtocol = offered.find((p) => p.startsWith(SUBPROTOCOL_TOKEN_PREFIX));
-  if (fromProtocol) return { token: fromProtocol.slice(SUBPROTOCOL_TOKEN_PREFIX.length), protocol };
-  return { token: queryToken || undefined, protocol };
+  if (fromProtocol) return { token: fromProtocol.slice(SUBPROTOCOL_TOKEN_PREFIX.length), protocol, closeOnRefusal };
+  return { token: queryToken || undefined, protocol, closeOnRefusal };
 }
 
 export function hasPermission(p: Principal, permission: string): boolean {

@@ -67,6 +67,12 @@ export function setPersonalPosition(conn: Conn, p: Position | undefined): void {
  */
 export interface Held<T> {
   readonly c: T;
+  /**
+   * Set (and `c` unset) only on a refused upgrade made into a socket for a client that offered
+   * `storywire.close-on-refusal`: open() closes it at once with this code and reason. Such a socket is
+   * never registered, subscribed or handed to any other handler.
+   */
+  readonly refusal?: { readonly code: number; readonly reason: string };
 }
 
 export type Socket = UWS.WebSocket<Held<Conn>>;

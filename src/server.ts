@@ -194,7 +194,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     upgrade: upgrades.handle,
 
     open(ws) {
-      const conn = ws.getUserData().c;
+      const held = ws.getUserData();
+      if (held.refusal !== undefined) {
+        // A refused upgrade, told in band (see upgrades.refuse): nothing to register.
+        ws.end(held.refusal.code, held.refusal.reason);
+        return;
+      }
+      const conn = held.c;
       const userId = conn.userId;
       connections.add(ws);
       metrics.connection('accepted');
@@ -276,7 +282,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
 
     close(ws, code) {
-      const conn = ws.getUserData().c;
+      const held = ws.getUserData();
+      if (held.refusal !== undefined) return;
+      const conn = held.c;
       conn.closed = true;
       const userId = conn.userId;
       connections.remove(ws, code);

@@ -1,11 +1,11 @@
 // The WebSocket upgrade: cheap refusals first, then the token, the per-user cap, and the connection's state.
 import type { Logger } from 'pino';
-import { extractToken, type Principal, type Verifier } from './auth.js';
+import { extractToken, type Principal, type TokenSource, type Verifier } from './auth.js';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
 import type { Connections } from './connections.js';
-import type { Conn } from './dispatch.js';
-import { ErrorCode, WireError } from './errors.js';
+import type { Conn, Held } from './dispatch.js';
+import { CloseCode, ErrorCode, WireError } from './errors.js';
 import type { Position } from './history/types.js';
 import { statusLine } from './http.js';
 import { Counts, clientAddress } from './limits.js';
@@ -31,6 +31,39 @@ export interface Upgrades {
   durationS(conn: Conn): number;
 }
 
+/**
+ * The close code of a refused upgrade, for clients that offered `storywire.close-on-refusal` (the reason
+ * names the error code). `shuttingDown`: the node refused because it is going away.
+ */
+export function refusalCloseCode(err: WireError, shuttingDown: boolean): CloseCode {
+  switch (err.code) {
+    case ErrorCode.TOKEN_EXPIRED:
+      return CloseCode.TOKEN_EXPIRED;
+    case ErrorCode.TOKEN_MISSING:
+    case ErrorCode.TOKEN_INVALID:
+      return CloseCode.TOKEN_INVALID;
+    case ErrorCode.FORBIDDEN:
+      return CloseCode.FORBIDDEN;
+    case ErrorCode.CONNECTION_LIMIT:
+      return CloseCode.CONNECTION_LIMIT;
+    case ErrorCode.UNAVAILABLE:
+    case ErrorCode.TIMEOUT:
+      return shuttingDown ? CloseCode.SHUTDOWN : CloseCode.UNAVAILABLE;
+    default:
+      // A malformed upgrade request (a bad `since`).
+      return CloseCode.PROTOCOL_ERROR;
+  }
+}
+
+/** A close reason of at most 123 bytes (the WebSocket limit), cut on a character boundary. */
+export function closeReason(text: string): string {
+  if (Buffer.byteLength(text) <= 123) return text;
+  let s = text.slice(0, 120);
+  const highSurrogate = () => /[\uD800-\uDBFF]$/.test(s);
+  while (Buffer.byteLength(s) > 120 || highSurrogate()) s = s.slice(0, -1);
+  return `${s}...`;
+}
+
 export function createUpgrades(deps: UpgradeDeps): Upgrades {
   const { config, log, metrics, verifier, backplane, connections } = deps;
   const nodeId = backplane.nodeId;
@@ -45,9 +78,19 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   let connCounter = 0;
   let pendingUpgrades = 0;
 
-  function refuse(res: UWS.HttpResponse, err: WireError, ip: string): void {
+  /**
+   * Refuses an upgrade: an HTTP error with a JSON body, or, for a client that offered
+   * `storywire.close-on-refusal`, a socket closed at once with a close code and `<CODE>: <message>`
+   * (browsers cannot read the HTTP status). A forbidden origin always gets HTTP: no socket for it.
+   */
+  function refuse(res: UWS.HttpResponse, err: WireError, ip: string, up: InBand): void {
     metrics.connection(String(err.status) as ConnectOutcome);
     log.info({ ip, reason: err.code }, 'upgrade rejected');
+    if (up.source.closeOnRefusal && err.code !== ErrorCode.ORIGIN_FORBIDDEN) {
+      const refusal = { code: refusalCloseCode(err, deps.shuttingDown()), reason: closeReason(`${err.code}: ${err.message}`) };
+      res.upgrade<Held<Conn>>({ c: undefined as unknown as Conn, refusal }, up.secKey, up.source.protocol, up.secExtensions, up.context);
+      return;
+    }
     res.writeStatus(statusLine(err.status));
     res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
   }
@@ -87,6 +130,14 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     };
   }
 
+  /** What a refusal needs to be made into a socket instead of an HTTP error. */
+  interface InBand {
+    source: TokenSource;
+    secKey: string;
+    secExtensions: string;
+    context: UWS.us_socket_context_t;
+  }
+
   function handle(res: UWS.HttpResponse, req: UWS.HttpRequest, context: UWS.us_socket_context_t): void {
     const secKey = req.getHeader('sec-websocket-key');
     const secExtensions = req.getHeader('sec-websocket-extensions');
@@ -94,32 +145,33 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
     const sinceParam = req.getQuery('since') ?? '';
     const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
+    const up: InBand = { source, secKey, secExtensions, context };
     // Cheap refusals first: none of these costs a signature check.
     if (deps.shuttingDown()) {
-      refuse(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip);
+      refuse(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip, up);
       return;
     }
     if (allowedOrigins && origin && !allowedOrigins.has(origin)) {
-      refuse(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip);
+      refuse(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip, up);
       return;
     }
     if (connections.size + pendingUpgrades >= config.maxConnections) {
-      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip);
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip, up);
       return;
     }
     if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
-      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip);
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip, up);
       return;
     }
     let resumeFrom;
     try {
       resumeFrom = parseSinceParam(sinceParam);
     } catch (err) {
-      refuse(res, err as WireError, ip);
+      refuse(res, err as WireError, ip, up);
       return;
     }
     if (!source.token) {
-      refuse(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip);
+      refuse(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip, up);
       return;
     }
     if (verifyNow) {
@@ -127,12 +179,12 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       try {
         principal = verifyNow(source.token);
       } catch (err) {
-        refuse(res, asAuthError(err), ip);
+        refuse(res, asAuthError(err), ip, up);
         return;
       }
       // One node: its own connections are all the user's connections.
       if (connections.of(principal.userId) >= config.maxConnectionsPerUser) {
-        refuse(res, tooManyForUser(), ip);
+        refuse(res, tooManyForUser(), ip, up);
         return;
       }
       byAddress.inc(ip);
@@ -165,7 +217,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       .catch((err: unknown) => {
         byAddress.dec(ip);
         if (aborted) return;
-        res.cork(() => refuse(res, asAuthError(err), ip));
+        res.cork(() => refuse(res, asAuthError(err), ip, up));
       })
       .finally(() => {
         pendingUpgrades--;

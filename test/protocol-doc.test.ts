@@ -1,5 +1,6 @@
 // Replays every `exchange` block of protocol.md against a live server, and checks the code tables.
 import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
 import t from 'tap';
 import { CloseCode, ErrorCode } from '../src/errors.js';
 import { Client, expectReject, sign, startServer, type Frame } from './helpers.js';
@@ -35,6 +36,23 @@ for (const [i, lines] of blocks.entries()) {
         const err = await expectReject(Client.open(token ? `${h.url}?token=${token}` : h.url));
         t.equal(err.status, Number(m[2]), line);
         t.ok(contains(err.body, JSON.parse(m[3]!)), `${line} (got ${JSON.stringify(err.body)})`);
+      } else if ((m = /^connect-in-band (\S+) -> close (\d{4}) ([A-Z_]+)$/.exec(line))) {
+        const kind = m[1]!;
+        const token = kind === 'none' ? '' : kind === 'expired' ? await sign('alice', {}, -60) : kind === 'bad-signature' ? await sign('alice', {}, 60, new TextEncoder().encode('x'.repeat(40))) : '';
+        const ws = new WebSocket(token ? `${h.url}?token=${token}` : h.url, ['storywire.v1', 'storywire.close-on-refusal']);
+        const frames: string[] = [];
+        ws.on('message', (d) => frames.push(String(d)));
+        const [opened, code, reason] = await new Promise<[boolean, number, string]>((resolve, reject) => {
+          let open = false;
+          ws.on('open', () => (open = true));
+          ws.on('error', reject);
+          ws.on('close', (c, r) => resolve([open, c, r.toString()]));
+        });
+        t.ok(opened, `${line}: the socket opened`);
+        t.equal(ws.protocol, 'storywire.v1', `${line}: the server answered storywire.v1`);
+        t.equal(code, Number(m[2]), line);
+        t.match(reason, new RegExp(`^${m[3]}: \\S`), `${line} (reason "${reason}")`);
+        t.same(frames, [], `${line}: no frame before the close`);
       } else if ((m = /^users: (.*)$/.exec(line))) {
         for (const u of m[1]!.split(/,\s*/)) {
           const [, name, roles] = /^(\w+)(?:\((.*)\))?$/.exec(u)!;

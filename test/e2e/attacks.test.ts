@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK } from 'jose';
 import t from 'tap';
+import WebSocket from 'ws';
 import { Client, expectReject, startServer } from '../helpers.js';
 
 const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
@@ -99,6 +100,12 @@ t.test('a JWKS that never answers: upgrades answered 503 TIMEOUT in bounded time
   const err = await expectReject(Client.open(`${h.url}?token=${await sign({ sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60 }, k1.priv)}`));
   t.match(err, { status: 503, body: { error: { code: 'TIMEOUT' } } });
   t.ok(Date.now() - started < 3000, 'answered promptly');
+  // The same refusal in band, after the verification gave up (the asynchronous path of the upgrade).
+  const ws = new WebSocket(`${h.url}?token=${await sign({ sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60 }, k1.priv)}`, ['storywire.v1', 'storywire.close-on-refusal']);
+  ws.on('error', () => {});
+  const [code, reason] = await new Promise<[number, string]>((r) => ws.on('close', (c, why) => r([c, why.toString()])));
+  t.equal(code, 4104, 'in band: 4104 UNAVAILABLE, reconnect with backoff');
+  t.match(reason, /^TIMEOUT: /);
   const res = await fetch(`http://127.0.0.1:${h.port}/healthz`);
   t.equal(res.status, 200);
 });

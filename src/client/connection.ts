@@ -41,6 +41,8 @@ export interface ConnectionHooks {
 }
 
 const SUBPROTOCOL = 'storywire.v1';
+/** Asks the server to tell a refused upgrade with a close code: browsers cannot read its HTTP status. */
+const REFUSAL_SUBPROTOCOL = 'storywire.close-on-refusal';
 const OPEN = 1;
 
 export class Connection {
@@ -146,7 +148,8 @@ export class Connection {
       const since = this.o.since?.(token);
       const query = [...(since ? [`since=${since}`] : []), ...(this.o.tokenTransport === 'query' ? [`token=${encodeURIComponent(token)}`] : [])];
       const url = query.length ? `${this.o.url}${this.o.url.includes('?') ? '&' : '?'}${query.join('&')}` : this.o.url;
-      ws = this.o.tokenTransport === 'protocol' ? new this.o.WebSocket(url, [SUBPROTOCOL, `bearer.${token}`]) : new this.o.WebSocket(url, [SUBPROTOCOL]);
+      const protocols = this.o.tokenTransport === 'protocol' ? [SUBPROTOCOL, REFUSAL_SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL, REFUSAL_SUBPROTOCOL];
+      ws = new this.o.WebSocket(url, protocols);
     } catch (err) {
       this.failed({ code: 1006, reason: `cannot open a WebSocket: ${(err as Error).message}`, kind: 'network', policy: 'standard' });
       return;
@@ -220,6 +223,10 @@ export class Connection {
       // Only Node's `ws` reveals the HTTP status of a refused upgrade; browsers report a bare 1006.
       const status = Number(http[1]);
       why = { code, reason: handshakeError!, kind: 'handshake', httpStatus: status, policy: status === 401 || status === 403 ? 'stop' : 'backoff' };
+    } else if (!wasOpen && code >= 4000 && code <= 4999) {
+      // Refused before `connected`, told with a close code (the server does so for clients that offer
+      // storywire.close-on-refusal, as this SDK does); the reason starts with the error code.
+      why = { code, reason, kind: 'handshake', policy: reconnectPolicy(code) };
     } else if (code === 1006 || code === 1005) {
       why = { code, reason: reason || (wasOpen ? 'connection lost' : (handshakeError ?? 'could not connect')), kind: 'network', policy: 'standard' };
     } else {

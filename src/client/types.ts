@@ -178,12 +178,14 @@ export interface CloseReason {
   /**
    * server: the server closed with this code; network: the socket failed or never opened;
    * heartbeat: no frame within the heartbeat timeout; timeout: no `connected` frame in time;
-   * handshake: the upgrade was refused with an HTTP status (seen in Node only: browsers hide it);
+   * handshake: the upgrade was refused: with an HTTP status (`httpStatus`; Node only, browsers hide it), or
+   * with a close code before `connected` (browsers too; `reason` starts with the error code, e.g.
+   * `TOKEN_EXPIRED: ...`);
    * token: the token provider failed; client: close() was called; attempts: maxAttempts reached.
    */
   kind: 'server' | 'network' | 'heartbeat' | 'timeout' | 'handshake' | 'token' | 'client' | 'attempts';
   policy: ReconnectPolicy;
-  /** The upgrade's HTTP status, when kind is handshake. */
+  /** The upgrade's HTTP status, when kind is handshake and the refusal came as an HTTP response. */
   httpStatus?: number;
 }
 

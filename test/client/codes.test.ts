@@ -1,4 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { CloseCode as ServerCloseCode, ErrorCode, reconnectPolicy as serverPolicy } from '../../src/errors.js';
 import { CloseCode, ServerErrorCode, reconnectPolicy, type CloseReason, type TokenContext } from '../../src/client/index.js';
@@ -68,11 +70,12 @@ t.test('4400-4499 with a provider: one more try with a new token, then stop', as
   t.equal(contexts[1]!.lastReason?.code, 4401);
 });
 
-t.test('a refused upgrade: HTTP 401 stops a fixed token; a provider gets another chance', async (t) => {
+t.test('a refused upgrade, told in band (close 4400/4401): a fixed token stops; a provider gets another chance', async (t) => {
   const h = await startServer(t);
   const fixed = client(t, { url: h.url, token: 'not-a-jwt' });
   const [why] = await next(fixed, 'closed');
-  t.match(why, { kind: 'handshake', httpStatus: 401, policy: 'stop' } satisfies Partial<CloseReason>);
+  t.match(why, { kind: 'handshake', code: ServerCloseCode.TOKEN_INVALID, policy: 'stop', reason: /^TOKEN_INVALID: / });
+  t.equal(why.httpStatus, undefined, 'a close code, not an HTTP status');
 
   let calls = 0;
   const good = await h.token('bob');
@@ -80,6 +83,17 @@ t.test('a refused upgrade: HTTP 401 stops a fixed token; a provider gets another
   const [info] = await next(provided, 'open');
   t.equal(info.userId, 'bob');
   t.equal(calls, 2, 'an expired token was replaced by the provider');
+  t.equal(provided.state.reason, undefined, 'open: the failed attempt is behind it');
+});
+
+t.test('a refused upgrade answered over HTTP (a server or proxy without in-band refusals): 401 stops a fixed token', async (t) => {
+  const server = http.createServer();
+  server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const fixed = client(t, { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`, token: 'x' });
+  const [why] = await next(fixed, 'closed');
+  t.match(why, { kind: 'handshake', httpStatus: 401, policy: 'stop' } satisfies Partial<CloseReason>);
 });
 
 t.test('maxAttempts ends the client; reconnect: false never reconnects', async (t) => {

@@ -177,3 +177,32 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
   t.same(pageErrors, [], 'no uncaught errors in the pages');
   await kill(server);
 });
+
+t.test('in Chromium: a refused upgrade is a bare 1006, unless the page asks for in-band refusals (close 4400 with the code)', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const port = await reservePort();
+  await startProcess(t, port);
+  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+  t.teardown(async () => {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${port}/healthz`);
+  // A string, not a function: tsx's keep-names helper (__name) does not exist in the page.
+  const seen = (await page.evaluate(`(async (url) => {
+    const attempt = (protocols) => new Promise((resolve) => {
+      const ws = new WebSocket(url, protocols);
+      let protocol = '';
+      ws.onopen = () => (protocol = ws.protocol);
+      ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, protocol });
+    });
+    return {
+      http: await attempt(['storywire.v1', 'bearer.not-a-jwt']),
+      inBand: await attempt(['storywire.v1', 'storywire.close-on-refusal', 'bearer.not-a-jwt']),
+    };
+  })(${JSON.stringify(`ws://127.0.0.1:${port}/ws`)})`)) as Record<'http' | 'inBand', { code: number; reason: string; protocol: string }>;
+  t.match(seen.http, { code: 1006, reason: '' }, 'HTTP 401: the page learns nothing');
+  t.match(seen.inBand, { code: 4400, reason: /^TOKEN_INVALID: /, protocol: 'storywire.v1' }, 'in band: the page reads the code and the reason');
+});

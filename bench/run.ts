@@ -43,7 +43,7 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --quiet-wait S        before each server start, wait up to S s for other processes to calm down (default 60, 0 = never)
   --quiet-pct P         "calm": other processes under P % of one core (default 30)
   --jwt-secret S        HS256 secret given to every server (default: a fixed bench secret)
-  --publish-via ws      how stories and notifications are injected (ws today; http when the API lands)
+  --publish-via ws      how stories and notifications are injected (ws, the one driver: bench/README.md)
   --cpu-prof            write a V8 CPU profile of each server to bench/out/profiles/
   --server-node-args A  extra node flags for the server processes, space separated (experiments)
   --storywire-root DIR  run storywire from DIR/dist (another checkout: before/after comparisons)
@@ -185,7 +185,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     }
   }
   if (values['publish-via'] !== undefined && values['publish-via'] !== 'ws') {
-    throw new Error(`--publish-via ${values['publish-via']}: only "ws" exists until storywire's HTTP publish API lands`);
+    throw new Error(`--publish-via ${values['publish-via']}: only "ws" exists (an HTTP driver needs the same routes on the baselines: bench/README.md, "Publish driver")`);
   }
   if (opts.workers === 0) {
     const most = Math.max(opts.subscribers, opts.users, ...opts.connections.map((c) => (c === 'max' ? 20_000 : c)));

@@ -1,73 +1,22 @@
-// Outgoing envelopes: one fast-json-stringify serializer per server -> client type, compiled once at load.
-import fastJson from 'fast-json-stringify';
+// Outgoing envelopes: one fast-json-stringify serializer per server -> client type, compiled ahead of time
+// from src/frame-schemas.ts into src/generated/serializers.ts (by `npm run build`), so start-up loads no
+// schema compiler (fast-json-stringify's and ajv's modules took V8's young generation from 4 to 8 MiB).
 import type { ErrorCode } from './errors.js';
+import { EVENT_SCHEMAS, type EventType } from './frame-schemas.js';
+import { serializers } from './generated/serializers.js';
 import type { RequestId } from './protocol.js';
 
-type Schema = Record<string, unknown>;
+export { EVENT_SCHEMAS, type EventType };
+
 type Serializer = (doc: object) => string;
-// fast-json-stringify's schema types do not model type unions (["string", "null"]); the schemas here are checked by tests.
-const build = fastJson as unknown as (schema: Schema) => Serializer;
 
-const str = { type: 'string' } as const;
-const int = { type: 'integer' } as const;
-const open = (properties: Record<string, Schema>, required: string[] = []): Schema => ({
-  type: 'object',
-  properties,
-  required,
-  additionalProperties: true,
-});
+const serializer = (name: string): Serializer => {
+  const s = serializers[name];
+  if (!s) throw new Error(`no serializer "${name}" in src/generated/serializers.ts: run npm run build`);
+  return s;
+};
 
-/** Data schemas of every event the server sends on a topic; protocol.md documents each. */
-export const EVENT_SCHEMAS = {
-  'notification:received': {
-    type: 'object',
-    properties: {
-      id: str,
-      title: str,
-      message: str,
-      type: str,
-      data: { type: 'object', additionalProperties: true },
-      from: { type: ['string', 'null'] },
-      ts: int,
-    },
-    required: ['id', 'title', 'message', 'type', 'from', 'ts'],
-  },
-  'user:online': { type: 'object', properties: { userId: str }, required: ['userId'] },
-  'user:offline': { type: 'object', properties: { userId: str, lastSeen: int }, required: ['userId', 'lastSeen'] },
-  'story:new': open({ id: str, title: str, authorId: { type: ['string', 'null'] } }, ['id']),
-  'story:updated': open({ id: str, authorId: { type: ['string', 'null'] } }, ['id']),
-  'chapter:new': open({ storyId: str, id: str, title: str, authorId: { type: ['string', 'null'] } }, ['storyId', 'id']),
-  'user:typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
-  'user:stopped_typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
-  'profile:updated': open({ userId: str }, ['userId']),
-  'notifications:read': {
-    type: 'object',
-    properties: { ids: { type: 'array', items: str }, allUpTo: int, unreadCount: int },
-    required: ['unreadCount'],
-  },
-} as const satisfies Record<string, Schema>;
-
-export type EventType = keyof typeof EVENT_SCHEMAS;
-
-const envelope = (data: Schema | undefined, extra: Record<string, Schema> = {}, required = ['type', 'ts']) =>
-  build({
-    type: 'object',
-    properties: {
-      type: str,
-      topic: str,
-      id: { type: ['string', 'integer'] },
-      ...(data ? { data } : {}),
-      ...extra,
-      ts: int,
-    },
-    required,
-  });
-
-const eventSerializers = Object.fromEntries(
-  // Topic events start with `{"type":..,"topic":..` (fast-json-stringify writes required properties
-  // first, in this order): PubSub splices the history position in right after them.
-  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, envelope(schema, {}, ['type', 'topic', 'data', 'ts'])]),
-) as Record<EventType, Serializer>;
+const eventSerializers = Object.fromEntries(Object.keys(EVENT_SCHEMAS).map((type) => [type, serializer(type)])) as Record<EventType, Serializer>;
 
 /** One frame for one topic: serialized once, then fanned out by uWS to every subscriber. */
 export function eventFrame(type: EventType, topic: string, data: object, ts = Date.now()): string {
@@ -91,26 +40,24 @@ export function notificationFrame(
   return `{"type":"notification:received","topic":${J(topic)},"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"ts":${ts}${data}},"ts":${ts}}`;
 }
 
-const rawSerializer = envelope({ type: 'object', additionalProperties: true }, {}, ['type', 'topic', 'data', 'ts']);
+const rawSerializer = serializer('raw');
 /** A backend-defined event (`POST /v1/publish`): the type is not one of EVENT_SCHEMAS. */
 export function rawEventFrame(type: string, topic: string, data: object, ts = Date.now()): string {
   return rawSerializer({ type, topic, data, ts });
 }
 
-const ackSerializer = envelope({ type: 'object', additionalProperties: true });
+const ackSerializer = serializer('ack');
 export function ackFrame(id: RequestId | undefined, data?: object): string {
   return ackSerializer(id === undefined ? { type: 'ack', data, ts: Date.now() } : { type: 'ack', id, data, ts: Date.now() });
 }
 
-const errorSerializer = envelope(undefined, {
-  error: { type: 'object', properties: { code: str, message: str }, required: ['code', 'message'] },
-});
+const errorSerializer = serializer('error');
 export function errorFrame(id: RequestId | undefined, code: ErrorCode, message: string): string {
   const error = { code, message };
   return errorSerializer(id === undefined ? { type: 'error', error, ts: Date.now() } : { type: 'error', id, error, ts: Date.now() });
 }
 
-const bareSerializer = envelope(undefined);
+const bareSerializer = serializer('bare');
 export function pongFrame(id: RequestId | undefined): string {
   return bareSerializer(id === undefined ? { type: 'pong', ts: Date.now() } : { type: 'pong', id, ts: Date.now() });
 }

@@ -3,11 +3,11 @@
 //   (after npm run build; `npm run bench:chaos` builds and runs it)
 // Prints one JSON line per scenario (machine and parameters included), then a short summary.
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
+import { freePort } from './lib/servers.js';
 import { runChaos, type ChaosOptions, type ChaosResult } from './chaos-run.js';
 
 const cli = cliOptions('npm run bench -- recovery', {
@@ -41,16 +41,6 @@ const SECRET = 'chaos-secret-chaos-secret-chaos-secret-0123';
 const API_KEY = 'chaos-api-key-0123456789';
 const KEY = new TextEncoder().encode(SECRET);
 const machine = { node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 /** `node dist/main.js` in production mode on a free loopback port; resolves once /healthz answers. */
 async function startServer(port: number): Promise<ChildProcess> {

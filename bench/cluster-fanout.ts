@@ -4,12 +4,12 @@
 //   npm run bench -- cluster [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]   (after npm run build)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
+import { freePort } from './lib/servers.js';
 
 const opts = cliOptions('npm run bench -- cluster', {
   clients: { default: 400, int: true, doc: 'subscribers of stories, spread over the nodes' },
@@ -28,13 +28,6 @@ const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Lin
 
 const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, platform: `${os.platform()} ${os.release()}` };
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');

@@ -3,12 +3,12 @@
 //   npm run bench -- soak [--clients 500] [--duration 60] [--sample 10]   (after npm run build)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
+import { freePort } from './lib/servers.js';
 
 const opts = cliOptions('npm run bench -- soak', {
   clients: { default: 500, int: true, doc: 'connected clients, with mixed traffic and churn' },
@@ -35,15 +35,6 @@ async function heapUsed(port: number): Promise<number> {
 
 const token = (sub: string, roles: string[] = []) =>
   new SignJWT({ roles }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('2h').sign(new TextEncoder().encode(SECRET));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function main(): Promise<void> {
   const port = await freePort();

@@ -56,7 +56,7 @@ export function serverVersion(kind: ServerKind, storywireRoot = ROOT): string {
 }
 
 /** A port nothing listens on right now (the server is then checked to be its only listener). */
-function freePort(host: string): Promise<number> {
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

@@ -3,11 +3,11 @@
 //   (after npm run build; `npm run bench:chaos` builds and runs it)
 // Prints one JSON line per scenario (machine and parameters included), then a short summary.
 import { spawn, type ChildProcess } from 'node:child_process';
-import os from 'node:os';
 import { SignJWT } from 'jose';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
-import { freePort } from './lib/servers.js';
+import { machineInfo } from './lib/machine.js';
+import { freePort, serverVersion } from './lib/servers.js';
 import { runChaos, type ChaosOptions, type ChaosResult } from './chaos-run.js';
 
 const cli = cliOptions('npm run bench -- recovery', {
@@ -40,7 +40,8 @@ const scenarios = cli.scenarios;
 const SECRET = 'chaos-secret-chaos-secret-chaos-secret-0123';
 const API_KEY = 'chaos-api-key-0123456789';
 const KEY = new TextEncoder().encode(SECRET);
-const machine = { node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length };
+const machine = machineInfo();
+const underTest = { kind: 'storywire', name: 'storywire', version: serverVersion('storywire') };
 
 /** `node dist/main.js` in production mode on a free loopback port; resolves once /healthz answers. */
 async function startServer(port: number): Promise<ChildProcess> {
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
   for (const name of scenarios) {
     const r = await scenario(name);
     results.push([name, r]);
-    console.log(JSON.stringify({ bench: 'chaos', scenario: name, params, machine, result: r }));
+    console.log(JSON.stringify({ bench: 'chaos', scenario: name, server: underTest, params, machine, result: r }));
   }
   console.log(`\nchaos: ${params.clients} clients, ${params.durationS} s, ${params.ratePerS} notifications/s, ${params.dropShare * 100} % cut every ${params.chaosEveryMs} ms, history ${params.historySize}`);
   for (const [name, r] of results) {

@@ -4,12 +4,12 @@
 //   npm run bench -- cluster [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]   (after npm run build)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
-import { freePort } from './lib/servers.js';
+import { machineInfo } from './lib/machine.js';
+import { freePort, serverVersion } from './lib/servers.js';
 
 const opts = cliOptions('npm run bench -- cluster', {
   clients: { default: 400, int: true, doc: 'subscribers of stories, spread over the nodes' },
@@ -26,7 +26,8 @@ const API_KEY = 'bench-api-key-0123456789';
 const MAIN = new URL('../dist/main.js', import.meta.url).pathname;
 const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 
-const machine = { node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, platform: `${os.platform()} ${os.release()}` };
+const machine = machineInfo();
+const underTest = { kind: 'storywire', name: 'storywire', version: serverVersion('storywire') };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cpuSeconds = (pid: number) => {
@@ -97,6 +98,8 @@ async function run(name: string, ports: number[], pids: number[]): Promise<void>
     JSON.stringify({
       bench: 'cluster-fanout',
       scenario: name,
+      server: underTest,
+      params: { clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
       clients: CLIENTS,
       published,
       delivered: n,

@@ -3,12 +3,12 @@
 //   npm run bench -- soak [--clients 500] [--duration 60] [--sample 10]   (after npm run build)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { cliOptions } from './lib/args.js';
 import { track } from './lib/children.js';
-import { freePort } from './lib/servers.js';
+import { machineInfo } from './lib/machine.js';
+import { freePort, serverVersion } from './lib/servers.js';
 
 const opts = cliOptions('npm run bench -- soak', {
   clients: { default: 500, int: true, doc: 'connected clients, with mixed traffic and churn' },
@@ -20,7 +20,8 @@ const DURATION_S = opts.duration;
 const SAMPLE_S = opts.sample;
 const SECRET = 'soak-secret-soak-secret-soak-secret-0123';
 const API_KEY = 'soak-api-key-0123456789';
-const machine = { node: process.version, cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length };
+const machine = machineInfo();
+const underTest = { kind: 'storywire', name: 'storywire', version: serverVersion('storywire') };
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, Math.min(SAMPLE_S * 1000, DURATION_S * 1000 - (Date.now() - started))));
     const s = { t: Math.round((Date.now() - started) / 1000), rssKiB: rssKiB(server.pid!), heapUsed: await heapUsed(port) };
     samples.push(s);
-    console.log(JSON.stringify({ bench: 'soak', sample: s, sent, received, machine }));
+    console.log(JSON.stringify({ bench: 'soak', server: underTest, params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S }, machine, sample: s, sent, received }));
   }
   clearInterval(traffic);
   for (const ws of sockets) ws?.terminate();
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify({
       bench: 'soak',
-      server: 'storywire',
+      server: underTest,
       params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S },
       machine,
       sent,

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SCHEMA, SCENARIOS, type Result } from '../bench/lib/report.js';
 import { SERVER_KINDS } from '../bench/lib/wire.js';
 
@@ -114,6 +114,12 @@ t.test('bench smoke: every scenario against every server', async (t) => {
 
 // The stand-alone scenarios (their own scripts behind the same command), with tiny sizes.
 const lines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
+/** What every stand-alone line carries: the machine, the server under test and the parameters. */
+function described(t: Test, l: Record<string, any>, params: Record<string, number>): void {
+  t.match(l.machine, { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l.bench}: machine`);
+  t.match(l.server, { kind: 'storywire', version: /^storywire \d/ }, `${l.bench}: server`);
+  t.match(l.params, params, `${l.bench}: parameters`);
+}
 
 t.test('bench smoke: soak samples the server and sums up', async (t) => {
   const { code, stdout, stderr } = await runBench(['soak', '--clients', '10', '--duration', '2', '--sample', '1'], 30_000);
@@ -122,8 +128,9 @@ t.test('bench smoke: soak samples the server and sums up', async (t) => {
   const samples = out.filter((l) => l.sample);
   t.equal(samples.length, 2, 'one sample a second');
   for (const s of samples) t.ok(s.sample.rssKiB > 0 && s.sample.heapUsed > 0, 'server RSS and heap sampled');
-  const summary = out.find((l) => l.params);
-  t.match(summary, { bench: 'soak', server: 'storywire', params: { clients: 10, durationS: 2, sampleS: 1 }, machine: { node: process.version } });
+  for (const l of out) described(t, l, { clients: 10, durationS: 2, sampleS: 1 });
+  const summary = out.find((l) => !l.sample);
+  t.match(summary, { bench: 'soak', secondHalfRssGrowthKiB: Number, heapUsedMiB: { min: Number, max: Number } }, 'a summary line after the samples');
   t.ok(summary!.sent > 0 && summary!.received > 0, 'traffic went both ways');
   t.equal(summary!.rssKiB.last, samples[1]!.sample.rssKiB, 'summary of the samples');
 });
@@ -135,6 +142,7 @@ t.test('bench smoke: cluster, one node against two over Redis, nothing lost', as
   t.equal(out.length, 2, 'one line per setup');
   t.same(out.map((l) => l.processes), [1, 3], '1 node; 2 nodes and redis-server');
   for (const l of out) {
+    described(t, l, { clients: 6, seconds: 0.5, batch: 10 });
     t.ok(l.published > 0, `${l.scenario}: published`);
     t.equal(l.delivered, l.published * 6, `${l.scenario}: every event reached every client once`);
     t.equal(l.lost, 0, `${l.scenario}: nothing lost`);
@@ -148,6 +156,7 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
   t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
   const out = lines(stdout);
   t.same(out.map((l) => l.scenario), ['resume', 'naive'], 'both scenarios, in order');
+  for (const l of out) described(t, l, { clients: 8, ratePerS: 40 });
   const [resume, naive] = out.map((l) => l.result);
   t.ok(resume.published > 0 && resume.cuts > 0, 'notifications flowed and sockets were cut');
   t.equal(resume.missing, 0, 'resume: nothing missing');

@@ -2,7 +2,7 @@
 // Prints one JSON line per scenario: delivered msgs/s at the clients and server CPU per million deliveries
 // (storywire nodes + redis-server, from /proc). Needs redis-server on the PATH.
 //   npm run bench -- cluster [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]   (after npm run build)
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
@@ -115,6 +115,11 @@ async function run(name: string, ports: number[], pids: number[]): Promise<void>
 }
 
 const kill = (c: ChildProcess) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGKILL'))));
+
+if (spawnSync('redis-server', ['--version']).error) {
+  process.stderr.write('bench cluster: redis-server is not on the PATH (Debian: apt-get install redis-server)\n');
+  process.exit(2);
+}
 
 const [p1, p2, rp] = [await freePort(), await freePort(), await freePort()];
 const single = await node(p1, {});

@@ -1,7 +1,10 @@
 // Cross-node fan-out: 2 nodes + Redis against 1 node, same clients, same publisher, same machine.
+// --mode stories: batches of events on `stories`, which every client hears (fan-out to all);
+// --mode notify: batches of notifications to random users (POST /v1/notifications with userIds), each heard by
+// one client: many topics of one subscriber each, where crossing Redis costs the most per delivery.
 // Prints one JSON line per scenario: delivered msgs/s at the clients and server CPU per million deliveries
-// (storywire nodes + redis-server, from /proc). Needs redis-server on the PATH.
-//   npm run bench -- cluster [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]   (after npm run build)
+// (storywire nodes + redis-server, from /proc; redis-server's share also apart). Needs redis-server on the PATH.
+//   npm run bench -- cluster [--mode stories|notify] [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
@@ -16,7 +19,13 @@ const opts = cliOptions('npm run bench -- cluster', {
   seconds: { default: 5, min: 0.1, doc: 'seconds of publishing per setup' },
   batch: { default: 50, int: true, doc: 'events per POST /v1/publish' },
   inflight: { default: 2, int: true, doc: 'publish requests in flight' },
+  mode: { default: 'stories', choices: ['stories', 'notify'], doc: 'stories: events every client hears; notify: notifications to random users, one client each' },
 });
+if (opts.mode.length !== 1) {
+  process.stderr.write('--mode takes one of stories, notify\n');
+  process.exit(2);
+}
+const MODE = opts.mode[0] as 'stories' | 'notify';
 const CLIENTS = opts.clients;
 const SECONDS = opts.seconds;
 const BATCH = opts.batch;
@@ -54,7 +63,9 @@ async function node(port: number, env: Record<string, string>): Promise<ChildPro
   return child;
 }
 
-async function run(name: string, ports: number[], pids: number[]): Promise<void> {
+/** `pids`: the storywire nodes, then redis-server when there is one (its CPU is also reported apart). */
+async function run(name: string, ports: number[], pids: number[], redisPid?: number): Promise<void> {
+  const all = redisPid === undefined ? pids : [...pids, redisPid];
   const key = new TextEncoder().encode(SECRET);
   let delivered = 0;
   const sockets: WebSocket[] = [];
@@ -68,15 +79,26 @@ async function run(name: string, ports: number[], pids: number[]): Promise<void>
     ws.on('message', () => delivered++);
     sockets.push(ws);
   }
-  const body = JSON.stringify(Array.from({ length: BATCH }, (_, i) => ({ topic: 'stories', type: 'story:liked', data: { storyId: String(i), by: 'bench' } })));
+  const stories = JSON.stringify(Array.from({ length: BATCH }, (_, i) => ({ topic: 'stories', type: 'story:liked', data: { storyId: String(i), by: 'bench' } })));
+  /** BATCH distinct users at random (all of them when there are fewer). */
+  const someUsers = () => {
+    const ids = new Set<string>();
+    while (ids.size < Math.min(BATCH, CLIENTS)) ids.add(`u${Math.floor(Math.random() * CLIENTS)}`);
+    return [...ids];
+  };
+  const perRequest = MODE === 'stories' ? BATCH : Math.min(BATCH, CLIENTS);
   const publish = async () => {
-    const r = await fetch(`http://127.0.0.1:${ports[0]}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body });
+    const [path, body] =
+      MODE === 'stories'
+        ? ['/v1/publish', stories]
+        : ['/v1/notifications', JSON.stringify({ userIds: someUsers(), notification: { title: 'Bench', message: 'A bench notification', type: 'like' } })];
+    const r = await fetch(`http://127.0.0.1:${ports[0]}${path}`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body });
     if (r.status !== 200) throw new Error(`publish answered ${r.status}: ${await r.text()}`);
     await r.arrayBuffer();
   };
   await publish(); // warm-up
   await sleep(300);
-  const cpu0 = pids.map(cpuSeconds);
+  const cpu0 = all.map(cpuSeconds);
   const d0 = delivered;
   const t0 = Date.now();
   let published = 0;
@@ -85,28 +107,32 @@ async function run(name: string, ports: number[], pids: number[]): Promise<void>
     Array.from({ length: INFLIGHT }, async () => {
       while (Date.now() < end) {
         await publish();
-        published += BATCH;
+        published += perRequest;
       }
     }),
   );
-  const expected = d0 + published * CLIENTS;
+  // Stories reach every client; a notification reaches its one user's one connection.
+  const expected = d0 + published * (MODE === 'stories' ? CLIENTS : 1);
   for (let i = 0; i < 100 && delivered < expected; i++) await sleep(50);
   const secs = (Date.now() - t0) / 1000;
-  const cpu = pids.map(cpuSeconds).reduce((s, c, i) => s + c - cpu0[i]!, 0);
+  const used = all.map((pid, i) => cpuSeconds(pid) - cpu0[i]!);
+  const cpu = used.reduce((s, c) => s + c, 0);
+  const redisCpu = redisPid === undefined ? 0 : used[used.length - 1]!;
   const n = delivered - d0;
   process.stdout.write(
     JSON.stringify({
       bench: 'cluster-fanout',
       scenario: name,
       server: underTest,
-      params: { clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
+      params: { mode: MODE, clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
       clients: CLIENTS,
       published,
       delivered: n,
       lost: expected - delivered,
       deliveredPerSec: Math.round(n / secs),
       serverCpuSecondsPerMillion: +((cpu / n) * 1e6).toFixed(2),
-      processes: pids.length,
+      redisCpuSecondsPerMillion: +((redisCpu / n) * 1e6).toFixed(2),
+      processes: all.length,
       machine,
     }) + '\n',
   );
@@ -131,6 +157,6 @@ await sleep(300);
 const env = { REDIS_URL: `redis://127.0.0.1:${rp}`, REDIS_PREFIX: `bench${Date.now()}:` };
 const a = await node(p1, { ...env, NODE_ID: 'a' });
 const b = await node(p2, { ...env, NODE_ID: 'b' });
-await run('2 nodes + Redis (half the clients on each; publishes on node a)', [p1, p2], [a.pid!, b.pid!, redis.pid!]);
+await run('2 nodes + Redis (half the clients on each; publishes on node a)', [p1, p2], [a.pid!, b.pid!], redis.pid!);
 await Promise.all([kill(a), kill(b), kill(redis)]);
 process.exit(0);

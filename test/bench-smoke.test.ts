@@ -115,7 +115,7 @@ t.test('bench smoke: every scenario against every server', async (t) => {
 // The stand-alone scenarios (their own scripts behind the same command), with tiny sizes.
 const lines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
 /** What every stand-alone line carries: the machine, the server under test and the parameters. */
-function described(t: Test, l: Record<string, any>, params: Record<string, number>): void {
+function described(t: Test, l: Record<string, any>, params: Record<string, unknown>): void {
   t.match(l.machine, { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l.bench}: machine`);
   t.match(l.server, { kind: 'storywire', version: /^storywire \d/ }, `${l.bench}: server`);
   t.match(l.params, params, `${l.bench}: parameters`);
@@ -135,18 +135,23 @@ t.test('bench smoke: soak samples the server and sums up', async (t) => {
   t.equal(summary!.rssKiB.last, samples[1]!.sample.rssKiB, 'summary of the samples');
 });
 
-t.test('bench smoke: cluster, one node against two over Redis, nothing lost', async (t) => {
-  const { code, stdout, stderr } = await runBench(['cluster', '--clients', '6', '--seconds', '0.5', '--batch', '10'], 60_000);
-  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
-  const out = lines(stdout);
-  t.equal(out.length, 2, 'one line per setup');
-  t.same(out.map((l) => l.processes), [1, 3], '1 node; 2 nodes and redis-server');
-  for (const l of out) {
-    described(t, l, { clients: 6, seconds: 0.5, batch: 10 });
-    t.ok(l.published > 0, `${l.scenario}: published`);
-    t.equal(l.delivered, l.published * 6, `${l.scenario}: every event reached every client once`);
-    t.equal(l.lost, 0, `${l.scenario}: nothing lost`);
-    t.ok(Number.isFinite(l.serverCpuSecondsPerMillion) && l.serverCpuSecondsPerMillion > 0, `${l.scenario}: CPU per million`);
+t.test('bench smoke: cluster, one node against two over Redis, nothing lost (stories and notifications)', async (t) => {
+  for (const mode of ['stories', 'notify']) {
+    const { code, stdout, stderr } = await runBench(['cluster', '--mode', mode, '--clients', '6', '--seconds', '0.5', '--batch', '4'], 60_000);
+    t.equal(code, 0, `${mode}: exit code (stderr tail: ${stderr.slice(-2000)})`);
+    const out = lines(stdout);
+    t.equal(out.length, 2, `${mode}: one line per setup`);
+    t.same(out.map((l) => l.processes), [1, 3], `${mode}: 1 node; 2 nodes and redis-server`);
+    for (const l of out) {
+      described(t, l, { mode, clients: 6, seconds: 0.5, batch: 4 });
+      t.ok(l.published > 0, `${mode}, ${l.scenario}: published`);
+      // Stories reach every client once; a notification its one user's one connection.
+      t.equal(l.delivered, l.published * (mode === 'stories' ? 6 : 1), `${mode}, ${l.scenario}: every event reached its audience once`);
+      t.equal(l.lost, 0, `${mode}, ${l.scenario}: nothing lost`);
+      t.ok(Number.isFinite(l.serverCpuSecondsPerMillion) && l.serverCpuSecondsPerMillion > 0, `${mode}, ${l.scenario}: CPU per million`);
+    }
+    t.equal(out[0]!.redisCpuSecondsPerMillion, 0, `${mode}: no redis-server for one node`);
+    t.ok(out[1]!.redisCpuSecondsPerMillion >= 0, `${mode}: redis-server's share reported`);
   }
 });
 
@@ -166,9 +171,9 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
 });
 
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode)/, `${args.join(' ')}: names the option`);
   }
 });

@@ -82,13 +82,22 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
    * Refuses an upgrade: an HTTP error with a JSON body, or, for a client that offered
    * `storywire.close-on-refusal`, a socket closed at once with a close code and `<CODE>: <message>`
    * (browsers cannot read the HTTP status). A forbidden origin always gets HTTP: no socket for it.
+   * The upgrade's parts come one by one (not in an object made per upgrade): most upgrades are not refused.
    */
-  function refuse(res: UWS.HttpResponse, err: WireError, ip: string, up: InBand): void {
+  function refuse(
+    res: UWS.HttpResponse,
+    err: WireError,
+    ip: string,
+    source: TokenSource,
+    secKey: string,
+    secExtensions: string,
+    context: UWS.us_socket_context_t,
+  ): void {
     metrics.connection(String(err.status) as ConnectOutcome);
     log.info({ ip, reason: err.code }, 'upgrade rejected');
-    if (up.source.closeOnRefusal && err.code !== ErrorCode.ORIGIN_FORBIDDEN) {
+    if (source.closeOnRefusal && err.code !== ErrorCode.ORIGIN_FORBIDDEN) {
       const refusal = { code: refusalCloseCode(err, deps.shuttingDown()), reason: closeReason(`${err.code}: ${err.message}`) };
-      res.upgrade<Held<Conn>>({ c: undefined as unknown as Conn, refusal }, up.secKey, up.source.protocol, up.secExtensions, up.context);
+      res.upgrade<Held<Conn>>({ c: undefined as unknown as Conn, refusal }, secKey, source.protocol, secExtensions, context);
       return;
     }
     res.writeStatus(statusLine(err.status));
@@ -130,14 +139,6 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     };
   }
 
-  /** What a refusal needs to be made into a socket instead of an HTTP error. */
-  interface InBand {
-    source: TokenSource;
-    secKey: string;
-    secExtensions: string;
-    context: UWS.us_socket_context_t;
-  }
-
   function handle(res: UWS.HttpResponse, req: UWS.HttpRequest, context: UWS.us_socket_context_t): void {
     const secKey = req.getHeader('sec-websocket-key');
     const secExtensions = req.getHeader('sec-websocket-extensions');
@@ -145,33 +146,32 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     const source = extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? '');
     const sinceParam = req.getQuery('since') ?? '';
     const ip = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), proxyHeader ? req.getHeader(proxyHeader) : '');
-    const up: InBand = { source, secKey, secExtensions, context };
     // Cheap refusals first: none of these costs a signature check.
     if (deps.shuttingDown()) {
-      refuse(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip, up);
+      refuse(res, new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503), ip, source, secKey, secExtensions, context);
       return;
     }
     if (allowedOrigins && origin && !allowedOrigins.has(origin)) {
-      refuse(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip, up);
+      refuse(res, new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403), ip, source, secKey, secExtensions, context);
       return;
     }
     if (connections.size + pendingUpgrades >= config.maxConnections) {
-      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip, up);
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503), ip, source, secKey, secExtensions, context);
       return;
     }
     if (byAddress.get(ip) >= config.maxConnectionsPerIp) {
-      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip, up);
+      refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip, source, secKey, secExtensions, context);
       return;
     }
     let resumeFrom;
     try {
       resumeFrom = parseSinceParam(sinceParam);
     } catch (err) {
-      refuse(res, err as WireError, ip, up);
+      refuse(res, err as WireError, ip, source, secKey, secExtensions, context);
       return;
     }
     if (!source.token) {
-      refuse(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip, up);
+      refuse(res, new WireError(ErrorCode.TOKEN_MISSING, 'no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bearer.<jwt> subprotocol', 401), ip, source, secKey, secExtensions, context);
       return;
     }
     if (verifyNow) {
@@ -179,12 +179,12 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       try {
         principal = verifyNow(source.token);
       } catch (err) {
-        refuse(res, asAuthError(err), ip, up);
+        refuse(res, asAuthError(err), ip, source, secKey, secExtensions, context);
         return;
       }
       // One node: its own connections are all the user's connections.
       if (connections.of(principal.userId) >= config.maxConnectionsPerUser) {
-        refuse(res, tooManyForUser(), ip, up);
+        refuse(res, tooManyForUser(), ip, source, secKey, secExtensions, context);
         return;
       }
       byAddress.inc(ip);
@@ -217,7 +217,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       .catch((err: unknown) => {
         byAddress.dec(ip);
         if (aborted) return;
-        res.cork(() => refuse(res, asAuthError(err), ip, up));
+        res.cork(() => refuse(res, asAuthError(err), ip, source, secKey, secExtensions, context));
       })
       .finally(() => {
         pendingUpgrades--;

@@ -41,9 +41,7 @@ export class UserIndex<S extends object> {
   /** Calls `fn` for each socket of the user, without a copy (`fn` may close them: a Set iterates past deletions). */
   each(userId: string, fn: (socket: S) => void): void {
     const cur = this.map.get(userId);
-    if (cur === undefined) return;
-    if (cur instanceof Set) for (const s of cur) fn(s);
-    else fn(cur);
+    if (cur !== undefined) visit(cur, fn);
   }
 
   /**
@@ -52,9 +50,12 @@ export class UserIndex<S extends object> {
    * and Set iteration tolerate deletions).
    */
   forEach(fn: (socket: S) => void): void {
-    for (const cur of this.map.values()) {
-      if (cur instanceof Set) for (const s of cur) fn(s);
-      else fn(cur);
-    }
+    for (const cur of this.map.values()) visit(cur, fn);
   }
+}
+
+/** One user's entry: a socket, or a Set of them (iterated live: deletions by `fn` are tolerated). */
+function visit<S extends object>(cur: S | Set<S>, fn: (socket: S) => void): void {
+  if (cur instanceof Set) for (const s of cur) fn(s);
+  else fn(cur);
 }

@@ -19,13 +19,9 @@ const opts = cliOptions('npm run bench -- cluster', {
   seconds: { default: 5, min: 0.1, doc: 'seconds of publishing per setup' },
   batch: { default: 50, int: true, doc: 'events per POST /v1/publish' },
   inflight: { default: 2, int: true, doc: 'publish requests in flight' },
-  mode: { default: 'stories', choices: ['stories', 'notify'], doc: 'stories: events every client hears; notify: notifications to random users, one client each' },
+  mode: { default: 'stories', oneOf: ['stories', 'notify'], doc: 'stories: events every client hears; notify: notifications to random users, one client each' },
 });
-if (opts.mode.length !== 1) {
-  process.stderr.write('--mode takes one of stories, notify\n');
-  process.exit(2);
-}
-const MODE = opts.mode[0] as 'stories' | 'notify';
+const MODE = opts.mode;
 const CLIENTS = opts.clients;
 const SECONDS = opts.seconds;
 const BATCH = opts.batch;

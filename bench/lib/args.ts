@@ -6,11 +6,14 @@ export interface NumberOption {
   default: number;
   /** Smallest accepted value (default 1: counts and durations). */
   min?: number;
+  /** Largest accepted value (none by default). */
+  max?: number;
   /** Whole numbers only. */
   int?: boolean;
   doc: string;
 }
 
+/** A comma-separated list of some of `choices` (parsed as string[]). */
 export interface ListOption {
   default: string;
   /** Accepted items. */
@@ -18,12 +21,19 @@ export interface ListOption {
   doc: string;
 }
 
-export type Spec = Record<string, NumberOption | ListOption>;
+/** Exactly one of `oneOf` (parsed as that string). */
+export interface OneOfOption<T extends string = string> {
+  default: T;
+  oneOf: readonly T[];
+  doc: string;
+}
 
-type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends ListOption ? string[] : number };
+export type Spec = Record<string, NumberOption | ListOption | OneOfOption>;
+
+type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends OneOfOption<infer T> ? T : S[K] extends ListOption ? string[] : number };
 
 export function usage(command: string, spec: Spec): string {
-  const lines = Object.entries(spec).map(([name, o]) => `  --${name.padEnd(12)} ${o.doc} (default ${o.default})`);
+  const lines = Object.entries(spec).map(([name, o]) => `  --${name.padEnd(12)} ${o.doc} (default ${o.default}${'oneOf' in o ? `; one of ${o.oneOf.join(', ')}` : ''})`);
   return `usage: ${command} [options]\n\n${lines.join('\n')}\n`;
 }
 
@@ -45,9 +55,15 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
     throw new Error(`${(err as Error).message}\n\n${help}`);
   }
   if (values.help) throw new Error(help);
-  const out: Record<string, number | string[]> = {};
+  const out: Record<string, number | string | string[]> = {};
   for (const [name, o] of Object.entries(spec)) {
     const raw = values[name] as string | undefined;
+    if ('oneOf' in o) {
+      const v = raw ?? o.default;
+      if (!o.oneOf.includes(v)) throw new Error(`--${name} takes one of ${o.oneOf.join(', ')}, got "${raw}"\n\n${help}`);
+      out[name] = v;
+      continue;
+    }
     if ('choices' in o) {
       const items = (raw ?? o.default).split(',').map((s) => s.trim()).filter(Boolean);
       const bad = items.find((i) => !o.choices.includes(i));
@@ -61,8 +77,10 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
     }
     const n = raw.trim() === '' ? NaN : Number(raw);
     const min = o.min ?? 1;
-    if (!Number.isFinite(n) || n < min || (o.int && !Number.isInteger(n))) {
-      throw new Error(`--${name} must be ${o.int ? 'a whole number' : 'a number'} >= ${min}, got "${raw}"\n\n${help}`);
+    const max = o.max ?? Infinity;
+    if (!Number.isFinite(n) || n < min || n > max || (o.int && !Number.isInteger(n))) {
+      const range = max === Infinity ? `>= ${min}` : `from ${min} to ${max}`;
+      throw new Error(`--${name} must be ${o.int ? 'a whole number' : 'a number'} ${range}, got "${raw}"\n\n${help}`);
     }
     out[name] = n;
   }

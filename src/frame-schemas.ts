@@ -1,6 +1,6 @@
 // The JSON schemas of every frame the server serializes with fast-json-stringify. The serializers are
-// compiled ahead of time into src/generated/serializers.ts (not in git: `npm run build` and
-// `npm run gen:serializers` write it), so that the server does not load fast-json-stringify's compiler and
+// compiled ahead of time into src/generated/serializers.ts (not in git: `npm run build`, `npm run dev`
+// and `npm run gen:serializers` write it), so that the server does not load fast-json-stringify's compiler and
 // ajv at start-up; test/serialize.test.ts fails when that file no longer matches these schemas.
 
 export type Schema = Record<string, unknown>;

@@ -4,7 +4,7 @@
 // Prints one JSON line per scenario (machine and parameters included), then a short summary.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { SignJWT } from 'jose';
-import { cliOptions } from './lib/args.js';
+import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
 import { freePort, serverVersion } from './lib/servers.js';
@@ -32,6 +32,7 @@ const params = {
   historySize: cli.history,
 };
 const scenarios = cli.scenarios;
+const emit = jsonLines(cli.out);
 
 const SECRET = 'chaos-secret-chaos-secret-chaos-secret-0123';
 const API_KEY = 'chaos-api-key-0123456789';
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
   for (const name of scenarios) {
     const r = await scenario(name);
     results.push([name, r]);
-    console.log(JSON.stringify({ bench: 'chaos', scenario: name, server: underTest, params, machine, result: r }));
+    emit({ bench: 'chaos', scenario: name, server: underTest, params, machine, result: r });
   }
   console.log(`\nchaos: ${params.clients} clients, ${params.durationS} s, ${params.ratePerS} notifications/s, ${params.dropShare * 100} % cut every ${params.chaosEveryMs} ms, history ${params.historySize}`);
   for (const [name, r] of results) {

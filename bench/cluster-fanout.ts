@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { cliOptions } from './lib/args.js';
+import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
 import { freePort, serverVersion } from './lib/servers.js';
@@ -22,6 +22,7 @@ const opts = cliOptions('npm run bench -- cluster', {
   mode: { default: 'stories', oneOf: ['stories', 'notify'], doc: 'stories: events every client hears; notify: notifications to random users, one client each' },
 });
 const MODE = opts.mode;
+const emit = jsonLines(opts.out);
 const CLIENTS = opts.clients;
 const SECONDS = opts.seconds;
 const BATCH = opts.batch;
@@ -115,23 +116,21 @@ async function run(name: string, ports: number[], pids: number[], redisPid?: num
   const cpu = used.reduce((s, c) => s + c, 0);
   const redisCpu = redisPid === undefined ? 0 : used[used.length - 1]!;
   const n = delivered - d0;
-  process.stdout.write(
-    JSON.stringify({
-      bench: 'cluster-fanout',
-      scenario: name,
-      server: underTest,
-      params: { mode: MODE, clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
-      clients: CLIENTS,
-      published,
-      delivered: n,
-      lost: expected - delivered,
-      deliveredPerSec: Math.round(n / secs),
-      serverCpuSecondsPerMillion: +((cpu / n) * 1e6).toFixed(2),
-      redisCpuSecondsPerMillion: +((redisCpu / n) * 1e6).toFixed(2),
-      processes: all.length,
-      machine,
-    }) + '\n',
-  );
+  emit({
+    bench: 'cluster-fanout',
+    scenario: name,
+    server: underTest,
+    params: { mode: MODE, clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
+    clients: CLIENTS,
+    published,
+    delivered: n,
+    lost: expected - delivered,
+    deliveredPerSec: Math.round(n / secs),
+    serverCpuSecondsPerMillion: +((cpu / n) * 1e6).toFixed(2),
+    redisCpuSecondsPerMillion: +((redisCpu / n) * 1e6).toFixed(2),
+    processes: all.length,
+    machine,
+  });
   for (const ws of sockets) ws.terminate();
   await sleep(300);
 }

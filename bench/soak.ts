@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { cliOptions } from './lib/args.js';
+import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
 import { freePort, serverVersion } from './lib/servers.js';
@@ -18,6 +18,7 @@ const opts = cliOptions('npm run bench -- soak', {
 const CLIENTS = opts.clients;
 const DURATION_S = opts.duration;
 const SAMPLE_S = opts.sample;
+const emit = jsonLines(opts.out);
 const SECRET = 'soak-secret-soak-secret-soak-secret-0123';
 const API_KEY = 'soak-api-key-0123456789';
 const machine = machineInfo();
@@ -96,26 +97,24 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, Math.min(SAMPLE_S * 1000, DURATION_S * 1000 - (Date.now() - started))));
     const s = { t: Math.round((Date.now() - started) / 1000), rssKiB: rssKiB(server.pid!), heapUsed: await heapUsed(port) };
     samples.push(s);
-    console.log(JSON.stringify({ bench: 'soak', server: underTest, params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S }, machine, sample: s, sent, received }));
+    emit({ bench: 'soak', server: underTest, params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S }, machine, sample: s, sent, received });
   }
   clearInterval(traffic);
   for (const ws of sockets) ws?.terminate();
   const half = samples.slice(Math.floor(samples.length / 2));
   const first = half[0]!;
   const last = samples[samples.length - 1]!;
-  console.log(
-    JSON.stringify({
-      bench: 'soak',
-      server: underTest,
-      params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S },
-      machine,
-      sent,
-      received,
-      rssKiB: { min: Math.min(...samples.map((s) => s.rssKiB)), max: Math.max(...samples.map((s) => s.rssKiB)), last: last.rssKiB },
-      heapUsedMiB: { min: +(Math.min(...samples.map((s) => s.heapUsed)) / 2 ** 20).toFixed(1), max: +(Math.max(...samples.map((s) => s.heapUsed)) / 2 ** 20).toFixed(1) },
-      secondHalfRssGrowthKiB: last.rssKiB - first.rssKiB,
-    }),
-  );
+  emit({
+    bench: 'soak',
+    server: underTest,
+    params: { clients: CLIENTS, durationS: DURATION_S, sampleS: SAMPLE_S },
+    machine,
+    sent,
+    received,
+    rssKiB: { min: Math.min(...samples.map((s) => s.rssKiB)), max: Math.max(...samples.map((s) => s.rssKiB)), last: last.rssKiB },
+    heapUsedMiB: { min: +(Math.min(...samples.map((s) => s.heapUsed)) / 2 ** 20).toFixed(1), max: +(Math.max(...samples.map((s) => s.heapUsed)) / 2 ** 20).toFixed(1) },
+    secondHalfRssGrowthKiB: last.rssKiB - first.rssKiB,
+  });
   stop();
   process.exit(0);
 }

@@ -2,7 +2,8 @@
 // rot. It checks that every JSON line parses and carries the documented fields with sane values (counts
 // that must match do); it never asserts performance.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { SCHEMA, SCENARIOS, type Result } from '../bench/lib/report.js';
@@ -122,9 +123,13 @@ function described(t: Test, l: Record<string, any>, params: Record<string, unkno
 }
 
 t.test('bench smoke: soak samples the server and sums up', async (t) => {
-  const { code, stdout, stderr } = await runBench(['soak', '--clients', '10', '--duration', '2', '--sample', '1'], 30_000);
+  const dir = mkdtempSync(join(tmpdir(), 'storywire-bench-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'out', 'soak.jsonl');
+  const { code, stdout, stderr } = await runBench(['soak', '--clients', '10', '--duration', '2', '--sample', '1', '--out', file], 30_000);
   t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
   const out = lines(stdout);
+  t.same(lines(readFileSync(file, 'utf8')), out, '--out FILE holds the same JSON lines');
   const samples = out.filter((l) => l.sample);
   t.equal(samples.length, 2, 'one sample a second');
   for (const s of samples) t.ok(s.sample.rssKiB > 0 && s.sample.heapUsed > 0, 'server RSS and heap sampled');
@@ -171,9 +176,9 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
 });
 
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out)/, `${args.join(' ')}: names the option`);
   }
 });

@@ -1,5 +1,7 @@
 // Options of the stand-alone bench scripts (soak, cluster, recovery): `--name value` numbers and lists,
 // checked before anything starts. A wrong or unknown option ends the script with the usage and exit code 2.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 
 export interface NumberOption {
@@ -30,10 +32,14 @@ export interface OneOfOption<T extends string = string> {
 
 export type Spec = Record<string, NumberOption | ListOption | OneOfOption>;
 
-type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends OneOfOption<infer T> ? T : S[K] extends ListOption ? string[] : number };
+/** The options of the spec, and `out`: every stand-alone scenario takes `--out FILE` as bench/run.ts does. */
+type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends OneOfOption<infer T> ? T : S[K] extends ListOption ? string[] : number } & {
+  out: string | undefined;
+};
 
 export function usage(command: string, spec: Spec): string {
   const lines = Object.entries(spec).map(([name, o]) => `  --${name.padEnd(12)} ${o.doc} (default ${o.default}${'oneOf' in o ? `; one of ${o.oneOf.join(', ')}` : ''})`);
+  lines.push(`  --${'out FILE'.padEnd(12)} also append the JSON lines to FILE`);
   return `usage: ${command} [options]\n\n${lines.join('\n')}\n`;
 }
 
@@ -48,6 +54,7 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
       allowPositionals: false,
       options: {
         ...Object.fromEntries(Object.keys(spec).map((k) => [k, { type: 'string' as const }])),
+        out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -55,7 +62,8 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
     throw new Error(`${(err as Error).message}\n\n${help}`);
   }
   if (values.help) throw new Error(help);
-  const out: Record<string, number | string | string[]> = {};
+  if (values.out === '') throw new Error(`--out needs a file name\n\n${help}`);
+  const out: Record<string, number | string | string[] | undefined> = { out: values.out as string | undefined };
   for (const [name, o] of Object.entries(spec)) {
     const raw = values[name] as string | undefined;
     if ('oneOf' in o) {
@@ -95,4 +103,14 @@ export function cliOptions<S extends Spec>(command: string, spec: S): Parsed<S> 
     process.stderr.write(`${(err as Error).message}`);
     process.exit(2);
   }
+}
+
+/** Prints one JSON line per result on stdout and, with `--out FILE`, appends it to FILE too. */
+export function jsonLines(file: string | undefined): (result: object) => void {
+  if (file) mkdirSync(dirname(file), { recursive: true });
+  return (result) => {
+    const line = `${JSON.stringify(result)}\n`;
+    process.stdout.write(line);
+    if (file) appendFileSync(file, line);
+  };
 }

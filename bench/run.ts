@@ -1,9 +1,10 @@
 // CLI: `npm run bench -- <scenario|all> [options]`. Starts the servers under test as separate processes on
 // loopback, drives the same workload against each with load-client worker processes, prints one JSON line
 // per result on stdout and a Markdown summary at the end. See bench/README.md.
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { jsonLines } from './lib/args.js';
 import type { Ctx, Options } from './lib/context.js';
 import { BENCH_SECRET } from './lib/jwt.js';
 import { machineInfo } from './lib/machine.js';
@@ -206,13 +207,11 @@ async function main(): Promise<number> {
   const { scenarios, opts, out, table } = parsed;
   const machine = machineInfo();
   const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-  if (out) mkdirSync(dirname(out), { recursive: true });
+  const write = jsonLines(out);
   const results: Result[] = [];
   const emit = (r: Result) => {
     results.push(r);
-    const line = JSON.stringify(r);
-    process.stdout.write(`${line}\n`);
-    if (out) appendFileSync(out, `${line}\n`);
+    write(r);
   };
   log(`${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; servers: ${opts.servers.map((s) => serverVersion(s, opts.storywireRoot)).join(', ')}; ${opts.workers} client workers`);
   const pool = await Pool.start(opts.workers);

@@ -7,6 +7,7 @@
 //   r:<user>    read state: hash {allUpTo, epoch of user:<user> it counts in}; ri:<user> set of ids read one by one
 // Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 import type { Redis } from 'ioredis';
+import { ErrorCode, WireError } from '../errors.js';
 import { newEpoch } from './epoch.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
 
@@ -97,6 +98,12 @@ export const hs = (r: object) => r as Scripts;
 // The candidate passed to POSITION/RECORD is kept only when the topic has no epoch yet (see those scripts).
 export { newEpoch };
 
+/** A Redis failure (down, timed out, not writeable) is an outage, never the client's fault: UNAVAILABLE. */
+function unavailable(err: unknown): never {
+  if (err instanceof WireError) throw err;
+  throw new WireError(ErrorCode.UNAVAILABLE, 'history unavailable: the cluster store (Redis) cannot be reached', 503);
+}
+
 export interface RedisHistoryOptions {
   size: number;
   ttlMs: number;
@@ -119,33 +126,33 @@ export class RedisHistory implements HistoryStore {
   }
 
   async position(topic: string): Promise<Position> {
-    const [epoch, offset] = (await hs(this.cmd).POSITION(2, this.key(`h:${topic}`), this.key(`s:${topic}`), newEpoch(), this.options.ttlMs)) as [string, number];
+    const [epoch, offset] = (await hs(this.cmd).POSITION(2, this.key(`h:${topic}`), this.key(`s:${topic}`), newEpoch(), this.options.ttlMs).catch(unavailable)) as [string, number];
     return { epoch, offset };
   }
 
   async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
-    const r = (await hs(this.cmd).SINCE(2, this.key(`h:${topic}`), this.key(`s:${topic}`), epoch, offset, upTo, this.options.ttlMs)) as [string, number, number, ...string[]];
+    const r = (await hs(this.cmd).SINCE(2, this.key(`h:${topic}`), this.key(`s:${topic}`), epoch, offset, upTo, this.options.ttlMs).catch(unavailable)) as [string, number, number, ...string[]];
     const [curEpoch, curOffset, recovered, ...frames] = r;
     return { recovered: recovered === 1, frames: recovered === 1 ? frames : [], position: { epoch: curEpoch, offset: curOffset } };
   }
 
   async latest(topic: string, limit: number): Promise<string[]> {
-    const entries = await this.cmd.xrevrange(this.key(`s:${topic}`), '+', '-', 'COUNT', limit);
+    const entries = await this.cmd.xrevrange(this.key(`s:${topic}`), '+', '-', 'COUNT', limit).catch(unavailable);
     const cutoff = Date.now() - this.options.ttlMs;
     return entries.filter(([id]) => Number(id.split('-')[0]) >= cutoff).map(([, fields]) => fields[3]!);
   }
 
   async readState(userId: string): Promise<ReadState> {
-    const [all, ...ids] = (await hs(this.cmd).READ_STATE(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`))) as [number, ...string[]];
+    const [all, ...ids] = (await hs(this.cmd).READ_STATE(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`)).catch(unavailable)) as [number, ...string[]];
     // Ids are notification UUIDs: ids of an older epoch can never match a newer notification.
     return { allUpTo: all, ids: new Set(ids) };
   }
 
   async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
     if ('id' in change) {
-      await this.cmd.multi().sadd(this.key(`ri:${userId}`), change.id).pexpire(this.key(`ri:${userId}`), this.options.ttlMs).exec();
+      await this.cmd.multi().sadd(this.key(`ri:${userId}`), change.id).pexpire(this.key(`ri:${userId}`), this.options.ttlMs).exec().catch(unavailable);
     } else {
-      await hs(this.cmd).READ_ALL(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.allUpTo, this.options.ttlMs);
+      await hs(this.cmd).READ_ALL(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.allUpTo, this.options.ttlMs).catch(unavailable);
     }
   }
 

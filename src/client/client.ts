@@ -54,7 +54,7 @@ export class StorywireClient {
     this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
     const report = (err: StorywireError) => this.events.emit('error', err);
-    this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report);
+    this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report, this.clock);
     this.refresh = new TokenRefresh({
       source: options.token,
       clock: this.clock,
@@ -253,6 +253,14 @@ export class StorywireClient {
     return this.inbox.send({ all: true });
   }
 
+  /**
+   * Where the store stands with the server's inbox: reads not acknowledged yet (kept and sent again until they
+   * are) and whether a refill is on its way or waiting to be retried. Both 0/false: the store is settled.
+   */
+  get inboxState(): { unacknowledgedReads: number; refilling: boolean } {
+    return { unacknowledgedReads: this.inbox.unacknowledged, refilling: this.inbox.refilling };
+  }
+
   /** Refills `notifications` from the server's inbox now (done by itself on every connection); rejects when offline. */
   refreshNotifications(): Promise<void> {
     return this.inbox.load();
@@ -330,8 +338,8 @@ export class StorywireClient {
     this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.sendSubscribe(topic);
     this.requests.flush();
-    // After the flush: reads queued offline are applied before the inbox is read.
-    this.inbox.autoLoad();
+    // After the flush: requests queued offline go first. The refill and the reads still waiting are sent now.
+    this.inbox.opened(info.limits?.['historySize']);
     this.refresh.opened(token);
   }
 
@@ -341,10 +349,11 @@ export class StorywireClient {
       this.events.emit('heartbeat', f.ts ?? Date.now());
     } else if (f.topic !== undefined) {
       if (this.resume.event(f.topic, f.epoch, f.offset) === 'duplicate') return;
+      if (typeof f.epoch === 'string' && typeof f.offset === 'number' && f.topic === `user:${this.conn.state.info?.userId}`) this.inbox.position(f.epoch, f.offset);
       const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
         ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
         : { topic: f.topic, ts: f.ts ?? Date.now() };
-      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset);
+      if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset, f.epoch);
       else if (f.type === 'notifications:read') this.inbox.remote(f.data as ServerEvents['notifications:read']);
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
@@ -356,12 +365,14 @@ export class StorywireClient {
 
   private lost(): void {
     this.refresh.stop();
+    this.inbox.lost();
     this.typingSent.clear();
     this.requests.connectionLost();
   }
 
   private ended(reason: string): void {
     this.lost();
+    this.inbox.stop();
     this.requests.rejectAll(`the client closed (${reason})`);
     this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));
   }

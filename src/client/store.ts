@@ -6,6 +6,8 @@ export interface StoredNotification extends Notification {
   read: boolean;
   /** Its offset in the user's topic, when the server numbers events (servers with history). */
   offset?: number;
+  /** The history epoch its offset belongs to (servers with history). */
+  epoch?: string;
 }
 
 export interface NotificationChange {
@@ -20,11 +22,35 @@ export interface NotificationChange {
 /** What the store asks the server to do when the app marks notifications read (set by the client). */
 export type ReadSync = (change: { id: string } | { all: true }) => void;
 
+/** One answer of `notifications:list`; `epoch` and `offset` are absent on servers without history. */
+export interface InboxPage {
+  notifications: readonly StoredNotification[];
+  unreadCount: number;
+  epoch?: string;
+  offset?: number;
+}
+
+/** Reads the server's answer may not show yet (not acknowledged, or acknowledged while it was prepared). */
+export interface ReadOverrides {
+  ids: Iterable<string>;
+  /** A "mark all read" not acknowledged yet: everything held is read. */
+  all: boolean;
+  /** Another device's "all read up to" this offset (of the page's epoch). */
+  upTo?: number;
+}
+
 export class NotificationStore {
   private list: StoredNotification[] = [];
   private unread = 0;
   /** Unread notifications the server counts that the store does not hold (beyond its capacity). */
   private beyond = 0;
+  /**
+   * True once a page with a position (epoch, offset) was merged: the store then mirrors the inbox exactly and
+   * its unread count follows from its own items and `beyond`; a server count that differs is a sign to refill.
+   */
+  private exact = false;
+  /** How many offsets of the topic the server keeps (`connected.data.limits.historySize`), when known. */
+  private historySize: number | undefined;
   private sync: ReadSync | undefined;
   private readonly events = new Emitter<{ change: [change: NotificationChange, store: NotificationStore] }>();
 
@@ -43,11 +69,18 @@ export class NotificationStore {
   }
 
   /** Adds a notification; one already held (same id) is ignored. Returns whether it was added. */
-  add(n: Notification, offset?: number): boolean {
+  add(n: Notification, offset?: number, epoch?: string): boolean {
     if (this.list.some((x) => x.id === n.id)) return false;
-    const stored: StoredNotification = offset === undefined ? { ...n, read: false } : { ...n, offset, read: false };
+    const stored: StoredNotification = { ...n, read: false };
+    if (offset !== undefined) stored.offset = offset;
+    if (epoch !== undefined) stored.epoch = epoch;
     const next = [stored, ...this.list];
-    for (const dropped of next.splice(this.capacity)) if (!dropped.read) this.unread--;
+    for (const dropped of next.splice(this.capacity)) {
+      if (dropped.read) continue;
+      this.unread--;
+      // Still in the server's history (it keeps more than the store): still unread there.
+      if (this.serverHolds(dropped, epoch, offset)) this.beyond++;
+    }
     this.list = next;
     this.unread++;
     this.emit('added', 'local', stored);
@@ -87,6 +120,11 @@ export class NotificationStore {
     this.sync = sync;
   }
 
+  /** @internal The server's history size, from `connected`: what falls out of the store may still be in its inbox. */
+  serverKeeps(historySize: number | undefined): void {
+    this.historySize = historySize;
+  }
+
   /** @internal Marks one read without telling the server. */
   setRead(id: string, source: NotificationChange['source']): boolean {
     const i = this.list.findIndex((x) => x.id === id);
@@ -111,34 +149,99 @@ export class NotificationStore {
     return n;
   }
 
-  /** @internal Applies another device's `notifications:read`. */
-  applyRemoteRead(e: NotificationsReadEvent): void {
+  /** @internal Applies another device's `notifications:read`; returns serverUnread()'s verdict on its count. */
+  applyRemoteRead(e: NotificationsReadEvent): boolean {
     for (const id of e.ids ?? []) this.setRead(id, 'server');
-    if (typeof e.allUpTo === 'number') this.setAllRead('server', e.allUpTo);
-    this.serverUnread(e.unreadCount);
-  }
-
-  /** @internal The server's unread count (a read ack or event): the part the store does not hold is `beyond`. */
-  serverUnread(count: number): void {
-    const before = this.unreadCount;
-    this.beyond = Math.max(0, count - this.unread);
-    if (this.unreadCount !== before) this.emit('synced', 'server');
+    if (typeof e.allUpTo === 'number') {
+      this.setAllRead('server', e.allUpTo);
+      // Everything the store does not hold is older than what it holds, hence at or below allUpTo.
+      this.beyond = 0;
+    }
+    return this.serverUnread(e.unreadCount);
   }
 
   /**
-   * @internal Merges the server's inbox (with read flags and the server's unread count): the server's copy wins
-   * for every id it holds; notifications it does not hold (they arrived after it answered, or its history was
-   * lost with a restart) stay as they are. Newest first by `ts`, then capped.
+   * @internal The server's unread count (a read ack or event). Once the store mirrors a positioned inbox its
+   * own count is exact and a different server count is not adopted (it may be older or newer than what the
+   * store has applied): false says they differ, and the client refills when nothing is in flight. Before that
+   * (servers without history), the part the store does not hold becomes `beyond`.
    */
-  merge(inbox: readonly StoredNotification[], unreadCount: number): void {
-    const fromServer = new Set(inbox.map((n) => n.id));
+  serverUnread(count: number): boolean {
+    if (this.exact) return count === this.unreadCount;
+    const before = this.unreadCount;
+    this.beyond = Math.max(0, count - this.unread);
+    if (this.unreadCount !== before) this.emit('synced', 'server');
+    return true;
+  }
+
+  /**
+   * @internal Drops what the server's history no longer holds: notifications of `epoch` at or below `upTo`
+   * (the server keeps the newest `historySize` offsets of the topic). Whatever lies beyond the store is older
+   * still, so it goes too.
+   */
+  trim(epoch: string, upTo: number): void {
+    if (!this.exact) return;
+    const gone = (n: StoredNotification) => n.epoch === epoch && n.offset !== undefined && n.offset <= upTo;
+    if (!this.list.some(gone)) return;
+    this.list = this.list.filter((n) => !gone(n));
+    this.unread = this.list.filter((n) => !n.read).length;
+    this.beyond = 0;
+    this.emit('synced', 'server');
+  }
+
+  /**
+   * @internal Refills from the server's inbox. With a position (epoch, offset), the store becomes exactly the
+   * page, plus the notifications of the same epoch numbered above the page's offset (they arrived after the
+   * server answered); anything else it held is gone from the server (another epoch, or trimmed). Then the
+   * reads the page may not show yet (`overrides`) are applied again, with one `synced` change for all of it.
+   * Without a position (servers without history), the server's copy wins for every id it holds and the
+   * others stay, as before.
+   */
+  merge(page: InboxPage, overrides: ReadOverrides = { ids: [], all: false }): void {
+    const { epoch, offset } = page;
+    if (typeof epoch !== 'string' || typeof offset !== 'number') {
+      this.mergeLocal(page, overrides);
+      return;
+    }
+    this.exact = true;
+    const fromServer = new Set(page.notifications.map((n) => n.id));
+    const later = this.list.filter((n) => !fromServer.has(n.id) && n.epoch === epoch && n.offset !== undefined && n.offset > offset);
+    const merged = [...later, ...page.notifications.map((n) => ({ ...n, epoch }))].sort((a, b) => (b.offset ?? 0) - (a.offset ?? 0));
+    this.list = merged.slice(0, this.capacity);
+    // What the page counts as unread but the store does not hold (before any override: the page's own view).
+    const heldUnreadOfPage = this.list.filter((n) => fromServer.has(n.id) && !n.read).length;
+    this.beyond = Math.max(0, page.unreadCount - heldUnreadOfPage);
+    this.override(overrides);
+    this.unread = this.list.filter((n) => !n.read).length;
+    this.emit('synced', 'server');
+  }
+
+  private mergeLocal(page: InboxPage, overrides: ReadOverrides): void {
+    const fromServer = new Set(page.notifications.map((n) => n.id));
     const localOnly = this.list.filter((n) => !fromServer.has(n.id));
-    const merged = [...inbox.map((n) => ({ ...n })), ...localOnly].sort((a, b) => b.ts - a.ts || (b.offset ?? 0) - (a.offset ?? 0));
+    const merged = [...page.notifications.map((n) => ({ ...n })), ...localOnly].sort((a, b) => b.ts - a.ts || (b.offset ?? 0) - (a.offset ?? 0));
     this.list = merged.slice(0, this.capacity);
     this.unread = this.list.filter((n) => !n.read).length;
     const held = new Set(this.list.map((n) => n.id));
-    this.beyond = Math.max(0, unreadCount + localOnly.filter((n) => !n.read && held.has(n.id)).length - this.unread);
+    this.beyond = Math.max(0, page.unreadCount + localOnly.filter((n) => !n.read && held.has(n.id)).length - this.unread);
+    this.override(overrides);
+    this.unread = this.list.filter((n) => !n.read).length;
     this.emit('synced', 'server');
+  }
+
+  /** Whether the server's inbox still holds `n` once it holds `offset` of `epoch` (it keeps the newest historySize offsets). */
+  private serverHolds(n: StoredNotification, epoch: string | undefined, offset: number | undefined): boolean {
+    if (!this.exact || this.historySize === undefined || epoch === undefined || offset === undefined) return false;
+    return n.epoch === epoch && n.offset !== undefined && n.offset > offset - this.historySize;
+  }
+
+  private override(o: ReadOverrides): void {
+    const ids = new Set(o.ids);
+    const upTo = o.upTo;
+    const read = (n: StoredNotification) =>
+      o.all || ids.has(n.id) || (upTo !== undefined && n.offset !== undefined && n.offset <= upTo);
+    if (o.all || upTo !== undefined) this.beyond = 0;
+    this.list = this.list.map((n) => (!n.read && read(n) ? { ...n, read: true } : n));
   }
 
   private emit(kind: NotificationChange['kind'], source: NotificationChange['source'], notification?: StoredNotification): void {

@@ -48,7 +48,7 @@ t.test('notification store against an inbox: merge, reads from other devices, co
   s.bindSync((c) => sent.push(c));
   s.add(n('live', 50), 9);
   s.add(n('lost', 5));
-  s.merge([n('c', 30, 3), n('b', 20, 2, true), n('a', 10, 1)], 7);
+  s.merge({ notifications: [n('c', 30, 3), n('b', 20, 2, true), n('a', 10, 1)], unreadCount: 7 });
   t.same(s.items.map((x) => x.id), ['live', 'c', 'b'], 'by ts, newest first, capped; the server copy of b wins');
   t.equal(s.unreadCount, 8, '7 on the server (a included) + live, which it does not know yet');
   s.applyRemoteRead({ ids: ['c'], unreadCount: 7 });

@@ -1,6 +1,9 @@
 // Cluster test support: a throwaway redis-server per suite (random port, killed by PID) and in-process nodes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/backplane/redis.js';
@@ -21,7 +24,7 @@ export interface TestRedis {
   url: string;
   /** A fresh key prefix: suites sharing one Redis (REDIS_URL) do not see each other. */
   prefix: string;
-  /** Only for a redis-server this suite spawned: stop it (its data is lost: no persistence) and start it again. */
+  /** Only for a redis-server this suite spawned: stop it (SIGKILL: its data is lost unless persistent) and start it again. */
   stop?(): Promise<void>;
   start?(): Promise<void>;
 }
@@ -66,13 +69,15 @@ const accepts = (port: number) =>
     sock.once('error', () => resolve(false));
   });
 
-export async function startRedis(t: Tap): Promise<TestRedis> {
+/** `persistent`: an append-only file fsynced on every write, so that a restart (even a SIGKILL) keeps every key. */
+export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): Promise<TestRedis> {
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, prefix };
   const port = await freePort();
   let child: ChildProcess | undefined;
+  const persistence = opts.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', mkdtempSync(join(tmpdir(), 'sw-redis-'))] : ['--appendonly', 'no'];
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     await until(() => accepts(port), 5000, `redis-server on port ${port}`);
   };
   const stop = async () => {

@@ -175,7 +175,7 @@ export class RawDevice extends Device {
 
   connect(): void {
     if (this.stopped) return;
-    const since = this.pos;
+    const since = this.pos && { ...this.pos };
     const q = since ? `&since=${since.epoch}:${since.offset}` : '';
     const ws = new WebSocket(`${this.o.url}?token=${this.o.token(this.user)}${q}`);
     this.ws = ws;
@@ -243,20 +243,29 @@ export class RawDevice extends Device {
 }
 
 /**
- * The presence watcher: a raw client subscribed to `presence:<id>` of every user, straight to the nodes (not
- * through the proxy: resets do not hit it); it moves to the other node when its node goes away.
+ * A presence watcher: a raw client subscribed to `presence:<id>` of every user, straight to a node (not
+ * through the proxy: resets do not hit it); it moves to the other node while its home node is away. The run
+ * has one per node: an event published where one watcher's node does not listen is still seen by the other.
  */
 export class Watcher {
-  readonly offline: { at: number; user: string; lastSeen: number }[] = [];
+  readonly offline: { at: number; user: string; lastSeen: number; watcher: number }[] = [];
   readonly online: { at: number; user: string }[] = [];
   /** Periods the watcher had no subscribed connection (events then are not seen). */
   readonly away: { from: number; to?: number }[] = [];
   private ws: WebSocket | undefined;
   private stopped = false;
-  private next = 0;
+  private next: number;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ports: () => readonly number[], private readonly token: string, private readonly users: readonly string[]) {}
+  /** `home`: the index of the node it tries first on every (re)connection. */
+  constructor(
+    private readonly ports: () => readonly number[],
+    private readonly token: string,
+    private readonly users: readonly string[],
+    readonly home: number,
+  ) {
+    this.next = home;
+  }
 
   /** Resolves once every presence topic is subscribed on the first connection. */
   start(): Promise<void> {
@@ -266,7 +275,9 @@ export class Watcher {
   private connect(ready?: () => void): void {
     if (this.stopped) return;
     const ports = this.ports();
-    const port = ports[this.next++ % ports.length]!;
+    const port = ports[this.next % ports.length]!;
+    // Home first; after a failed or lost connection to it, the other node, then home again.
+    this.next = this.next === this.home ? this.home + 1 : this.home;
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${this.token}`);
     this.ws = ws;
     let pending = 0;
@@ -285,7 +296,7 @@ export class Watcher {
           ready?.();
         }
       } else if (f.type === 'user:offline') {
-        this.offline.push({ at: performance.now(), user: f.data.userId, lastSeen: f.data.lastSeen });
+        this.offline.push({ at: performance.now(), user: f.data.userId, lastSeen: f.data.lastSeen, watcher: this.home });
       } else if (f.type === 'user:online') {
         this.online.push({ at: performance.now(), user: f.data.userId });
       }

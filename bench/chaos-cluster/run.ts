@@ -10,7 +10,7 @@ import { NodeProcess, Proxy, RedisProcess, freePort } from './cluster.js';
 import { RawDevice, SdkDevice, Watcher, type Device } from './devices.js';
 import { Publisher, type Logical } from './publisher.js';
 
-export const VARIANTS = ['resets', 'node-kill', 'redis-restart-empty', 'redis-restart-persistent', 'all'] as const;
+export const VARIANTS = ['resets', 'node-kill', 'redis-restart-empty', 'redis-restart-persistent', 'all', 'redis-then-node'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface ChaosClusterOptions {
@@ -110,7 +110,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
   const errors: string[] = [];
   const secret = `chaos-${randomBytes(12).toString('hex')}-secret`;
   const apiKey = `chaos-api-${randomBytes(8).toString('hex')}`;
-  const persistent = o.variant === 'redis-restart-persistent' || o.variant === 'all';
+  const persistent = o.variant === 'redis-restart-persistent' || o.variant === 'all' || o.variant === 'redis-then-node';
   const redis = new RedisProcess(await freePort(), persistent, dir, note);
   const ports = [await freePort(), await freePort()];
   const nodes = ports.map(
@@ -136,7 +136,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
   const devices: (SdkDevice | RawDevice)[] = [];
   const sdk: SdkDevice[] = [];
   const raw: RawDevice[] = [];
-  const watcher = new Watcher(() => ports, token('watcher'), users);
+  const watchers = ports.map((_, i) => new Watcher(() => ports, token(`watcher${i}`), users, i));
   const publisher = new Publisher({ apiKey, ports: () => ports, users, ratePerS: o.ratePerS, maxAttempts: o.maxAttempts, backoffMs: 200, runId: randomBytes(3).toString('hex') });
   let resets = 0;
   let nodeKills = 0;
@@ -162,8 +162,8 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
     for (const d of devices) d.connect();
     await Promise.all(sdk.map((d) => d.client.whenOpen(30_000)));
     await waitFor(() => raw.every((r) => r.connected), 30_000, 'the raw devices to connect');
-    await watcher.start();
-    note(`${sdk.length} SDK and ${raw.length} raw devices connected through the proxy; watcher on presence:<id> of ${users.length} users`);
+    await Promise.all(watchers.map((w) => w.start()));
+    note(`${sdk.length} SDK and ${raw.length} raw devices connected through the proxy; a watcher on each node on presence:<id> of ${users.length} users`);
 
     // ---- the chaos ----
     const start = performance.now();
@@ -227,6 +227,12 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
           await at(0.75);
           await outage(short, 'SIGTERM', false);
           return;
+        case 'redis-then-node':
+          await at(0.15);
+          await outage(long, 'SIGKILL', false);
+          await at(0.6);
+          await killNode(Math.floor(Math.random() * 2), L + 500);
+          return;
       }
     })();
     await at(1);
@@ -267,33 +273,36 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
     note(`settled in ${round(settledMs)} ms (${devices.filter(complete).length} of ${devices.length} devices complete)`);
 
     // ---- the server's inbox per user, and each SDK store against it ----
-    const inbox = new Map<string, { ids: Set<string>; notifications: { id: string; read: boolean }[]; unreadCount: number }>();
+    const inbox = new Map<string, { ids: Set<string>; notifications: { id: string; read: boolean; offset?: number }[]; unreadCount: number; epoch?: string }>();
     const storeDiffs: unknown[] = [];
-    let storesChecked = 0;
-    for (const d of sdk) {
-      let last: unknown;
-      let same = false;
-      for (let attempt = 0; attempt < 6 && !same; attempt++) {
-        if (attempt > 0) await sleep(500);
-        try {
-          const page = await d.client.request<{ notifications: { id: string; read: boolean }[]; unreadCount: number }>(
-            'notifications:list',
-            { limit: d.client.notifications.capacity },
-            { offline: 'reject', timeoutMs: 5000 },
-          );
-          inbox.set(d.user, { ids: new Set(page.notifications.map((n) => n.id)), notifications: page.notifications, unreadCount: page.unreadCount });
-          const diff = storeDiff(d, page);
-          same = diff === undefined;
-          last = diff;
-        } catch (err) {
-          last = { error: String((err as { code?: string }).code ?? (err as Error).message) };
-        }
+    const lastDiff = new Map<SdkDevice, unknown>();
+    const check = async (d: SdkDevice): Promise<boolean> => {
+      try {
+        const page = await d.client.request<{ notifications: { id: string; read: boolean; offset?: number }[]; unreadCount: number; epoch?: string }>(
+          'notifications:list',
+          { limit: d.client.notifications.capacity },
+          { offline: 'reject', timeoutMs: 5000 },
+        );
+        inbox.set(d.user, { ids: new Set(page.notifications.map((n) => n.id)), notifications: page.notifications, unreadCount: page.unreadCount, ...(page.epoch ? { epoch: page.epoch } : {}) });
+        const diff = storeDiff(d, page);
+        lastDiff.set(d, diff);
+        return diff === undefined;
+      } catch (err) {
+        lastDiff.set(d, { error: String((err as { code?: string }).code ?? (err as Error).message) });
+        return false;
       }
-      storesChecked++;
-      if (!same) storeDiffs.push({ device: d.name, ...(last as object) });
+    };
+    // A few rounds, half a second apart: a read acknowledged a moment late is not a difference.
+    let pending = [...sdk];
+    for (let round = 0; round < 6 && pending.length > 0; round++) {
+      if (round > 0) await sleep(500);
+      const same = await Promise.all(pending.map(check));
+      pending = pending.filter((_, i) => !same[i]);
     }
+    const storesChecked = sdk.length;
+    for (const d of pending) storeDiffs.push({ device: d.name, ...(lastDiff.get(d) as object) });
     endAt = performance.now();
-    watcher.close();
+    for (const w of watchers) w.close();
     for (const d of devices) d.close();
 
     // ---- the tally ----
@@ -310,13 +319,16 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
         else if (covered(d, l)) coveredByRefetch++;
         else {
           const ids = l.attempts.map((a) => a.id).filter((x): x is string => x !== undefined);
-          const stored = ids.some((id) => inbox.get(d.user)?.ids.has(id));
-          if (stored) missingStored++;
+          const held = inbox.get(d.user)?.notifications.find((n) => ids.includes(n.id));
+          if (held) missingStored++;
           missing.push({
             device: d.name,
             key: l.key,
             ids,
-            inServerInbox: stored,
+            inServerInbox: held !== undefined,
+            serverPosition: held ? { epoch: inbox.get(d.user)?.epoch, offset: held.offset } : null,
+            /** What the device was handed of this user's topic, in arrival order. */
+            handed: d.received.map((x) => `${rel(x.at)}@${x.epoch ?? '-'}:${x.offset ?? '-'}`),
             firstAt: rel(l.firstAt),
             ackedAt: rel(l.ackedAt ?? 0),
             attempts: l.attempts.map((a) => ({ t: rel(a.at), node: a.node, status: a.status, id: a.id, delivered: a.delivered, stored: a.stored, error: a.error })),
@@ -354,12 +366,14 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
     // False offline: see bench/README.md ("chaos-cluster"): connected since 500 ms before, and past the grace.
     const falseOffline: unknown[] = [];
     const lookback = o.graceMs + o.leaseMs + 2000;
-    for (const ev of watcher.offline) {
+    // One offline seen by both watchers counts once (same user, same lastSeen).
+    const offline = [...new Map(watchers.flatMap((w) => w.offline).map((ev) => [`${ev.user}:${ev.lastSeen}`, ev])).values()];
+    for (const ev of offline) {
       const mine = devices.filter((d) => d.user === ev.user).flatMap((d) => d.conns);
       const through = mine.find((c) => c.openAt <= ev.at - 500 && (c.closeAt ?? Infinity) >= Math.min(ev.at + o.graceMs, endAt));
       if (!through) continue;
       if (longestGap(mine, ev.at - lookback, ev.at) >= o.graceMs) continue;
-      falseOffline.push({ user: ev.user, t: rel(ev.at), lastSeen: ev.lastSeen, connection: { id: through.connectionId, open: rel(through.openAt), close: through.closeAt === undefined ? null : rel(through.closeAt) } });
+      falseOffline.push({ user: ev.user, t: rel(ev.at), watcher: ev.watcher, lastSeen: ev.lastSeen, connection: { id: through.connectionId, open: rel(through.openAt), close: through.closeAt === undefined ? null : rel(through.closeAt) } });
     }
 
     const attempts = publisher.all.flatMap((l) => l.attempts);
@@ -391,7 +405,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
       epochChangesLive: devices.reduce((s, d) => s + d.epochChanges.length, 0),
       connectedWithoutPosition: devices.reduce((s, d) => s + d.noPosition, 0),
       falseOffline: falseOffline.length,
-      offlineEvents: watcher.offline.length,
+      offlineEvents: offline.length,
       storesChecked,
       storesDiffer: storeDiffs.length,
       deliveredUnacked,
@@ -422,7 +436,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
           storeDiffs,
           epochChanges: devices.flatMap((d) => d.epochChanges.map((x) => ({ device: d.name, t: rel(x.at), from: x.from, to: x.to }))),
           readErrors: sdk.flatMap((d) => d.readErrors.map((e) => ({ device: d.name, error: e }))),
-          watcherAway: watcher.away.map((a) => ({ from: rel(a.from), to: a.to === undefined ? null : rel(a.to) })),
+          watchersAway: watchers.map((w) => w.away.map((a) => ({ from: rel(a.from), to: a.to === undefined ? null : rel(a.to) }))),
         },
         null,
         1,
@@ -431,7 +445,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
     return result;
   } finally {
     clearInterval(resetTimer);
-    watcher.close();
+    for (const w of watchers) w.close();
     for (const d of devices) d.close();
     await proxy.close();
     await Promise.all(nodes.map((n) => n.close()));

@@ -324,3 +324,62 @@ t.test('UNKNOWN_TYPE: the store stays local, reads are not kept', async (t) => {
   await r.settle();
   t.equal(r.has('notifications:list'), 0);
 });
+
+t.test('mark-all acknowledged while a refill was on its way: applied over it, then checked once more', async (t) => {
+  const r = rig();
+  await r.open();
+  await r.answer('notifications:list', page('E', 2, [item('b', 2), item('a', 1)]));
+  r.sync.autoLoad();
+  r.store.markAllAsRead();
+  await r.settle();
+  await r.answer('notifications:read', { unreadCount: 0 });
+  await r.answer('notifications:list', page('E', 2, [item('b', 2), item('a', 1)]));
+  t.equal(view(r.store), 'b+ a+', 'the older answer does not undo it');
+  t.equal(r.store.unreadCount, 0);
+  t.equal(r.has('notifications:list'), 1, 'the offset it covered is unknown here: one more refill');
+  await r.answer('notifications:list', page('E', 3, [item('c', 3), item('b', 2, true), item('a', 1, true)]));
+  t.equal(view(r.store), 'c b+ a+', 'what came after it shows unread');
+  t.equal(r.store.unreadCount, 1);
+  t.equal(r.has('notifications:list'), 0);
+});
+
+t.test("another device's allUpTo heard across a renewal is not applied to the new epoch's offsets", async (t) => {
+  const r = rig();
+  await r.open();
+  await r.answer('notifications:list', page('OLD', 9, [item('z', 9)]));
+  r.sync.autoLoad();
+  await r.settle();
+  r.sync.remote({ allUpTo: 9, unreadCount: 0 });
+  await r.answer('notifications:list', page('NEW', 2, [item('b', 2), item('a', 1)]));
+  t.equal(view(r.store), 'b a');
+  t.equal(r.store.unreadCount, 2);
+});
+
+t.test('a server count is not checked while reads are still on their way', async (t) => {
+  const r = rig();
+  await r.open();
+  await r.answer('notifications:list', page('E', 3, [item('c', 3), item('b', 2), item('a', 1)]));
+  r.store.markAsRead('a');
+  r.store.markAsRead('b');
+  await r.settle();
+  await r.answer('notifications:read', { unreadCount: 2 }); // the server had applied "a" only
+  t.equal(r.has('notifications:list'), 0, 'the other read settles it');
+  await r.answer('notifications:read', { unreadCount: 1 });
+  t.equal(r.has('notifications:list'), 0);
+  t.equal(r.store.unreadCount, 1);
+});
+
+t.test('a refusal that retrying cannot cure: the promise rejects and the store is refilled to the server state', async (t) => {
+  const r = rig();
+  await r.open();
+  await r.answer('notifications:list', page('E', 1, [item('a', 1)]));
+  r.store.setRead('a', 'local');
+  const p = r.sync.send({ id: 'a' }).catch((e: StorywireError) => e);
+  await r.settle();
+  await r.refuse('notifications:read', 'INTERNAL');
+  t.match(await p, { code: 'INTERNAL' }, 'the caller hears it');
+  t.equal(r.sync.unacknowledged, 0);
+  await r.answer('notifications:list', page('E', 1, [item('a', 1)]));
+  t.equal(view(r.store), 'a', 'unread, as on the server');
+  t.equal(r.store.unreadCount, 1);
+});

@@ -243,9 +243,10 @@ export class RawDevice extends Device {
 }
 
 /**
- * A presence watcher: a raw client subscribed to `presence:<id>` of every user, straight to a node (not
- * through the proxy: resets do not hit it); it moves to the other node while its home node is away. The run
- * has one per node: an event published where one watcher's node does not listen is still seen by the other.
+ * A presence watcher: a raw client subscribed to `presence:<id>` of every user, straight to one node (not
+ * through the proxy: resets do not hit it), reconnecting to that node only. The run has one per node: a
+ * presence event reaches the publishing node's own connections even when no other node listens (a node
+ * that sweeps another as dead removes the swept node's interests first), so each event is seen by one.
  */
 export class Watcher {
   readonly offline: { at: number; user: string; lastSeen: number; watcher: number }[] = [];
@@ -254,18 +255,15 @@ export class Watcher {
   readonly away: { from: number; to?: number }[] = [];
   private ws: WebSocket | undefined;
   private stopped = false;
-  private next: number;
   private timer: NodeJS.Timeout | undefined;
 
-  /** `home`: the index of the node it tries first on every (re)connection. */
+  /** `home`: the index of the node it watches from. */
   constructor(
     private readonly ports: () => readonly number[],
     private readonly token: string,
     private readonly users: readonly string[],
     readonly home: number,
-  ) {
-    this.next = home;
-  }
+  ) {}
 
   /** Resolves once every presence topic is subscribed on the first connection. */
   start(): Promise<void> {
@@ -274,10 +272,7 @@ export class Watcher {
 
   private connect(ready?: () => void): void {
     if (this.stopped) return;
-    const ports = this.ports();
-    const port = ports[this.next % ports.length]!;
-    // Home first; after a failed or lost connection to it, the other node, then home again.
-    this.next = this.next === this.home ? this.home + 1 : this.home;
+    const port = this.ports()[this.home]!;
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${this.token}`);
     this.ws = ws;
     let pending = 0;

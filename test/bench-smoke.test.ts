@@ -175,10 +175,26 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
   t.equal(naive.delivered + naive.missing, naive.published, 'naive: every notification is delivered or counted missing');
 });
 
+t.test('bench smoke: chaos-cluster, socket resets against 2 nodes + redis-server behind the proxy', { skip: spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? false : 'needs redis-server on PATH' }, async (t) => {
+  const args = ['chaos-cluster', '--variants', 'resets', '--users', '4', '--duration', '2', '--rate', '5', '--every', '300', '--share', '0.25', '--settle', '5000'];
+  const { code, stdout, stderr } = await runBench(args, 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.equal(out.length, 1, 'one line per run');
+  const l = out[0]!;
+  described(t, l, { users: 4, durationS: 2, ratePerS: 5 });
+  t.match(l, { bench: 'chaos-cluster', variant: 'resets', run: 1, ok: true });
+  const r = l.result;
+  t.ok(r.published > 0 && r.acked === r.published && r.resets > 0, 'notifications flowed and sockets were reset');
+  t.equal(r.delivered, r.expected, 'every acked notification reached every device of its user');
+  t.same([r.missing, r.duplicates, r.retryDuplicates, r.outOfOrder, r.falseOffline, r.storesDiffer], [0, 0, 0, 0, 0, 0], 'the zeros');
+  t.equal(r.storesChecked, 4, 'every SDK store compared');
+});
+
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants)/, `${args.join(' ')}: names the option`);
   }
 });

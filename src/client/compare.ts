@@ -1,5 +1,6 @@
 // Compares a client's notification store with the server's inbox (tests, chaos harnesses, support tools).
 import type { StorywireClient } from './client.js';
+import { inboxLimit } from './inbox.js';
 import type { InboxPage, StoredNotification } from './store.js';
 import type { RequestOptions } from './types.js';
 
@@ -11,7 +12,9 @@ import type { RequestOptions } from './types.js';
  */
 export async function inboxDifferences(client: StorywireClient, opts: RequestOptions = {}): Promise<string[]> {
   const store = client.notifications;
-  const page = await client.request<InboxPage>('notifications:list', { limit: Math.min(store.capacity, 1000) }, { offline: 'reject', ...opts });
+  const all = await client.request<InboxPage>('notifications:list', { limit: inboxLimit(store.capacity, client.user?.limits['historySize']) }, { offline: 'reject', ...opts });
+  // The store shows the newest `capacity` of them; the unread count covers them all.
+  const page = { ...all, notifications: all.notifications.slice(0, store.capacity) };
   const out: string[] = [];
   const { unacknowledgedReads, refilling } = client.inboxState;
   if (unacknowledgedReads > 0) out.push(`${unacknowledgedReads} read(s) not acknowledged by the server yet`);

@@ -167,7 +167,7 @@ export class InboxSync {
     this.seen = seen;
     let page: InboxPage;
     try {
-      page = await this.request<InboxPage>('notifications:list', { limit: Math.min(this.store.capacity, 1000) }, { offline: 'reject' });
+      page = await this.request<InboxPage>('notifications:list', { limit: inboxLimit(this.store.capacity, this.historySize) }, { offline: 'reject' });
     } catch (err) {
       if ((err as StorywireError).code === ServerErrorCode.UNKNOWN_TYPE) {
         this.supported = false;
@@ -274,3 +274,11 @@ export class InboxSync {
 }
 
 function noop(): void {}
+
+/**
+ * The page to ask for: the whole inbox (the server keeps at most `historySize`) when that is more than the store
+ * shows, so the unread ones beyond the store are known by id and offset and its count stays exact.
+ */
+export function inboxLimit(capacity: number, historySize: number | undefined): number {
+  return Math.min(Math.max(capacity, historySize ?? 0), 1000);
+}

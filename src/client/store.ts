@@ -42,7 +42,12 @@ export interface ReadOverrides {
 export class NotificationStore {
   private list: StoredNotification[] = [];
   private unread = 0;
-  /** Unread notifications the server counts that the store does not hold (beyond its capacity). */
+  /**
+   * Unread notifications the server holds that the store does not show (beyond its capacity), by id with their
+   * offset: known from a page that listed the whole inbox, or dropped from the store while the server keeps them.
+   */
+  private hidden = new Map<string, number>();
+  /** Unread notifications the server counts and no page listed (its inbox was larger than the page; servers without history). */
   private beyond = 0;
   /**
    * True once a page with a position (epoch, offset) was merged: the store then mirrors the inbox exactly and
@@ -65,7 +70,7 @@ export class NotificationStore {
 
   /** The server's count when it gives one (inbox, read acks, other devices), kept up to date locally in between. */
   get unreadCount(): number {
-    return this.unread + this.beyond;
+    return this.unread + this.hidden.size + this.beyond;
   }
 
   /** Adds a notification; one already held (same id) is ignored. Returns whether it was added. */
@@ -79,7 +84,7 @@ export class NotificationStore {
       if (dropped.read) continue;
       this.unread--;
       // Still in the server's history (it keeps more than the store): still unread there.
-      if (this.serverHolds(dropped, epoch, offset)) this.beyond++;
+      if (dropped.offset !== undefined && this.serverHolds(dropped, epoch, offset)) this.hidden.set(dropped.id, dropped.offset);
     }
     this.list = next;
     this.unread++;
@@ -104,6 +109,7 @@ export class NotificationStore {
   clear(): void {
     this.list = [];
     this.unread = 0;
+    this.hidden.clear();
     this.beyond = 0;
     this.emit('cleared', 'local');
   }
@@ -129,7 +135,11 @@ export class NotificationStore {
   setRead(id: string, source: NotificationChange['source']): boolean {
     const i = this.list.findIndex((x) => x.id === id);
     const current = this.list[i];
-    if (!current || current.read) return false;
+    if (!current) {
+      if (this.hidden.delete(id)) this.emit('synced', source);
+      return false;
+    }
+    if (current.read) return false;
     const updated = { ...current, read: true };
     this.list = this.list.map((x, j) => (j === i ? updated : x));
     this.unread--;
@@ -141,8 +151,13 @@ export class NotificationStore {
   setAllRead(source: NotificationChange['source'], upTo?: number): number {
     const hit = (x: StoredNotification) => !x.read && (upTo === undefined || x.offset === undefined || x.offset <= upTo);
     const n = this.list.filter(hit).length;
+    const before = this.unreadCount;
+    for (const [id, offset] of this.hidden) if (upTo === undefined || offset <= upTo) this.hidden.delete(id);
     if (upTo === undefined) this.beyond = 0;
-    if (n === 0) return 0;
+    if (n === 0) {
+      if (this.unreadCount !== before) this.emit('synced', source);
+      return 0;
+    }
     this.list = this.list.map((x) => (hit(x) ? { ...x, read: true } : x));
     this.unread -= n;
     this.emit('all-read', source);
@@ -182,11 +197,15 @@ export class NotificationStore {
   trim(epoch: string, upTo: number): void {
     if (!this.exact) return;
     const gone = (n: StoredNotification) => n.epoch === epoch && n.offset !== undefined && n.offset <= upTo;
-    if (!this.list.some(gone)) return;
-    this.list = this.list.filter((n) => !gone(n));
-    this.unread = this.list.filter((n) => !n.read).length;
-    this.beyond = 0;
-    this.emit('synced', 'server');
+    const before = this.unreadCount;
+    // Hidden ones belong to the epoch of the last page, the one trimmed (the client refills on another).
+    for (const [id, offset] of this.hidden) if (offset <= upTo) this.hidden.delete(id);
+    if (this.list.some(gone)) {
+      this.list = this.list.filter((n) => !gone(n));
+      this.unread = this.list.filter((n) => !n.read).length;
+      this.beyond = 0;
+    }
+    if (this.unreadCount !== before) this.emit('synced', 'server');
   }
 
   /**
@@ -208,9 +227,9 @@ export class NotificationStore {
     const later = this.list.filter((n) => !fromServer.has(n.id) && n.epoch === epoch && n.offset !== undefined && n.offset > offset);
     const merged = [...later, ...page.notifications.map((n) => ({ ...n, epoch }))].sort((a, b) => (b.offset ?? 0) - (a.offset ?? 0));
     this.list = merged.slice(0, this.capacity);
-    // What the page counts as unread but the store does not hold (before any override: the page's own view).
-    const heldUnreadOfPage = this.list.filter((n) => fromServer.has(n.id) && !n.read).length;
-    this.beyond = Math.max(0, page.unreadCount - heldUnreadOfPage);
+    this.hidden = new Map(merged.slice(this.capacity).flatMap((n) => (!n.read && n.offset !== undefined ? [[n.id, n.offset] as const] : [])));
+    // Unread ones the page did not even list (the inbox is larger than the page).
+    this.beyond = Math.max(0, page.unreadCount - page.notifications.filter((n) => !n.read).length);
     this.override(overrides);
     this.unread = this.list.filter((n) => !n.read).length;
     this.emit('synced', 'server');
@@ -222,6 +241,7 @@ export class NotificationStore {
     const merged = [...page.notifications.map((n) => ({ ...n })), ...localOnly].sort((a, b) => b.ts - a.ts || (b.offset ?? 0) - (a.offset ?? 0));
     this.list = merged.slice(0, this.capacity);
     this.unread = this.list.filter((n) => !n.read).length;
+    this.hidden.clear();
     const held = new Set(this.list.map((n) => n.id));
     this.beyond = Math.max(0, page.unreadCount + localOnly.filter((n) => !n.read && held.has(n.id)).length - this.unread);
     this.override(overrides);
@@ -241,6 +261,7 @@ export class NotificationStore {
     const read = (n: StoredNotification) =>
       o.all || ids.has(n.id) || (upTo !== undefined && n.offset !== undefined && n.offset <= upTo);
     if (o.all || upTo !== undefined) this.beyond = 0;
+    for (const [id, offset] of this.hidden) if (o.all || ids.has(id) || (upTo !== undefined && offset <= upTo)) this.hidden.delete(id);
     this.list = this.list.map((n) => (!n.read && read(n) ? { ...n, read: true } : n));
   }
 

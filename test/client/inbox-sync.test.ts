@@ -383,3 +383,25 @@ t.test('a refusal that retrying cannot cure: the promise rejects and the store i
   t.equal(view(r.store), 'a', 'unread, as on the server');
   t.equal(r.store.unreadCount, 1);
 });
+
+t.test('a store smaller than the inbox: the page lists the whole inbox, so the unread ones beyond it are known and counted exactly', async (t) => {
+  const r = rig(2);
+  await r.open(4);
+  t.same(r.peek('notifications:list'), { limit: 4 }, 'asks for the whole inbox (historySize)');
+  await r.answer('notifications:list', page('E', 4, [item('d', 4), item('c', 3), item('b', 2), item('a', 1)]));
+  t.equal(view(r.store), 'd c');
+  t.equal(r.store.unreadCount, 4);
+  // e arrives: a (offset 1) falls out of the server's last 4 offsets, c falls out of the store but not of the server.
+  r.sync.position('E', 5);
+  r.store.add(note('e'), 5, 'E');
+  t.equal(view(r.store), 'e d');
+  t.equal(r.store.unreadCount, 4, 'b c d e on the server');
+  r.sync.remote({ ids: ['b'], unreadCount: 3 });
+  t.equal(r.store.unreadCount, 3, 'a read of one the store does not show');
+  r.sync.position('E', 7); // two events of another kind: b and c fall out of the server too
+  t.equal(r.store.unreadCount, 2);
+  r.sync.remote({ allUpTo: 7, unreadCount: 0 });
+  t.equal(r.store.unreadCount, 0);
+  await r.settle();
+  t.equal(r.has('notifications:list'), 0, 'every server count agreed');
+});

@@ -55,6 +55,8 @@ export interface Config {
   readonly redisPrefix: string;
   readonly nodeId: string | undefined;
   readonly nodeLeaseMs: number;
+  readonly idempotencyTtlS: number;
+  readonly idempotencyMaxKeys: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -130,6 +132,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'redisPrefix', env: 'REDIS_PREFIX', kind: 'string', default: 'storywire:', doc: 'Prefix of every Redis key and channel, so that several deployments can share one Redis.' },
   { key: 'nodeId', env: 'NODE_ID', kind: 'string', default: undefined, doc: 'This node\'s id in the cluster (`[A-Za-z0-9_.-]`, at most 64); unset: random at each start. Two live nodes must never share one.' },
   { key: 'nodeLeaseMs', env: 'NODE_LEASE_MS', kind: 'int', default: 10000, min: 500, max: 600000, doc: 'Cluster mode: lease of a node in Redis, renewed every third of it. The users of a node that dies without cleaning up are offline within this plus a fifth of it (at most 2 s).' },
+  { key: 'idempotencyTtlS', env: 'IDEMPOTENCY_TTL_S', kind: 'int', default: 600, min: 1, max: 604800, doc: 'How long a publish\'s `Idempotency-Key` is remembered, seconds: a retry with the same key within it stores and delivers nothing new. Longer than the backend retries for.' },
+  { key: 'idempotencyMaxKeys', env: 'IDEMPOTENCY_MAX_KEYS', kind: 'int', default: 100000, min: 1, max: 10000000, doc: 'Keys each node remembers (in memory mode, the whole idempotency store; in cluster mode, for live-only topics): past it the oldest is forgotten first.' },
 ];
 
 export class ConfigError extends Error {

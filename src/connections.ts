@@ -15,6 +15,8 @@ export class Connections {
   private readonly expiries = new ExpiryWheel<Socket>();
   private open = 0;
   private tick = 0;
+  /** Topics whose subscribers closeSubscribers() closes at the end of this turn. */
+  private closing: Set<string> | undefined;
 
   constructor(
     private readonly config: Config,
@@ -130,6 +132,27 @@ export class Connections {
     for (const ws of sockets) ws.end(code, reason);
     if (sockets.length > 0) this.log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
     return sockets.length;
+  }
+
+  /**
+   * Closes this node's subscribers of a topic: at once for a personal topic (its user's sockets), else in one
+   * pass over every socket per event-loop turn, however many topics are closed in that turn.
+   */
+  closeSubscribers(topic: string, code: number, reason: string): void {
+    if (topic.startsWith('user:')) {
+      for (const ws of this.byUser.of(topic.slice(5))) ws.end(code, reason);
+      return;
+    }
+    if (this.closing === undefined) {
+      const topics = (this.closing = new Set());
+      setImmediate(() => {
+        this.closing = undefined;
+        this.byUser.forEach((ws) => {
+          if (!ws.getUserData().c.closed && ws.getTopics().some((t) => topics.has(t))) ws.end(code, reason);
+        });
+      });
+    }
+    this.closing.add(topic);
   }
 
   /** Closes everything with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */

@@ -9,6 +9,7 @@ import { id, parseChapter, parseNotification, parseStory, parseUserIds, type Jso
 import type { StorywireServer } from './server.js';
 import { PartialDelivery, emitAll } from './pubsub.js';
 import { parseTopic, PRESENCE_ALL } from './features/topics.js';
+import { KeyedPublish, fingerprint, idempotencyKey } from './idempotency.js';
 
 /** Close codes the backend may choose in `POST /v1/users/:id/disconnect`. */
 const DISCONNECT_CODES = new Set<number>([CloseCode.RECONNECT, CloseCode.SHUTDOWN, CloseCode.FORBIDDEN, CloseCode.TOKEN_REVOKED, CloseCode.TOKEN_EXPIRED]);
@@ -20,6 +21,15 @@ interface Input {
   params: string[];
   query: string;
   body: unknown;
+  /** The request's `Idempotency-Key`, its fingerprint the route and the body (see keyed()). */
+  key: string | undefined;
+  route: string;
+}
+
+/** The publish of a request that came with an Idempotency-Key (`part` names one event of a batch). */
+function keyed(input: Input, part = ''): KeyedPublish | undefined {
+  if (input.key === undefined) return undefined;
+  return new KeyedPublish(part === '' ? input.key : `${input.key}#${part}`, fingerprint(input.route, input.params.join('/'), part, JSON.stringify(input.body)));
 }
 type Handler = (input: Input) => Promise<[number, unknown]> | [number, unknown];
 
@@ -48,13 +58,18 @@ export function checkRawEvent(v: unknown, path: string, limits: Limits): { topic
   return { topic: e.topic, type: e.type, data };
 }
 
-/** Waits for the other nodes; a failure there is a 503 that still says what this node delivered. */
-async function settled<T extends object>(delivered: Promise<number>, body: (delivered: number) => T): Promise<[number, unknown]> {
+/**
+ * Waits for the other nodes; a failure there is a 503 that still says what this node delivered and whether
+ * the event is stored. A keyed retry of a publish already made answers 200 with `duplicate: true`.
+ */
+async function settled<T extends object>(delivered: Promise<number>, body: (delivered: number) => T, keyedBy?: readonly (KeyedPublish | undefined)[]): Promise<[number, unknown]> {
   try {
-    return [200, body(await delivered)];
+    const n = await delivered;
+    const duplicate = keyedBy !== undefined && keyedBy.length > 0 && keyedBy.every((k) => k?.duplicate === true);
+    return [200, duplicate ? { ...body(n), duplicate } : body(n)];
   } catch (err) {
     if (!(err instanceof PartialDelivery)) throw err;
-    return [503, { ...body(err.delivered), error: { code: err.code, message: err.message } }];
+    return [503, { ...body(err.delivered), stored: err.stored, error: { code: err.code, message: err.message } }];
   }
 }
 
@@ -110,15 +125,21 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
       const params = Array.from({ length: nParams }, (_, i) => req.getParameter(i));
       const query = req.getQuery() ?? '';
       const contentLength = req.getHeader('content-length');
+      const rawKey = req.getHeader('idempotency-key');
+      // uWS reads a header that is empty or not UTF-8 as "": present, it is a bad key, never "no key".
+      let keyGiven = rawKey !== '';
+      if (!keyGiven) req.forEach((name) => (keyGiven ||= name === 'idempotency-key'));
+      let key: string | undefined;
       try {
         checkApiKey(req.getHeader('authorization'), config.apiKey);
+        key = keyGiven ? idempotencyKey(rawKey === '' ? null : rawKey, 'header Idempotency-Key') : undefined;
       } catch (err) {
         reply.error(err);
         return;
       }
       const body = method === 'post' ? readJson(reply, contentLength, config.maxBodyBytes) : Promise.resolve(undefined);
       body
-        .then((b) => handler({ params, query, body: b }))
+        .then((b) => handler({ params, query, body: b, key, route: pattern }))
         .then(
           ([status, out]) => reply.json(status, out),
           (err: unknown) => {
@@ -129,8 +150,8 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     });
   }
 
-  route('post', '/v1/notifications', ({ body }) => {
-    const b = object(body, 'body');
+  route('post', '/v1/notifications', (input) => {
+    const b = object(input.body, 'body');
     let userIds: string[];
     if (b.userIds !== undefined) {
       userIds = parseUserIds(b.userIds, 'body.userIds', { ...limits, maxPresenceIds: config.maxBatch });
@@ -138,30 +159,35 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     } else userIds = [id(b.userId, 'body.userId')];
     const notification = parseNotification(b.notification, 'body.notification', limits);
     const from = b.from === undefined || b.from === null ? null : id(b.from, 'body.from');
-    const r = server.sendNotificationToUser(userIds, notification, from);
-    return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: userIds.length, delivered }));
+    const k = keyed(input);
+    const r = server.sendNotificationToUser(userIds, notification, from, k);
+    return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: userIds.length, delivered }), [k]);
   });
 
-  route('post', '/v1/stories', ({ body }) => {
-    const story = parseStory(body, 'body', limits);
-    const r = server.broadcastNewStory(story, optionalAuthor(story.authorId, 'body.authorId'));
-    return settled(r, (delivered) => ({ id: story.id, delivered }));
+  route('post', '/v1/stories', (input) => {
+    const story = parseStory(input.body, 'body', limits);
+    const k = keyed(input);
+    const r = server.broadcastNewStory(story, optionalAuthor(story.authorId, 'body.authorId'), k);
+    return settled(r, (delivered) => ({ id: story.id, delivered }), [k]);
   });
 
-  route('post', '/v1/stories/:id/updated', ({ params, body }) => {
-    const storyId = id(params[0], 'path id');
-    const b = object(body ?? {}, 'body');
-    const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b.authorId, 'body.authorId'));
-    return settled(r, (delivered) => ({ id: storyId, delivered }));
+  route('post', '/v1/stories/:id/updated', (input) => {
+    const storyId = id(input.params[0], 'path id');
+    const b = object(input.body ?? {}, 'body');
+    const k = keyed(input);
+    const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b.authorId, 'body.authorId'), k);
+    return settled(r, (delivered) => ({ id: storyId, delivered }), [k]);
   });
 
-  route('post', '/v1/stories/:id/chapters', ({ params, body }) => {
-    const chapter = parseChapter({ ...object(body, 'body'), storyId: params[0] }, 'body', limits);
-    const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter.authorId, 'body.authorId'));
-    return settled(r, (delivered) => ({ id: chapter.id, storyId: chapter.storyId, delivered }));
+  route('post', '/v1/stories/:id/chapters', (input) => {
+    const chapter = parseChapter({ ...object(input.body, 'body'), storyId: input.params[0] }, 'body', limits);
+    const k = keyed(input);
+    const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter.authorId, 'body.authorId'), k);
+    return settled(r, (delivered) => ({ id: chapter.id, storyId: chapter.storyId, delivered }), [k]);
   });
 
-  route('post', '/v1/publish', async ({ body }) => {
+  route('post', '/v1/publish', async (input) => {
+    const { body } = input;
     const batch = Array.isArray(body);
     const items = batch ? body : [body];
     if (items.length === 0) throw bad('body must not be an empty array');
@@ -170,8 +196,9 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     const events = items.map((e, i) => checkRawEvent(e, batch ? `body[${i}]` : 'body', limits));
     // Each event settles on its own, so that a batch reports every event's local deliveries even on failure.
     const perEvent: number[] = [];
+    const keys = events.map((_, i) => keyed(input, batch ? String(i) : ''));
     const results = events.map((e, i) =>
-      server.publish(e.topic, e.type, e.data).then(
+      server.publish(e.topic, e.type, e.data, keys[i]).then(
         (n) => (perEvent[i] = n),
         (err: unknown) => {
           if (err instanceof PartialDelivery) perEvent[i] = err.delivered;
@@ -179,7 +206,7 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
         },
       ),
     );
-    return settled(emitAll(results), () => (batch ? { published: events.length, delivered: perEvent } : { delivered: perEvent[0] }));
+    return settled(emitAll(results), () => (batch ? { published: events.length, delivered: perEvent } : { delivered: perEvent[0] }), keys);
   });
 
   route('get', '/v1/presence', async ({ query }) => {

@@ -1,34 +1,57 @@
 // emit(topic, frame): offsets for recoverable topics, uWS fan-out on this node, the backplane to the others;
 // join(ws, topic, since): replay what a connection missed, then live, with no gap and no duplicate.
 import type { UWS } from './uws.js';
-import type { Backplane } from './backplane/types.js';
-import { ErrorCode, WireError } from './errors.js';
+import { Unconfirmed, type Backplane, type Idempotency } from './backplane/types.js';
+import { CloseCode, ErrorCode, WireError } from './errors.js';
+import type { IdempotencyStore } from './idempotency.js';
 import type { HistoryStore, Position } from './history/types.js';
 import { isRecoverable } from './history/types.js';
 import type { Metrics } from './metrics.js';
 
-/** Reached this node's subscribers but not the other nodes: reported as a failure, with what was delivered. */
+/**
+ * Not confirmed on every node that listens: reported as a failure, with what this node delivered and whether
+ * the event is stored (recoverable topics: true, false, or null when not known; live-only topics: false).
+ */
 export class PartialDelivery extends WireError {
-  constructor(readonly delivered: number) {
-    super(ErrorCode.UNAVAILABLE, 'delivered on this node only: the other nodes could not be reached', 503);
+  constructor(
+    readonly delivered: number,
+    readonly stored: boolean | null,
+    message = 'delivered on this node only: the other nodes could not be reached',
+  ) {
+    super(ErrorCode.UNAVAILABLE, message, 503);
   }
 }
 
-/** Sums local deliveries of several emits; one failure makes the whole a PartialDelivery with the sum. */
+/** true when every part is true, false when every part is false, null otherwise. */
+function storedOfAll(parts: readonly (boolean | null)[]): boolean | null {
+  if (parts.every((p) => p === true)) return true;
+  if (parts.every((p) => p === false)) return false;
+  return null;
+}
+
+/**
+ * Sums local deliveries of several emits; a failure makes the whole a PartialDelivery with the sum, stored
+ * when every failed part is stored, not stored when none is, null otherwise (the parts that succeeded
+ * need no retry). An error of another kind wins.
+ */
 export async function emitAll(emits: Promise<number>[]): Promise<number> {
   const results = await Promise.allSettled(emits);
   let delivered = 0;
-  let failed = false;
+  const failed: PartialDelivery[] = [];
   for (const r of results) {
     if (r.status === 'fulfilled') delivered += r.value;
     else if (r.reason instanceof PartialDelivery) {
       delivered += r.reason.delivered;
-      failed = true;
+      failed.push(r.reason);
     } else throw r.reason;
   }
-  if (failed) throw new PartialDelivery(delivered);
+  if (failed.length > 0) throw new PartialDelivery(delivered, storedOfAll(failed.map((f) => f.stored)), failed[0]!.message);
   return delivered;
 }
+
+const RECONNECT_TO_RESUME = 'the cluster store is back: reconnect to resume from your position';
+
+const conflict = () => new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
 
 /** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
 const EPHEMERAL = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
@@ -86,6 +109,11 @@ export class PubSub {
   /** Cluster: connections to leave out of numbered frames this node published, until the frame comes back. */
   private readonly excepts = new Map<string, UWS.WebSocket<unknown>>();
   private exceptSeq = 0;
+  /**
+   * Cluster: connections that joined a recoverable topic without a position (the store was unreachable).
+   * Closed with 4001 once this node is registered again, so that they resume from where they were.
+   */
+  private readonly positionless = new Set<UWS.WebSocket<{ c: { closed: boolean } }>>();
 
   /**
    * Slow readers are found before a burst overflows them: `slowReaders.checkUser(id)` runs after every
@@ -99,15 +127,26 @@ export class PubSub {
     private readonly metrics: Metrics,
     private readonly checkEveryBytes: number,
     private readonly slowReaders: { checkAll(): void; checkUser(userId: string): void },
+    private readonly idempotency: IdempotencyStore,
   ) {
-    backplane.onFrame((topic, frame, exceptToken) => {
+    backplane.onFrame((topic, frame, exceptToken, keyed) => {
       let except: UWS.WebSocket<unknown> | undefined;
       if (exceptToken !== undefined) {
         except = this.excepts.get(exceptToken);
         this.excepts.delete(exceptToken);
       }
+      // A retry of a keyed live-only publish reaches the nodes that had the first one too: each delivers it once.
+      if (keyed !== undefined && this.idempotency.claim(`${topic}\n${keyed.key}`, keyed.fingerprint) !== 'new') return;
       this.deliver(topic, frame, except);
     });
+    backplane.onStateChange((up) => {
+      if (up) this.closePositionless();
+    });
+  }
+
+  private closePositionless(): void {
+    for (const ws of this.positionless) if (!ws.getUserData().c.closed) ws.end(CloseCode.RECONNECT, RECONNECT_TO_RESUME);
+    this.positionless.clear();
   }
 
   private count(bytes: number): void {
@@ -174,14 +213,21 @@ export class PubSub {
     return local;
   }
 
-  private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined): Promise<number> {
-    const local = this.deliver(topic, frame, except);
+  private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined, idem?: Idempotency): Promise<number> {
+    let local = 0;
+    if (idem !== undefined) {
+      const claim = this.idempotency.claim(`${topic}\n${idem.key}`, idem.fingerprint);
+      if (claim === 'conflict') return Promise.reject(conflict());
+      idem.duplicate = claim === 'duplicate';
+    }
+    // A duplicate is not delivered here again; in a cluster it is sent on, for the nodes the first one missed.
+    if (idem?.duplicate !== true) local = this.deliver(topic, frame, except);
     if (this.backplane.single) return Promise.resolve(local);
-    return this.backplane.publish(topic, frame).then(
+    return this.backplane.publish(topic, frame, idem && `${idem.key} ${idem.fingerprint}`).then(
       () => local,
-      () => {
+      (err: unknown) => {
         this.metrics.backplaneErrors.inc();
-        throw new PartialDelivery(local);
+        throw new PartialDelivery(local, false, err instanceof Unconfirmed ? err.message : undefined);
       },
     );
   }
@@ -192,9 +238,9 @@ export class PubSub {
    * connections handed the frame once the other nodes have it; rejects with PartialDelivery otherwise.
    * Local delivery of an unnumbered event happens before this returns.
    */
-  emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>): Promise<number> {
+  emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency): Promise<number> {
     this.metrics.published(type);
-    if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except);
+    if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except, idem);
     // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
     const typePart = typeHead(type);
     const topicPart = JSON.stringify(topic);
@@ -210,14 +256,24 @@ export class PubSub {
         this.excepts.set(token, except);
       }
       const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-      return this.backplane.publishRecorded(topic, head, frame.slice(head.length), token).then(
-        () => (forget(), local),
+      return this.backplane.publishRecorded(topic, head, frame.slice(head.length), token, idem).then(
+        (appended) => (forget(), appended === undefined ? 0 : local),
         (err: unknown) => {
           forget();
+          if (!(err instanceof Unconfirmed)) throw err;
           this.metrics.backplaneErrors.inc();
-          throw new PartialDelivery((err as { appended?: unknown }).appended ? local : 0);
+          // Stored: it comes back from Redis and is delivered here too. Not stored: delivered nowhere.
+          throw new PartialDelivery(err.stored === true ? local : 0, err.stored, err.message);
         },
       );
+    }
+    if (idem !== undefined) {
+      const claim = this.idempotency.claim(`${topic}\n${idem.key}`, idem.fingerprint);
+      if (claim === 'conflict') return Promise.reject(conflict());
+      if (claim === 'duplicate') {
+        idem.duplicate = true;
+        return Promise.resolve(0);
+      }
     }
     const appended = this.history.append(topic, head, frame.slice(head.length));
     if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
@@ -310,10 +366,11 @@ export class PubSub {
           result = { ...position, recovered, replayed: frames.length };
           // Every frame numbered up to the position read must have reached this node (or never will,
           // having been published before it listened): then the buffer holds exactly what came after.
-          await this.backplane.barrier?.(topic);
+          await this.backplane.barrier?.(topic, position);
         } catch {
-          // The history store is unreachable (a cluster without Redis): nothing numbered can be published
-          // meanwhile either, so the connection joins live, without a position (and nothing to replay).
+          // The history store is unreachable (a cluster without Redis): the connection joins live, without a
+          // position, and is closed with 4001 once this node is registered again, so that it resumes then
+          // (what was published elsewhere meanwhile, or its `recovered: false`, is only known from Redis).
           result = undefined;
           frames.length = 0;
         }
@@ -336,6 +393,10 @@ export class PubSub {
     }
     this.enter(ws, topic, options, result, frames);
     for (const t of topics) this.release(t);
+    if (recoverable && result === undefined) {
+      this.positionless.add(ws);
+      if (this.backplane.up) this.closePositionless();
+    }
     return result;
   }
 

@@ -25,6 +25,7 @@ import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type Bro
 import { PRESENCE_ALL, STORIES, userTopic } from './features/topics.js';
 import { registerDemo } from './demo.js';
 import { createUpgrades } from './upgrade.js';
+import { IdempotencyStore, keyedFrom, type KeyedPublish, type PublishOptions } from './idempotency.js';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -59,12 +60,16 @@ export interface StorywireServer {
    * Publishing operations resolve with the number of connections on this node handed the event, once the
    * other nodes have it too; they reject with a PartialDelivery (UNAVAILABLE, `.delivered`) otherwise.
    */
-  sendNotificationToUser(userIds: string | readonly string[], notification: NotificationInput, from?: string | null): { notification: Notification; delivered: Promise<number> };
-  broadcastNewStory(story: StoryInput, authorId?: string | null): BroadcastResult;
-  broadcastStoryUpdated(story: JsonObject & { id: string }, authorId?: string | null): BroadcastResult;
-  broadcastNewChapter(chapter: ChapterInput, authorId?: string | null): BroadcastResult;
+  /**
+   * `options.idempotencyKey` (or a KeyedPublish, whose `duplicate` tells afterwards): a retry with the same
+   * key within IDEMPOTENCY_TTL_S stores and delivers nothing new and resolves with 0 delivered.
+   */
+  sendNotificationToUser(userIds: string | readonly string[], notification: NotificationInput, from?: string | null, options?: PublishOptions | KeyedPublish): { notification: Notification; delivered: Promise<number> };
+  broadcastNewStory(story: StoryInput, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  broadcastStoryUpdated(story: JsonObject & { id: string }, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  broadcastNewChapter(chapter: ChapterInput, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
   /** A backend-defined event on any topic (no schema; `data` passed through). */
-  publish(topic: string, type: string, data: object): BroadcastResult;
+  publish(topic: string, type: string, data: object, options?: PublishOptions | KeyedPublish): BroadcastResult;
   isOnline(userId: string): Promise<boolean>;
   onlineUsers(userIds: readonly string[]): Promise<string[]>;
   /** Closes every connection of the user with `code`, on every node; resolves with how many were closed. */
@@ -88,7 +93,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
     checkUser: (userId) => connections.checkOverBudget(userId),
-  });
+  }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys));
+  // Subscribers who missed events the history no longer holds resume, and are told `recovered: false`.
+  backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
   const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, pubsub, config.historySize);
@@ -358,11 +365,17 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return signDevToken(verifier.devSecret, userId, roles, ttlS, config);
     },
 
-    sendNotificationToUser: (userIds, notification, from = null) => sendNotification(pubsub, typeof userIds === 'string' ? [userIds] : userIds, notification, from),
-    broadcastNewStory: (story, authorId = null) => broadcastNewStory(pubsub, story, authorId),
-    broadcastStoryUpdated: (story, authorId = null) => broadcastStoryUpdated(pubsub, story, authorId),
-    broadcastNewChapter: (chapter, authorId = null) => broadcastNewChapter(pubsub, chapter, authorId),
-    publish: (topic, type, data) => pubsub.emit(type, topic, rawEventFrame(type, topic, data)),
+    sendNotificationToUser(userIds, notification, from = null, options) {
+      const ids = typeof userIds === 'string' ? [userIds] : userIds;
+      return sendNotification(pubsub, ids, notification, from, keyedFrom(options, 'notification', [ids, notification, from]));
+    },
+    broadcastNewStory: (story, authorId = null, options) => broadcastNewStory(pubsub, story, authorId, keyedFrom(options, 'story:new', [story, authorId])),
+    broadcastStoryUpdated: (story, authorId = null, options) => broadcastStoryUpdated(pubsub, story, authorId, keyedFrom(options, 'story:updated', [story, authorId])),
+    broadcastNewChapter: (chapter, authorId = null, options) => broadcastNewChapter(pubsub, chapter, authorId, keyedFrom(options, 'chapter:new', [chapter, authorId])),
+    publish(topic, type, data, options) {
+      const keyed = keyedFrom(options, 'publish', [topic, type, data]);
+      return pubsub.emit(type, topic, rawEventFrame(type, topic, data), undefined, keyed?.part());
+    },
     isOnline: (userId) => presence.isOnline(userId),
     onlineUsers: (userIds) => presence.online(userIds),
     async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {

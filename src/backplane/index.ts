@@ -23,6 +23,7 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
     leaseMs: config.nodeLeaseMs,
     graceMs: config.presenceGraceMs,
     history: { size: config.historySize, ttlMs: config.historyTtlS * 1000 },
+    idempotencyMs: config.idempotencyTtlS * 1000,
     log,
   });
   await backplane.connect(connectTimeoutMs);

@@ -69,6 +69,8 @@ export class MemoryBackplane implements Backplane {
     return undefined;
   }
   onFrame(): void {}
+  /** Nothing is published past this process: its subscribers never miss what its history holds. */
+  onHistoryLost(): void {}
   async disconnectUser(): Promise<number> {
     return 0;
   }

@@ -1,14 +1,15 @@
 // The Lua scripts of the Redis backplane: each one is a single atomic step on the layout described in redis.ts.
 import { ErrorCode, WireError } from '../errors.js';
 
-// KEYS: interest set, recovering flag, channel; ARGV: message, lease key prefix, own node id.
+// KEYS: interest set, recovering flag, channel; ARGV: message, own node id.
 // 0: no other node listens (nothing sent); 1: sent to all; -1: recovering; -2: an interested node missed it.
+// Every node in the interest set is expected, whether its lease is alive or not: a lease that expired while
+// Redis was away proves nothing, and a dead node leaves the set when it is swept.
 export const PUBLISH = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local expected, self = 0, 0
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if node == ARGV[3] then self = 1
-  elseif redis.call('EXISTS', ARGV[2] .. node) == 1 then expected = expected + 1 end
+  if node == ARGV[2] then self = 1 else expected = expected + 1 end
 end
 if expected == 0 then return 0 end
 if redis.call('SPUBLISH', KEYS[3], ARGV[1]) - self < expected then return -2 end

@@ -23,9 +23,10 @@ import type { Logger } from 'pino';
 import { ErrorCode, WireError } from '../errors.js';
 import { SCRIPTS, sc, unavailable } from './redis-scripts.js';
 import { RedisPresence } from './redis-presence.js';
-import type { Backplane, DisconnectHandler, FrameHandler } from './types.js';
+import { TopicStreams } from './redis-streams.js';
+import { Unconfirmed, type Backplane, type DisconnectHandler, type FrameHandler, type Idempotency } from './types.js';
 import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../history/redis.js';
-import type { Appended } from '../history/types.js';
+import type { Appended, Position } from '../history/types.js';
 
 export interface RedisBackplaneOptions {
   url: string;
@@ -41,7 +42,12 @@ export interface RedisBackplaneOptions {
   commandTimeoutMs?: number;
   /** HISTORY_SIZE and HISTORY_TTL_S of the recoverable topics kept in Redis. */
   history?: RedisHistoryOptions;
+  /** IDEMPOTENCY_TTL_S: how long a publish's Idempotency-Key is remembered. */
+  idempotencyMs?: number;
 }
+
+/** ioredis' refusal of a command it did not send (no connection, and no offline queue). */
+const NOT_SENT = /isn't writeable/;
 
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
 const RECOVERY_MIN_MS = 2500;
@@ -71,9 +77,18 @@ export class RedisBackplane implements Backplane {
   private readonly leaseMs: number;
   readonly sweepMs: number;
   private readonly timeoutMs: number;
+  private readonly idempotencyMs: number;
   private state = false;
   private closing = false;
   private frameHandler: FrameHandler = () => {};
+  private lostHandler: (topic: string) => void = () => {};
+  /** Numbered frames in offset order per topic, gaps filled from the history. */
+  private readonly streams: TopicStreams;
+  /**
+   * Until then, a missing lease proves nothing: this node has just come back to Redis, and so may the
+   * others (their leases expired while Redis was away, which is no sign that they died).
+   */
+  private leasesTrustedAt = 0;
   private disconnectHandler: DisconnectHandler = () => 0;
   private readonly stateHandlers: ((up: boolean) => void)[] = [];
   /** Topics with local subscribers, and those of them this node is known, in Redis, to listen to. */
@@ -99,6 +114,7 @@ export class RedisBackplane implements Backplane {
     this.leaseMs = options.leaseMs;
     this.sweepMs = Math.max(100, Math.min(2000, Math.floor(options.leaseMs / 5)));
     this.timeoutMs = options.commandTimeoutMs ?? 2000;
+    this.idempotencyMs = options.idempotencyMs ?? 600_000;
     const common = {
       // Never queue a command while disconnected, never resend one after a reconnect: a publish either
       // goes out now or its caller is told it failed (a resent one could be delivered twice).
@@ -116,6 +132,7 @@ export class RedisBackplane implements Backplane {
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     this.presence = new RedisPresence(this, this.cmd, this.p, options.graceMs);
     this.history = new RedisHistory(this.cmd, (name: string) => this.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
+    this.streams = new TopicStreams(this.history, (topic, frame, except) => this.frameHandler(topic, frame, except), (topic) => this.lostHandler(topic), this.log);
     for (const conn of [this.cmd, this.sub]) {
       conn.on('error', (err: Error) => {
         this.lastError = err.message;
@@ -187,59 +204,68 @@ export class RedisBackplane implements Backplane {
 
   // --- frames ---------------------------------------------------------------------------------------
 
-  async publish(topic: string, frame: string): Promise<void> {
+  async publish(topic: string, frame: string, keyed?: string): Promise<void> {
     // Not before this node's own re-registration: until then it cannot tell a data loss from an empty topic.
-    if (!this.state) throw unavailable('not delivered to the other nodes');
+    if (!this.state) throw new Unconfirmed('not delivered to the other nodes: the cluster store (Redis) cannot be reached', false);
+    const origin = keyed === undefined ? this.nodeId : `${this.nodeId} ${keyed}`;
     let r: unknown;
     try {
-      r = await sc(this.cmd).PUBLISH(3, this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`), `${this.nodeId}\n${frame}`, this.key('node:'), this.nodeId);
+      r = await sc(this.cmd).PUBLISH(3, this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`), `${origin}\n${frame}`, this.nodeId);
     } catch {
-      throw unavailable('not delivered to the other nodes');
+      throw new Unconfirmed('not confirmed by the other nodes: the cluster store (Redis) did not answer', false);
     }
-    if (r === -1) throw new WireError(ErrorCode.UNAVAILABLE, 'the cluster is re-registering after Redis lost its data', 503);
-    if (r === -2) throw new WireError(ErrorCode.UNAVAILABLE, 'a node listening to this topic is not connected to Redis', 503);
+    if (r === -1) throw new Unconfirmed('the cluster is re-registering after Redis lost its data', false);
+    if (r === -2) throw new Unconfirmed('a node listening to this topic is not connected to Redis', false);
   }
 
-  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string): Promise<Appended> {
-    if (!this.state) throw unavailable('not numbered nor delivered');
+  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined> {
+    // Nothing sent: certainly not stored.
+    if (!this.state) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
     const { size, ttlMs } = this.history.options;
+    const keys = [this.key(`h:${topic}`), this.key(`s:${topic}`), this.key(`interest:${topic}`), this.key('recovering'), this.key(`t:${topic}`)];
+    if (idem) keys.push(this.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
       r = (await hs(this.cmd).RECORD(
-        5,
-        this.key(`h:${topic}`),
-        this.key(`s:${topic}`),
-        this.key(`interest:${topic}`),
-        this.key('recovering'),
-        this.key(`t:${topic}`),
+        keys.length,
+        ...keys,
         head,
         tail,
-        this.key('node:'),
         newEpoch(),
         size,
         ttlMs,
         exceptToken === undefined ? '*' : `*${this.nodeId}/${exceptToken}`,
+        this.idempotencyMs,
+        idem?.fingerprint ?? '',
       )) as typeof r;
-    } catch {
-      throw unavailable('not numbered nor delivered');
+    } catch (err) {
+      // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with
+      // the same Idempotency-Key can tell.
+      if (NOT_SENT.test((err as Error).message)) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
+      throw new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
     }
-    if (r[0] === -1) throw new WireError(ErrorCode.UNAVAILABLE, 'the cluster is re-registering after Redis lost its data', 503);
-    const appended = { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
-    if (r[0] === -2) {
-      throw Object.assign(new WireError(ErrorCode.UNAVAILABLE, 'a node listening to this topic is not connected to Redis (stored: recoverable)', 503), { appended });
+    if (r[0] === -1) throw new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false);
+    if (r[0] === -3) throw new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
+    if (r[0] === -2) throw new Unconfirmed('stored (recoverable), but a node listening to this topic is not connected to Redis', true);
+    if (r[0] === 2) {
+      idem!.duplicate = true;
+      return undefined;
     }
-    return appended;
+    return { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
   }
 
   /** Publishes a marker on the topic's channel and resolves when it comes back: everything before it has arrived. */
-  barrier(topic: string): Promise<void> {
+  barrier(topic: string, position: Position): Promise<void> {
     if (!this.listening.has(topic)) return Promise.resolve();
     const token = randomBytes(6).toString('base64url');
     return new Promise<void>((resolve) => {
       // A marker that never comes back (Redis lost meanwhile) must not hold the join: after the command
       // timeout it goes on; the worst outcome is a frame seen twice, which carries its offset.
       const timer = setTimeout(() => this.barriers.delete(token) && resolve(), this.timeoutMs);
-      this.barriers.set(token, () => (clearTimeout(timer), resolve()));
+      this.barriers.set(token, () => {
+        clearTimeout(timer);
+        this.streams.after(topic, position, resolve);
+      });
       this.cmd.spublish(this.key(`t:${topic}`), `~${this.nodeId}\n${token}`).catch(() => {});
     });
   }
@@ -248,10 +274,17 @@ export class RedisBackplane implements Backplane {
     this.frameHandler = handler;
   }
 
+  onHistoryLost(handler: (topic: string) => void): void {
+    this.lostHandler = handler;
+  }
+
   interest(topic: string, on: boolean): void {
     if (this.closing) return;
     if (on) this.desired.add(topic);
-    else this.desired.delete(topic);
+    else {
+      this.desired.delete(topic);
+      this.streams.forget(topic);
+    }
     // While disconnected the resync applies it; during a resync the chain of the topic does.
     if (this.connected) this.sync(topic).catch(() => {});
   }
@@ -294,10 +327,11 @@ export class RedisBackplane implements Backplane {
   private onMessage(channel: string, message: string): void {
     const nl = message.indexOf('\n');
     const origin = message.slice(0, nl);
-    if (origin === this.nodeId) return;
+    if (origin === this.nodeId || (origin.startsWith(this.nodeId) && origin.charCodeAt(this.nodeId.length) === 32)) return;
     const body = message.slice(nl + 1);
     if (origin.startsWith('~')) {
-      // A join's barrier marker: never delivered.
+      // A join's barrier marker, never delivered: it resolves once the frames that came before it are
+      // delivered (a gap being filled holds them).
       if (origin === `~${this.nodeId}`) {
         this.barriers.get(body)?.();
         this.barriers.delete(body);
@@ -309,11 +343,17 @@ export class RedisBackplane implements Backplane {
     if (origin.startsWith('*')) {
       const slash = origin.indexOf('/');
       const mine = slash > 0 && origin.slice(1, slash) === this.nodeId;
-      this.frameHandler(channel.slice(this.p.length + 2), body, mine ? origin.slice(slash + 1) : undefined);
+      const topic = channel.slice(this.p.length + 2);
+      // A topic this node no longer wants has nobody here to keep in order (its stream was forgotten).
+      if (this.desired.has(topic)) this.streams.receive(topic, body, mine ? origin.slice(slash + 1) : undefined);
       return;
     }
-    if (channel === this.key(`n:${this.nodeId}`)) this.onControl(origin, body);
-    else this.frameHandler(channel.slice(this.p.length + 2), body);
+    if (channel === this.key(`n:${this.nodeId}`)) return this.onControl(origin, body);
+    // "<node> <key> <fingerprint>": a live-only frame published with an idempotency key.
+    const sp = origin.indexOf(' ');
+    if (sp < 0) return this.frameHandler(channel.slice(this.p.length + 2), body);
+    const sp2 = origin.indexOf(' ', sp + 1);
+    this.frameHandler(channel.slice(this.p.length + 2), body, undefined, { key: origin.slice(sp + 1, sp2), fingerprint: origin.slice(sp2 + 1) });
   }
 
   // --- control ----------------------------------------------------------------------------------------
@@ -404,13 +444,19 @@ export class RedisBackplane implements Backplane {
     const fresh = randomBytes(8).toString('hex');
     const stored = (await this.cmd.set(this.key('epoch'), fresh, 'NX', 'GET')) as string | null;
     const epoch = stored ?? fresh;
-    const lost = this.epoch !== undefined && epoch !== this.epoch;
+    const first = this.epoch === undefined;
+    const lost = !first && epoch !== this.epoch;
     const peers = this.livePeers;
     this.epoch = epoch;
     if (lost) {
       this.recoveryPeers = peers;
-      await this.cmd.set(this.key('recovering'), this.nodeId, 'PX', this.leaseMs, 'NX');
+      await this.cmd.set(this.key('recovering'), this.nodeId, 'PX', this.recoveryMs, 'NX');
     }
+    // Back from an outage, or Redis itself just started: the others get a whole lease (and a reconnect) to
+    // renew theirs before any is judged.
+    const sinceRedisStart = Number(/uptime_in_seconds:(\d+)/.exec(await this.cmd.info('server'))?.[1] ?? 0) * 1000;
+    const wait = !first && (!this.state || lost) ? this.recoveryMs : Math.max(0, this.recoveryMs - sinceRedisStart);
+    this.leasesTrustedAt = Math.max(this.leasesTrustedAt, Date.now() + wait);
     // A lease first, so that no other node sweeps this one while it re-registers.
     await this.cmd.multi().set(this.key(`node:${this.nodeId}`), 'syncing', 'PX', this.leaseMs).sadd(this.key('nodes'), this.nodeId).exec();
     await this.sub.ssubscribe(this.key(`n:${this.nodeId}`));
@@ -423,6 +469,8 @@ export class RedisBackplane implements Backplane {
     }
     this.listening.clear();
     await Promise.all([...this.desired].map((t) => this.sync(t)));
+    // Listening again: what was published while this node could not hear it comes from the history.
+    this.streams.catchUp();
     await this.cmd.set(this.key(`node:${this.nodeId}`), epoch, 'PX', this.leaseMs);
     if (lost) await this.endRecovery(peers);
     // Last, and nothing awaited between its last pass and `up`: a connection opened meanwhile is not missed.
@@ -441,8 +489,12 @@ export class RedisBackplane implements Backplane {
    */
   private async endRecovery(peers: readonly string[]): Promise<void> {
     const keys = [this.key('recovering'), ...peers.map((n) => this.key(`node:${n}`))];
-    const minMs = Math.min(RECOVERY_MIN_MS, this.leaseMs);
-    if ((await sc(this.cmd).END_RECOVERY(keys.length, ...keys, this.leaseMs, minMs, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
+    if ((await sc(this.cmd).END_RECOVERY(keys.length, ...keys, this.recoveryMs, RECOVERY_MIN_MS, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
+  }
+
+  /** How long a recovery lasts at most (one lease, and never less than RECOVERY_MIN_MS). */
+  private get recoveryMs(): number {
+    return Math.max(this.leaseMs, RECOVERY_MIN_MS);
   }
 
   private renew(): void {
@@ -465,6 +517,7 @@ export class RedisBackplane implements Backplane {
     const leases = nodes.length === 0 ? [] : await this.cmd.mget(...nodes.map((n) => this.key(`node:${n}`)));
     this.livePeers = nodes.filter((_, i) => leases[i] !== null);
     if (this.recoveryPeers) await this.endRecovery(this.recoveryPeers);
+    if (Date.now() < this.leasesTrustedAt) return;
     if ((await this.cmd.set(this.key('sweep'), this.nodeId, 'PX', this.sweepMs, 'NX')) === null) return;
     for (const [i, node] of nodes.entries()) if (leases[i] === null && node !== this.nodeId) await this.sweepNode(node);
     const gone = (await sc(this.cmd).STALE(2, this.key('leaving'), this.key('leaving:by'), this.leaseMs, this.key('node:'), this.key('user:'))) as string[];

@@ -39,10 +39,36 @@
 //   a node runs when asked (it returns how many it closed).
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
-import type { Appended, HistoryStore } from '../history/types.js';
+import { ErrorCode, WireError } from '../errors.js';
+import type { Appended, HistoryStore, Position } from '../history/types.js';
 
-/** `exceptToken`: set on numbered frames this node published with a connection to leave out. */
-export type FrameHandler = (topic: string, frame: string, exceptToken?: string) => void;
+/**
+ * `exceptToken`: set on numbered frames this node published with a connection to leave out.
+ * `keyed`: set on live-only frames a backend published with an idempotency key (a node delivers each once).
+ */
+export type FrameHandler = (topic: string, frame: string, exceptToken?: string, keyed?: { key: string; fingerprint: string }) => void;
+
+/** The idempotency of one publish on one topic: the backend's key and a fingerprint of its request. */
+export interface Idempotency {
+  readonly key: string;
+  readonly fingerprint: string;
+  /** Set by the publish: the key was already used for this request, nothing new was stored or sent. */
+  duplicate: boolean;
+}
+
+/**
+ * A publish the cluster could not confirm on every node that listens. `stored` says whether an event of a
+ * recoverable topic is in the history (and so reaches every subscriber, now or when it resumes): true, false,
+ * or null when that is not known (Redis took the command but its answer was lost).
+ */
+export class Unconfirmed extends WireError {
+  constructor(
+    message: string,
+    readonly stored: boolean | null,
+  ) {
+    super(ErrorCode.UNAVAILABLE, message, 503);
+  }
+}
 export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
 export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
 
@@ -70,25 +96,33 @@ export interface Backplane {
    * announces presence synchronously.
    */
   readonly single: boolean;
-  publish(topic: string, frame: string): Promise<void>;
+  /** Rejects with Unconfirmed. With `keyed` ("<key> <fingerprint>") the frame carries it to the other nodes. */
+  publish(topic: string, frame: string, keyed?: string): Promise<void>;
   interest(topic: string, on: boolean): void;
   whenListening(topics: readonly string[]): Promise<void> | undefined;
   /**
    * Resolves once every frame published on the topic before the call has reached this node (for a node
-   * listening to it). Joins use it to know that a history position they read has been delivered here.
+   * listening to it). Joins use it to know that a history position they read has been delivered here;
+   * from then on this node knows the topic is at `position` at least (what a later gap is measured from).
    * Absent when frames are delivered in the same turn as they are published (memory).
    */
-  barrier?(topic: string): Promise<void>;
+  barrier?(topic: string, position: Position): Promise<void>;
   /**
    * Cluster history: when present, numbered frames of recoverable topics are appended and published in
    * one atomic step, and delivered through onFrame on every listening node, the publishing node included,
    * so that every node sees a topic's frames in offset order. Rejects with UNAVAILABLE when an interested
-   * node may have missed it (the error's `appended` is set when the frame was stored: it is recoverable).
+   * node may have missed it (an Unconfirmed saying whether it was stored). With `idem`, a publish already
+   * stored under the key is not stored nor sent again (`idem.duplicate` is set), within the window.
    */
-  publishRecorded?(topic: string, head: string, tail: string, exceptToken?: string): Promise<Appended>;
+  publishRecorded?(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
   /** The history store that goes with publishRecorded. */
   readonly history?: HistoryStore;
   onFrame(handler: FrameHandler): void;
+  /**
+   * Registers what to do when the local subscribers of a recoverable topic missed events that the history no
+   * longer holds (Redis lost them, or more than it keeps were published while this node could not hear them).
+   */
+  onHistoryLost(handler: (topic: string) => void): void;
   disconnectUser(userId: string, code: number, reason: string): Promise<number>;
   onDisconnect(handler: DisconnectHandler): void;
   onStateChange(handler: (up: boolean) => void): void;

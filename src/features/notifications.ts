@@ -1,5 +1,6 @@
 // sendNotificationToUser: a notification to each user's personal topic, on all of their connections.
 import { randomUUID } from 'node:crypto';
+import { idFromKey, type KeyedPublish } from '../idempotency.js';
 import { emitAll, type PubSub } from '../pubsub.js';
 import type { NotificationInput } from '../protocol.js';
 import { notificationFrame } from '../serialize.js';
@@ -11,18 +12,23 @@ export interface Notification extends NotificationInput {
   ts: number;
 }
 
-/** Builds the notification (id and ts stamped by the server) and the delivery of it to every user. */
+/**
+ * Builds the notification (id and ts stamped by the server) and the delivery of it to every user. Under an
+ * idempotency key the id is the key's, so that every retry names the same notification.
+ */
 export function sendNotification(
   pubsub: PubSub,
   userIds: readonly string[],
   input: NotificationInput,
   from: string | null,
+  keyed?: KeyedPublish,
 ): { notification: Notification; delivered: Promise<number> } {
   const ts = Date.now();
-  const notification: Notification = { id: randomUUID(), title: input.title, message: input.message, type: input.type, data: input.data, from, ts };
+  const id = keyed === undefined ? randomUUID() : idFromKey('notification', keyed.key);
+  const notification: Notification = { id, title: input.title, message: input.message, type: input.type, data: input.data, from, ts };
   const emit = (userId: string) => {
     const topic = userTopic(userId);
-    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification));
+    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part());
   };
   // One recipient (every client-sent notification) needs no gathering of results.
   const delivered = userIds.length === 1 ? emit(userIds[0]!) : emitAll([...new Set(userIds)].map(emit));

@@ -32,7 +32,7 @@ local t = redis.call('TIME')
 redis.call('XTRIM', KEYS[2], 'MINID', t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[4]))
 local from, upTo = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {epoch, current, 1}
-if from >= upTo then return out end
+if from >= upTo or from >= current then return out end
 local entries = redis.call('XRANGE', KEYS[2], '-', '+')
 if #entries == 0 or tonumber(entries[1][2][2]) > from + 1 then return {epoch, current, 0} end
 for _, e in ipairs(entries) do
@@ -41,32 +41,44 @@ for _, e in ipairs(entries) do
 end
 return out`;
 
-// KEYS: position hash, stream, interest set, recovering flag, channel; ARGV: head, tail, lease key prefix,
-// new epoch candidate, max length, ttl ms, origin tag ("*" or "*<node>/<token>"). Appends and publishes in one step, so every node receives a
-// topic's numbered frames in offset order (the origin too: origin "*").
-// Returns {status, epoch, offset, frame}: status 1 sent to every interested live node (or none listens),
-// -1 the cluster is re-registering (nothing appended), -2 an interested node missed it (appended: recoverable).
+// KEYS: position hash, stream, interest set, recovering flag, channel, and the idempotency record when the
+// publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms, origin tag ("*" or
+// "*<node>/<token>"), idempotency window ms, request fingerprint. Appends and publishes in one step, so every
+// node receives a topic's numbered frames in offset order (the origin too: origin "*").
+// Returns {status, epoch, offset, frame}: status 1 sent to every interested node (or none listens),
+// -1 the cluster is re-registering (nothing appended), -2 an interested node missed it (appended: recoverable),
+// 2 a duplicate of a publish already stored under this key (nothing appended or sent; -2 instead while an
+// interested node is not listening), -3 the key was used for another request (nothing done).
+// Every node in the interest set is expected, whether its lease is alive or not (see PUBLISH in
+// backplane/redis-scripts.ts). The frame layout is history/position.ts's.
 export const RECORD = `
+local expected = redis.call('SCARD', KEYS[3])
+if KEYS[6] then
+  local prior = redis.call('GET', KEYS[6])
+  if prior then
+    local fp, epoch, off = string.match(prior, '^(%S*) (%S+) (%d+)$')
+    if fp ~= ARGV[8] then return {-3} end
+    if redis.call('PUBSUB', 'SHARDNUMSUB', KEYS[5])[2] < expected then return {-2, epoch, tonumber(off), ''} end
+    return {2, epoch, tonumber(off), ''}
+  end
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[4]
+  epoch = ARGV[3]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local frame = ARGV[1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[2]
 local t = redis.call('TIME')
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'o', off, 'f', frame)
-redis.call('XTRIM', KEYS[2], 'MINID', t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[6]))
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-local expected = 0
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  if redis.call('EXISTS', ARGV[3] .. node) == 1 then expected = expected + 1 end
-end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'o', off, 'f', frame)
+redis.call('XTRIM', KEYS[2], 'MINID', t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[5]))
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
 local status = 1
-if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[7] .. '\\n' .. frame) < expected then status = -2 end
+if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
 // Read state counts offsets of one epoch of the personal topic: it is stored with that epoch and ignored
@@ -91,7 +103,16 @@ local out = {all}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do out[#out + 1] = id end
 return out`;
 
-export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL, READ_STATE };
+// A topic whose offsets went back within one epoch (Redis restarted from data older than what a node had
+// delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events.
+// KEYS: position hash, stream; ARGV: the epoch, the highest offset a node delivered in it. Returns 1 when reset.
+export const REWOUND = `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'offset') or '0') >= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1`;
+
+export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL, READ_STATE, REWOUND };
 type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 export const hs = (r: object) => r as Scripts;
 
@@ -134,6 +155,11 @@ export class RedisHistory implements HistoryStore {
     const r = (await hs(this.cmd).SINCE(2, this.key(`h:${topic}`), this.key(`s:${topic}`), epoch, offset, upTo, this.options.ttlMs).catch(unavailable)) as [string, number, number, ...string[]];
     const [curEpoch, curOffset, recovered, ...frames] = r;
     return { recovered: recovered === 1, frames: recovered === 1 ? frames : [], position: { epoch: curEpoch, offset: curOffset } };
+  }
+
+  /** See REWOUND: after it, the topic's next event opens a new epoch. */
+  async rewound(topic: string, epoch: string, delivered: number): Promise<boolean> {
+    return (await hs(this.cmd).REWOUND(2, this.key(`h:${topic}`), this.key(`s:${topic}`), epoch, delivered).catch(unavailable)) === 1;
   }
 
   async latest(topic: string, limit: number): Promise<string[]> {

@@ -171,7 +171,15 @@ t.test('read state in Redis belongs to an epoch of the personal topic', { skip: 
   const raw = new Redis(redis.url);
   t.teardown(() => raw.disconnect());
   await raw.del(`${redis.prefix}h:user:gina`, `${redis.prefix}s:user:gina`);
+  const old = (await gina.type('notification:received')) as Numbered;
+  await gina.type('notification:received');
   await a!.server.sendNotificationToUser('gina', { title: 'new', message: '', type: 'info', data: undefined }).delivered;
-  const list = await gina.request('notifications:list');
+  // Her positions now name a history that is gone: she is not handed the new epoch as if it went on.
+  t.match(await gina.closed, { code: 4001 }, 'the live connection is closed to resume');
+  t.ok(!gina.frames.some((f) => f.data?.title === 'new'), 'before any frame of the new epoch');
+  const again = await resumeOn(a!, 'gina', { epoch: old.epoch, offset: 2 });
+  t.teardown(() => again.close());
+  t.match((await again.type('connected')).data.topics['user:gina'], { recovered: false, offset: 1 }, 'and told what it cannot recover');
+  const list = await again.request('notifications:list');
   t.match(list.data, { unreadCount: 1, notifications: [{ title: 'new', offset: 1, read: false }] }, 'the old allUpTo does not mark the new epoch read');
 });

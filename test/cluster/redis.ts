@@ -1,7 +1,7 @@
 // Cluster test support: a throwaway redis-server per suite (random port, killed by PID) and in-process nodes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
@@ -75,7 +75,9 @@ export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): P
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, prefix };
   const port = await freePort();
   let child: ChildProcess | undefined;
-  const persistence = opts.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', mkdtempSync(join(tmpdir(), 'sw-redis-'))] : ['--appendonly', 'no'];
+  const dir = opts.persistent ? mkdtempSync(join(tmpdir(), 'sw-redis-')) : undefined;
+  if (dir !== undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const persistence = dir !== undefined ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir] : ['--appendonly', 'no'];
   const start = async () => {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: 'ignore' });
     await until(() => accepts(port), 5000, `redis-server on port ${port}`);

@@ -1,16 +1,11 @@
 // The SDK's notification store through a Redis outage in cluster mode: the inbox answers UNAVAILABLE, the SDK
 // retries its refill and its reads until the server can answer, and two devices of one user on two nodes end
 // with the server's inbox (issue 21 items 7-9), whether Redis comes back empty or with its data.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer as netServer, connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import t, { type Test as Tap } from 'tap';
 import WebSocket from 'ws';
 import { inboxDifferences, type StorywireClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { client, next } from '../client/util.js';
+import { persistentRedis } from './persistent-redis.js';
 import { api, skipReason, startNodes, startRedis, until, type Node, type TestRedis } from './redis.js';
 
 const needsOwnRedis = skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
@@ -122,43 +117,6 @@ t.test('Redis restarted empty: refill retried until the server answers, then the
   t.same(phone.notifications.items.map((n) => `${n.title}${n.read ? '+' : ''}`), ['new3', 'new2+', 'new1']);
   t.equal(phone.notifications.unreadCount, 2);
 });
-
-/** A redis-server keeping its data across a stop (append-only file, fsync on every write) in a fresh directory. */
-async function persistentRedis(t: Tap): Promise<TestRedis> {
-  const port = await new Promise<number>((resolve) => {
-    const s = netServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-  const dir = mkdtempSync(join(tmpdir(), 'sw-inbox-redis-'));
-  let child: ChildProcess | undefined;
-  const pong = () =>
-    new Promise<boolean>((resolve) => {
-      const sock = connect(port, '127.0.0.1');
-      sock.once('data', (d) => (sock.destroy(), resolve(d.toString().startsWith('+PONG'))));
-      sock.once('connect', () => sock.write('PING\r\n'));
-      sock.once('error', () => resolve(false));
-    });
-  const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdio: 'ignore' });
-    await until(pong, 5000, `redis-server on port ${port}`);
-  };
-  const stop = async () => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
-  };
-  await start();
-  t.teardown(async () => {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { url: `redis://127.0.0.1:${port}`, prefix: `swtest:${randomBytes(4).toString('hex')}:`, start, stop };
-}
 
 t.test('Redis restarted with its data: a read refused with UNAVAILABLE is retried and reaches the server and the other device', { skip: needsOwnRedis }, async (t) => {
   const redis = await persistentRedis(t);

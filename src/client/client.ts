@@ -372,7 +372,6 @@ export class StorywireClient {
 
   private ended(reason: string): void {
     this.lost();
-    this.inbox.stop();
     this.requests.rejectAll(`the client closed (${reason})`);
     this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));
   }

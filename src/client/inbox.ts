@@ -148,10 +148,6 @@ export class InboxSync {
     if (this.historySize !== undefined) this.store.trim(epoch, offset - this.historySize);
   }
 
-  stop(): void {
-    this.cancelTimers();
-  }
-
   // ---- refill ----
 
   private start(): Promise<void> {
@@ -185,6 +181,7 @@ export class InboxSync {
       ...(seen.upTo !== undefined && !renewed ? { upTo: seen.upTo } : {}),
     };
     this.store.merge(page, overrides);
+    this.supported = true;
     if (typeof page.epoch === 'string') this.epoch = page.epoch;
     this.refillingFor = undefined;
     // A "mark all read" acknowledged while the page was on its way covers an offset the client does not know:

@@ -105,7 +105,7 @@ export interface DeviceOptions {
 export class SdkDevice extends Device {
   readonly client: StorywireClient;
   readsSent = 0;
-  readErrors: string[] = [];
+  readErrors: { at: number; id: string; code: string }[] = [];
   /** Share of received notifications the app marks read (0..1), a random moment after it got them. */
   readShare = 0;
 
@@ -135,7 +135,7 @@ export class SdkDevice extends Device {
         setTimeout(() => {
           if (this.readShare === 0) return;
           this.readsSent++;
-          this.client.markAsRead(n.id).catch((err: Error) => this.readErrors.push(String((err as { code?: string }).code ?? err.message)));
+          this.client.markAsRead(n.id).catch((err: Error) => this.readErrors.push({ at: performance.now(), id: n.id, code: String((err as { code?: string }).code ?? err.message) }));
         }, Math.random() * 300);
       }
     });

@@ -435,7 +435,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
           falseOffline,
           storeDiffs,
           epochChanges: devices.flatMap((d) => d.epochChanges.map((x) => ({ device: d.name, t: rel(x.at), from: x.from, to: x.to }))),
-          readErrors: sdk.flatMap((d) => d.readErrors.map((e) => ({ device: d.name, error: e }))),
+          readErrors: sdk.flatMap((d) => d.readErrors.map((e) => ({ device: d.name, t: rel(e.at), id: e.id, error: e.code }))),
           watchersAway: watchers.map((w) => w.away.map((a) => ({ from: rel(a.from), to: a.to === undefined ? null : rel(a.to) }))),
         },
         null,

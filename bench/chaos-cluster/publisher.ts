@@ -9,6 +9,8 @@ export interface Attempt {
   delivered?: number;
   /** The 503 body's `stored` (true / false / null = unknown); absent when the server does not say. */
   stored?: boolean | null;
+  /** A 200 with `duplicate: true`: the key was seen before, nothing new stored or delivered. */
+  duplicate?: boolean;
   error?: string;
   ms: number;
 }
@@ -88,10 +90,11 @@ export class Publisher {
           signal: AbortSignal.timeout(10_000),
         });
         a.status = res.status;
-        const b = (await res.json().catch(() => ({}))) as { id?: string; delivered?: number; stored?: boolean | null; error?: { code?: string } };
+        const b = (await res.json().catch(() => ({}))) as { id?: string; delivered?: number; stored?: boolean | null; duplicate?: boolean; error?: { code?: string } };
         if (typeof b.id === 'string') a.id = b.id;
         if (typeof b.delivered === 'number') a.delivered = b.delivered;
         if ('stored' in b) a.stored = b.stored ?? null;
+        if (b.duplicate === true) a.duplicate = true;
         if (b.error?.code) a.error = b.error.code;
       } catch (err) {
         a.error = (err as Error).name === 'TimeoutError' ? 'timeout' : String((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message);

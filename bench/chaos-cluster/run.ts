@@ -47,6 +47,9 @@ export interface ChaosClusterResult {
   /** What the 503 bodies said about `stored`: true, false, null (unknown), or nothing. */
   stored503: { true: number; false: number; null: number; absent: number };
   unreachable: number;
+  /** 200s answered `duplicate: true` (a retry of a key already stored), and 4xx answers (the harness only sends valid requests: each is an error of the run). */
+  duplicateAnswers: number;
+  http4xx: number;
   /** (acked notification, device of its user) pairs, and those the device was handed. */
   expected: number;
   delivered: number;
@@ -331,7 +334,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
             handed: d.received.map((x) => `${rel(x.at)}@${x.epoch ?? '-'}:${x.offset ?? '-'}`),
             firstAt: rel(l.firstAt),
             ackedAt: rel(l.ackedAt ?? 0),
-            attempts: l.attempts.map((a) => ({ t: rel(a.at), node: a.node, status: a.status, id: a.id, delivered: a.delivered, stored: a.stored, error: a.error })),
+            attempts: l.attempts.map((a) => ({ t: rel(a.at), node: a.node, status: a.status, id: a.id, delivered: a.delivered, stored: a.stored, duplicate: a.duplicate, error: a.error })),
             conns: d.conns.map((c) => ({ open: rel(c.openAt), close: c.closeAt === undefined ? null : rel(c.closeAt), id: c.connectionId, since: c.since, joined: c.joined })),
             refetches: d.refetches.map((r) => ({ t: rel(r.at), reason: r.reason, from: r.from, to: r.to })),
           });
@@ -378,6 +381,8 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
 
     const attempts = publisher.all.flatMap((l) => l.attempts);
     const r503 = attempts.filter((a) => a.status === 503);
+    const refused = attempts.filter((a) => a.status >= 400 && a.status < 500);
+    if (refused.length > 0) errors.push(`${refused.length} publish attempts answered 4xx (first: ${refused[0]!.status} ${refused[0]!.error ?? ''})`);
     const result: ChaosClusterResult = {
       variant: o.variant,
       published: publisher.all.length,
@@ -392,6 +397,8 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
         absent: r503.filter((a) => a.stored === undefined).length,
       },
       unreachable: attempts.filter((a) => a.status === 0).length,
+      duplicateAnswers: attempts.filter((a) => a.duplicate === true).length,
+      http4xx: attempts.filter((a) => a.status >= 400 && a.status < 500).length,
       expected,
       delivered,
       missing: missing.length,

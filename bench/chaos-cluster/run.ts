@@ -114,8 +114,11 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
   const secret = `chaos-${randomBytes(12).toString('hex')}-secret`;
   const apiKey = `chaos-api-${randomBytes(8).toString('hex')}`;
   const persistent = o.variant === 'redis-restart-persistent' || o.variant === 'all' || o.variant === 'redis-then-node';
-  const redis = new RedisProcess(await freePort(), persistent, dir, note);
-  const ports = [await freePort(), await freePort()];
+  // Three distinct ports (two free ports asked in a row may be the same one).
+  const taken = new Set<number>();
+  while (taken.size < 3) taken.add(await freePort());
+  const [redisPort, ...ports] = [...taken] as [number, number, number];
+  const redis = new RedisProcess(redisPort, persistent, dir, note);
   const nodes = ports.map(
     (port, i) =>
       new NodeProcess(

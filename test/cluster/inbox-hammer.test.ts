@@ -4,8 +4,7 @@
 import t from 'tap';
 import { inboxDifferences, type StorywireClient } from '../../src/client/index.js';
 import { client, tapped } from '../client/util.js';
-import { persistentRedis } from './persistent-redis.js';
-import { api, skipReason, startNodes, startRedis, until, type Node, type TestRedis } from './redis.js';
+import { api, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
 
 function rng(seed: number): () => number {
   return () => {
@@ -23,7 +22,7 @@ for (const persistent of [false, true]) run(persistent);
 
 function run(persistent: boolean): void {
   t.test(`cluster hammer (seed ${seed}): stores converge on the inbox around a Redis restart ${persistent ? 'with its data' : 'empty'}`, { skip }, async (t) => {
-    const redis: TestRedis = persistent ? await persistentRedis(t) : await startRedis(t);
+    const redis = await startRedis(t, { persistent });
     const nodes = await startNodes(t, redis, 2, { historySize: 12 });
     const random = rng(seed);
     const devices: { c: StorywireClient; cut(): void }[] = [];

@@ -5,7 +5,6 @@ import t, { type Test as Tap } from 'tap';
 import WebSocket from 'ws';
 import { inboxDifferences, type StorywireClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { client, next } from '../client/util.js';
-import { persistentRedis } from './persistent-redis.js';
 import { api, skipReason, startNodes, startRedis, until, type Node, type TestRedis } from './redis.js';
 
 const needsOwnRedis = skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
@@ -119,7 +118,7 @@ t.test('Redis restarted empty: refill retried until the server answers, then the
 });
 
 t.test('Redis restarted with its data: a read refused with UNAVAILABLE is retried and reaches the server and the other device', { skip: needsOwnRedis }, async (t) => {
-  const redis = await persistentRedis(t);
+  const redis = await startRedis(t, { persistent: true });
   const [a, b] = await startNodes(t, redis, 2);
   const { phone, laptop, net } = await devices(t, a!, b!);
   for (let i = 1; i <= 3; i++) t.equal(await notify(a!, `n${i}`), 200);

@@ -1,10 +1,10 @@
 // Public entry point for embedding storywire in a Node process.
-export { createServer, type StorywireServer, type ServerOptions } from './server.js';
+export { createServer, type StorywireServer, type ServerOptions } from './edge/server.js';
 export { loadConfig, ConfigError, OPTIONS, type Config } from './config.js';
-export { ErrorCode, CloseCode, WireError, reconnectPolicy, type ReconnectPolicy } from './errors.js';
-export type { Backplane, PresenceStore } from './backplane/types.js';
-export { MemoryBackplane } from './backplane/memory.js';
-export { RedisBackplane, type RedisBackplaneOptions } from './backplane/redis.js';
-export { createBackplane } from './backplane/index.js';
-export type { ClientMessage, ClientType, NotificationInput, StoryInput, ChapterInput } from './protocol.js';
-export type { EventType } from './serialize.js';
+export { ErrorCode, CloseCode, WireError, reconnectPolicy, type ReconnectPolicy } from './wire/codes.js';
+export type { Backplane, PresenceStore } from './seams/backplane/types.js';
+export { MemoryBackplane } from './seams/backplane/memory.js';
+export { RedisBackplane, type RedisBackplaneOptions } from './seams/backplane/redis/backplane.js';
+export { createBackplane } from './seams/backplane/index.js';
+export type { ClientMessage, ClientType, NotificationInput, StoryInput, ChapterInput } from './wire/protocol.js';
+export type { EventType } from './wire/frames.js';

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createBackplane } from './backplane/index.js';
+import { createBackplane } from './seams/backplane/index.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   // Imported here so that a missing native uWS binary is reported as a clean start-up error.
   let createServer;
   try {
-    ({ createServer } = await import('./server.js'));
+    ({ createServer } = await import('./edge/server.js'));
   } catch (err) {
     log.fatal({ err }, (err as Error).message);
     process.exit(1);

@@ -2,8 +2,8 @@
 import { createHmac } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import t from 'tap';
-import { hmacVerifier } from '../src/auth.js';
-import { ErrorCode, WireError } from '../src/errors.js';
+import { hmacVerifier } from '../src/edge/auth.js';
+import { ErrorCode, WireError } from '../src/wire/codes.js';
 
 const secret = new TextEncoder().encode('test-secret-test-secret-test-secret-0123456789');
 const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');

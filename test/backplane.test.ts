@@ -1,9 +1,9 @@
-// The Backplane contract of src/backplane/types.ts, run against every implementation.
+// The Backplane contract of src/seams/backplane/types.ts, run against every implementation.
 import t, { type Test } from 'tap';
 import pino from 'pino';
-import { MemoryBackplane } from '../src/backplane/memory.js';
-import { RedisBackplane } from '../src/backplane/redis.js';
-import type { Backplane } from '../src/backplane/types.js';
+import { MemoryBackplane } from '../src/seams/backplane/memory.js';
+import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
+import type { Backplane } from '../src/seams/backplane/types.js';
 import { SLACK_MS, skipReason, startRedis, until, type TestRedis } from './cluster/redis.js';
 
 interface Impl {

@@ -2,7 +2,7 @@ import pino from 'pino';
 import WebSocket from 'ws';
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
-import { createServer } from '../src/server.js';
+import { createServer } from '../src/edge/server.js';
 import { StorywireClient } from '../src/client/index.js';
 import { SECRET, startServer } from './helpers.js';
 

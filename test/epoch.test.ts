@@ -1,6 +1,6 @@
 // Epochs: distinct within a process, URL- and `since=`-safe, short.
 import t from 'tap';
-import { newEpoch } from '../src/history/epoch.js';
+import { newEpoch } from '../src/seams/history/epoch.js';
 
 t.test('every epoch is new, [A-Za-z0-9_-] and at most 15 characters', async (t) => {
   const seen = new Set<string>();

@@ -1,6 +1,6 @@
 // ExpiryWheel: items bucketed by second; the caller gives the second back on removal.
 import t from 'tap';
-import { ExpiryWheel } from '../src/limits.js';
+import { ExpiryWheel } from '../src/edge/rates.js';
 
 t.test('due returns and forgets every item at or before the second, and no other', async (t) => {
   const w = new ExpiryWheel<string>();

@@ -2,8 +2,8 @@
 // server is alive, a healthy connection gets its pong, and every reply or close is a documented code.
 import fc from 'fast-check';
 import t from 'tap';
-import { CloseCode, ErrorCode } from '../src/errors.js';
-import { CLIENT_TYPES } from '../src/protocol.js';
+import { CloseCode, ErrorCode } from '../src/wire/codes.js';
+import { CLIENT_TYPES } from '../src/wire/protocol.js';
 import { startServer, type Frame } from './helpers.js';
 
 const VALID: object[] = [

@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../src/config.js';
-import { createServer, type ServerOptions, type StorywireServer } from '../src/server.js';
+import { createServer, type ServerOptions, type StorywireServer } from '../src/edge/server.js';
 
 export const SECRET = 'test-secret-test-secret-test-secret-0123456789';
 const KEY = new TextEncoder().encode(SECRET);

@@ -1,6 +1,6 @@
 // MemoryHistory: offsets, the count and age bounds, replay, eviction with a new epoch.
 import t from 'tap';
-import { MemoryHistory } from '../src/history/memory.js';
+import { MemoryHistory } from '../src/seams/history/memory.js';
 
 const head = (topic: string) => `{"type":"x","topic":"${topic}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,6 +1,6 @@
 // Idempotency-Key on a single node (memory): the HTTP API, the embedded API, the bounded store.
 import t from 'tap';
-import { IdempotencyStore, KeyedPublish, idFromKey } from '../src/idempotency.js';
+import { IdempotencyStore, KeyedPublish, idFromKey } from '../src/pubsub/idempotency.js';
 import { startServer } from './helpers.js';
 
 const API_KEY = 'idem-test-api-key-0123456789';

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import t from 'tap';
-import { CloseCode, ErrorCode } from '../src/errors.js';
+import { CloseCode, ErrorCode } from '../src/wire/codes.js';
 import { Client, expectReject, sign, startServer, type Frame } from './helpers.js';
 
 const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');

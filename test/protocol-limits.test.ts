@@ -2,7 +2,7 @@
 // values gives the same answers as measuring every value.
 import fc from 'fast-check';
 import t from 'tap';
-import { parseFrame, type Limits } from '../src/protocol.js';
+import { parseFrame, type Limits } from '../src/wire/protocol.js';
 
 const limits: Limits = { maxNotificationBytes: 300, maxStoryBytes: 400, maxPresenceIds: 10 };
 

@@ -1,10 +1,10 @@
 // TopicStreams: a node's in-order delivery of numbered frames, gaps filled from a history, losses reported.
 import t from 'tap';
 import pino from 'pino';
-import { TopicStreams } from '../src/backplane/redis-streams.js';
-import { framePosition } from '../src/history/position.js';
-import type { RedisHistory } from '../src/history/redis.js';
-import type { Replay } from '../src/history/types.js';
+import { TopicStreams } from '../src/seams/backplane/redis/streams.js';
+import { framePosition } from '../src/wire/position.js';
+import type { RedisHistory } from '../src/seams/history/redis.js';
+import type { Replay } from '../src/seams/history/types.js';
 
 type History = Pick<RedisHistory, 'since' | 'rewound'>;
 

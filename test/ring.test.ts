@@ -1,6 +1,6 @@
 // Ring: bounded FIFO used by the in-memory history.
 import t from 'tap';
-import { Ring } from '../src/history/ring.js';
+import { Ring } from '../src/seams/history/ring.js';
 
 t.test('keeps the newest `capacity` items in order, through wrap-around and drops', async (t) => {
   const r = new Ring<number>(3);

@@ -1,7 +1,7 @@
 // The hand-built notification frame is byte for byte the frame the schema serializer writes.
 import fc from 'fast-check';
 import t from 'tap';
-import { eventFrame, notificationFrame } from '../src/serialize.js';
+import { eventFrame, notificationFrame } from '../src/wire/frames.js';
 
 t.test('notificationFrame equals eventFrame for generated notifications', async (t) => {
   const text = fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.constantFrom('"quoted"', 'back\\slash', 'line\nbreak', '\u0000\u001f', '\u2028', '\ud800 lone', 'x'.repeat(60)));
@@ -30,7 +30,7 @@ t.test('notificationFrame equals eventFrame for generated notifications', async 
 t.test('the generated serializers are current and write what fast-json-stringify compiles from the schemas', async (t) => {
   const { readFileSync } = await import('node:fs');
   const { generate } = await import('../scripts/gen-serializers.js');
-  const { FRAME_SCHEMAS } = await import('../src/frame-schemas.js');
+  const { FRAME_SCHEMAS } = await import('../src/wire/frame-schemas.js');
   const { serializers } = await import('../src/generated/serializers.js');
   const { default: fastJson } = await import('fast-json-stringify');
   t.equal(readFileSync(new URL('../src/generated/serializers.ts', import.meta.url), 'utf8'), generate(), 'src/generated/serializers.ts is what `npm run gen:serializers` writes now');

@@ -1,6 +1,6 @@
 // UserIndex: one socket held directly, a Set from the second one, back to a single socket, and empty.
 import t from 'tap';
-import { UserIndex } from '../src/user-index.js';
+import { UserIndex } from '../src/edge/user-index.js';
 
 t.test('add, delete, count, of and forEach through every shape', async (t) => {
   const idx = new UserIndex<{ n: number }>();

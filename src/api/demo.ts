@@ -1,15 +1,15 @@
 // The demo page: GET / (HTML), the compiled SDK and page script from dist/, and GET /dev/token in dev mode.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ID_PATTERN } from './auth.js';
-import type { Config } from './config.js';
-import { ErrorCode } from './errors.js';
-import { demoHtml } from './demo/page.js';
-import type { StorywireServer } from './server.js';
-import type { UWS } from './uws.js';
+import { ID_PATTERN } from '../edge/auth.js';
+import type { Config } from '../config.js';
+import { ErrorCode } from '../wire/codes.js';
+import { demoHtml } from '../demo/page.js';
+import type { StorywireServer } from '../edge/server.js';
+import type { UWS } from '../edge/uws.js';
 
-/** <root>/dist/, from src/demo.ts (tsx) and from dist/demo.js (built) alike: the browser needs compiled JS. */
-const DIST = new URL('../dist/', import.meta.url);
+/** <root>/dist/, from src/api/demo.ts (tsx) and from dist/api/demo.js (built) alike: the browser needs compiled JS. */
+const DIST = new URL('../../dist/', import.meta.url);
 const MODULE_NAME = /^[a-z0-9-]+\.js$/;
 const CSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 

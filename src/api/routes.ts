@@ -1,15 +1,15 @@
 // The backend HTTP API (what the app's REST controllers call) and the operations endpoints.
 import type { Logger } from 'pino';
-import type { UWS } from './uws.js';
-import type { Config } from './config.js';
-import { CloseCode, ErrorCode, WireError } from './errors.js';
+import type { UWS } from '../edge/uws.js';
+import type { Config } from '../config.js';
+import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { Reply, checkApiKey, readJson } from './http.js';
-import type { Metrics } from './metrics.js';
-import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from './protocol.js';
-import type { StorywireServer } from './server.js';
-import { PartialDelivery, emitAll } from './pubsub.js';
-import { parseTopic, PRESENCE_ALL } from './features/topics.js';
-import { KeyedPublish, fingerprint, idempotencyKey } from './idempotency.js';
+import type { Metrics } from '../metrics.js';
+import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from '../wire/protocol.js';
+import type { StorywireServer } from '../edge/server.js';
+import { PartialDelivery, emitAll } from '../pubsub/pubsub.js';
+import { parseTopic, PRESENCE_ALL } from '../wire/topics.js';
+import { KeyedPublish, fingerprint, idempotencyKey } from '../pubsub/idempotency.js';
 
 /** Close codes the backend may choose in `POST /v1/users/:id/disconnect`. */
 const DISCONNECT_CODES = new Set<number>([CloseCode.RECONNECT, CloseCode.SHUTDOWN, CloseCode.FORBIDDEN, CloseCode.TOKEN_REVOKED, CloseCode.TOKEN_EXPIRED]);

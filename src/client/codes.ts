@@ -1,9 +1,9 @@
-// The SDK's error codes and its one error class; the wire code tables come from the server's src/errors.ts.
+// The SDK's error codes and its one error class; the wire code tables come from the server's src/wire/codes.ts.
 // This file must stay free of Node imports: browsers load it as /client/codes.js.
 
-// The code tables and the reconnect policy are the server's own (src/errors.ts has no imports, so browsers
+// The code tables and the reconnect policy are the server's own (src/wire/codes.ts has no imports, so browsers
 // load it as /errors.js next to /client/*.js): one source of truth, nothing to keep in step.
-import { CloseCode, ErrorCode, reconnectPolicy, type ReconnectPolicy } from '../errors.js';
+import { CloseCode, ErrorCode, reconnectPolicy, type ReconnectPolicy } from '../wire/codes.js';
 
 export { CloseCode, reconnectPolicy, type ReconnectPolicy };
 

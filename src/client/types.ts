@@ -15,7 +15,7 @@ export interface WebSocketLike {
 }
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
-// ---- server -> client payloads (src/serialize.ts EVENT_SCHEMAS) ----
+// ---- server -> client payloads (src/wire/frames.ts EVENT_SCHEMAS) ----
 
 export interface Notification {
   id: string;
@@ -138,7 +138,7 @@ export interface ConnectedInfo {
   topics?: Record<string, JoinPosition>;
 }
 
-// ---- client -> server inputs (src/protocol.ts) ----
+// ---- client -> server inputs (src/wire/protocol.ts) ----
 
 export type Id = string | number;
 export interface NotificationInput {

@@ -1,4 +1,4 @@
-// The demo page's HTML and CSS (served at / by src/demo.ts); its behaviour lives in app.ts.
+// The demo page's HTML and CSS (served at / by src/api/demo.ts); its behaviour lives in app.ts.
 
 const escapeAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 

@@ -11,8 +11,8 @@ import {
   type JWSHeaderParameters,
   type JWTPayload,
 } from 'jose';
-import type { Config } from './config.js';
-import { ErrorCode, WireError } from './errors.js';
+import type { Config } from '../config.js';
+import { ErrorCode, WireError } from '../wire/codes.js';
 
 /** Who a connection belongs to, from a verified token. */
 export interface Principal {

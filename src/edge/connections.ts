@@ -1,11 +1,11 @@
 // The open connections of this node: by user and by address, token expiry, slow-consumer checks, drain.
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import { CloseCode } from './errors.js';
+import type { Config } from '../config.js';
+import { CloseCode } from '../wire/codes.js';
 import type { Socket } from './dispatch.js';
 import type { Principal } from './auth.js';
-import { Counts, ExpiryWheel } from './limits.js';
-import type { Metrics } from './metrics.js';
+import { Counts, ExpiryWheel } from './rates.js';
+import type { Metrics } from '../metrics.js';
 import { UserIndex } from './user-index.js';
 
 export class Connections {

@@ -1,20 +1,20 @@
 // The handler table over the client message union: every ClientType has exactly one handler.
 import type { Logger } from 'pino';
 import { hasPermission, type Principal } from './auth.js';
-import type { Config } from './config.js';
-import { ErrorCode, WireError } from './errors.js';
-import type { ClientMessage, ClientType, RequestId } from './protocol.js';
-import type { PubSub } from './pubsub.js';
+import type { Config } from '../config.js';
+import { ErrorCode, WireError } from '../wire/codes.js';
+import type { ClientMessage, ClientType, RequestId } from '../wire/protocol.js';
+import type { PubSub } from '../pubsub/pubsub.js';
 import type { UWS } from './uws.js';
-import { ackFrame, pongFrame } from './serialize.js';
-import { sendNotification } from './features/notifications.js';
-import type { Presence } from './features/presence.js';
-import { broadcastNewChapter, broadcastNewStory, profileUpdated } from './features/stories.js';
-import { checkSubscribe } from './features/topics.js';
-import { checkTypingTarget, type Typing, type TypingOwner } from './features/typing.js';
-import type { ConnectionRates } from './limits.js';
-import type { Position } from './history/types.js';
-import type { Inbox } from './features/inbox.js';
+import { ackFrame, pongFrame } from '../wire/frames.js';
+import { sendNotification } from '../features/notifications.js';
+import type { Presence } from '../features/presence.js';
+import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
+import { checkSubscribe } from '../wire/topics.js';
+import { checkTypingTarget, type Typing, type TypingOwner } from '../features/typing.js';
+import type { ConnectionRates } from './rates.js';
+import type { Position } from '../seams/history/types.js';
+import type { Inbox } from '../features/inbox.js';
 
 /**
  * Per-connection state, held by uWS behind one property (see Held). Every connection keeps it for its whole

@@ -1,16 +1,16 @@
 // The WebSocket upgrade: cheap refusals first, then the token, the per-user cap, and the connection's state.
 import type { Logger } from 'pino';
 import { extractToken, type Principal, type TokenSource, type Verifier } from './auth.js';
-import type { Backplane } from './backplane/types.js';
-import type { Config } from './config.js';
+import type { Backplane } from '../seams/backplane/types.js';
+import type { Config } from '../config.js';
 import type { Connections } from './connections.js';
 import type { Conn, Held } from './dispatch.js';
-import { CloseCode, ErrorCode, WireError } from './errors.js';
-import type { Position } from './history/types.js';
-import { statusLine } from './http.js';
-import { Counts, clientAddress } from './limits.js';
-import type { ConnectOutcome, Metrics } from './metrics.js';
-import { parseSinceParam } from './protocol.js';
+import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
+import type { Position } from '../seams/history/types.js';
+import { statusLine } from '../api/http.js';
+import { Counts, clientAddress } from './rates.js';
+import type { ConnectOutcome, Metrics } from '../metrics.js';
+import { parseSinceParam } from '../wire/protocol.js';
 import type { UWS } from './uws.js';
 
 export interface UpgradeDeps {

@@ -1,11 +1,11 @@
 // The notification inbox: the user's recent notifications from the personal topic's history, read state
 // kept in the history store, and read changes pushed to the user's other devices.
-import { ErrorCode, WireError } from '../errors.js';
-import type { HistoryStore } from '../history/types.js';
-import type { PubSub } from '../pubsub.js';
-import type { UWS } from '../uws.js';
-import { eventFrame } from '../serialize.js';
-import { userTopic } from './topics.js';
+import { ErrorCode, WireError } from '../wire/codes.js';
+import type { HistoryStore } from '../seams/history/types.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import type { UWS } from '../edge/uws.js';
+import { eventFrame } from '../wire/frames.js';
+import { userTopic } from '../wire/topics.js';
 
 export interface InboxItem {
   id: string;

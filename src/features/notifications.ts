@@ -1,10 +1,10 @@
 // sendNotificationToUser: a notification to each user's personal topic, on all of their connections.
 import { randomUUID } from 'node:crypto';
-import { idFromKey, type KeyedPublish } from '../idempotency.js';
-import { emitAll, type PubSub } from '../pubsub.js';
-import type { NotificationInput } from '../protocol.js';
-import { notificationFrame } from '../serialize.js';
-import { userTopic } from './topics.js';
+import { idFromKey, type KeyedPublish } from '../pubsub/idempotency.js';
+import { emitAll, type PubSub } from '../pubsub/pubsub.js';
+import type { NotificationInput } from '../wire/protocol.js';
+import { notificationFrame } from '../wire/frames.js';
+import { userTopic } from '../wire/topics.js';
 
 export interface Notification extends NotificationInput {
   id: string;

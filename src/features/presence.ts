@@ -1,9 +1,9 @@
 // Online/offline with a multi-device reference count and a grace period against flapping.
 import type { Logger } from 'pino';
-import type { PresenceStore } from '../backplane/types.js';
-import type { PubSub } from '../pubsub.js';
-import { eventFrame } from '../serialize.js';
-import { PRESENCE_ALL, presenceTopic } from './topics.js';
+import type { PresenceStore } from '../seams/backplane/types.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import { eventFrame } from '../wire/frames.js';
+import { PRESENCE_ALL, presenceTopic } from '../wire/topics.js';
 
 export interface PresenceOptions {
   graceMs: number;

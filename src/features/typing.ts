@@ -1,9 +1,9 @@
 // Typing indicators: relay start once per window, stop on request, on silence (one sweep timer) or on close.
-import type { PubSub } from '../pubsub.js';
-import type { UWS } from '../uws.js';
-import { eventFrame } from '../serialize.js';
-import { ErrorCode, WireError } from '../errors.js';
-import { parseTopic } from './topics.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import type { UWS } from '../edge/uws.js';
+import { eventFrame } from '../wire/frames.js';
+import { ErrorCode, WireError } from '../wire/codes.js';
+import { parseTopic } from '../wire/topics.js';
 
 interface Typist {
   userId: string;

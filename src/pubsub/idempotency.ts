@@ -1,8 +1,8 @@
 // Idempotency keys of backend publishes: the key checks (one rule for HTTP and the embedded API), the
 // fingerprint of a request, a notification id derived from its key, and the bounded store a node keeps.
 import { createHash } from 'node:crypto';
-import { ErrorCode, WireError } from './errors.js';
-import type { Idempotency } from './backplane/types.js';
+import { ErrorCode, WireError } from '../wire/codes.js';
+import type { Idempotency } from '../seams/backplane/types.js';
 
 /** 1 to 255 visible ASCII characters, no space (the header's value as the IETF draft and Stripe use it). */
 const KEY = /^[\x21-\x7e]{1,255}$/;

@@ -1,12 +1,12 @@
 // emit(topic, frame): offsets for recoverable topics, uWS fan-out on this node, the backplane to the others;
 // join(ws, topic, since): replay what a connection missed, then live, with no gap and no duplicate.
-import type { UWS } from './uws.js';
-import { Unconfirmed, type Backplane, type Idempotency } from './backplane/types.js';
-import { CloseCode, ErrorCode, WireError } from './errors.js';
+import type { UWS } from '../edge/uws.js';
+import { Unconfirmed, type Backplane, type Idempotency } from '../seams/backplane/types.js';
+import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import type { IdempotencyStore } from './idempotency.js';
-import type { HistoryStore, Position } from './history/types.js';
-import { isRecoverable } from './history/types.js';
-import type { Metrics } from './metrics.js';
+import type { HistoryStore, Position } from '../seams/history/types.js';
+import { isRecoverable } from '../seams/history/types.js';
+import type { Metrics } from '../metrics.js';
 
 /**
  * Not confirmed on every node that listens: reported as a failure, with what this node delivered and whether

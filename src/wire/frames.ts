@@ -1,9 +1,9 @@
 // Outgoing envelopes: one fast-json-stringify serializer per server -> client type, compiled ahead of time
-// from src/frame-schemas.ts into src/generated/serializers.ts (by `npm run build`), so start-up loads no
+// from src/wire/frame-schemas.ts into src/generated/serializers.ts (by `npm run build`), so start-up loads no
 // schema compiler (fast-json-stringify's and ajv's modules took V8's young generation from 4 to 8 MiB).
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode } from './codes.js';
 import { EVENT_SCHEMAS, type EventType } from './frame-schemas.js';
-import { serializers } from './generated/serializers.js';
+import { serializers } from '../generated/serializers.js';
 import type { RequestId } from './protocol.js';
 
 export { EVENT_SCHEMAS, type EventType };

@@ -1,6 +1,6 @@
 // Where a numbered frame carries its position: `head + ',"epoch":"<epoch>","offset":<offset>' + tail`
 // (history/types.ts), written by both history stores and by the RECORD script (history/redis.ts).
-import type { Position } from './types.js';
+import type { Position } from '../seams/history/types.js';
 
 const EPOCH = ',"epoch":"';
 const OFFSET = '","offset":';

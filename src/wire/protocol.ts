@@ -1,7 +1,7 @@
 // The client -> server message union, and synchronous parsing + validation of incoming frames.
-import { ID_PATTERN } from './auth.js';
-import { ErrorCode, WireError } from './errors.js';
-import type { Position } from './history/types.js';
+import { ID_PATTERN } from '../edge/auth.js';
+import { ErrorCode, WireError } from './codes.js';
+import type { Position } from '../seams/history/types.js';
 
 export type RequestId = string | number;
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

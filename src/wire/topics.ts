@@ -1,6 +1,6 @@
 // Which topics exist, which a connection may join, and the automatic ones.
-import { ID_PATTERN } from '../auth.js';
-import { ErrorCode, WireError } from '../errors.js';
+import { ID_PATTERN } from '../edge/auth.js';
+import { ErrorCode, WireError } from './codes.js';
 
 export const STORIES = 'stories';
 export const PRESENCE_ALL = 'presence';

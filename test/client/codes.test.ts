@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { CloseCode as ServerCloseCode, ErrorCode, reconnectPolicy as serverPolicy } from '../../src/errors.js';
+import { CloseCode as ServerCloseCode, ErrorCode, reconnectPolicy as serverPolicy } from '../../src/wire/codes.js';
 import { CloseCode, ServerErrorCode, reconnectPolicy, type CloseReason, type TokenContext } from '../../src/client/index.js';
 import { startServer } from '../helpers.js';
 import { client, fakeServer, next, until } from './util.js';
@@ -19,12 +19,12 @@ t.test("the SDK uses the server's own code tables and policy (not a copy)", asyn
 
 t.test('the SDK sources use no Node API (browsers load them as they are)', async (t) => {
   const dir = new URL('../../src/client/', import.meta.url);
-  const files = [...readdirSync(dir).map((f) => new URL(f, dir)), new URL('../../src/errors.ts', import.meta.url)];
+  const files = [...readdirSync(dir).map((f) => new URL(f, dir)), new URL('../../src/wire/codes.ts', import.meta.url)];
   for (const f of files) {
     const src = readFileSync(f, 'utf8').replace(/\/\/.*$/gm, '');
     t.notMatch(src, /from 'node:|require\(|\bBuffer\b|\bprocess\./, `${f.pathname.split('/').pop()} is browser-safe`);
   }
-  t.notMatch(readFileSync(new URL('../../src/errors.ts', import.meta.url), 'utf8'), /^import /m, 'errors.ts imports nothing (browsers load it alone)');
+  t.notMatch(readFileSync(new URL('../../src/wire/codes.ts', import.meta.url), 'utf8'), /^import /m, 'errors.ts imports nothing (browsers load it alone)');
 });
 
 const closeAfterHello = (code: number) => (ws: { close(c: number, r: string): void }) => setTimeout(() => ws.close(code, `closing with ${code}`), 20);

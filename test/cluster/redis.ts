@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
 import pino from 'pino';
-import { RedisBackplane } from '../../src/backplane/redis.js';
+import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
 import { Client, startServer, type Harness } from '../helpers.js';
 

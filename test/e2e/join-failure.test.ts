@@ -1,7 +1,7 @@
 // A personal-topic join that fails (the history store throws) closes that connection with 4001 and
 // leaves the server, the other connections and presence as they should be.
 import t from 'tap';
-import { MemoryHistory } from '../../src/history/memory.js';
+import { MemoryHistory } from '../../src/seams/history/memory.js';
 import { startServer } from '../helpers.js';
 
 t.test('a history that throws on join: 4001 for that user, others unaffected, nobody left online', async (t) => {

@@ -1,8 +1,8 @@
 // Nothing lost on reconnect: offsets and epochs, resume with ?since= and subscribe.since, replay races,
 // gaps beyond history, restarts, and the notification inbox synced across devices.
 import t from 'tap';
-import { MemoryHistory } from '../../src/history/memory.js';
-import type { HistoryStore } from '../../src/history/types.js';
+import { MemoryHistory } from '../../src/seams/history/memory.js';
+import type { HistoryStore } from '../../src/seams/history/types.js';
 import { Client, expectReject, sign, startServer, type Frame, type Harness } from '../helpers.js';
 
 const note = (i: number) => ({ title: `n${i}`, message: `message ${i}`, type: 'like', data: undefined });

@@ -3,7 +3,7 @@
 // server ~60 ms of start-up and about 4 MiB of surviving heap, which makes V8 double its young generation.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import type { Config } from '../../config.js';
 import { MemoryBackplane } from './memory.js';
 import type { Backplane } from './types.js';
 
@@ -15,7 +15,7 @@ import type { Backplane } from './types.js';
 export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
   if (config.redisUrl === undefined) return new MemoryBackplane(nodeId);
-  const { RedisBackplane } = await import('./redis.js');
+  const { RedisBackplane } = await import('./redis/backplane.js');
   const backplane = new RedisBackplane({
     url: config.redisUrl,
     prefix: config.redisPrefix,

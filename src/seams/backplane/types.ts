@@ -39,7 +39,7 @@
 //   a node runs when asked (it returns how many it closed).
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
-import { ErrorCode, WireError } from '../errors.js';
+import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, HistoryStore, Position } from '../history/types.js';
 
 /**

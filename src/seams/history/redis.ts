@@ -7,7 +7,7 @@
 //   r:<user>    read state: hash {allUpTo, epoch of user:<user> it counts in}; ri:<user> set of ids read one by one
 // Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 import type { Redis } from 'ioredis';
-import { ErrorCode, WireError } from '../errors.js';
+import { ErrorCode, WireError } from '../../wire/codes.js';
 import { newEpoch } from './epoch.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
 

@@ -20,13 +20,13 @@
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { ErrorCode, WireError } from '../errors.js';
-import { SCRIPTS, sc, unavailable } from './redis-scripts.js';
-import { RedisPresence } from './redis-presence.js';
-import { TopicStreams } from './redis-streams.js';
-import { Unconfirmed, type Backplane, type DisconnectHandler, type FrameHandler, type Idempotency } from './types.js';
-import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../history/redis.js';
-import type { Appended, Position } from '../history/types.js';
+import { ErrorCode, WireError } from '../../../wire/codes.js';
+import { SCRIPTS, sc, unavailable } from './scripts.js';
+import { RedisPresence } from './presence.js';
+import { TopicStreams } from './streams.js';
+import { Unconfirmed, type Backplane, type DisconnectHandler, type FrameHandler, type Idempotency } from '../types.js';
+import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../../history/redis.js';
+import type { Appended, Position } from '../../history/types.js';
 
 export interface RedisBackplaneOptions {
   url: string;

@@ -1,8 +1,8 @@
 // Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage.
 import type { Redis } from 'ioredis';
-import type { PresenceChange, PresenceStore } from './types.js';
-import type { RedisBackplane } from './redis.js';
-import { sc, unavailable } from './redis-scripts.js';
+import type { PresenceChange, PresenceStore } from '../types.js';
+import type { RedisBackplane } from './backplane.js';
+import { sc, unavailable } from './scripts.js';
 
 /** Presence in Redis, mirrored locally so that this node can re-register its connections after an outage. */
 export class RedisPresence implements PresenceStore {

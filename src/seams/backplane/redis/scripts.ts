@@ -1,5 +1,5 @@
 // The Lua scripts of the Redis backplane: each one is a single atomic step on the layout described in redis.ts.
-import { ErrorCode, WireError } from '../errors.js';
+import { ErrorCode, WireError } from '../../../wire/codes.js';
 
 // KEYS: interest set, recovering flag, channel; ARGV: message, own node id.
 // 0: no other node listens (nothing sent); 1: sent to all; -1: recovering; -2: an interested node missed it.

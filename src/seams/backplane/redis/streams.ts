@@ -2,10 +2,10 @@
 // seen twice is dropped, a gap (frames this node missed while its Redis subscription was down) is filled
 // from the history before anything after it, and a gap the history cannot fill is reported as lost.
 import type { Logger } from 'pino';
-import { framePosition } from '../history/position.js';
-import type { Position } from '../history/types.js';
-import type { RedisHistory } from '../history/redis.js';
-import type { FrameHandler } from './types.js';
+import { framePosition } from '../../../wire/position.js';
+import type { Position } from '../../history/types.js';
+import type { RedisHistory } from '../../history/redis.js';
+import type { FrameHandler } from '../types.js';
 
 type Held = { frame: string; except: string | undefined } | { after: () => void };
 

@@ -1,7 +1,7 @@
 // The cluster under chaos: one redis-server and storywire nodes as child processes (started, killed and
 // restarted by PID on fixed loopback ports), and a round-robin TCP proxy in front of the nodes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { childEnv, track } from '../lib/children.js';
@@ -168,7 +168,10 @@ export class NodeProcess {
     // /healthz answers once it listens; with Redis down the node starts degraded and joins when it can.
     await until(
       async () => {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${this.o.name} exited with ${child.exitCode ?? child.signalCode} (log: ${this.o.logFile})`);
+        if (child.exitCode !== null || child.signalCode !== null) {
+          const tail = readFileSync(this.o.logFile, 'utf8').slice(-1500);
+          throw new Error(`${this.o.name} exited with ${child.exitCode ?? child.signalCode} (log: ${this.o.logFile}):\n${tail}`);
+        }
         return fetch(`http://127.0.0.1:${this.o.port}/healthz`).then((r) => r.ok, () => false);
       },
       30_000,

@@ -65,13 +65,15 @@ export class Device {
   hand(n: { id: string; data?: { key?: unknown } }, epoch: string | undefined, offset: number | undefined): void {
     const key = typeof n.data?.key === 'string' ? n.data.key : `?${n.id}`;
     const at = performance.now();
+    const again = this.byId.has(n.id);
     this.received.push({ at, id: n.id, key, ...(epoch === undefined ? {} : { epoch }), ...(offset === undefined ? {} : { offset }) });
     this.byId.set(n.id, (this.byId.get(n.id) ?? 0) + 1);
     if (!this.byKey.has(key)) this.byKey.set(key, new Set());
     this.byKey.get(key)!.add(n.id);
     this.keyCount.set(key, (this.keyCount.get(key) ?? 0) + 1);
     if (epoch !== undefined && offset !== undefined) {
-      if (epoch === this.lastEpoch && offset < this.lastOffset) this.outOfOrder.push({ at, epoch, offset, after: this.lastOffset });
+      // A redelivered id counts as a duplicate only, not also as out of order.
+      if (!again && epoch === this.lastEpoch && offset < this.lastOffset) this.outOfOrder.push({ at, epoch, offset, after: this.lastOffset });
       if (epoch !== this.lastEpoch || offset > this.lastOffset) {
         this.lastEpoch = epoch;
         this.lastOffset = offset;

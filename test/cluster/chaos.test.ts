@@ -6,11 +6,13 @@
 import { rmSync } from 'node:fs';
 import t from 'tap';
 import { hasRedisServer } from '../../bench/chaos-cluster/cluster.js';
-import { failures, runChaosCluster } from '../../bench/chaos-cluster/run.js';
-import { skipReason } from './redis.js';
+import { Device } from '../../bench/chaos-cluster/devices.js';
+import { failures, longestGap, runChaosCluster } from '../../bench/chaos-cluster/run.js';
 
-const skip = skipReason || (hasRedisServer() ? false : '\n\n  !!! SKIPPED: the chaos suite starts its own redis-server: put redis-server on PATH (apt-get install redis-server) !!!\n');
-if (skip && !skipReason) process.stderr.write(skip);
+// As test/cluster/redis.ts's skipReason, except that REDIS_URL does not help: the run stops and restarts its
+// own redis-server. Not imported from there, so that this file loads only the harness and the SDK.
+const skip = hasRedisServer() ? false : '\n\n  !!! SKIPPED: the chaos suite starts its own redis-server: put redis-server on PATH (apt-get install redis-server) !!!\n';
+if (skip) process.stderr.write(skip);
 
 t.test('chaos: a persistent Redis restart and a node SIGKILL under resets and retried publishes', { skip, timeout: 90_000 }, async (t) => {
   const log: string[] = [];
@@ -48,4 +50,26 @@ t.test('chaos: a persistent Redis restart and a node SIGKILL under resets and re
   t.equal(r.outOfOrder, 0, `offsets going back within an epoch (see ${where})`);
   t.equal(r.falseOffline, 0, `user:offline for a connected user (see ${where})`);
   t.equal(r.storesDiffer, 0, `SDK stores unlike the server's inbox (see ${where})`);
+});
+
+t.test('chaos tallies: what counts as out of order, duplicate, and a gap in presence', async (t) => {
+  const d = new Device('raw', 'u1', 'raw:u1');
+  const n = (id: string, key = id) => ({ id, data: { key } });
+  d.hand(n('a'), 'E1', 1);
+  d.hand(n('b'), 'E1', 3);
+  d.hand(n('c'), 'E1', 2);
+  t.equal(d.outOfOrder.length, 1, 'a lower offset after a higher one in the same epoch');
+  d.hand(n('a'), 'E1', 1);
+  t.equal(d.byId.get('a'), 2, 'the same id twice is a duplicate');
+  t.equal(d.outOfOrder.length, 1, '... and not also out of order');
+  d.hand(n('d'), 'E2', 1);
+  t.equal(d.outOfOrder.length, 1, 'a new epoch starts over');
+  d.hand(n('e', 'b'), 'E2', 2);
+  t.same([...d.byKey.get('b')!].sort(), ['b', 'e'], 'one key under two ids: a retry stored twice');
+  t.same(failures({ missing: 0, duplicates: 1, retryDuplicates: 0, outOfOrder: 0, falseOffline: 2, storesDiffer: 0, errors: ['x'] } as never), ['duplicates 1', 'falseOffline 2', 'x']);
+
+  const conns = [{ openAt: 0, closeAt: 10 }, { openAt: 12, closeAt: 20 }, { openAt: 19 }];
+  t.equal(longestGap(conns, 0, 30), 2, 'connections overlapping or open to the end leave only the 10-12 gap');
+  t.equal(longestGap(conns.slice(0, 2), 0, 30), 10, 'closed at 20: 10 s without a connection until 30');
+  t.equal(longestGap([], 5, 9), 4, 'no connection at all: the whole window');
 });

@@ -4,7 +4,8 @@ export { loadConfig, ConfigError, OPTIONS, type Config } from './config.js';
 export { ErrorCode, CloseCode, WireError, reconnectPolicy, type ReconnectPolicy } from './wire/codes.js';
 export type { Backplane, PresenceStore } from './seams/backplane/types.js';
 export { MemoryBackplane } from './seams/backplane/memory.js';
-export { RedisBackplane, type RedisBackplaneOptions } from './seams/backplane/redis/backplane.js';
+// The Redis backplane is `storywire/redis` (src/redis.ts): importing this root never loads ioredis.
+// createBackplane stays here too: it imports the Redis backplane only when the config names a Redis.
 export { createBackplane } from './seams/backplane/index.js';
 export type { ClientMessage, ClientType, NotificationInput, StoryInput, ChapterInput } from './wire/protocol.js';
 export type { EventType } from './wire/frames.js';

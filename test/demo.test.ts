@@ -30,8 +30,8 @@ t.test('with a JWT key: the page and the SDK modules, but no dev tokens', async 
   t.match(await sdk.text(), /export function connect/);
   t.equal((await fetch(`${base}/demo/app.js`)).status, 200);
   t.equal((await fetch(`${base}/demo/page.js`)).status, 404, 'only the page script is served from dist/demo');
-  const codes = await fetch(`${base}/errors.js`);
-  t.equal(codes.status, 200, 'the wire code tables the SDK imports (../errors.js) are served too');
+  const codes = await fetch(`${base}/wire/codes.js`);
+  t.equal(codes.status, 200, 'the wire code tables the SDK imports (../wire/codes.js) are served too');
   t.match(await codes.text(), /reconnectPolicy/);
   t.equal((await fetch(`${base}/client/index.js.map`)).status, 404);
   t.equal((await fetch(`${base}/client/..%2Fserver.js`)).status, 404);
@@ -42,7 +42,7 @@ t.test('with a JWT key: the page and the SDK modules, but no dev tokens', async 
 
 t.test('DEMO_PAGE=false: none of the routes exist', async (t) => {
   const h = await startServer(t, {}, { DEMO_PAGE: 'false' });
-  for (const path of ['/', '/client/index.js', '/errors.js', '/dev/token?user=a']) t.equal((await fetch(`http://127.0.0.1:${h.port}${path}`)).status, 404, path);
+  for (const path of ['/', '/client/index.js', '/wire/codes.js', '/dev/token?user=a']) t.equal((await fetch(`http://127.0.0.1:${h.port}${path}`)).status, 404, path);
 });
 
 t.test('dev mode: /dev/token mints a publishing token for a name', async (t) => {

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { CloseCode, ErrorCode } from '../src/wire/codes.js';
-import { CLIENT_TYPES } from '../src/wire/protocol.js';
+import { CLIENT_TYPES } from '../src/wire/messages.js';
 import { startServer, type Frame } from './helpers.js';
 
 const VALID: object[] = [

@@ -2,7 +2,8 @@
 // values gives the same answers as measuring every value.
 import fc from 'fast-check';
 import t from 'tap';
-import { parseFrame, type Limits } from '../src/wire/protocol.js';
+import { parseFrame } from '../src/wire/messages.js';
+import type { Limits } from '../src/wire/protocol.js';
 
 const limits: Limits = { maxNotificationBytes: 300, maxStoryBytes: 400, maxPresenceIds: 10 };
 

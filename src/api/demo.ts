@@ -5,8 +5,7 @@ import { ID_PATTERN } from '../edge/auth.js';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire/codes.js';
 import { demoHtml } from '../demo/page.js';
-import type { StorywireServer } from '../edge/server.js';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 
 /** <root>/dist/, from src/api/demo.ts (tsx) and from dist/api/demo.js (built) alike: the browser needs compiled JS. */
 const DIST = new URL('../../dist/', import.meta.url);
@@ -21,7 +20,13 @@ function json(res: UWS.HttpResponse, status: string, body: object): void {
  * Registers the demo routes when config.demoPage is on. `server` is read only when a request arrives
  * (the routes are registered while the server object is still being built).
  */
-export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger, server: () => StorywireServer): void {
+/** What the demo routes need of the server: dev mode, and a dev token. */
+export interface DevTokens {
+  readonly devMode: boolean;
+  signDevToken(userId: string, roles?: readonly string[], ttlS?: number): Promise<string>;
+}
+
+export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger, server: () => DevTokens): void {
   if (!config.demoPage) return;
   const cache = new Map<string, string>();
 
@@ -56,7 +61,7 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
   });
   app.get('/client/:file', serve('client', () => true));
   // The SDK takes the wire code tables from the server's own module (it has no Node imports).
-  app.get('/errors.js', (res) => serveFile(res, 'errors.js'));
+  app.get('/wire/codes.js', (res) => serveFile(res, 'wire/codes.js'));
   app.get('/demo/:file', serve('demo', (name) => name === 'app.js'));
 
   // Dev mode only (no JWT key configured, which production refuses): a token for any name, allowed to publish.

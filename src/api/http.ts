@@ -1,6 +1,6 @@
 // HTTP plumbing under uWS: capped body reading, abort-safe JSON responses, API key check.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 
 const STATUS: Record<number, string> = {

@@ -1,12 +1,12 @@
 // The backend HTTP API (what the app's REST controllers call) and the operations endpoints.
 import type { Logger } from 'pino';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import type { Config } from '../config.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { Reply, checkApiKey, readJson } from './http.js';
 import type { Metrics } from '../metrics.js';
 import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from '../wire/protocol.js';
-import type { StorywireServer } from '../edge/server.js';
+import type { Facade } from './facade.js';
 import { PartialDelivery, emitAll } from '../pubsub/pubsub.js';
 import { parseTopic, PRESENCE_ALL } from '../wire/topics.js';
 import { KeyedPublish, fingerprint, idempotencyKey } from '../pubsub/idempotency.js';
@@ -77,7 +77,7 @@ export interface ApiDeps {
   config: Config;
   log: Logger;
   metrics: Metrics;
-  server: StorywireServer;
+  server: Facade;
   limits: Limits;
   isReady(): boolean;
   /** False while the backplane cannot reach the other nodes (cluster mode only). */

@@ -2,7 +2,7 @@
 // This file must stay free of Node imports: browsers load it as /client/codes.js.
 
 // The code tables and the reconnect policy are the server's own (src/wire/codes.ts has no imports, so browsers
-// load it as /errors.js next to /client/*.js): one source of truth, nothing to keep in step.
+// load it as /wire/codes.js next to /client/*.js): one source of truth, nothing to keep in step.
 import { CloseCode, ErrorCode, reconnectPolicy, type ReconnectPolicy } from '../wire/codes.js';
 
 export { CloseCode, reconnectPolicy, type ReconnectPolicy };

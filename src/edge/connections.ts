@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CloseCode } from '../wire/codes.js';
-import type { Socket } from './dispatch.js';
+import type { Socket } from './conn.js';
 import type { Principal } from './auth.js';
 import { Counts, ExpiryWheel } from './rates.js';
 import type { Metrics } from '../metrics.js';
@@ -36,12 +36,12 @@ export class Connections {
 
   /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
   private expiryOf(ws: Socket): number | undefined {
-    const exp = ws.getUserData().c.exp;
+    const exp = ws.getUserData().conn.exp;
     return exp === undefined ? undefined : exp + this.config.jwtClockToleranceS;
   }
 
   add(ws: Socket): void {
-    const userId = ws.getUserData().c.userId;
+    const userId = ws.getUserData().conn.userId;
     this.byUser.add(userId, ws);
     this.open++;
     this.expiries.add(ws, this.expiryOf(ws));
@@ -50,14 +50,14 @@ export class Connections {
   /** A fresher token for an open connection: its deadline moves. */
   refresh(ws: Socket, principal: Principal): void {
     this.expiries.remove(ws, this.expiryOf(ws));
-    const conn = ws.getUserData().c;
+    const conn = ws.getUserData().conn;
     conn.permissions = principal.permissions;
     conn.exp = principal.exp;
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
   remove(ws: Socket, code: number): void {
-    const conn = ws.getUserData().c;
+    const conn = ws.getUserData().conn;
     this.byUser.delete(conn.userId, ws);
     this.open--;
     this.byAddress.dec(conn.ip);
@@ -71,7 +71,7 @@ export class Connections {
   sweep(): void {
     if (++this.tick % 2 === 0) {
       for (const ws of this.expiries.due(Math.floor(Date.now() / 1000))) {
-        if (!ws.getUserData().c.closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
+        if (!ws.getUserData().conn.closed) ws.end(CloseCode.TOKEN_EXPIRED, 'token expired: reconnect with a fresh token');
       }
     }
     this.checkBackpressure();
@@ -86,7 +86,7 @@ export class Connections {
     const budget = this.config.maxBackpressureBytes;
     // forEach tolerates the removals that a synchronous close makes while it iterates.
     this.byUser.forEach((ws) => {
-      const conn = ws.getUserData().c;
+      const conn = ws.getUserData().conn;
       if (conn.closed) return;
       const buffered = ws.getBufferedAmount();
       if (buffered <= budget / 2) {
@@ -108,7 +108,7 @@ export class Connections {
   }
 
   private closeSlow(ws: Socket, buffered: number): void {
-    const conn = ws.getUserData().c;
+    const conn = ws.getUserData().conn;
     // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
     conn.slowStrikes = Math.max(conn.slowStrikes, 1);
     this.metrics.backpressureCloses.inc();
@@ -122,7 +122,7 @@ export class Connections {
    */
   sendAll(frame: string): void {
     this.byUser.forEach((ws) => {
-      if (!ws.getUserData().c.closed) ws.send(frame);
+      if (!ws.getUserData().conn.closed) ws.send(frame);
     });
   }
 
@@ -148,7 +148,7 @@ export class Connections {
       setImmediate(() => {
         this.closing = undefined;
         this.byUser.forEach((ws) => {
-          if (!ws.getUserData().c.closed && ws.getTopics().some((t) => topics.has(t))) ws.end(code, reason);
+          if (!ws.getUserData().conn.closed && ws.getTopics().some((t) => topics.has(t))) ws.end(code, reason);
         });
       });
     }
@@ -163,7 +163,7 @@ export class Connections {
     const perStep = Math.ceil(sockets.length / steps);
     return new Promise((resolve) => {
       const step = () => {
-        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().c.closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
+        for (const ws of sockets.splice(0, perStep)) if (!ws.getUserData().conn.closed) ws.end(CloseCode.SHUTDOWN, 'server shutting down');
         if (sockets.length === 0) resolve();
         else setTimeout(step, 50).unref();
       };

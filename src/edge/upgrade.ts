@@ -4,14 +4,14 @@ import { extractToken, type Principal, type TokenSource, type Verifier } from '.
 import type { Backplane } from '../seams/backplane/types.js';
 import type { Config } from '../config.js';
 import type { Connections } from './connections.js';
-import type { Conn, Held } from './dispatch.js';
+import type { Conn, Held, Refused } from './conn.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import type { Position } from '../seams/history/types.js';
 import { statusLine } from '../api/http.js';
 import { Counts, clientAddress } from './rates.js';
 import type { ConnectOutcome, Metrics } from '../metrics.js';
 import { parseSinceParam } from '../wire/protocol.js';
-import type { UWS } from './uws.js';
+import type { UWS } from '../uws.js';
 
 export interface UpgradeDeps {
   config: Config;
@@ -97,7 +97,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     log.info({ ip, reason: err.code }, 'upgrade rejected');
     if (source.closeOnRefusal && err.code !== ErrorCode.ORIGIN_FORBIDDEN) {
       const refusal = { code: refusalCloseCode(err, deps.shuttingDown()), reason: closeReason(`${err.code}: ${err.message}`) };
-      res.upgrade<Held<Conn>>({ c: undefined as unknown as Conn, refusal }, secKey, source.protocol, secExtensions, context);
+      res.upgrade<Refused>({ refusal }, secKey, source.protocol, secExtensions, context);
       return;
     }
     res.writeStatus(statusLine(err.status));
@@ -188,7 +188,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
         return;
       }
       byAddress.inc(ip);
-      res.upgrade({ c: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context);
+      res.upgrade<Held>({ conn: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context);
       return;
     }
     let aborted = false;
@@ -211,7 +211,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
         return;
       }
       // open() runs inside upgrade(), so the address stays counted without a gap.
-      res.cork(() => res.upgrade({ c: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context));
+      res.cork(() => res.upgrade<Held>({ conn: newConn(principal, ip, resumeFrom) }, secKey, source.protocol, secExtensions, context));
     };
     upgrade()
       .catch((err: unknown) => {

@@ -3,7 +3,7 @@
 import { ErrorCode, WireError } from '../wire/codes.js';
 import type { HistoryStore } from '../seams/history/types.js';
 import type { PubSub } from '../pubsub/pubsub.js';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import { eventFrame } from '../wire/frames.js';
 import { userTopic } from '../wire/topics.js';
 

@@ -1,7 +1,7 @@
 // Story, chapter and profile events: who hears them and what the server stamps on them.
 import type { KeyedPublish } from '../pubsub/idempotency.js';
 import { emitAll, type PubSub } from '../pubsub/pubsub.js';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import type { ChapterInput, JsonObject, StoryInput } from '../wire/protocol.js';
 import { eventFrame, type EventType } from '../wire/frames.js';
 import { STORIES, authorTopic, storyTopic, userTopic } from '../wire/topics.js';

@@ -1,6 +1,6 @@
 // Typing indicators: relay start once per window, stop on request, on silence (one sweep timer) or on close.
 import type { PubSub } from '../pubsub/pubsub.js';
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import { eventFrame } from '../wire/frames.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { parseTopic } from '../wire/topics.js';
@@ -9,7 +9,7 @@ interface Typist {
   userId: string;
   target: string;
   deadline: number;
-  ws: UWS.WebSocket<{ c: TypingOwner }>;
+  ws: UWS.WebSocket<{ conn: TypingOwner }>;
 }
 
 /** What typing needs to know of a connection: the keys it is typing under, to stop them at close. */
@@ -40,7 +40,7 @@ export class Typing {
   }
 
   /** Returns true when the start was relayed, false when it only extended a running indicator. */
-  start(ws: UWS.WebSocket<{ c: TypingOwner }>, userId: string, target: string): boolean {
+  start(ws: UWS.WebSocket<{ conn: TypingOwner }>, userId: string, target: string): boolean {
     const key = `${userId}\n${target}`;
     const deadline = Date.now() + this.timeoutMs;
     const existing = this.active.get(key);
@@ -50,12 +50,12 @@ export class Typing {
       return false;
     }
     this.active.set(key, { userId, target, deadline, ws });
-    (ws.getUserData().c.typing ??= new Set()).add(key);
+    (ws.getUserData().conn.typing ??= new Set()).add(key);
     this.relay('user:typing', userId, target, ws);
     return true;
   }
 
-  stop(ws: UWS.WebSocket<{ c: TypingOwner }>, userId: string, target: string): boolean {
+  stop(ws: UWS.WebSocket<{ conn: TypingOwner }>, userId: string, target: string): boolean {
     const key = `${userId}\n${target}`;
     const t = this.active.get(key);
     if (!t) return false;
@@ -64,8 +64,8 @@ export class Typing {
   }
 
   /** The connection closed: stop everything it was typing. */
-  closed(ws: UWS.WebSocket<{ c: TypingOwner }>): void {
-    const keys = ws.getUserData().c.typing;
+  closed(ws: UWS.WebSocket<{ conn: TypingOwner }>): void {
+    const keys = ws.getUserData().conn.typing;
     if (!keys) return;
     for (const key of keys) {
       const t = this.active.get(key);
@@ -77,15 +77,15 @@ export class Typing {
     keys.clear();
   }
 
-  private move(t: Typist, ws: UWS.WebSocket<{ c: TypingOwner }>, key: string): void {
-    t.ws.getUserData().c.typing?.delete(key);
+  private move(t: Typist, ws: UWS.WebSocket<{ conn: TypingOwner }>, key: string): void {
+    t.ws.getUserData().conn.typing?.delete(key);
     t.ws = ws;
-    (ws.getUserData().c.typing ??= new Set()).add(key);
+    (ws.getUserData().conn.typing ??= new Set()).add(key);
   }
 
-  private end(key: string, t: Typist, ws: UWS.WebSocket<{ c: TypingOwner }> | undefined): void {
+  private end(key: string, t: Typist, ws: UWS.WebSocket<{ conn: TypingOwner }> | undefined): void {
     this.active.delete(key);
-    t.ws.getUserData().c.typing?.delete(key);
+    t.ws.getUserData().conn.typing?.delete(key);
     this.relay('user:stopped_typing', t.userId, t.target, ws);
   }
 
@@ -93,7 +93,7 @@ export class Typing {
     for (const [key, t] of this.active) if (t.deadline <= now) this.end(key, t, undefined);
   }
 
-  private relay(type: 'user:typing' | 'user:stopped_typing', userId: string, target: string, from: UWS.WebSocket<{ c: TypingOwner }> | undefined): void {
+  private relay(type: 'user:typing' | 'user:stopped_typing', userId: string, target: string, from: UWS.WebSocket<{ conn: TypingOwner }> | undefined): void {
     // The typist's own connection is left out; its other devices hear it. Typing is best effort
     // across nodes, so a backplane failure is not reported to the typist.
     this.pubsub.emit(type, target, eventFrame(type, target, { userId, target }), from).catch(() => {});

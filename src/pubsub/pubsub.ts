@@ -1,6 +1,6 @@
 // emit(topic, frame): offsets for recoverable topics, uWS fan-out on this node, the backplane to the others;
 // join(ws, topic, since): replay what a connection missed, then live, with no gap and no duplicate.
-import type { UWS } from '../edge/uws.js';
+import type { UWS } from '../uws.js';
 import { Unconfirmed, type Backplane, type Idempotency } from '../seams/backplane/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import type { IdempotencyStore } from './idempotency.js';
@@ -113,7 +113,7 @@ export class PubSub {
    * Cluster: connections that joined a recoverable topic without a position (the store was unreachable).
    * Closed with 4001 once this node is registered again, so that they resume from where they were.
    */
-  private readonly positionless = new Set<UWS.WebSocket<{ c: { closed: boolean } }>>();
+  private readonly positionless = new Set<UWS.WebSocket<{ conn: { closed: boolean } }>>();
 
   /**
    * Slow readers are found before a burst overflows them: `slowReaders.checkUser(id)` runs after every
@@ -145,7 +145,7 @@ export class PubSub {
   }
 
   private closePositionless(): void {
-    for (const ws of this.positionless) if (!ws.getUserData().c.closed) ws.end(CloseCode.RECONNECT, RECONNECT_TO_RESUME);
+    for (const ws of this.positionless) if (!ws.getUserData().conn.closed) ws.end(CloseCode.RECONNECT, RECONNECT_TO_RESUME);
     this.positionless.clear();
   }
 
@@ -301,7 +301,7 @@ export class PubSub {
    * between reading the position and subscribing.
    */
   join(
-    ws: UWS.WebSocket<{ c: { closed: boolean } }>,
+    ws: UWS.WebSocket<{ conn: { closed: boolean } }>,
     topic: string,
     since: Position | undefined,
     options: JoinOptions = {},
@@ -337,7 +337,7 @@ export class PubSub {
   }
 
   /** A join that waits for the other nodes or for the history store, buffering what is delivered meanwhile. */
-  private async joinLater(ws: UWS.WebSocket<{ c: { closed: boolean } }>, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
+  private async joinLater(ws: UWS.WebSocket<{ conn: { closed: boolean } }>, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
     const topics = [topic, ...(options.alongWith ?? [])];
     const recoverable = isRecoverable(topic);
     const joiner: Joiner = { buffer: [] };
@@ -382,7 +382,7 @@ export class PubSub {
       set?.delete(joiner);
       if (set?.size === 0) this.joining.delete(topic);
     }
-    if (ws.getUserData().c.closed) {
+    if (ws.getUserData().conn.closed) {
       for (const t of topics) this.release(t);
       return undefined;
     }
@@ -405,9 +405,9 @@ export class PubSub {
    * (since, joinedAt]. Those frames come after the live ones received since joining; every frame still
    * reaches the connection once, and its offset tells where it belongs.
    */
-  async replay(ws: UWS.WebSocket<{ c: { closed: boolean } }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
+  async replay(ws: UWS.WebSocket<{ conn: { closed: boolean } }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
     const r = since.epoch === joinedAt.epoch ? await this.history.since(topic, since.epoch, since.offset, joinedAt.offset) : { recovered: false, frames: [] };
-    if (!ws.getUserData().c.closed && r.frames.length > 0) {
+    if (!ws.getUserData().conn.closed && r.frames.length > 0) {
       ws.cork(() => {
         for (const f of r.frames) ws.send(f);
       });

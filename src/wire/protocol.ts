@@ -1,4 +1,4 @@
-// The client -> server message union, and synchronous parsing + validation of incoming frames.
+// The client -> server message union and the checks of its fields (each message type's spec is in messages.ts).
 import { ID_PATTERN } from '../edge/auth.js';
 import { ErrorCode, WireError } from './codes.js';
 import type { Position } from '../seams/history/types.js';
@@ -23,7 +23,7 @@ export interface ChapterInput extends JsonObject {
   title: string;
 }
 
-/** Every message a client may send. dispatch.ts handles each member, or it does not compile. */
+/** Every message a client may send. messages.ts has a spec for each member, or it does not compile. */
 export type ClientMessage =
   | { type: 'ping'; id: RequestId | undefined }
   | { type: 'auth'; id: RequestId | undefined; data: { token: string } }
@@ -47,18 +47,21 @@ export interface Limits {
   maxPresenceIds: number;
 }
 
-const invalid = (message: string): WireError => new WireError(ErrorCode.INVALID_PAYLOAD, message);
+/** The size limits of a configuration (MAX_NOTIFICATION_BYTES, MAX_STORY_BYTES, MAX_PRESENCE_IDS). */
+export const limitsOf = (c: Limits): Limits => ({ maxNotificationBytes: c.maxNotificationBytes, maxStoryBytes: c.maxStoryBytes, maxPresenceIds: c.maxPresenceIds });
 
-function isObject(v: unknown): v is JsonObject {
+export const invalid = (message: string): WireError => new WireError(ErrorCode.INVALID_PAYLOAD, message);
+
+export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function object(v: unknown, path: string): JsonObject {
+export function object(v: unknown, path: string): JsonObject {
   if (!isObject(v)) throw invalid(`${path} must be an object`);
   return v;
 }
 
-function string(v: unknown, path: string, max: number, min = 1): string {
+export function string(v: unknown, path: string, max: number, min = 1): string {
   if (typeof v !== 'string') throw invalid(`${path} must be a string`);
   if (v.length < min || v.length > max) throw invalid(`${path} must be ${min}-${max} characters long`);
   return v;
@@ -75,14 +78,14 @@ export function id(v: unknown, path: string): string {
  * Refuses a value whose JSON is over `maxBytes`. `sourceBound`, when known, bounds that size from the
  * input it was parsed from (see parseFrame): under the limit, nothing is re-serialized.
  */
-function capped<T>(v: T, path: string, maxBytes: number, sourceBound = Infinity): T {
+export function capped<T>(v: T, path: string, maxBytes: number, sourceBound = Infinity): T {
   if (sourceBound <= maxBytes) return v;
   const bytes = Buffer.byteLength(JSON.stringify(v));
   if (bytes > maxBytes) throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path} is ${bytes} bytes, the limit is ${maxBytes}`);
   return v;
 }
 
-function requestId(v: unknown): RequestId | undefined {
+export function requestId(v: unknown): RequestId | undefined {
   if (v === undefined) return undefined;
   if ((typeof v === 'string' && v.length >= 1 && v.length <= 64) || (typeof v === 'number' && Number.isSafeInteger(v))) return v;
   throw new WireError(ErrorCode.BAD_MESSAGE, 'id must be a string of 1-64 characters or an integer');
@@ -137,44 +140,6 @@ export function parseSinceParam(v: string): Position | undefined {
   return { epoch: m[1]!, offset: Number(m[2]) };
 }
 
-/** `bound`: an upper bound on the JSON size of anything parsed from this frame (Infinity when unknown). */
-type Parser = (data: unknown, limits: Limits, bound: number) => unknown;
-
-const PARSERS: { [K in ClientType]: Parser } = {
-  ping: () => undefined,
-  auth: (d) => ({ token: string(object(d, 'data').token, 'data.token', 8192) }),
-  'send:notification': (d, l, b) => {
-    const o = object(d, 'data');
-    return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l, b) };
-  },
-  'typing:start': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
-  'typing:stop': (d) => ({ target: string(object(d, 'data').target, 'data.target', 140) }),
-  'story:published': (d, l, b) => parseStory(d, 'data', l, b),
-  'chapter:published': (d, l, b) => parseChapter(d, 'data', l, b),
-  'profile:updated': (d, l, b) => capped(object(d, 'data'), 'data', l.maxStoryBytes, b),
-  subscribe: (d) => {
-    const o = object(d, 'data');
-    return { topic: string(o.topic, 'data.topic', 140), since: o.since === undefined ? undefined : parsePosition(o.since, 'data.since') };
-  },
-  unsubscribe: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
-  'presence:query': (d, l) => ({ userIds: parseUserIds(object(d, 'data').userIds, 'data.userIds', l) }),
-  'notifications:list': (d) => {
-    const o = d === undefined ? {} : object(d, 'data');
-    if (o.limit !== undefined && !(typeof o.limit === 'number' && Number.isSafeInteger(o.limit) && o.limit >= 1 && o.limit <= 1000)) {
-      throw invalid('data.limit must be an integer from 1 to 1000');
-    }
-    return { limit: o.limit };
-  },
-  'notifications:read': (d) => {
-    const o = object(d, 'data');
-    if (o.all === true) return { all: true };
-    if (o.id === undefined) throw invalid('data must be {"id": "<notification id>"} or {"all": true}');
-    return { id: string(o.id, 'data.id', 64) };
-  },
-};
-
-export const CLIENT_TYPES = Object.keys(PARSERS) as ClientType[];
-
 /** What parse() found wrong, with the request id when it could still be read. */
 export class FrameError extends WireError {
   constructor(
@@ -182,44 +147,5 @@ export class FrameError extends WireError {
     readonly requestId: RequestId | undefined,
   ) {
     super(err.code, err.message, err.status);
-  }
-}
-
-// A number written with an exponent is the only JSON text that re-serializes longer than it was written
-// (1e20 becomes 21 digits); everything else comes back as long or shorter (whitespace, escapes such as
-// \u00e9 or \/, duplicate keys, trailing zeros and long digit strings all shrink).
-const EXPONENT = /\d[eE]/;
-/** The types whose data has a size limit: only their frames are scanned for exponents. */
-const SIZE_LIMITED: ReadonlySet<ClientType> = new Set(['send:notification', 'story:published', 'chapter:published', 'profile:updated']);
-
-/**
- * Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong.
- * `bytes`: the frame's size in UTF-8, when the caller has it; a frame with no exponent bounds the JSON
- * size of every value in it, so the size limits need no re-serialization.
- */
-export function parseFrame(text: string, limits: Limits, bytes?: number): ClientMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new FrameError(new WireError(ErrorCode.BAD_JSON, 'frame is not valid JSON'), undefined);
-  }
-  if (!isObject(raw)) throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'frame must be a JSON object'), undefined);
-  let reqId: RequestId | undefined;
-  try {
-    reqId = requestId(raw.id);
-  } catch (err) {
-    throw new FrameError(err as WireError, undefined);
-  }
-  const type = raw.type;
-  if (typeof type !== 'string') throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'type must be a string'), reqId);
-  const parser = Object.hasOwn(PARSERS, type) ? PARSERS[type as ClientType] : undefined;
-  if (!parser) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
-  try {
-    const bound = bytes !== undefined && SIZE_LIMITED.has(type as ClientType) && !EXPONENT.test(text) ? bytes : Infinity;
-    return { type, id: reqId, data: parser(raw.data, limits, bound) } as ClientMessage;
-  } catch (err) {
-    if (err instanceof WireError) throw new FrameError(err, reqId);
-    throw err;
   }
 }

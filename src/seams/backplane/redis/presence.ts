@@ -1,8 +1,16 @@
 // Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage.
 import type { Redis } from 'ioredis';
 import type { PresenceChange, PresenceStore } from '../types.js';
-import type { RedisBackplane } from './backplane.js';
 import { sc, unavailable } from './scripts.js';
+
+/** What presence needs of its node's backplane. */
+export interface PresenceNode {
+  readonly nodeId: string;
+  /** Redis reachable and this node registered. */
+  readonly up: boolean;
+  /** A presence write failed without a disconnect: re-register at the next lease renewal. */
+  dirty(): void;
+}
 
 /** Presence in Redis, mirrored locally so that this node can re-register its connections after an outage. */
 export class RedisPresence implements PresenceStore {
@@ -15,7 +23,7 @@ export class RedisPresence implements PresenceStore {
   private handler: PresenceChange = () => {};
 
   constructor(
-    private readonly bp: RedisBackplane,
+    private readonly bp: PresenceNode,
     private readonly cmd: Redis,
     private readonly p: string,
     private readonly graceMs: number,

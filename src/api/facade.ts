@@ -1,0 +1,60 @@
+// The embedded API: what the app's backend calls in-process (the seed's sendNotificationToUser,
+// broadcastNewStory, ...), and what the HTTP API (routes.ts) calls for each route.
+import type { Connections } from '../edge/connections.js';
+import type { Presence } from '../features/presence.js';
+import { sendNotification, type Notification } from '../features/notifications.js';
+import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type BroadcastResult } from '../features/stories.js';
+import { keyedFrom, type KeyedPublish, type PublishOptions } from '../pubsub/idempotency.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import type { Backplane } from '../seams/backplane/types.js';
+import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
+import { rawEventFrame } from '../wire/frames.js';
+import type { ChapterInput, JsonObject, NotificationInput, StoryInput } from '../wire/protocol.js';
+
+/**
+ * Publishing operations resolve with the number of connections on this node handed the event, once the
+ * other nodes have it too; they reject with a PartialDelivery (UNAVAILABLE, `.delivered`, `.stored`) otherwise.
+ * `options.idempotencyKey` (or a KeyedPublish, whose `duplicate` tells afterwards): a retry with the same key
+ * within IDEMPOTENCY_TTL_S stores and delivers nothing new and resolves with 0 delivered.
+ */
+export interface Facade {
+  sendNotificationToUser(userIds: string | readonly string[], notification: NotificationInput, from?: string | null, options?: PublishOptions | KeyedPublish): { notification: Notification; delivered: Promise<number> };
+  broadcastNewStory(story: StoryInput, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  broadcastStoryUpdated(story: JsonObject & { id: string }, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  broadcastNewChapter(chapter: ChapterInput, authorId?: string | null, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  /** A backend-defined event on any topic (no schema; `data` passed through). */
+  publish(topic: string, type: string, data: object, options?: PublishOptions | KeyedPublish): BroadcastResult;
+  isOnline(userId: string): Promise<boolean>;
+  onlineUsers(userIds: readonly string[]): Promise<string[]>;
+  /** Closes every connection of the user with `code`, on every node; resolves with how many were closed. */
+  disconnectUser(userId: string, code?: number, reason?: string): Promise<number>;
+  /** Open connections of a user on this node. */
+  connectionsOf(userId: string): number;
+}
+
+export function createFacade(pubsub: PubSub, presence: Presence, connections: Connections, backplane: Backplane): Facade {
+  return {
+    sendNotificationToUser(userIds, notification, from = null, options) {
+      const ids = typeof userIds === 'string' ? [userIds] : userIds;
+      return sendNotification(pubsub, ids, notification, from, keyedFrom(options, 'notification', [ids, notification, from]));
+    },
+    broadcastNewStory: (story, authorId = null, options) => broadcastNewStory(pubsub, story, authorId, keyedFrom(options, 'story:new', [story, authorId])),
+    broadcastStoryUpdated: (story, authorId = null, options) => broadcastStoryUpdated(pubsub, story, authorId, keyedFrom(options, 'story:updated', [story, authorId])),
+    broadcastNewChapter: (chapter, authorId = null, options) => broadcastNewChapter(pubsub, chapter, authorId, keyedFrom(options, 'chapter:new', [chapter, authorId])),
+    publish(topic, type, data, options) {
+      const keyed = keyedFrom(options, 'publish', [topic, type, data]);
+      return pubsub.emit(type, topic, rawEventFrame(type, topic, data), undefined, keyed?.part());
+    },
+    isOnline: (userId) => presence.isOnline(userId),
+    onlineUsers: (userIds) => presence.online(userIds),
+    async disconnectUser(userId, code = CloseCode.TOKEN_REVOKED, reason = 'disconnected by the server') {
+      const local = connections.disconnect(userId, code, reason);
+      try {
+        return local + (await backplane.disconnectUser(userId, code, reason));
+      } catch {
+        throw new WireError(ErrorCode.UNAVAILABLE, `closed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
+      }
+    },
+    connectionsOf: (userId) => connections.of(userId),
+  };
+}

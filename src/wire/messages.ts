@@ -1,0 +1,323 @@
+// One spec per client message type: how its data is parsed and bounded, the rate bucket and the permission
+// it needs, and what it does. Adding a message type is one entry here, its member of ClientMessage
+// (protocol.ts) and its section of protocol.md.
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { hasPermission } from '../edge/auth.js';
+import { connOf, personalPosition, type Socket } from '../edge/conn.js';
+import type { ConnectionRates, TokenBucket } from '../edge/rates.js';
+import type { Inbox } from '../features/inbox.js';
+import { sendNotification } from '../features/notifications.js';
+import type { Presence } from '../features/presence.js';
+import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
+import { checkTypingTarget, type Typing } from '../features/typing.js';
+import type { Metrics } from '../metrics.js';
+import type { PubSub } from '../pubsub/pubsub.js';
+import { CloseCode, ErrorCode, WireError } from './codes.js';
+import { ackFrame, errorFrame, pongFrame } from './frames.js';
+import {
+  FrameError,
+  capped,
+  id,
+  invalid,
+  isObject,
+  object,
+  parseChapter,
+  parseNotification,
+  parsePosition,
+  parseStory,
+  parseUserIds,
+  requestId,
+  string,
+  type ClientMessage,
+  type ClientType,
+  type Limits,
+  type RequestId,
+} from './protocol.js';
+import { checkSubscribe } from './topics.js';
+
+/** What a handler may use: the features, and the replies to its connection. */
+export interface Ctx {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly pubsub: PubSub;
+  readonly presence: Presence;
+  readonly typing: Typing;
+  readonly inbox: Inbox;
+  /** Sends one frame if the socket is still open. */
+  send(ws: Socket, frame: string): void;
+  /** Re-verifies a token for a live connection (auth refresh). */
+  refresh(ws: Socket, token: string): Promise<{ exp: number | undefined }>;
+}
+
+type Message<K extends ClientType> = Extract<ClientMessage, { type: K }>;
+type Handler<K extends ClientType> = (ctx: Ctx, ws: Socket, msg: Message<K>) => void | Promise<void>;
+
+interface Spec<K extends ClientType> {
+  /** Validates `data`; `bound` is an upper bound on the JSON size of anything in the frame (Infinity: unknown). */
+  parse(data: unknown, limits: Limits, bound: number): unknown;
+  /** Its data has byte limits: parseFrame can bound them by the frame's own size. */
+  sized?: true;
+  /** The bucket it draws from, on top of the general one every frame draws from. */
+  bucket?: 'notify' | 'publish';
+  /** The permission it needs: PUBLISH_PERMISSION. */
+  needsPublish?: true;
+  handle: Handler<K>;
+}
+
+function ack(ctx: Ctx, ws: Socket, reqId: RequestId | undefined, data?: object): void {
+  if (reqId !== undefined) ctx.send(ws, ackFrame(reqId, data));
+}
+
+const target = (d: unknown) => ({ target: string(object(d, 'data').target, 'data.target', 140) });
+
+// Publishing handlers acknowledge once the other nodes have the event too: an ack means "delivered
+// everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
+const MESSAGES: { [K in ClientType]: Spec<K> } = {
+  ping: {
+    parse: () => undefined,
+    handle: (ctx, ws, msg) => ctx.send(ws, pongFrame(msg.id)),
+  },
+
+  auth: {
+    parse: (d) => ({ token: string(object(d, 'data').token, 'data.token', 8192) }),
+    handle: async (ctx, ws, msg) => {
+      const { exp } = await ctx.refresh(ws, msg.data.token);
+      ack(ctx, ws, msg.id, exp === undefined ? {} : { exp });
+    },
+  },
+
+  'send:notification': {
+    parse: (d, l, b) => {
+      const o = object(d, 'data');
+      return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l, b) };
+    },
+    sized: true,
+    bucket: 'notify',
+    handle: async (ctx, ws, msg) => {
+      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, connOf(ws).userId);
+      ack(ctx, ws, msg.id, { id: r.notification.id, delivered: await r.delivered });
+    },
+  },
+
+  'typing:start': {
+    parse: target,
+    handle: (ctx, ws, msg) => ack(ctx, ws, msg.id, { relayed: ctx.typing.start(ws, connOf(ws).userId, checkTypingTarget(msg.data.target)) }),
+  },
+
+  'typing:stop': {
+    parse: target,
+    handle: (ctx, ws, msg) => ack(ctx, ws, msg.id, { relayed: ctx.typing.stop(ws, connOf(ws).userId, checkTypingTarget(msg.data.target)) }),
+  },
+
+  'story:published': {
+    parse: (d, l, b) => parseStory(d, 'data', l, b),
+    sized: true,
+    bucket: 'publish',
+    needsPublish: true,
+    handle: async (ctx, ws, msg) => {
+      const delivered = await broadcastNewStory(ctx.pubsub, msg.data, connOf(ws).userId);
+      ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
+    },
+  },
+
+  'chapter:published': {
+    parse: (d, l, b) => parseChapter(d, 'data', l, b),
+    sized: true,
+    bucket: 'publish',
+    needsPublish: true,
+    handle: async (ctx, ws, msg) => {
+      const delivered = await broadcastNewChapter(ctx.pubsub, msg.data, connOf(ws).userId);
+      ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
+    },
+  },
+
+  'profile:updated': {
+    parse: (d, l, b) => capped(object(d, 'data'), 'data', l.maxStoryBytes, b),
+    sized: true,
+    bucket: 'publish',
+    handle: async (ctx, ws, msg) => {
+      const delivered = await profileUpdated(ctx.pubsub, connOf(ws).userId, msg.data, ws);
+      ack(ctx, ws, msg.id, { delivered });
+    },
+  },
+
+  subscribe: {
+    parse: (d) => {
+      const o = object(d, 'data');
+      return { topic: string(o.topic, 'data.topic', 140), since: o.since === undefined ? undefined : parsePosition(o.since, 'data.since') };
+    },
+    handle: async (ctx, ws, msg) => {
+      const conn = connOf(ws);
+      const { topic, since } = msg.data;
+      const parsed = checkSubscribe(topic, conn.userId);
+      const joinedAt = parsed.kind === 'user' ? personalPosition(conn) : conn.subscriptions?.get(topic);
+      if (joinedAt) {
+        // Already live on this recoverable topic: only the missed part, if asked.
+        const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
+        ack(ctx, ws, msg.id, { topic, epoch: joinedAt.epoch, offset: joinedAt.offset, ...(r ? { recovered: r.recovered, replayed: r.replayed } : {}) });
+        return;
+      }
+      if (ws.isSubscribed(topic) || conn.subscriptions?.has(topic) === true) {
+        ack(ctx, ws, msg.id, { topic });
+        return;
+      }
+      if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
+        throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
+      }
+      (conn.subscriptions ??= new Map()).set(topic, null);
+      const r = await ctx.pubsub.join(ws, topic, since);
+      // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
+      if (conn.subscriptions?.has(topic) !== true) {
+        if (!conn.closed) ws.unsubscribe(topic);
+        ack(ctx, ws, msg.id, { topic });
+        return;
+      }
+      if (!r) {
+        ack(ctx, ws, msg.id, { topic });
+        return;
+      }
+      conn.subscriptions.set(topic, { epoch: r.epoch, offset: r.offset });
+      ack(ctx, ws, msg.id, { topic, epoch: r.epoch, offset: r.offset, ...(since ? { recovered: r.recovered, replayed: r.replayed } : {}) });
+    },
+  },
+
+  unsubscribe: {
+    parse: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
+    handle: (ctx, ws, msg) => {
+      const conn = connOf(ws);
+      const topic = msg.data.topic;
+      if (checkSubscribe(topic, conn.userId).kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
+      conn.subscriptions?.delete(topic);
+      ws.unsubscribe(topic);
+      ack(ctx, ws, msg.id, { topic });
+    },
+  },
+
+  'presence:query': {
+    parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data').userIds, 'data.userIds', l) }),
+    handle: async (ctx, ws, msg) => {
+      const online = await ctx.presence.online(msg.data.userIds);
+      ctx.send(ws, ackFrame(msg.id, { online }));
+    },
+  },
+
+  'notifications:list': {
+    parse: (d) => {
+      const o = d === undefined ? {} : object(d, 'data');
+      if (o.limit !== undefined && !(typeof o.limit === 'number' && Number.isSafeInteger(o.limit) && o.limit >= 1 && o.limit <= 1000)) {
+        throw invalid('data.limit must be an integer from 1 to 1000');
+      }
+      return { limit: o.limit };
+    },
+    handle: async (ctx, ws, msg) => {
+      const inbox = await ctx.inbox.list(connOf(ws).userId, msg.data.limit);
+      ctx.send(ws, ackFrame(msg.id, inbox));
+    },
+  },
+
+  'notifications:read': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      if (o.all === true) return { all: true };
+      if (o.id === undefined) throw invalid('data must be {"id": "<notification id>"} or {"all": true}');
+      return { id: string(o.id, 'data.id', 64) };
+    },
+    handle: async (ctx, ws, msg) => {
+      const unreadCount = await ctx.inbox.markRead(connOf(ws).userId, msg.data, ws);
+      ack(ctx, ws, msg.id, { unreadCount });
+    },
+  },
+};
+
+export const CLIENT_TYPES = Object.keys(MESSAGES) as ClientType[];
+
+// A number written with an exponent is the only JSON text that re-serializes longer than it was written
+// (1e20 becomes 21 digits); everything else comes back as long or shorter (whitespace, escapes such as
+// \u00e9 or \/, duplicate keys, trailing zeros and long digit strings all shrink).
+const EXPONENT = /\d[eE]/;
+
+/**
+ * Parses one text frame into a ClientMessage, or throws a FrameError saying exactly what is wrong.
+ * `bytes`: the frame's size in UTF-8, when the caller has it; a frame with no exponent bounds the JSON
+ * size of every value in it, so the size limits need no re-serialization.
+ */
+export function parseFrame(text: string, limits: Limits, bytes?: number): ClientMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new FrameError(new WireError(ErrorCode.BAD_JSON, 'frame is not valid JSON'), undefined);
+  }
+  if (!isObject(raw)) throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'frame must be a JSON object'), undefined);
+  let reqId: RequestId | undefined;
+  try {
+    reqId = requestId(raw.id);
+  } catch (err) {
+    throw new FrameError(err as WireError, undefined);
+  }
+  const type = raw.type;
+  if (typeof type !== 'string') throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'type must be a string'), reqId);
+  const spec = Object.hasOwn(MESSAGES, type) ? (MESSAGES[type as ClientType] as Spec<ClientType>) : undefined;
+  if (!spec) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
+  try {
+    const bound = bytes !== undefined && spec.sized && !EXPONENT.test(text) ? bytes : Infinity;
+    return { type, id: reqId, data: spec.parse(raw.data, limits, bound) } as ClientMessage;
+  } catch (err) {
+    if (err instanceof WireError) throw new FrameError(err, reqId);
+    throw err;
+  }
+}
+
+/** An error reply: the WireError's code, or INTERNAL (logged) for anything else. */
+export function replyError(ctx: Ctx, ws: Socket, err: unknown, reqId: RequestId | undefined): void {
+  if (err instanceof WireError) {
+    ctx.metrics.rejectedFor(err.code);
+    ctx.send(ws, errorFrame(reqId, err.code, err.message));
+    return;
+  }
+  ctx.metrics.rejectedFor(ErrorCode.INTERNAL);
+  ctx.log.error({ err, userId: connOf(ws).userId }, 'handler failed');
+  ctx.send(ws, errorFrame(reqId, ErrorCode.INTERNAL, 'internal error'));
+}
+
+/** RATE_LIMITED, or a 4100 close for a connection that keeps sending past its limits. */
+export function rateLimited(ctx: Ctx, ws: Socket, rates: ConnectionRates, reqId: RequestId | undefined, what: string): void {
+  const conn = connOf(ws);
+  ctx.metrics.rejectedFor(ErrorCode.RATE_LIMITED);
+  if (++rates.strikes >= ctx.config.rateLimitCloseAfter) {
+    ctx.log.info({ userId: conn.userId, connectionId: conn.id }, 'closing a connection that kept sending past its rate limit');
+    ws.end(CloseCode.RATE_LIMITED, 'rate limit exceeded: back off');
+    return;
+  }
+  ctx.send(ws, errorFrame(reqId, ErrorCode.RATE_LIMITED, `${what}: slow down`));
+}
+
+function bucketOf(ctx: Ctx, rates: ConnectionRates, bucket: 'notify' | 'publish'): [TokenBucket, string] {
+  return bucket === 'notify'
+    ? [rates.notifyBucket(), `at most ${ctx.config.notifyRatePerS} notifications per second`]
+    : [rates.publishBucket(), `at most ${ctx.config.publishRatePerS} publications per second`];
+}
+
+/** Runs a parsed message through its spec: its bucket, its permission, its handler; errors become replies. */
+export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: ConnectionRates): void {
+  const spec = MESSAGES[msg.type] as Spec<ClientType>;
+  if (spec.bucket !== undefined) {
+    const [bucket, what] = bucketOf(ctx, rates, spec.bucket);
+    if (!bucket.take()) return rateLimited(ctx, ws, rates, msg.id, what);
+  }
+  rates.strikes = 0;
+  ctx.metrics.messageIn(msg.type);
+  const conn = connOf(ws);
+  if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ userId: conn.userId, type: msg.type }, 'message');
+  try {
+    if (spec.needsPublish && !hasPermission(conn, ctx.config.publishPermission)) {
+      throw new WireError(ErrorCode.FORBIDDEN, `publishing needs the "${ctx.config.publishPermission}" permission`);
+    }
+    const pending = spec.handle(ctx, ws, msg);
+    if (pending) pending.catch((err: unknown) => replyError(ctx, ws, err, msg.id));
+  } catch (err) {
+    replyError(ctx, ws, err, msg.id);
+  }
+}

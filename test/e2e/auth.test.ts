@@ -110,7 +110,7 @@ t.test('other paths answer 404 JSON', async (t) => {
   const h = await startServer(t);
   const res = await fetch(`http://127.0.0.1:${h.port}/nope`);
   t.equal(res.status, 404);
-  t.equal((await res.json()).error.code, 'NOT_FOUND');
+  t.equal(((await res.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
 });
 
 t.test('the connected frame carries the token expiry', async (t) => {

@@ -13,6 +13,12 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const GREEN = 'rgb(26, 156, 75)';
 const RED = 'rgb(217, 48, 37)';
 
+// The functions handed to page.evaluate run in Chromium, but this file is compiled with the server's types
+// (tsconfig.json: Node, no DOM): the page globals they use are declared here, for this file only.
+declare const document: { querySelector(selector: string): { getAttribute(name: string): string | null; textContent: string | null } | null };
+declare const window: object;
+declare function getComputedStyle(element: unknown): { backgroundColor: string };
+
 if (!existsSync(CHROMIUM)) {
   const bar = '!'.repeat(78);
   process.stderr.write(
@@ -23,14 +29,14 @@ if (!existsSync(CHROMIUM)) {
   t.comment(`BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
 }
 
-/** The page loads the compiled SDK from dist/: build it when missing or older than its sources. */
+/** The page loads the compiled SDK from dist/: build it (the browser part, tsconfig.browser.json) when missing or older than its sources. */
 function ensureBuilt(): void {
   const newest = (dir: string, ext: string) =>
     Math.max(0, ...readdirSync(join(ROOT, dir)).filter((f) => f.endsWith(ext)).map((f) => statSync(join(ROOT, dir, f)).mtimeMs));
   const built = existsSync(join(ROOT, 'dist/client/index.js')) && existsSync(join(ROOT, 'dist/demo/app.js'));
   if (built && newest('dist/client', '.js') >= newest('src/client', '.ts') && newest('dist/demo', '.js') >= newest('src/demo', '.ts')) return;
   // Through sh with NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
-  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" node_modules/typescript/bin/tsc -p tsconfig.build.json', process.execPath], { cwd: ROOT, encoding: 'utf8' });
+  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" node_modules/typescript/bin/tsc -p tsconfig.browser.json', process.execPath], { cwd: ROOT, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
 }
 

@@ -2,8 +2,6 @@
 import type { PubSub } from '../pubsub/pubsub.js';
 import type { UWS } from '../uws.js';
 import { eventFrame } from '../wire/frames.js';
-import { ErrorCode, WireError } from '../wire/codes.js';
-import { parseTopic } from '../wire/topics.js';
 
 interface Typist {
   userId: string;
@@ -15,15 +13,6 @@ interface Typist {
 /** What typing needs to know of a connection: the keys it is typing under, to stop them at close. */
 export interface TypingOwner {
   typing: Set<string> | undefined;
-}
-
-/** `user:<id>` for a direct conversation, `story:<id>` for a story's comment thread. */
-export function checkTypingTarget(target: string): string {
-  const t = parseTopic(target);
-  if (t.kind !== 'user' && t.kind !== 'story') {
-    throw new WireError(ErrorCode.INVALID_TOPIC, 'typing target must be user:<id> or story:<id>');
-  }
-  return target;
 }
 
 export class Typing {

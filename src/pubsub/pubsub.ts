@@ -5,7 +5,8 @@ import { Unconfirmed, type Backplane, type Idempotency } from '../seams/backplan
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import type { IdempotencyStore } from './idempotency.js';
 import type { HistoryStore, Position } from '../seams/history/types.js';
-import { isRecoverable } from '../seams/history/types.js';
+import { isNumbered, isRecoverable } from '../wire/topics.js';
+import { framePosition } from '../wire/position.js';
 import type { Metrics } from '../metrics.js';
 
 /**
@@ -53,8 +54,6 @@ const RECONNECT_TO_RESUME = 'the cluster store is back: reconnect to resume from
 
 const conflict = () => new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
 
-/** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
-const EPHEMERAL = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
 
 export interface JoinResult extends Position {
   /** Set when the join asked to resume from a position. */
@@ -73,7 +72,6 @@ export interface JoinOptions {
   alongWith?: readonly string[];
 }
 
-const OFFSET = /"offset":(\d+)/;
 const NOTIFICATION_HEAD = '{"type":"notification:received"';
 const USER_PREFIX = 'user:';
 
@@ -240,7 +238,7 @@ export class PubSub {
    */
   emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency): Promise<number> {
     this.metrics.published(type);
-    if (!isRecoverable(topic) || EPHEMERAL.has(type)) return this.send(topic, frame, except, idem);
+    if (!isNumbered(type, topic)) return this.send(topic, frame, except, idem);
     // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
     const typePart = typeHead(type);
     const topicPart = JSON.stringify(topic);
@@ -387,9 +385,9 @@ export class PubSub {
       return undefined;
     }
     for (const f of joiner.buffer) {
-      const m = OFFSET.exec(f);
+      const p = framePosition(f);
       // Unnumbered frames (typing) and frames past the position read come after the replay.
-      if (!m || result === undefined || Number(m[1]) > result.offset) frames.push(f);
+      if (p === undefined || result === undefined || p.offset > result.offset) frames.push(f);
     }
     this.enter(ws, topic, options, result, frames);
     for (const t of topics) this.release(t);

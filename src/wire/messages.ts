@@ -10,7 +10,7 @@ import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
 import type { Presence } from '../features/presence.js';
 import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
-import { checkTypingTarget, type Typing } from '../features/typing.js';
+import type { Typing } from '../features/typing.js';
 import type { Metrics } from '../metrics.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import { CloseCode, ErrorCode, WireError } from './codes.js';
@@ -34,7 +34,7 @@ import {
   type Limits,
   type RequestId,
 } from './protocol.js';
-import { checkSubscribe } from './topics.js';
+import { checkSubscribe, checkTypingTarget } from './topics.js';
 
 /** What a handler may use: the features, and the replies to its connection. */
 export interface Ctx {

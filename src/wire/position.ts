@@ -1,8 +1,13 @@
-// Where a numbered frame carries its position: `head + ',"epoch":"<epoch>","offset":<offset>' + tail`
-// (history/types.ts), written by both history stores and by the RECORD script (history/redis.ts).
+// The byte layout of a numbered frame: `head + ',"epoch":"<epoch>","offset":<offset>' + tail`, where head is
+// `{"type":<type>,"topic":<topic>` and tail the rest of the envelope. Written here for the memory history and
+// by the RECORD script of seams/history/redis.ts, which mirrors numberedFrame() (test/position.test.ts runs
+// both and compares); read here by pubsub and by each node's ordered streams.
 import type { Position } from '../seams/history/types.js';
 
 const EPOCH = ',"epoch":"';
+
+/** A frame numbered `offset` in `epoch` (the frame as stored in history and sent to subscribers). */
+export const numberedFrame = (head: string, epoch: string, offset: number, tail: string): string => `${head}${EPOCH}${epoch}","offset":${offset}${tail}`;
 const OFFSET = '","offset":';
 
 /**

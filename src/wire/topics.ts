@@ -1,4 +1,6 @@
-// Which topics exist, which a connection may join, and the automatic ones.
+// The topic registry: which topic families exist and their id rules, who may subscribe, which are
+// recoverable (numbered, kept in history: HISTORY_SIZE / HISTORY_TTL_S) and which events are never stored,
+// where typing may go, and the automatic topics. No other module knows topic rules.
 import { ID_PATTERN } from '../edge/auth.js';
 import { ErrorCode, WireError } from './codes.js';
 
@@ -27,6 +29,26 @@ export function parseTopic(topic: string): ParsedTopic {
     throw new WireError(ErrorCode.INVALID_TOPIC, `unknown topic "${topic.slice(0, 140)}": use stories, story:<id>, author:<id>, presence:<id> or user:<your id>`);
   }
   return { kind: prefix as ParsedTopic['kind'], id };
+}
+
+/** Topics whose events carry offsets and are kept in history (HISTORY_SIZE, HISTORY_TTL_S): they can be resumed. */
+export function isRecoverable(topic: string): boolean {
+  return topic.startsWith('user:') || topic.startsWith('story:');
+}
+
+/** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
+const EPHEMERAL: ReadonlySet<string> = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
+
+/** An event of this type on this topic is numbered and stored. */
+export const isNumbered = (type: string, topic: string): boolean => isRecoverable(topic) && !EPHEMERAL.has(type);
+
+/** `user:<id>` for a direct conversation, `story:<id>` for a story's comment thread. */
+export function checkTypingTarget(target: string): string {
+  const t = parseTopic(target);
+  if (t.kind !== 'user' && t.kind !== 'story') {
+    throw new WireError(ErrorCode.INVALID_TOPIC, 'typing target must be user:<id> or story:<id>');
+  }
+  return target;
 }
 
 /** Throws unless `userId` may subscribe to `topic`. Returns true when the topic is one joined automatically. */

@@ -1,4 +1,5 @@
 // In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics.
+import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
 import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
@@ -80,7 +81,7 @@ export class MemoryHistory implements HistoryStore {
     const now = Date.now();
     const s = this.stream(topic, true)!;
     const offset = ++s.offset;
-    const frame = `${head},"epoch":"${s.epoch}","offset":${offset}${tail}`;
+    const frame = numberedFrame(head, s.epoch, offset, tail);
     s.entries.push({ offset, at: now, frame });
     return { epoch: s.epoch, offset, frame };
   }

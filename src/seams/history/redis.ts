@@ -50,7 +50,7 @@ return out`;
 // 2 a duplicate of a publish already stored under this key (nothing appended or sent; -2 instead while an
 // interested node is not listening), -3 the key was used for another request (nothing done).
 // Every node in the interest set is expected, whether its lease is alive or not (see PUBLISH in
-// backplane/redis-scripts.ts). The frame layout is history/position.ts's.
+// backplane/redis/scripts.ts). The frame it builds is wire/position.ts's numberedFrame(), byte for byte.
 export const RECORD = `
 local expected = redis.call('SCARD', KEYS[3])
 if KEYS[6] then

@@ -61,8 +61,3 @@ export interface HistoryStore {
   markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void>;
   close(): Promise<void>;
 }
-
-/** Topics whose events carry offsets and can be recovered. */
-export function isRecoverable(topic: string): boolean {
-  return topic.startsWith('user:') || topic.startsWith('story:');
-}

@@ -9,7 +9,7 @@ import type { UWS } from '../uws.js';
 /**
  * Per-connection state, held by uWS behind one property (see Held). Every connection keeps it for its whole
  * life, so it is flat: the principal's fields and the personal topic's position are fields here rather
- * than objects of their own (~90 bytes less per connection, measured with heap snapshots).
+ * than objects of their own (bench/RESULTS.md, "Figures behind the code").
  */
 export interface Conn extends Principal, TypingOwner {
   /** The principal's, replaced by a token refresh (`auth`); userId never changes. */
@@ -51,9 +51,8 @@ export function setPersonalPosition(conn: Conn, p: Position | undefined): void {
 }
 
 /**
- * What uWS holds for a socket: the state behind one property. uWS copies every property of the user data
- * onto its socket object at the upgrade (~0.3 us each, measured), so ten flat properties cost ~3 us per
- * handshake where one costs ~0.3.
+ * What uWS holds for a socket: the state behind one property, because uWS copies every property of the
+ * user data onto its socket object at the upgrade, a cost per property and per handshake.
  */
 export interface Held {
   readonly conn: Conn;

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
 import { Client, startServer, type Harness } from '../helpers.js';
+import { skipUnlessRequired } from '../ci-require.js';
 
 // Several nodes, a Redis and child processes share two cores here: a deadline is a failure, not a pace.
 Client.defaultTimeoutMs = 10000;
@@ -31,11 +32,13 @@ export interface TestRedis {
 
 const hasRedisServer = spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status === 0;
 
-/** Why the cluster suites cannot run here, or undefined when they can. */
-export const skipReason: string | false =
+/** Why the cluster suites cannot run here, or false when they can (with CI_REQUIRE=redis: they must, or fail). */
+export const skipReason: string | false = skipUnlessRequired(
+  'redis',
   process.env.REDIS_URL || hasRedisServer
     ? false
-    : '\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server) or REDIS_URL !!!\n';
+    : '\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server) or REDIS_URL !!!\n',
+);
 if (skipReason) process.stderr.write(skipReason);
 
 function freePort(): Promise<number> {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
+import { skipUnlessRequired } from '../ci-require.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -19,7 +20,9 @@ declare const document: { querySelector(selector: string): { getAttribute(name: 
 declare const window: object;
 declare function getComputedStyle(element: unknown): { backgroundColor: string };
 
-if (!existsSync(CHROMIUM)) {
+/** Why the browser tests cannot run here (with CI_REQUIRE=chromium: they must, or this file fails). */
+const skip = skipUnlessRequired('chromium', existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed`);
+if (skip) {
   const bar = '!'.repeat(78);
   process.stderr.write(
     `\n${bar}\n!! BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed.\n` +
@@ -75,7 +78,7 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-t.test('demo page: two users, live stories, notifications, typing, presence, ping, read state across tabs; kill and restart the server', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
+t.test('demo page: two users, live stories, notifications, typing, presence, ping, read state across tabs; kill and restart the server', { skip }, async (t) => {
   ensureBuilt();
   const { chromium } = await import('playwright-core');
   // An explicit port (not 0) so that the restarted process can listen on it again (see reservePort()).
@@ -184,7 +187,7 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
   await kill(server);
 });
 
-t.test('in Chromium: a refused upgrade is a bare 1006, unless the page asks for in-band refusals (close 4400 with the code)', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed` }, async (t) => {
+t.test('in Chromium: a refused upgrade is a bare 1006, unless the page asks for in-band refusals (close 4400 with the code)', { skip }, async (t) => {
   const { chromium } = await import('playwright-core');
   const port = await reservePort();
   await startProcess(t, port);

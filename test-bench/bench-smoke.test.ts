@@ -1,6 +1,7 @@
 // The bench's CI smoke run: every scenario against all three servers with tiny sizes, so the scripts never
 // rot. It checks that every JSON line parses and carries the documented fields with sane values (counts
-// that must match do); it never asserts performance.
+// that must match do); it never asserts performance. Not part of `npm test`: `npm run test:bench` (a step
+// of .ci/run of its own) builds dist/ and runs this folder.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { SCHEMA, SCENARIOS, type Result } from '../bench/lib/report.js';
 import { SERVER_KINDS } from '../bench/lib/wire.js';
+import { skipUnlessRequired } from '../test/ci-require.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -43,7 +45,10 @@ const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFin
 
 t.test('bench smoke: every scenario against every server', async (t) => {
   if (!existsSync(join(ROOT, 'dist', 'main.js'))) {
-    const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
+    // NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, env, encoding: 'utf8' });
     t.equal(build.status, 0, `npm run build: ${build.stderr}`);
   }
   const { code, stdout, stderr } = await runBench(['all', '--smoke'], 90_000);
@@ -175,7 +180,7 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
   t.equal(naive.delivered + naive.missing, naive.published, 'naive: every notification is delivered or counted missing');
 });
 
-t.test('bench smoke: chaos-cluster, socket resets against 2 nodes + redis-server behind the proxy', { skip: spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? false : 'needs redis-server on PATH' }, async (t) => {
+t.test('bench smoke: chaos-cluster, socket resets against 2 nodes + redis-server behind the proxy', { skip: skipUnlessRequired('redis', spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? false : 'needs redis-server on PATH') }, async (t) => {
   const args = ['chaos-cluster', '--variants', 'resets', '--users', '4', '--duration', '2', '--rate', '5', '--every', '300', '--share', '0.25', '--settle', '5000'];
   const { code, stdout, stderr } = await runBench(args, 60_000);
   t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);

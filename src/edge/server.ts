@@ -16,10 +16,15 @@ import { MemoryBackplane } from '../seams/backplane/memory.js';
 import type { Backplane } from '../seams/backplane/types.js';
 import { MemoryHistory } from '../seams/history/memory.js';
 import type { HistoryStore } from '../seams/history/types.js';
+import { MemoryPresence } from '../seams/presence/memory.js';
+import type { PresenceStore } from '../seams/presence/types.js';
+import { MemoryReadState } from '../seams/readstate/memory.js';
+import type { ReadStateStore } from '../seams/readstate/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { heartbeatFrame } from '../wire/frames.js';
 import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
+import { userTopic } from '../wire/topics.js';
 import { createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
 import { websocketBehavior } from './lifecycle.js';
@@ -29,7 +34,10 @@ import { uws, type UWS } from '../uws.js';
 export interface ServerOptions {
   logger?: Logger;
   backplane?: Backplane;
+  /** The seams below default to the cluster backplane's shared stores, or to memory ones for a single node. */
   history?: HistoryStore;
+  presence?: PresenceStore;
+  readState?: ReadStateStore;
 }
 
 export interface StorywireServer extends Facade {
@@ -67,7 +75,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const history = options.history ?? backplane.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
+  const shared = backplane.stores;
+  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
+  const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
+  const readState = options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
   const connections = new Connections(config, metrics, log);
   const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
@@ -75,9 +86,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys));
   // Subscribers who missed events the history no longer holds resume, and are told `recovered: false`.
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
-  const presence = new Presence(backplane.presence, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
+  const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
-  const inbox = new Inbox(history, pubsub, config.historySize);
+  const inbox = new Inbox(history, readState, pubsub, config.historySize);
   let listenSocket: UWS.us_listen_socket | undefined;
   let adminSocket: UWS.us_listen_socket | undefined;
   let port = -1;
@@ -110,7 +121,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
   };
 
-  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, connections, shuttingDown: () => shutdownPromise !== undefined });
+  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => shutdownPromise !== undefined });
   app.ws(config.wsPath, websocketBehavior({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }));
 
   function listenOn(target: UWS.TemplatedApp, p: number): Promise<UWS.us_listen_socket> {

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import { extractToken, type Principal, type TokenSource, type Verifier } from './auth.js';
 import type { Backplane } from '../seams/backplane/types.js';
+import type { PresenceStore } from '../seams/presence/types.js';
 import type { Config } from '../config.js';
 import type { Connections } from './connections.js';
 import type { Conn, Held, Refused } from './conn.js';
@@ -19,6 +20,7 @@ export interface UpgradeDeps {
   metrics: Metrics;
   verifier: Verifier;
   backplane: Backplane;
+  presence: PresenceStore;
   connections: Connections;
   /** True from the start of a shutdown: new connections are refused with 503. */
   shuttingDown(): boolean;
@@ -204,7 +206,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       pendingByUser.inc(user);
       // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still
       // accepted then: a node keeps serving, and the limit still holds on the node).
-      const others = await backplane.presence.count(user).catch(() => connections.of(user));
+      const others = await deps.presence.count(user).catch(() => connections.of(user));
       if (others + pendingByUser.get(user) - 1 >= config.maxConnectionsPerUser) throw tooManyForUser();
       if (aborted) {
         byAddress.dec(ip);

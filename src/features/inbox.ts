@@ -1,7 +1,8 @@
-// The notification inbox: the user's recent notifications from the personal topic's history, read state
-// kept in the history store, and read changes pushed to the user's other devices.
+// The notification inbox: the user's recent notifications from the personal topic's history, their read
+// state from the read-state store, and read changes pushed to the user's other devices.
 import { ErrorCode, WireError } from '../wire/codes.js';
 import type { HistoryStore } from '../seams/history/types.js';
+import type { ReadStateStore } from '../seams/readstate/types.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import type { UWS } from '../uws.js';
 import { eventFrame } from '../wire/frames.js';
@@ -30,6 +31,7 @@ interface StoredFrame {
 export class Inbox {
   constructor(
     private readonly history: HistoryStore,
+    private readonly reads: ReadStateStore,
     private readonly pubsub: PubSub,
     /** How many frames of the personal topic are kept: the inbox cannot hold more. */
     private readonly historySize: number,
@@ -37,7 +39,7 @@ export class Inbox {
 
   private async all(userId: string): Promise<{ items: InboxItem[]; epoch: string; offset: number }> {
     const topic = userTopic(userId);
-    const [frames, read, position] = await Promise.all([this.history.latest(topic, this.historySize), this.history.readState(userId), this.history.position(topic)]);
+    const [frames, read, position] = await Promise.all([this.history.latest(topic, this.historySize), this.reads.get(userId), this.history.position(topic)]);
     const items: InboxItem[] = [];
     for (const f of frames) {
       const parsed = JSON.parse(f) as StoredFrame;
@@ -61,12 +63,12 @@ export class Inbox {
     let event: { ids?: string[]; allUpTo?: number };
     let stillUnread: (i: InboxItem) => boolean;
     if ('all' in change) {
-      await this.history.markRead(userId, { allUpTo: offset });
+      await this.reads.mark(userId, { allUpTo: offset });
       event = { allUpTo: offset };
       stillUnread = (i) => !i.read && i.offset > offset;
     } else {
       if (!items.some((i) => i.id === change.id)) throw new WireError(ErrorCode.NOT_FOUND, `no notification ${change.id} in the inbox`, 404);
-      await this.history.markRead(userId, { id: change.id });
+      await this.reads.mark(userId, { id: change.id });
       event = { ids: [change.id] };
       stillUnread = (i) => !i.read && i.id !== change.id;
     }

@@ -1,6 +1,6 @@
 // Online/offline with a multi-device reference count and a grace period against flapping.
 import type { Logger } from 'pino';
-import type { PresenceStore } from '../seams/backplane/types.js';
+import type { PresenceStore } from '../seams/presence/types.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import { eventFrame } from '../wire/frames.js';
 import { PRESENCE_ALL, presenceTopic } from '../wire/topics.js';

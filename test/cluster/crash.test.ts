@@ -64,7 +64,7 @@ t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { 
   t.ok(await watcher.none((f) => f.type.startsWith('user:o'), 600), 'nothing more');
   t.same([...offline], [['bob', 1]], 'bob once; carol (still on B) and dave (back on B) not at all');
   t.same((await api(a!, 'GET', '/v1/presence?userIds=bob,carol,dave')).body.online, ['carol', 'dave']);
-  t.equal(await a!.backplane.presence.count('carol'), 1, "the dead node's connection is no longer counted");
+  t.equal(await a!.backplane.stores.presence.count('carol'), 1, "the dead node's connection is no longer counted");
   // Story broadcasts were refused while the dead node's lease still claimed `stories`; now they go through.
   t.equal((await api(a!, 'POST', '/v1/stories', { id: '1', title: 'after the crash' })).status, 200);
   await carolOnB.next((f) => f.type === 'story:new');

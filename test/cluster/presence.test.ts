@@ -16,7 +16,7 @@ t.test('presence across nodes', { skip: skipReason }, async (t) => {
     for (const w of [watcher, watcherA]) t.equal((await w.next(isPresence)).type, 'user:online');
     const laptop = await b!.connect('bob');
     await laptop.type('connected');
-    t.equal(await c!.backplane.presence.count('bob'), 2, 'counted on every node');
+    t.equal(await c!.backplane.stores.presence.count('bob'), 2, 'counted on every node');
     phone.close();
     t.ok(await watcher.none(isPresence, 600), 'still online on B: nothing');
     t.same((await watcherA.request('presence:query', { userIds: ['bob'] })).data.online, ['bob']);
@@ -33,7 +33,7 @@ t.test('presence across nodes', { skip: skipReason }, async (t) => {
     const phone = await a!.connect('bob');
     t.equal((await watcher.next(isPresence)).type, 'user:online');
     phone.close();
-    await until(async () => (await a!.backplane.presence.count('bob')) === 0, 2000, 'the close to register');
+    await until(async () => (await a!.backplane.stores.presence.count('bob')) === 0, 2000, 'the close to register');
     const again = await b!.connect('bob');
     t.ok(await watcher.none(isPresence, 800), 'neither offline nor online');
     again.close();

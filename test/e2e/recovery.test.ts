@@ -64,8 +64,6 @@ function slowReads(inner: HistoryStore, ms: number): HistoryStore {
     position: async (topic) => (await delay(), inner.position(topic)),
     since: async (...a) => (await delay(), inner.since(...a)),
     latest: (...a) => inner.latest(...a),
-    readState: (u) => inner.readState(u),
-    markRead: (u, c) => inner.markRead(u, c),
     close: () => inner.close(),
   };
 }

@@ -1,4 +1,4 @@
-// The seam between one node and the others: frame transport, presence, node-to-node control, health.
+// The seam between one node and the others: frame transport, node-to-node control, health.
 //
 // Contract (every implementation; test/backplane.test.ts runs it against each):
 //
@@ -17,21 +17,11 @@
 //   topics reach this node (at once when that is already so), or rejects when the store is unreachable;
 //   it returns undefined when nothing needs waiting for, so a single node stays synchronous.
 // - After an outage the implementation restores, by itself, everything the other nodes need to know about
-//   this node: its listening topics, its interests, its lease and its presence registrations.
+//   this node: its listening topics, its interests, its lease and (through its presence store) its
+//   presence registrations.
 //
-// Presence (counts connections per user across all nodes)
-// - add() resolves true exactly when the user's first connection anywhere registers and the user was not
-//   "leaving" (its last connection closed less than the grace period ago): the caller emits `user:online`.
-// - remove() resolves true exactly when the user's last connection anywhere leaves: the user is now
-//   "leaving" (still reported online) and the caller calls settle(userId, connectionId) after the grace.
-// - settle() resolves true exactly once per leave, cluster-wide, when the user still has no connection and
-//   no later leave replaced this one: the caller emits `user:offline`.
-// - online() reports users with a connection or leaving; count() counts open connections on every node.
-// - Transitions the store finds by itself (the connections of a crashed node removed by a surviving node,
-//   a leave whose node died before settling it, a user re-registered after an outage) are reported once,
-//   cluster-wide, through onChange; the node that receives them emits the events.
-// - add() and remove() never fail because the store is down: the change is applied when it is back.
-//   online() and count() reject then (the caller answers UNAVAILABLE).
+// Presence and read state are seams of their own (seams/presence, seams/readstate). A cluster backplane
+// brings the stores its nodes share (`stores`): they live on its store and share its lease and sweep.
 //
 // Control and health
 // - disconnectUser() asks every other node holding connections of the user to close them and resolves
@@ -41,6 +31,8 @@
 
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, HistoryStore, Position } from '../history/types.js';
+import type { PresenceStore } from '../presence/types.js';
+import type { ReadStateStore } from '../readstate/types.js';
 
 /**
  * `exceptToken`: set on numbered frames this node published with a connection to leave out.
@@ -69,26 +61,19 @@ export class Unconfirmed extends WireError {
     super(ErrorCode.UNAVAILABLE, message, 503);
   }
 }
-export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
 export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
 
-export interface PresenceStore {
-  /** add() and remove() answer at once when the store is in this process (memory). */
-  add(userId: string, connectionId: string): boolean | Promise<boolean>;
-  remove(userId: string, connectionId: string): boolean | Promise<boolean>;
-  settle(userId: string, connectionId: string): Promise<boolean>;
-  /** The subset of userIds with at least one connection, or leaving, in no particular order. */
-  online(userIds: readonly string[]): Promise<string[]>;
-  /** Open connections of one user, on every node. */
-  count(userId: string): Promise<number>;
-  onChange(handler: PresenceChange): void;
+/** The stores the nodes of a cluster share, kept on the backplane's own store (one Redis). */
+export interface ClusterStores {
+  readonly history: HistoryStore;
+  readonly presence: PresenceStore;
+  readonly readState: ReadStateStore;
 }
 
 export interface Backplane {
   readonly kind: string;
   /** This node's id in the cluster (connection ids start with it). */
   readonly nodeId: string;
-  readonly presence: PresenceStore;
   readonly up: boolean;
   /**
    * True when this node is the whole deployment (memory): nothing crosses to other nodes, presence counts
@@ -115,8 +100,8 @@ export interface Backplane {
    * stored under the key is not stored nor sent again (`idem.duplicate` is set), within the window.
    */
   publishRecorded?(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
-  /** The history store that goes with publishRecorded. */
-  readonly history?: HistoryStore;
+  /** The stores a cluster's nodes share: the history that goes with publishRecorded, presence, read state. */
+  readonly stores?: ClusterStores;
   onFrame(handler: FrameHandler): void;
   /**
    * Registers what to do when the local subscribers of a recoverable topic missed events that the history no

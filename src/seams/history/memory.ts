@@ -2,7 +2,7 @@
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
-import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
+import type { Appended, HistoryStore, Position, Replay } from './types.js';
 
 interface Entry {
   offset: number;
@@ -32,7 +32,6 @@ export class MemoryHistory implements HistoryStore {
   readonly kind = 'memory';
   /** Insertion order, with a second chance for streams used since the hand passed: an approximate LRU. */
   private readonly streams = new Map<string, Stream>();
-  private readonly reads = new Map<string, { allUpTo: number; ids: Set<string> }>();
   /**
    * The epoch of every topic history that starts in this process while no history has been dropped: a
    * topic with no history yet is answered with it without being created (no allocation per connected
@@ -51,9 +50,6 @@ export class MemoryHistory implements HistoryStore {
     } else if (create) {
       s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), used: true };
       this.streams.set(topic, s);
-      // Read state counts offsets of one epoch: a new epoch restarts at 1, so `allUpTo` of the old one
-      // would mark fresh notifications read. The ids it holds went with the old history too.
-      if (topic.startsWith('user:')) this.reads.delete(topic.slice(5));
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
     // Appends leave old entries to the next read: the ring bounds the count, reads never see them.
@@ -122,27 +118,6 @@ export class MemoryHistory implements HistoryStore {
     const s = this.stream(topic, false, Date.now());
     if (!s) return [];
     return s.entries.toArray().slice(-limit).reverse().map((e) => e.frame);
-  }
-
-  async readState(userId: string): Promise<ReadState> {
-    const r = this.reads.get(userId);
-    return r ? { allUpTo: r.allUpTo, ids: new Set(r.ids) } : { allUpTo: 0, ids: new Set() };
-  }
-
-  async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
-    let r = this.reads.get(userId);
-    if (!r) this.reads.set(userId, (r = { allUpTo: 0, ids: new Set() }));
-    this.reads.delete(userId);
-    this.reads.set(userId, r);
-    if (this.reads.size > this.limits.maxTopics) this.reads.delete(this.reads.keys().next().value as string);
-    if ('id' in change) {
-      r.ids.add(change.id);
-      // Bounded like the history it refers to.
-      if (r.ids.size > this.limits.size * 2) r.ids.delete(r.ids.values().next().value as string);
-    } else {
-      r.allUpTo = Math.max(r.allUpTo, change.allUpTo);
-      r.ids.clear();
-    }
   }
 
   async close(): Promise<void> {}

@@ -1,15 +1,15 @@
-// History in Redis (cluster mode): one stream and one position hash per recoverable topic, read state
-// per user. Appends happen in the backplane's RECORD script, atomically with their publication.
+// History in Redis (cluster mode): one stream and one position hash per recoverable topic. Appends
+// happen in the backplane's RECORD script, atomically with their publication.
 //
 // Layout (after the backplane's prefix):
 //   h:<topic>   hash {epoch, offset}: the topic's position; a new epoch whenever it is missing
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
-//   r:<user>    read state: hash {allUpTo, epoch of user:<user> it counts in}; ri:<user> set of ids read one by one
+// (Read state, r:<user> and ri:<user>, is seams/readstate/redis.ts: it counts in the epoch of h:user:<user>.)
 // Every key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 import type { Redis } from 'ioredis';
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import { newEpoch } from './epoch.js';
-import type { Appended, HistoryStore, Position, ReadState, Replay } from './types.js';
+import type { Appended, HistoryStore, Position, Replay } from './types.js';
 
 // KEYS: position hash, stream; ARGV: new epoch candidate, ttl ms. Returns {epoch, offset}.
 export const POSITION = `
@@ -81,28 +81,6 @@ local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
-// Read state counts offsets of one epoch of the personal topic: it is stored with that epoch and ignored
-// once the topic has another (its position key expired or Redis lost it, and offsets restarted at 1).
-// KEYS: read hash, read-ids set, the personal topic's position hash; ARGV: allUpTo, ttl ms.
-export const READ_ALL = `
-local epoch = redis.call('HGET', KEYS[3], 'epoch') or ''
-local cur = 0
-if redis.call('HGET', KEYS[1], 'epoch') == epoch then cur = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0') end
-if tonumber(ARGV[1]) > cur then cur = tonumber(ARGV[1]) end
-redis.call('HSET', KEYS[1], 'allUpTo', cur, 'epoch', epoch)
-redis.call('DEL', KEYS[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`;
-
-// KEYS: read hash, read-ids set, the personal topic's position hash. Returns {allUpTo, ids...}.
-export const READ_STATE = `
-local all = 0
-local epoch = redis.call('HGET', KEYS[3], 'epoch')
-if epoch and redis.call('HGET', KEYS[1], 'epoch') == epoch then all = tonumber(redis.call('HGET', KEYS[1], 'allUpTo') or '0') end
-local out = {all}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do out[#out + 1] = id end
-return out`;
-
 // A topic whose offsets went back within one epoch (Redis restarted from data older than what a node had
 // delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events.
 // KEYS: position hash, stream; ARGV: the epoch, the highest offset a node delivered in it. Returns 1 when reset.
@@ -112,7 +90,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'offset') or '0') >= tonumber(ARGV[2]) t
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1`;
 
-export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, READ_ALL, READ_STATE, REWOUND };
+export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, REWOUND };
 type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 export const hs = (r: object) => r as Scripts;
 
@@ -166,20 +144,6 @@ export class RedisHistory implements HistoryStore {
     const entries = await this.cmd.xrevrange(this.key(`s:${topic}`), '+', '-', 'COUNT', limit).catch(unavailable);
     const cutoff = Date.now() - this.options.ttlMs;
     return entries.filter(([id]) => Number(id.split('-')[0]) >= cutoff).map(([, fields]) => fields[3]!);
-  }
-
-  async readState(userId: string): Promise<ReadState> {
-    const [all, ...ids] = (await hs(this.cmd).READ_STATE(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`)).catch(unavailable)) as [number, ...string[]];
-    // Ids are notification UUIDs: ids of an older epoch can never match a newer notification.
-    return { allUpTo: all, ids: new Set(ids) };
-  }
-
-  async markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void> {
-    if ('id' in change) {
-      await this.cmd.multi().sadd(this.key(`ri:${userId}`), change.id).pexpire(this.key(`ri:${userId}`), this.options.ttlMs).exec().catch(unavailable);
-    } else {
-      await hs(this.cmd).READ_ALL(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.allUpTo, this.options.ttlMs).catch(unavailable);
-    }
   }
 
   async close(): Promise<void> {}

@@ -1,4 +1,4 @@
-// The history seam: bounded, offset-numbered history of recoverable topics, and notification read state.
+// The history seam: bounded, offset-numbered history of recoverable topics.
 //
 // Contract (test/history-memory.test.ts checks the memory store; test/cluster/ the Redis one):
 // - append(topic, head, tail) gives the next offset of the topic (1, 2, 3, ... within one epoch), stores
@@ -9,8 +9,7 @@
 // - since(topic, epoch, offset, upTo) returns the stored frames with offset in (offset, upTo], in order,
 //   when the epoch matches and none of them has been trimmed; otherwise `recovered: false`.
 // - History is bounded by a count and an age per topic; what falls out is gone for good.
-// - Read state belongs to the current epoch of `user:<id>`: when that topic gets a new epoch, the user's
-//   read state starts empty (offsets restart at 1, so an old `allUpTo` would mark new notifications read).
+// Read state of the notifications in `user:<id>`'s history is its own seam (seams/readstate).
 
 export interface Position {
   epoch: string;
@@ -27,13 +26,6 @@ export interface Replay {
   frames: string[];
   /** The topic's position now (the epoch a client should keep). */
   position: Position;
-}
-
-export interface ReadState {
-  /** Every notification at or below this offset is read. */
-  allUpTo: number;
-  /** Notification ids read one by one (above allUpTo). */
-  ids: ReadonlySet<string>;
 }
 
 export interface HistoryStore {
@@ -56,8 +48,5 @@ export interface HistoryStore {
   };
   /** The newest `limit` stored frames of a topic, newest first. */
   latest(topic: string, limit: number): Promise<string[]>;
-  readState(userId: string): Promise<ReadState>;
-  /** Marks one notification id read, or everything up to `allUpTo`. */
-  markRead(userId: string, change: { id: string } | { allUpTo: number }): Promise<void>;
   close(): Promise<void>;
 }

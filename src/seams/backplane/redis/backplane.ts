@@ -24,9 +24,10 @@ import { ErrorCode, WireError } from '../../../wire/codes.js';
 import { SCRIPTS, sc, unavailable } from './scripts.js';
 import { RedisPresence } from './presence.js';
 import { TopicStreams } from './streams.js';
-import { Unconfirmed, type Backplane, type DisconnectHandler, type FrameHandler, type Idempotency } from '../types.js';
+import { Unconfirmed, type Backplane, type ClusterStores, type DisconnectHandler, type FrameHandler, type Idempotency } from '../types.js';
 import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, Position } from '../../history/types.js';
+import { RedisReadState } from '../../readstate/redis.js';
 
 export interface RedisBackplaneOptions {
   url: string;
@@ -67,8 +68,11 @@ export class RedisBackplane implements Backplane {
   readonly single = false;
   readonly kind = 'redis';
   readonly nodeId: string;
-  readonly presence: RedisPresence;
-  readonly history: RedisHistory;
+  /** The cluster's history, presence and read state: on this backplane's Redis connection. */
+  readonly stores: ClusterStores;
+  /** Presence shares the lease and the sweep of this node's membership. */
+  private readonly presence: RedisPresence;
+  private readonly history: RedisHistory;
   private readonly barriers = new Map<string, () => void>();
   private readonly cmd: Redis;
   private readonly sub: Redis;
@@ -132,6 +136,7 @@ export class RedisBackplane implements Backplane {
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     this.presence = new RedisPresence(this, this.cmd, this.p, options.graceMs);
     this.history = new RedisHistory(this.cmd, (name: string) => this.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
+    this.stores = { history: this.history, presence: this.presence, readState: new RedisReadState(this.cmd, (name) => this.key(name), this.history.options.ttlMs) };
     this.streams = new TopicStreams(this.history, (topic, frame, except) => this.frameHandler(topic, frame, except), (topic) => this.lostHandler(topic), this.log);
     for (const conn of [this.cmd, this.sub]) {
       conn.on('error', (err: Error) => {

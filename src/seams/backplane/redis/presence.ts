@@ -1,6 +1,6 @@
 // Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage.
 import type { Redis } from 'ioredis';
-import type { PresenceChange, PresenceStore } from '../types.js';
+import type { PresenceChange, PresenceStore } from '../../presence/types.js';
 import { sc, unavailable } from './scripts.js';
 
 /** What presence needs of its node's backplane. */

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import t from 'tap';
-import { CloseCode, ErrorCode } from '../src/wire/codes.js';
+import { CLOSE_CODE_RANGES, CloseCode, ERRORS, ErrorCode, errorSpec, refusalCloseCode } from '../src/wire/codes.js';
 import { Client, expectReject, sign, startServer, type Frame } from './helpers.js';
 
 const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');
@@ -83,4 +83,51 @@ t.test('every close code is documented in protocol.md with its name and number',
   const section = doc.slice(doc.indexOf('## 7. Close codes'), doc.indexOf('## 8.'));
   const documented = Object.fromEntries([...section.matchAll(/^\| (\d{4}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[2], Number(m[1])]));
   t.same(documented, CloseCode);
+});
+
+/** The rows of the first table under `heading` that match `row`, up to the next `## ` heading. */
+function rows(heading: string, row: RegExp): RegExpExecArray[] {
+  const start = doc.indexOf(heading);
+  const end = doc.indexOf('\n## ', start + heading.length);
+  return [...doc.slice(start, end).matchAll(row)];
+}
+
+t.test('section 6 shows each code with the status(es) and close code of src/wire/codes.ts', async (t) => {
+  const documented = rows('## 6. Errors', /^\| `([A-Z_]+)` \| ([\d, ]+) \| (\d{4})? \| /gm);
+  t.equal(documented.length, Object.keys(ERRORS).length, 'every row has a status and a close column');
+  for (const [line, code, status, close] of documented) {
+    const spec = errorSpec(code as ErrorCode);
+    t.same(status!.split(', ').map(Number), 'otherStatus' in spec ? [spec.status, spec.otherStatus] : [spec.status], `${code} status (${line.slice(0, 60)})`);
+    t.equal(close === undefined ? undefined : Number(close), spec.close, `${code} close code`);
+  }
+});
+
+t.test('section 1 refusals: status, and close code in band, as src/wire/codes.ts maps them', async (t) => {
+  const documented = rows('## 1. Connecting', /^\| (\d{3}) \| `([A-Z_]+)` \| ([^|]+) \|/gm);
+  t.ok(documented.length >= 10, `${documented.length} refusals`);
+  for (const [, status, code, inBand] of documented) {
+    const spec = errorSpec(code as ErrorCode);
+    t.ok([spec.status, 'otherStatus' in spec ? spec.otherStatus : undefined].includes(Number(status)), `${code}: ${status} is one of its statuses`);
+    const mapped = [...new Set([refusalCloseCode({ code: code as ErrorCode }, false), refusalCloseCode({ code: code as ErrorCode }, true)])];
+    if (inBand!.trim() === '(always HTTP)') t.same(mapped, [undefined], `${code}: never in band`);
+    else t.same(inBand!.split('/').map(Number).sort(), mapped.sort(), `${code}: close ${inBand!.trim()}`);
+  }
+  const statuses = new Map<string, Set<number>>();
+  for (const [, status, code] of documented) statuses.set(code!, (statuses.get(code!) ?? new Set()).add(Number(status)));
+  t.same([...statuses.get('CONNECTION_LIMIT')!].sort(), [429, 503], 'CONNECTION_LIMIT: both statuses are shown');
+});
+
+t.test('section 7 calls a code "a refused upgrade told in band" exactly when section 1 refuses with it', async (t) => {
+  const refusals = new Set(rows('## 1. Connecting', /^\| \d{3} \| `[A-Z_]+` \| ([\d /]+) \|/gm).flatMap((m) => m[1]!.split('/').map(Number)));
+  const described = new Set(rows('## 7. Close codes', /^\| (\d{4}) \| `[A-Z_]+` \| .*refused upgrade told in band/gm).map((m) => Number(m[1])));
+  t.same([...described].sort(), [...refusals].sort());
+});
+
+t.test('section 7 ranges are the ranges of src/wire/codes.ts and their policies', async (t) => {
+  const documented = rows('## 7. Close codes', /^\| (4\d{3})-(4\d{3}) \| ([^|]+) \|/gm).map(([, from, to, text]) => ({
+    from: Number(from),
+    to: Number(to),
+    policy: /reconnect now/.test(text!) ? 'now' : /backoff/.test(text!) ? 'backoff' : /do not reconnect/.test(text!) ? 'stop' : text!.trim(),
+  }));
+  t.same(documented, CLOSE_CODE_RANGES);
 });

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ID_PATTERN } from '../edge/auth.js';
 import type { Config } from '../config.js';
-import { ErrorCode } from '../wire/codes.js';
+import { ErrorCode, errorBody, errorSpec } from '../wire/codes.js';
+import { statusLine } from './http.js';
 import { demoHtml } from '../demo/page.js';
 import type { UWS } from '../uws.js';
 
@@ -14,6 +15,11 @@ const CSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-in
 
 function json(res: UWS.HttpResponse, status: string, body: object): void {
   res.writeStatus(status).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store').end(JSON.stringify(body));
+}
+
+/** An error answer: the code's own status and the one error body. */
+function fail(res: UWS.HttpResponse, code: ErrorCode, message: string): void {
+  json(res, statusLine(errorSpec(code).status), errorBody(code, message));
 }
 
 /**
@@ -39,14 +45,14 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
         cache.set(key, body);
       } catch {
         log.warn({ file: key }, 'demo: compiled file missing; run `npm run build`');
-        return json(res, '503 Service Unavailable', { error: { code: ErrorCode.UNAVAILABLE, message: `dist/${key} is missing: run npm run build` } });
+        return fail(res, ErrorCode.UNAVAILABLE, `dist/${key} is missing: run npm run build`);
       }
     }
     res.writeStatus('200 OK').writeHeader('content-type', 'text/javascript; charset=utf-8').writeHeader('cache-control', 'no-cache').end(body);
   };
   const serve = (dir: 'client' | 'demo', allowed: (name: string) => boolean) => (res: UWS.HttpResponse, req: UWS.HttpRequest) => {
     const name = req.getParameter(0) ?? '';
-    if (!MODULE_NAME.test(name) || !allowed(name)) return json(res, '404 Not Found', { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } });
+    if (!MODULE_NAME.test(name) || !allowed(name)) return fail(res, ErrorCode.NOT_FOUND, 'not found');
     serveFile(res, `${dir}/${name}`);
   };
 
@@ -68,15 +74,15 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
   app.get('/dev/token', (res, req) => {
     const user = new URLSearchParams(req.getQuery() ?? '').get('user') ?? '';
     const s = server();
-    if (!s.devMode) return json(res, '404 Not Found', { error: { code: ErrorCode.NOT_FOUND, message: 'dev tokens exist only in dev mode (no JWT key configured)' } });
-    if (!ID_PATTERN.test(user)) return json(res, '400 Bad Request', { error: { code: ErrorCode.INVALID_PAYLOAD, message: 'user must be 1-128 characters [A-Za-z0-9_.@|+=-]' } });
+    if (!s.devMode) return fail(res, ErrorCode.NOT_FOUND, 'dev tokens exist only in dev mode (no JWT key configured)');
+    if (!ID_PATTERN.test(user)) return fail(res, ErrorCode.INVALID_PAYLOAD, 'user must be 1-128 characters [A-Za-z0-9_.@|+=-]');
     let aborted = false;
     res.onAborted(() => (aborted = true));
     s.signDevToken(user, ['stories:publish']).then(
       (token) => !aborted && res.cork(() => json(res, '200 OK', { userId: user, token })),
       (err: unknown) => {
         log.error({ err }, 'demo: dev token failed');
-        if (!aborted) res.cork(() => json(res, '500 Internal Server Error', { error: { code: ErrorCode.INTERNAL, message: 'internal error' } }));
+        if (!aborted) res.cork(() => fail(res, ErrorCode.INTERNAL, 'internal error'));
       },
     );
   });

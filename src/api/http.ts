@@ -1,7 +1,7 @@
 // HTTP plumbing under uWS: capped body reading, abort-safe JSON responses, API key check.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { UWS } from '../uws.js';
-import { ErrorCode, WireError } from '../wire/codes.js';
+import { ErrorCode, WireError, errorBody, errorSpec } from '../wire/codes.js';
 
 const STATUS: Record<number, string> = {
   200: '200 OK',
@@ -49,11 +49,19 @@ export class Reply {
     });
   }
 
+  /** An error answer with the code's own status (wire/codes.ts) and the one error body. */
+  fail(code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+    this.errorWith(errorSpec(code).status, code, message, headers);
+  }
+
+  /** A WireError with its status; anything else is a bug, answered INTERNAL without its message. */
   error(err: unknown): void {
-    if (err instanceof WireError) {
-      this.raw(err.status, JSON.stringify({ error: { code: err.code, message: err.message } }), { 'content-type': 'application/json' }, err.status === 413);
-    }
-    else this.json(500, { error: { code: ErrorCode.INTERNAL, message: 'internal error' } });
+    if (err instanceof WireError) this.errorWith(err.status, err.code, err.message, {});
+    else this.fail(ErrorCode.INTERNAL, 'internal error');
+  }
+
+  private errorWith(status: number, code: ErrorCode, message: string, headers: Record<string, string>): void {
+    this.raw(status, JSON.stringify(errorBody(code, message)), { 'content-type': 'application/json', ...headers }, status === 413);
   }
 }
 

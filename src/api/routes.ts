@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { UWS } from '../uws.js';
 import type { Config } from '../config.js';
-import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
+import { CloseCode, ErrorCode, WireError, errorBody, errorSpec } from '../wire/codes.js';
 import { Reply, checkApiKey, readJson } from './http.js';
 import type { Metrics } from '../metrics.js';
 import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from '../wire/protocol.js';
@@ -69,7 +69,7 @@ async function settled<T extends object>(delivered: Promise<number>, body: (deli
     return [200, duplicate ? { ...body(n), duplicate } : body(n)];
   } catch (err) {
     if (!(err instanceof PartialDelivery)) throw err;
-    return [503, { ...body(err.delivered), stored: err.stored, error: { code: err.code, message: err.message } }];
+    return [err.status, { ...body(err.delivered), stored: err.stored, ...errorBody(err.code, err.message) }];
   }
 }
 
@@ -117,7 +117,7 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
 
   function route(method: 'get' | 'post', pattern: string, handler: Handler): void {
     app.any(pattern, (res) => {
-      new Reply(res).json(405, { error: { code: ErrorCode.METHOD_NOT_ALLOWED, message: `use ${method.toUpperCase()} ${pattern}` } }, { allow: method.toUpperCase() });
+      new Reply(res).fail(ErrorCode.METHOD_NOT_ALLOWED, `use ${method.toUpperCase()} ${pattern}`, { allow: method.toUpperCase() });
     });
     app[method](pattern, (res, req) => {
       const reply = new Reply(res);
@@ -225,11 +225,11 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     const reason = b.reason === undefined ? 'disconnected by the server' : b.reason;
     if (typeof reason !== 'string' || Buffer.byteLength(reason) > 120) throw bad('body.reason must be a string of at most 120 bytes');
     const closed = await server.disconnectUser(userId, code, reason);
-    if (closed === 0) return [404, { closed, error: { code: ErrorCode.NOT_FOUND, message: `user ${userId} has no open connection` } }];
+    if (closed === 0) return [errorSpec(ErrorCode.NOT_FOUND).status, { closed, ...errorBody(ErrorCode.NOT_FOUND, `user ${userId} has no open connection`) }];
     return [200, { closed }];
   });
 
   app.any('/v1/*', (res) => {
-    new Reply(res).json(404, { error: { code: ErrorCode.NOT_FOUND, message: 'no such API route (see README: Backend API)' } });
+    new Reply(res).fail(ErrorCode.NOT_FOUND, 'no such API route (see README: Backend API)');
   });
 }

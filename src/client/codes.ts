@@ -3,9 +3,9 @@
 
 // The code tables and the reconnect policy are the server's own (src/wire/codes.ts has no imports, so browsers
 // load it as /wire/codes.js next to /client/*.js): one source of truth, nothing to keep in step.
-import { CloseCode, ErrorCode, reconnectPolicy, type ReconnectPolicy } from '../wire/codes.js';
+import { CloseCode, ErrorCode, httpRefusalPolicy, isApplicationCloseCode, reconnectPolicy, type ReconnectPolicy } from '../wire/codes.js';
 
-export { CloseCode, reconnectPolicy, type ReconnectPolicy };
+export { CloseCode, httpRefusalPolicy, isApplicationCloseCode, reconnectPolicy, type ReconnectPolicy };
 
 /** Reply error codes the server may put in `{"type":"error","error":{"code":...}}`. */
 export const ServerErrorCode = ErrorCode;

@@ -1,6 +1,6 @@
 // The socket lifecycle: attempts, token per attempt, `connected` handshake, heartbeat watchdog, close-code policy, backoff.
 import { backoffDelay, nowDelay, type ResolvedReconnect } from './backoff.js';
-import { ClientErrorCode, reconnectPolicy, StorywireError } from './codes.js';
+import { ClientErrorCode, CloseCode, httpRefusalPolicy, isApplicationCloseCode, reconnectPolicy, StorywireError } from './codes.js';
 import type { Emitter } from './emitter.js';
 import type { ServerFrame } from './requests.js';
 import { obtainToken } from './token.js';
@@ -84,9 +84,9 @@ export class Connection {
   /** Closes for good: no reconnect until start() is called again. */
   stop(reason = 'client closed'): void {
     if (this.st.status === 'idle' || this.st.status === 'closed') return;
-    const why: CloseReason = { code: 1000, reason, kind: 'client', policy: 'standard' };
+    const why: CloseReason = { code: CloseCode.NORMAL, reason, kind: 'client', policy: 'standard' };
     const wasOpen = this.st.status === 'open';
-    this.teardown(1000, reason);
+    this.teardown(CloseCode.NORMAL, reason);
     if (wasOpen) {
       this.hooks.lost(why);
       this.events.emit('disconnected', why);
@@ -99,8 +99,8 @@ export class Connection {
     const s = this.st.status;
     if (s === 'idle' || s === 'closed') return;
     if (s === 'open' || s === 'connecting') {
-      const why: CloseReason = { code: 1000, reason, kind: 'client', policy: 'now' };
-      this.teardown(1000, reason);
+      const why: CloseReason = { code: CloseCode.NORMAL, reason, kind: 'client', policy: 'now' };
+      this.teardown(CloseCode.NORMAL, reason);
       if (s === 'open') this.hooks.lost(why);
       this.events.emit('disconnected', why);
       this.lastReason = why;
@@ -129,8 +129,8 @@ export class Connection {
     // Covers the token provider too: a provider that never settles is one more failed attempt.
     this.connectTimer = this.o.clock.setTimeout(() => {
       if (gen !== this.generation || this.st.status === 'open') return;
-      this.teardown(1000, 'connect timeout');
-      this.failed({ code: 1006, reason: `no "connected" frame within ${this.o.connectTimeoutMs} ms`, kind: 'timeout', policy: 'standard' });
+      this.teardown(CloseCode.NORMAL, 'connect timeout');
+      this.failed({ code: CloseCode.ABNORMAL, reason: `no "connected" frame within ${this.o.connectTimeoutMs} ms`, kind: 'timeout', policy: 'standard' });
     }, this.o.connectTimeoutMs);
     let token: string;
     try {
@@ -138,7 +138,7 @@ export class Connection {
     } catch (err) {
       if (gen !== this.generation) return;
       this.events.emit('error', err as StorywireError);
-      this.failed({ code: 1006, reason: (err as Error).message, kind: 'token', policy: 'backoff' });
+      this.failed({ code: CloseCode.ABNORMAL, reason: (err as Error).message, kind: 'token', policy: 'backoff' });
       return;
     }
     if (gen !== this.generation) return;
@@ -151,7 +151,7 @@ export class Connection {
       const protocols = this.o.tokenTransport === 'protocol' ? [SUBPROTOCOL, REFUSAL_SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL, REFUSAL_SUBPROTOCOL];
       ws = new this.o.WebSocket(url, protocols);
     } catch (err) {
-      this.failed({ code: 1006, reason: `cannot open a WebSocket: ${(err as Error).message}`, kind: 'network', policy: 'standard' });
+      this.failed({ code: CloseCode.ABNORMAL, reason: `cannot open a WebSocket: ${(err as Error).message}`, kind: 'network', policy: 'standard' });
       return;
     }
     this.ws = ws;
@@ -160,7 +160,7 @@ export class Connection {
       handshakeError = ev?.message ?? ev?.error?.message;
     };
     ws.onclose = (ev: { code?: number; reason?: string }) => {
-      if (gen === this.generation) this.socketClosed(ev.code ?? 1006, ev.reason ?? '', handshakeError);
+      if (gen === this.generation) this.socketClosed(ev.code ?? CloseCode.ABNORMAL, ev.reason ?? '', handshakeError);
     };
     ws.onmessage = (ev: { data: unknown }) => {
       if (gen === this.generation) this.message(ev.data, token);
@@ -209,8 +209,8 @@ export class Connection {
         return;
       }
       // A dead peer never completes a closing handshake: drop the socket without waiting for one.
-      this.teardown(1000, 'heartbeat timeout');
-      this.failed({ code: 1006, reason: `no frame from the server for ${Math.round(silent)} ms (heartbeat timeout)`, kind: 'heartbeat', policy: 'standard' });
+      this.teardown(CloseCode.NORMAL, 'heartbeat timeout');
+      this.failed({ code: CloseCode.ABNORMAL, reason: `no frame from the server for ${Math.round(silent)} ms (heartbeat timeout)`, kind: 'heartbeat', policy: 'standard' });
     }, ms);
   }
 
@@ -222,12 +222,12 @@ export class Connection {
     if (http) {
       // Only Node's `ws` reveals the HTTP status of a refused upgrade; browsers report a bare 1006.
       const status = Number(http[1]);
-      why = { code, reason: handshakeError!, kind: 'handshake', httpStatus: status, policy: status === 401 || status === 403 ? 'stop' : 'backoff' };
-    } else if (!wasOpen && code >= 4000 && code <= 4999) {
+      why = { code, reason: handshakeError!, kind: 'handshake', httpStatus: status, policy: httpRefusalPolicy(status) };
+    } else if (!wasOpen && isApplicationCloseCode(code)) {
       // Refused before `connected`, told with a close code (the server does so for clients that offer
       // storywire.close-on-refusal, as this SDK does); the reason starts with the error code.
       why = { code, reason, kind: 'handshake', policy: reconnectPolicy(code) };
-    } else if (code === 1006 || code === 1005) {
+    } else if (code === CloseCode.ABNORMAL || code === CloseCode.NO_STATUS) {
       why = { code, reason: reason || (wasOpen ? 'connection lost' : (handshakeError ?? 'could not connect')), kind: 'network', policy: 'standard' };
     } else {
       why = { code, reason, kind: 'server', policy: reconnectPolicy(code) };

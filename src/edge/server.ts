@@ -197,7 +197,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   registerApi(apiApp, apiDeps);
   registerDemo(app, config, log, () => server);
   for (const target of adminApp ? [app, adminApp] : [app]) {
-    target.any('/*', (res) => new Reply(res).json(404, { error: { code: ErrorCode.NOT_FOUND, message: 'not found' } }));
+    target.any('/*', (res) => new Reply(res).fail(ErrorCode.NOT_FOUND, 'not found'));
   }
   return server;
 }

@@ -6,7 +6,7 @@ import type { PresenceStore } from '../seams/presence/types.js';
 import type { Config } from '../config.js';
 import type { Connections } from './connections.js';
 import type { Conn, Held, Refused } from './conn.js';
-import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
+import { ErrorCode, WireError, errorBody, refusalCloseCode } from '../wire/codes.js';
 import type { Position } from '../seams/history/types.js';
 import { statusLine } from '../api/http.js';
 import { Counts, clientAddress } from './rates.js';
@@ -31,30 +31,6 @@ export interface Upgrades {
   handle(res: UWS.HttpResponse, req: UWS.HttpRequest, context: UWS.us_socket_context_t): void;
   /** Whole seconds a connection has been open. */
   durationS(conn: Conn): number;
-}
-
-/**
- * The close code of a refused upgrade, for clients that offered `storywire.close-on-refusal` (the reason
- * names the error code). `shuttingDown`: the node refused because it is going away.
- */
-export function refusalCloseCode(err: WireError, shuttingDown: boolean): CloseCode {
-  switch (err.code) {
-    case ErrorCode.TOKEN_EXPIRED:
-      return CloseCode.TOKEN_EXPIRED;
-    case ErrorCode.TOKEN_MISSING:
-    case ErrorCode.TOKEN_INVALID:
-      return CloseCode.TOKEN_INVALID;
-    case ErrorCode.FORBIDDEN:
-      return CloseCode.FORBIDDEN;
-    case ErrorCode.CONNECTION_LIMIT:
-      return CloseCode.CONNECTION_LIMIT;
-    case ErrorCode.UNAVAILABLE:
-    case ErrorCode.TIMEOUT:
-      return shuttingDown ? CloseCode.SHUTDOWN : CloseCode.UNAVAILABLE;
-    default:
-      // A malformed upgrade request (a bad `since`).
-      return CloseCode.PROTOCOL_ERROR;
-  }
 }
 
 /** A close reason of at most 123 bytes (the WebSocket limit), cut on a character boundary. */
@@ -83,7 +59,8 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   /**
    * Refuses an upgrade: an HTTP error with a JSON body, or, for a client that offered
    * `storywire.close-on-refusal`, a socket closed at once with a close code and `<CODE>: <message>`
-   * (browsers cannot read the HTTP status). A forbidden origin always gets HTTP: no socket for it.
+   * (browsers cannot read the HTTP status). Which code, or HTTP anyway (a forbidden origin gets no socket):
+   * refusalCloseCode in wire/codes.ts.
    * The upgrade's parts come one by one (not in an object made per upgrade): most upgrades are not refused.
    */
   function refuse(
@@ -97,13 +74,13 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   ): void {
     metrics.connection(String(err.status) as ConnectOutcome);
     log.info({ ip, reason: err.code }, 'upgrade rejected');
-    if (source.closeOnRefusal && err.code !== ErrorCode.ORIGIN_FORBIDDEN) {
-      const refusal = { code: refusalCloseCode(err, deps.shuttingDown()), reason: closeReason(`${err.code}: ${err.message}`) };
-      res.upgrade<Refused>({ refusal }, secKey, source.protocol, secExtensions, context);
+    const code = source.closeOnRefusal ? refusalCloseCode(err, deps.shuttingDown()) : undefined;
+    if (code !== undefined) {
+      res.upgrade<Refused>({ refusal: { code, reason: closeReason(`${err.code}: ${err.message}`) } }, secKey, source.protocol, secExtensions, context);
       return;
     }
     res.writeStatus(statusLine(err.status));
-    res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: err.code, message: err.message } }), true);
+    res.writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody(err.code, err.message)), true);
   }
 
   /** Verification bounded in time: a slow JWKS cannot hold an upgrade open. */

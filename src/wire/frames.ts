@@ -1,7 +1,7 @@
 // Outgoing envelopes: one fast-json-stringify serializer per server -> client type, compiled ahead of time
 // from src/wire/frame-schemas.ts into src/generated/serializers.ts (by `npm run build`), so start-up loads no
 // schema compiler (fast-json-stringify's and ajv's modules took V8's young generation from 4 to 8 MiB).
-import type { ErrorCode } from './codes.js';
+import { errorBody, type ErrorCode } from './codes.js';
 import { EVENT_SCHEMAS, type EventType } from './frame-schemas.js';
 import { serializers } from '../generated/serializers.js';
 import type { RequestId } from './protocol.js';
@@ -53,7 +53,7 @@ export function ackFrame(id: RequestId | undefined, data?: object): string {
 
 const errorSerializer = serializer('error');
 export function errorFrame(id: RequestId | undefined, code: ErrorCode, message: string): string {
-  const error = { code, message };
+  const { error } = errorBody(code, message);
   return errorSerializer(id === undefined ? { type: 'error', error, ts: Date.now() } : { type: 'error', id, error, ts: Date.now() });
 }
 

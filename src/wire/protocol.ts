@@ -81,7 +81,7 @@ export function id(v: unknown, path: string): string {
 export function capped<T>(v: T, path: string, maxBytes: number, sourceBound = Infinity): T {
   if (sourceBound <= maxBytes) return v;
   const bytes = Buffer.byteLength(JSON.stringify(v));
-  if (bytes > maxBytes) throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path} is ${bytes} bytes, the limit is ${maxBytes}`);
+  if (bytes > maxBytes) throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path} is ${bytes} bytes, the limit is ${maxBytes}`, 400);
   return v;
 }
 

@@ -2,8 +2,8 @@
 // the HTTP status of a refused upgrade) gets a socket closed at once with a code and `<CODE>: <message>`.
 import WebSocket from 'ws';
 import t from 'tap';
-import { CloseCode, ErrorCode, WireError } from '../../src/wire/codes.js';
-import { closeReason, refusalCloseCode } from '../../src/edge/upgrade.js';
+import { CloseCode, ErrorCode, WireError, refusalCloseCode } from '../../src/wire/codes.js';
+import { closeReason } from '../../src/edge/upgrade.js';
 import { Client, expectReject, sign, startServer } from '../helpers.js';
 
 const IN_BAND = ['storywire.v1', 'storywire.close-on-refusal'];

@@ -35,7 +35,7 @@ const impls: Impl[] = [
 
 /** The presence store a cluster backplane brings (Redis). */
 const presenceOf = (bp: Backplane) => {
-  if (bp.stores === undefined) throw new Error(`${bp.kind} brings no presence store`);
+  if (bp.single) throw new Error(`${bp.kind} brings no presence store`);
   return bp.stores.presence;
 };
 

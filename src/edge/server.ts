@@ -16,6 +16,7 @@ import { MemoryBackplane } from '../seams/backplane/memory.js';
 import type { Backplane } from '../seams/backplane/types.js';
 import { MemoryHistory } from '../seams/history/memory.js';
 import type { HistoryStore } from '../seams/history/types.js';
+import { topology } from '../seams/topology.js';
 import { MemoryPresence } from '../seams/presence/memory.js';
 import type { PresenceStore } from '../seams/presence/types.js';
 import { MemoryReadState } from '../seams/readstate/memory.js';
@@ -75,12 +76,12 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const shared = backplane.stores;
+  const shared = backplane.single ? undefined : backplane.stores;
   const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
   const readState = options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
   const connections = new Connections(config, metrics, log);
-  const pubsub = new PubSub(app, backplane, history, metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
+  const pubsub = new PubSub(app, topology(backplane, history), metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
     checkUser: (userId) => connections.checkOverBudget(userId),
   }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys));

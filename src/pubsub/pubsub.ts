@@ -4,7 +4,8 @@ import type { UWS } from '../uws.js';
 import { Unconfirmed, type Backplane, type Idempotency } from '../seams/backplane/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import type { IdempotencyStore } from './idempotency.js';
-import type { HistoryStore, Position } from '../seams/history/types.js';
+import type { Position } from '../seams/history/types.js';
+import type { Topology } from '../seams/topology.js';
 import { isNumbered, isRecoverable } from '../wire/topics.js';
 import { framePosition } from '../wire/position.js';
 import type { Metrics } from '../metrics.js';
@@ -112,6 +113,7 @@ export class PubSub {
    * Closed with 4001 once this node is registered again, so that they resume from where they were.
    */
   private readonly positionless = new Set<UWS.WebSocket<{ conn: { closed: boolean } }>>();
+  private readonly backplane: Backplane;
 
   /**
    * Slow readers are found before a burst overflows them: `slowReaders.checkUser(id)` runs after every
@@ -120,13 +122,14 @@ export class PubSub {
    */
   constructor(
     private readonly app: UWS.TemplatedApp,
-    private readonly backplane: Backplane,
-    private readonly history: HistoryStore,
+    /** The backplane and the history that goes with it: which kind they are chooses emit's and join's paths. */
+    private readonly topology: Topology,
     private readonly metrics: Metrics,
     private readonly checkEveryBytes: number,
     private readonly slowReaders: { checkAll(): void; checkUser(userId: string): void },
     private readonly idempotency: IdempotencyStore,
   ) {
+    const backplane = (this.backplane = topology.backplane);
     backplane.onFrame((topic, frame, exceptToken, keyed) => {
       let except: UWS.WebSocket<unknown> | undefined;
       if (exceptToken !== undefined) {
@@ -244,7 +247,8 @@ export class PubSub {
     const topicPart = JSON.stringify(topic);
     if (!frame.startsWith(typePart) || !frame.startsWith(topicPart, typePart.length)) throw new Error(`frame of ${type} does not start with type and topic`);
     const head = frame.slice(0, typePart.length + topicPart.length);
-    if (this.backplane.publishRecorded) {
+    const t = this.topology;
+    if (!t.single) {
       // Cluster: numbered and published in one step; this node delivers it when it comes back from the
       // store, in offset order with everyone else's (leaving out `except`, registered under a token).
       const local = this.app.numSubscribers(topic) - (except && isOpenSubscriber(except, topic) ? 1 : 0);
@@ -254,7 +258,7 @@ export class PubSub {
         this.excepts.set(token, except);
       }
       const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-      return this.backplane.publishRecorded(topic, head, frame.slice(head.length), token, idem).then(
+      return t.backplane.publishRecorded(topic, head, frame.slice(head.length), token, idem).then(
         (appended) => (forget(), appended === undefined ? 0 : local),
         (err: unknown) => {
           forget();
@@ -273,7 +277,7 @@ export class PubSub {
         return Promise.resolve(0);
       }
     }
-    const appended = this.history.append(topic, head, frame.slice(head.length));
+    const appended = t.history.append(topic, head, frame.slice(head.length));
     if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
     return appended.then((a) => this.send(topic, a.frame, except));
   }
@@ -304,15 +308,18 @@ export class PubSub {
     since: Position | undefined,
     options: JoinOptions = {},
   ): JoinResult | undefined | Promise<JoinResult | undefined> {
-    const now = this.history.now;
-    if (!this.backplane.single || (now === undefined && isRecoverable(topic))) return this.joinLater(ws, topic, since, options);
+    const t = this.topology;
+    const recoverable = isRecoverable(topic);
+    // In one turn only on a single node, and for a recoverable topic only with a history read in the turn.
+    if (!t.single || (recoverable && !t.history.sync)) return this.joinLater(ws, topic, since, options);
     let result: JoinResult | undefined;
     let frames: readonly string[] = [];
-    if (isRecoverable(topic)) {
-      const position = now!.position(topic);
+    if (recoverable && t.history.sync) {
+      const now = t.history.now;
+      const position = now.position(topic);
       let recovered: boolean | undefined;
       if (since) {
-        const replay = now!.since(topic, since.epoch, since.offset, position.offset);
+        const replay = now.since(topic, since.epoch, since.offset, position.offset);
         recovered = replay.recovered;
         frames = replay.frames;
       }
@@ -354,17 +361,18 @@ export class PubSub {
       await this.whenListening(topics)?.catch(() => undefined);
       if (recoverable) {
         try {
-          const position = await this.history.position(topic);
+          const { history } = this.topology;
+          const position = await history.position(topic);
           let recovered: boolean | undefined;
           if (since) {
-            const replay = await this.history.since(topic, since.epoch, since.offset, position.offset);
+            const replay = await history.since(topic, since.epoch, since.offset, position.offset);
             recovered = replay.recovered;
             frames.push(...replay.frames);
           }
           result = { ...position, recovered, replayed: frames.length };
           // Every frame numbered up to the position read must have reached this node (or never will,
           // having been published before it listened): then the buffer holds exactly what came after.
-          await this.backplane.barrier?.(topic, position);
+          if (!this.topology.single) await this.topology.backplane.barrier(topic, position);
         } catch {
           // The history store is unreachable (a cluster without Redis): the connection joins live, without a
           // position, and is closed with 4001 once this node is registered again, so that it resumes then
@@ -404,7 +412,7 @@ export class PubSub {
    * reaches the connection once, and its offset tells where it belongs.
    */
   async replay(ws: UWS.WebSocket<{ conn: { closed: boolean } }>, topic: string, since: Position, joinedAt: Position): Promise<JoinResult> {
-    const r = since.epoch === joinedAt.epoch ? await this.history.since(topic, since.epoch, since.offset, joinedAt.offset) : { recovered: false, frames: [] };
+    const r = since.epoch === joinedAt.epoch ? await this.topology.history.since(topic, since.epoch, since.offset, joinedAt.offset) : { recovered: false, frames: [] };
     if (!ws.getUserData().conn.closed && r.frames.length > 0) {
       ws.cork(() => {
         for (const f of r.frames) ws.send(f);

@@ -2,7 +2,7 @@
 // gaps beyond history, restarts, and the notification inbox synced across devices.
 import t from 'tap';
 import { MemoryHistory } from '../../src/seams/history/memory.js';
-import type { HistoryStore } from '../../src/seams/history/types.js';
+import type { AsyncLocalHistory } from '../../src/seams/history/types.js';
 import { Client, expectReject, sign, startServer, type Frame, type Harness } from '../helpers.js';
 
 const note = (i: number) => ({ title: `n${i}`, message: `message ${i}`, type: 'like', data: undefined });
@@ -56,10 +56,12 @@ t.test('disconnect, N published, reconnect with ?since=: exactly those N, in ord
 });
 
 /** A history whose reads take a while, so that publications land while a replay is being prepared. */
-function slowReads(inner: HistoryStore, ms: number): HistoryStore {
+function slowReads(inner: MemoryHistory, ms: number): AsyncLocalHistory {
   const delay = () => new Promise((r) => setTimeout(r, ms));
   return {
     kind: 'slow',
+    appends: 'local',
+    sync: false,
     append: (...a) => inner.append(...a),
     position: async (topic) => (await delay(), inner.position(topic)),
     since: async (...a) => (await delay(), inner.since(...a)),

@@ -1,11 +1,11 @@
 // Single-node backplane: no other nodes.
 import { randomBytes } from 'node:crypto';
-import type { Backplane } from './types.js';
+import type { SingleNodeBackplane } from './types.js';
 
-export class MemoryBackplane implements Backplane {
+export class MemoryBackplane implements SingleNodeBackplane {
   readonly kind = 'memory';
   readonly up = true;
-  readonly single = true;
+  readonly single = true as const;
   constructor(readonly nodeId: string = randomBytes(4).toString('hex')) {}
   async publish(): Promise<void> {}
   interest(): void {}

@@ -30,7 +30,7 @@
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
 import { ErrorCode, WireError } from '../../wire/codes.js';
-import type { Appended, HistoryStore, Position } from '../history/types.js';
+import type { Appended, ClusterHistory, Position } from '../history/types.js';
 import type { PresenceStore } from '../presence/types.js';
 import type { ReadStateStore } from '../readstate/types.js';
 
@@ -65,43 +65,21 @@ export type DisconnectHandler = (userId: string, code: number, reason: string) =
 
 /** The stores the nodes of a cluster share, kept on the backplane's own store (one Redis). */
 export interface ClusterStores {
-  readonly history: HistoryStore;
+  readonly history: ClusterHistory;
   readonly presence: PresenceStore;
   readonly readState: ReadStateStore;
 }
 
-export interface Backplane {
+/** What every backplane does. Which kind it is, and what comes with that, is declared by `single`. */
+interface BackplaneCore {
   readonly kind: string;
   /** This node's id in the cluster (connection ids start with it). */
   readonly nodeId: string;
   readonly up: boolean;
-  /**
-   * True when this node is the whole deployment (memory): nothing crosses to other nodes, presence counts
-   * are this node's own, and no topic interest needs declaring. The server then upgrades, joins and
-   * announces presence synchronously.
-   */
-  readonly single: boolean;
   /** Rejects with Unconfirmed. With `keyed` ("<key> <fingerprint>") the frame carries it to the other nodes. */
   publish(topic: string, frame: string, keyed?: string): Promise<void>;
   interest(topic: string, on: boolean): void;
   whenListening(topics: readonly string[]): Promise<void> | undefined;
-  /**
-   * Resolves once every frame published on the topic before the call has reached this node (for a node
-   * listening to it). Joins use it to know that a history position they read has been delivered here;
-   * from then on this node knows the topic is at `position` at least (what a later gap is measured from).
-   * Absent when frames are delivered in the same turn as they are published (memory).
-   */
-  barrier?(topic: string, position: Position): Promise<void>;
-  /**
-   * Cluster history: when present, numbered frames of recoverable topics are appended and published in
-   * one atomic step, and delivered through onFrame on every listening node, the publishing node included,
-   * so that every node sees a topic's frames in offset order. Rejects with UNAVAILABLE when an interested
-   * node may have missed it (an Unconfirmed saying whether it was stored). With `idem`, a publish already
-   * stored under the key is not stored nor sent again (`idem.duplicate` is set), within the window.
-   */
-  publishRecorded?(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
-  /** The stores a cluster's nodes share: the history that goes with publishRecorded, presence, read state. */
-  readonly stores?: ClusterStores;
   onFrame(handler: FrameHandler): void;
   /**
    * Registers what to do when the local subscribers of a recoverable topic missed events that the history no
@@ -113,3 +91,35 @@ export interface Backplane {
   onStateChange(handler: (up: boolean) => void): void;
   close(): Promise<void>;
 }
+
+/**
+ * This node is the whole deployment (memory): nothing crosses to other nodes, presence counts are this
+ * node's own, no topic interest needs declaring, and the node numbers its own history (a LocalHistory). The
+ * server then upgrades, joins and announces presence synchronously.
+ */
+export interface SingleNodeBackplane extends BackplaneCore {
+  readonly single: true;
+}
+
+/** Several nodes: the history of recoverable topics, presence and read state are the cluster's. */
+export interface ClusterBackplane extends BackplaneCore {
+  readonly single: false;
+  /** The stores the nodes share; `stores.history` is appended to only through publishRecorded. */
+  readonly stores: ClusterStores;
+  /**
+   * Numbered frames of recoverable topics are appended and published in one atomic step, and delivered
+   * through onFrame on every listening node, the publishing node included, so that every node sees a
+   * topic's frames in offset order. Rejects with UNAVAILABLE when an interested node may have missed it (an
+   * Unconfirmed saying whether it was stored). With `idem`, a publish already stored under the key is not
+   * stored nor sent again (`idem.duplicate` is set, undefined is returned), within the window.
+   */
+  publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
+  /**
+   * Resolves once every frame published on the topic before the call has reached this node (for a node
+   * listening to it). Joins use it to know that a history position they read has been delivered here;
+   * from then on this node knows the topic is at `position` at least (what a later gap is measured from).
+   */
+  barrier(topic: string, position: Position): Promise<void>;
+}
+
+export type Backplane = SingleNodeBackplane | ClusterBackplane;

@@ -2,7 +2,7 @@
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
-import type { Appended, HistoryStore, Position, Replay } from './types.js';
+import type { Appended, InTurnHistory, Position, Replay } from './types.js';
 
 interface Entry {
   offset: number;
@@ -28,8 +28,10 @@ export interface HistoryLimits {
 }
 
 
-export class MemoryHistory implements HistoryStore {
+export class MemoryHistory implements InTurnHistory {
   readonly kind = 'memory';
+  readonly appends = 'local' as const;
+  readonly sync = true as const;
   /** Insertion order, with a second chance for streams used since the hand passed: an approximate LRU. */
   private readonly streams = new Map<string, Stream>();
   /**

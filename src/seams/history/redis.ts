@@ -9,7 +9,7 @@
 import type { Redis } from 'ioredis';
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import { newEpoch } from './epoch.js';
-import type { Appended, HistoryStore, Position, Replay } from './types.js';
+import type { ClusterHistory, Position, Replay } from './types.js';
 
 // KEYS: position hash, stream; ARGV: new epoch candidate, ttl ms. Returns {epoch, offset}.
 export const POSITION = `
@@ -108,8 +108,10 @@ export interface RedisHistoryOptions {
   ttlMs: number;
 }
 
-export class RedisHistory implements HistoryStore {
+export class RedisHistory implements ClusterHistory {
   readonly kind = 'redis';
+  /** Appends are the backplane's RECORD (RedisBackplane.publishRecorded), atomic with the publication. */
+  readonly appends = 'backplane' as const;
 
   constructor(
     private readonly cmd: Redis,
@@ -117,11 +119,6 @@ export class RedisHistory implements HistoryStore {
     readonly options: RedisHistoryOptions,
   ) {
     for (const [name, lua] of Object.entries(HISTORY_SCRIPTS)) cmd.defineCommand(name, { lua });
-  }
-
-  /** Appends go through the backplane's RECORD (atomic with the publication); never called directly. */
-  append(): Appended {
-    throw new Error('RedisHistory.append: cluster appends go through RedisBackplane.publishRecorded');
   }
 
   async position(topic: string): Promise<Position> {

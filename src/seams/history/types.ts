@@ -1,11 +1,14 @@
 // The history seam: bounded, offset-numbered history of recoverable topics.
 //
-// Contract (test/history-memory.test.ts checks the memory store; test/cluster/ the Redis one):
-// - append(topic, head, tail) gives the next offset of the topic (1, 2, 3, ... within one epoch), stores
-//   the frame `head + ',"epoch":"<epoch>","offset":<offset>' + tail` and returns it; offsets of one topic
-//   are assigned in the order appends are made and never reused within an epoch.
+// Contract (every implementation; test/history.test.ts runs it against each):
+// - An append to a topic gives it the next offset (1, 2, 3, ... within one epoch), stores the frame
+//   `head + ',"epoch":"<epoch>","offset":<offset>' + tail` (wire/position.ts) and returns it; offsets of one
+//   topic are assigned in the order appends are made and never reused within an epoch. Who appends is
+//   declared: a local history numbers in this process (`append`); a cluster history is appended to by its
+//   backplane, in the same atomic step as the publication (ClusterBackplane.publishRecorded).
 // - A topic's epoch changes whenever its history may have been lost (a new in-memory process, a topic
-//   evicted, a Redis key expired). A client position from another epoch can never be recovered.
+//   evicted, a Redis key expired). A client position from another epoch can never be recovered. A topic
+//   with nothing yet has offset 0, in the epoch its first append will have.
 // - since(topic, epoch, offset, upTo) returns the stored frames with offset in (offset, upTo], in order,
 //   when the epoch matches and none of them has been trimmed; otherwise `recovered: false`.
 // - History is bounded by a count and an age per topic; what falls out is gone for good.
@@ -28,25 +31,48 @@ export interface Replay {
   position: Position;
 }
 
-export interface HistoryStore {
+/** What every history answers, asynchronously (a store may be a round trip away). */
+export interface HistoryReads {
+  /** For logs. */
   readonly kind: string;
-  /**
-   * Synchronous when the store can (memory): the frame is then delivered in the same turn as its offset
-   * is taken, which is what lets a join read a position without racing local deliveries.
-   */
-  append(topic: string, head: string, tail: string): Appended | Promise<Appended>;
   /** The topic's current position (offset 0 for a topic with nothing yet). */
   position(topic: string): Promise<Position>;
   since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay>;
-  /**
-   * The same two answers at once, for stores that hold the history in this process: a join then reads,
-   * replays and subscribes in one turn, with no buffering of what is published meanwhile.
-   */
-  readonly now?: {
-    position(topic: string): Position;
-    since(topic: string, epoch: string, offset: number, upTo: number): Replay;
-  };
   /** The newest `limit` stored frames of a topic, newest first. */
   latest(topic: string, limit: number): Promise<string[]>;
   close(): Promise<void>;
 }
+
+/** The same two answers in the same turn, from a history held in this process. */
+export interface InTurnReads {
+  position(topic: string): Position;
+  since(topic: string, epoch: string, offset: number, upTo: number): Replay;
+}
+
+/**
+ * A history in this process (memory): a frame is numbered and delivered in the same turn, and `now` reads it
+ * in the same turn too, so a join reads, replays and subscribes in one turn with nothing to buffer.
+ */
+export interface InTurnHistory extends HistoryReads {
+  readonly appends: 'local';
+  readonly sync: true;
+  append(topic: string, head: string, tail: string): Appended;
+  readonly now: InTurnReads;
+}
+
+/** A history this node numbers by itself but reads through a round trip: a join buffers meanwhile. */
+export interface AsyncLocalHistory extends HistoryReads {
+  readonly appends: 'local';
+  readonly sync: false;
+  append(topic: string, head: string, tail: string): Appended | Promise<Appended>;
+}
+
+/** The history of a single node: this node numbers every frame. */
+export type LocalHistory = InTurnHistory | AsyncLocalHistory;
+
+/** The history the nodes of a cluster share: appended to only by the backplane (publishRecorded). */
+export interface ClusterHistory extends HistoryReads {
+  readonly appends: 'backplane';
+}
+
+export type HistoryStore = LocalHistory | ClusterHistory;

@@ -24,7 +24,7 @@ import { ErrorCode, WireError } from '../../../wire/codes.js';
 import { SCRIPTS, sc, unavailable } from './scripts.js';
 import { RedisPresence } from './presence.js';
 import { TopicStreams } from './streams.js';
-import { Unconfirmed, type Backplane, type ClusterStores, type DisconnectHandler, type FrameHandler, type Idempotency } from '../types.js';
+import { Unconfirmed, type ClusterBackplane, type ClusterStores, type DisconnectHandler, type FrameHandler, type Idempotency } from '../types.js';
 import { RedisHistory, hs, newEpoch, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, Position } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
@@ -64,8 +64,8 @@ interface PendingDisconnect {
   timer: NodeJS.Timeout;
 }
 
-export class RedisBackplane implements Backplane {
-  readonly single = false;
+export class RedisBackplane implements ClusterBackplane {
+  readonly single = false as const;
   readonly kind = 'redis';
   readonly nodeId: string;
   /** The cluster's history, presence and read state: on this backplane's Redis connection. */

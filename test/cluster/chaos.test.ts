@@ -8,10 +8,12 @@ import t from 'tap';
 import { hasRedisServer } from '../../bench/chaos-cluster/cluster.js';
 import { Device } from '../../bench/chaos-cluster/devices.js';
 import { failures, longestGap, runChaosCluster } from '../../bench/chaos-cluster/run.js';
+import { skipUnlessRequired } from '../ci-require.js';
 
 // As test/cluster/redis.ts's skipReason, except that REDIS_URL does not help: the run stops and restarts its
 // own redis-server. Not imported from there, so that this file loads only the harness and the SDK.
-const skip = hasRedisServer() ? false : '\n\n  !!! SKIPPED: the chaos suite starts its own redis-server: put redis-server on PATH (apt-get install redis-server) !!!\n';
+// With CI_REQUIRE=redis a missing redis-server fails the file instead (test/ci-require.ts).
+const skip = skipUnlessRequired('redis', hasRedisServer() ? false : '\n\n  !!! SKIPPED: the chaos suite starts its own redis-server: put redis-server on PATH (apt-get install redis-server) !!!\n');
 if (skip) process.stderr.write(skip);
 
 t.test('chaos: a persistent Redis restart and a node SIGKILL under resets and retried publishes', { skip, timeout: 90_000 }, async (t) => {

@@ -1,6 +1,9 @@
-// Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage.
+// Presence in Redis for the Redis backplane, with a local mirror for re-registration after an outage. It lives
+// with the membership (membership.ts): its registrations are re-made by each re-registration and the
+// connections of a dead node removed by the sweep.
 import type { Redis } from 'ioredis';
 import type { PresenceChange, PresenceStore } from '../../presence/types.js';
+import type { RedisKeys } from './keys.js';
 import { sc, unavailable } from './scripts.js';
 
 /** What presence needs of its node's backplane. */
@@ -25,7 +28,7 @@ export class RedisPresence implements PresenceStore {
   constructor(
     private readonly bp: PresenceNode,
     private readonly cmd: Redis,
-    private readonly p: string,
+    private readonly keyOf: RedisKeys,
     private readonly graceMs: number,
   ) {}
 
@@ -38,7 +41,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   private keys(userId: string): string[] {
-    return [`${this.p}user:${userId}`, `${this.p}conns:${this.bp.nodeId}`, `${this.p}leaving`, `${this.p}leaving:by`];
+    return [this.keyOf.user(userId), this.keyOf.conns(this.bp.nodeId), this.keyOf.leaving, this.keyOf.leavingBy];
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -94,8 +97,8 @@ export class RedisPresence implements PresenceStore {
     if (!this.bp.up) throw unavailable('presence unavailable');
     try {
       const m = this.cmd.pipeline();
-      for (const id of userIds) m.exists(`${this.p}user:${id}`);
-      m.hmget(`${this.p}leaving:by`, ...userIds);
+      for (const id of userIds) m.exists(this.keyOf.user(id));
+      m.hmget(this.keyOf.leavingBy, ...userIds);
       const res = (await m.exec())!;
       const leaving = res[userIds.length]![1] as (string | null)[];
       return userIds.filter((_, i) => res[i]![1] === 1 || leaving[i] !== null);
@@ -106,7 +109,7 @@ export class RedisPresence implements PresenceStore {
 
   async count(userId: string): Promise<number> {
     if (!this.bp.up) throw unavailable('presence unavailable');
-    return this.cmd.hlen(`${this.p}user:${userId}`).catch(() => Promise.reject(unavailable('presence unavailable')));
+    return this.cmd.hlen(this.keyOf.user(userId)).catch(() => Promise.reject(unavailable('presence unavailable')));
   }
 
   /**
@@ -126,7 +129,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   private async resyncPass(silent: boolean): Promise<number> {
-    const connsKey = `${this.p}conns:${this.bp.nodeId}`;
+    const connsKey = this.keyOf.conns(this.bp.nodeId);
     const registered = await this.cmd.hgetall(connsKey);
     const removals = new Map(this.lost);
     for (const [conn, user] of Object.entries(registered)) if (!this.local.has(conn)) removals.set(conn, user);

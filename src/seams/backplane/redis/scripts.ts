@@ -1,4 +1,4 @@
-// The Lua scripts of the Redis backplane: each one is a single atomic step on the layout described in redis.ts.
+// The Lua scripts of the Redis backplane: each one is a single atomic step on the layout of keys.ts.
 import { ErrorCode, WireError } from '../../../wire/codes.js';
 
 // KEYS: interest set, recovering flag, channel; ARGV: message, own node id.

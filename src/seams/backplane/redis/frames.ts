@@ -1,0 +1,217 @@
+// Frames over Redis: publishing (live-only frames, and numbered frames recorded in the history in the same
+// step), listening to the topics this node has interest in, the join barrier, and receiving.
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, WireError } from '../../../wire/codes.js';
+import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
+import type { Appended, Position } from '../../history/types.js';
+import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
+import type { Link } from './link.js';
+import { sc, unavailable } from './scripts.js';
+import { TopicStreams } from './streams.js';
+
+/** ioredis' refusal of a command it did not send (no connection, and no offline queue). */
+const NOT_SENT = /isn't writeable/;
+
+export class Frames {
+  private frameHandler: FrameHandler = () => {};
+  private lostHandler: (topic: string) => void = () => {};
+  /** Numbered frames in offset order per topic, gaps filled from the history. */
+  private readonly streams: TopicStreams;
+  private readonly barriers = new Map<string, () => void>();
+  /** Topics with local subscribers, and those of them this node is known, in Redis, to listen to. */
+  private readonly desired = new Set<string>();
+  private readonly listening = new Set<string>();
+  private readonly ops = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly link: Link,
+    private readonly history: RedisHistory,
+    /** IDEMPOTENCY_TTL_S: how long a publish's Idempotency-Key is remembered. */
+    private readonly idempotencyMs: number,
+  ) {
+    this.streams = new TopicStreams(history, (topic, frame, except) => this.frameHandler(topic, frame, except), (topic) => this.lostHandler(topic), link.log);
+  }
+
+  onFrame(handler: FrameHandler): void {
+    this.frameHandler = handler;
+  }
+
+  onHistoryLost(handler: (topic: string) => void): void {
+    this.lostHandler = handler;
+  }
+
+  async publish(topic: string, frame: string, keyed?: string): Promise<void> {
+    const { link } = this;
+    // Not before this node's own re-registration: until then it cannot tell a data loss from an empty topic.
+    if (!link.up) throw new Unconfirmed('not delivered to the other nodes: the cluster store (Redis) cannot be reached', false);
+    const origin = keyed === undefined ? link.nodeId : `${link.nodeId} ${keyed}`;
+    let r: unknown;
+    try {
+      r = await sc(link.cmd).PUBLISH(3, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), `${origin}\n${frame}`, link.nodeId);
+    } catch {
+      throw new Unconfirmed('not confirmed by the other nodes: the cluster store (Redis) did not answer', false);
+    }
+    if (r === -1) throw new Unconfirmed('the cluster is re-registering after Redis lost its data', false);
+    if (r === -2) throw new Unconfirmed('a node listening to this topic is not connected to Redis', false);
+  }
+
+  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined> {
+    const { link } = this;
+    // Nothing sent: certainly not stored.
+    if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
+    const { size, ttlMs } = this.history.options;
+    const keys = [link.keys.key(`h:${topic}`), link.keys.key(`s:${topic}`), link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic)];
+    if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
+    let r: [number, string?, number?, string?];
+    try {
+      r = (await hs(link.cmd).RECORD(
+        keys.length,
+        ...keys,
+        head,
+        tail,
+        newEpoch(),
+        size,
+        ttlMs,
+        exceptToken === undefined ? '*' : `*${link.nodeId}/${exceptToken}`,
+        this.idempotencyMs,
+        idem?.fingerprint ?? '',
+      )) as typeof r;
+    } catch (err) {
+      // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with
+      // the same Idempotency-Key can tell.
+      if (NOT_SENT.test((err as Error).message)) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
+      throw new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
+    }
+    if (r[0] === -1) throw new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false);
+    if (r[0] === -3) throw new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
+    if (r[0] === -2) throw new Unconfirmed('stored (recoverable), but a node listening to this topic is not connected to Redis', true);
+    if (r[0] === 2) {
+      idem!.duplicate = true;
+      return undefined;
+    }
+    return { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
+  }
+
+  /** Publishes a marker on the topic's channel and resolves when it comes back: everything before it has arrived. */
+  barrier(topic: string, position: Position): Promise<void> {
+    if (!this.listening.has(topic)) return Promise.resolve();
+    const token = randomBytes(6).toString('base64url');
+    return new Promise<void>((resolve) => {
+      // A marker that never comes back (Redis lost meanwhile) must not hold the join: after the command
+      // timeout it goes on; the worst outcome is a frame seen twice, which carries its offset.
+      const timer = setTimeout(() => this.barriers.delete(token) && resolve(), this.link.timeoutMs);
+      this.barriers.set(token, () => {
+        clearTimeout(timer);
+        this.streams.after(topic, position, resolve);
+      });
+      this.link.cmd.spublish(this.link.keys.channel(topic), `~${this.link.nodeId}\n${token}`).catch(() => {});
+    });
+  }
+
+  interest(topic: string, on: boolean): void {
+    if (this.link.closing) return;
+    if (on) this.desired.add(topic);
+    else {
+      this.desired.delete(topic);
+      this.streams.forget(topic);
+    }
+    // While disconnected the resync applies it; during a resync the chain of the topic does.
+    if (this.link.connected) this.sync(topic).catch(() => {});
+  }
+
+  whenListening(topics: readonly string[]): Promise<void> | undefined {
+    const waits: Promise<void>[] = [];
+    for (const t of topics) if (!this.listening.has(t)) waits.push(this.link.connected ? this.sync(t) : Promise.reject(unavailable('not listening')));
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+  }
+
+  /** Serializes the Redis side of one topic: each step brings it to the latest desired state. */
+  private sync(topic: string): Promise<void> {
+    const prev = this.ops.get(topic) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => this.apply(topic));
+    this.ops.set(topic, next);
+    const forget = () => {
+      if (this.ops.get(topic) === next) this.ops.delete(topic);
+    };
+    next.then(forget, forget);
+    return next;
+  }
+
+  private async apply(topic: string): Promise<void> {
+    const want = this.desired.has(topic);
+    const have = this.listening.has(topic);
+    if (want === have) return;
+    const { cmd, sub, keys, nodeId } = this.link;
+    if (want) {
+      await sub.ssubscribe(keys.channel(topic));
+      await cmd.multi().sadd(keys.interest(topic), nodeId).sadd(keys.topicsOf(nodeId), topic).exec();
+      this.listening.add(topic);
+      if (!this.desired.has(topic)) await this.apply(topic);
+    } else {
+      this.listening.delete(topic);
+      await cmd.multi().srem(keys.interest(topic), nodeId).srem(keys.topicsOf(nodeId), topic).exec();
+      await sub.sunsubscribe(keys.channel(topic));
+    }
+  }
+
+  // --- what membership asks of the frames after a (re)connect --------------------------------------------
+
+  /** Whether this node has local interest in the topic. */
+  wants(topic: string): boolean {
+    return this.desired.has(topic);
+  }
+
+  get listeningCount(): number {
+    return this.listening.size;
+  }
+
+  /** Redis is gone: this node listens to nothing until it subscribes again. */
+  down(): void {
+    this.listening.clear();
+  }
+
+  /**
+   * Subscribes again to every topic of interest; then what was published while this node could not hear it
+   * comes from the history (every stream read up to its head).
+   */
+  async relisten(): Promise<void> {
+    this.listening.clear();
+    await Promise.all([...this.desired].map((t) => this.sync(t)));
+    this.streams.catchUp();
+  }
+
+  /** Applies the interest changes made while a re-registration ran. */
+  reconcile(): void {
+    for (const t of new Set([...this.desired, ...this.listening])) if (this.desired.has(t) !== this.listening.has(t)) this.sync(t).catch(() => {});
+  }
+
+  // --- receiving ------------------------------------------------------------------------------------------
+
+  /** A message on a topic's channel from another node (origin and body split by the backplane). */
+  receive(channel: string, origin: string, body: string): void {
+    if (origin.startsWith('~')) {
+      // A join's barrier marker, never delivered: it resolves once the frames that came before it are
+      // delivered (a gap being filled holds them).
+      if (origin === `~${this.link.nodeId}`) {
+        this.barriers.get(body)?.();
+        this.barriers.delete(body);
+      }
+      return;
+    }
+    const topic = this.link.keys.topicOf(channel);
+    // Origin "*": a numbered frame, delivered by every listening node including the one that published it
+    // ("*<node>/<token>": that node leaves out the connection it registered under the token).
+    if (origin.startsWith('*')) {
+      const slash = origin.indexOf('/');
+      const mine = slash > 0 && origin.slice(1, slash) === this.link.nodeId;
+      // A topic this node no longer wants has nobody here to keep in order (its stream was forgotten).
+      if (this.desired.has(topic)) this.streams.receive(topic, body, mine ? origin.slice(slash + 1) : undefined);
+      return;
+    }
+    // "<node> <key> <fingerprint>": a live-only frame published with an idempotency key.
+    const sp = origin.indexOf(' ');
+    if (sp < 0) return this.frameHandler(topic, body);
+    const sp2 = origin.indexOf(' ', sp + 1);
+    this.frameHandler(topic, body, undefined, { key: origin.slice(sp + 1, sp2), fingerprint: origin.slice(sp2 + 1) });
+  }
+}

@@ -1,0 +1,241 @@
+// This node's membership of the cluster: its lease, its re-registration after every (re)connect or data
+// loss, and the sweep that removes what dead nodes left behind (their connections, leaves nobody settled).
+import { randomBytes } from 'node:crypto';
+import type { Frames } from './frames.js';
+import type { Link } from './link.js';
+import type { RedisPresence } from './presence.js';
+import { sc } from './scripts.js';
+
+/** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
+const RECOVERY_MIN_MS = 2500;
+
+export class Membership {
+  /** Registered in the cluster, with Redis reachable: the backplane's `up`. */
+  private state = false;
+  private readonly stateHandlers: ((up: boolean) => void)[] = [];
+  /** The last Redis error seen, for the logs. */
+  lastError = '';
+  readonly sweepMs: number;
+  /**
+   * Until then, a missing lease proves nothing: this node has just come back to Redis, and so may the
+   * others (their leases expired while Redis was away, which is no sign that they died).
+   */
+  private leasesTrustedAt = 0;
+  private epoch: string | undefined;
+  /** Nodes with a live lease at the last sweep: after a data loss, recovery ends when all are back. */
+  private livePeers: string[] = [];
+  /** The nodes alive before Redis lost its data, when this node saw the loss. */
+  private recoveryPeers: string[] | undefined;
+  private syncing: Promise<void> | undefined;
+  private resyncAgain = false;
+  private needsResync = false;
+
+  constructor(
+    private readonly link: Link,
+    private readonly frames: Frames,
+    private readonly presence: RedisPresence,
+    /** NODE_LEASE_MS: a node whose lease is not renewed for this long is dead. */
+    private readonly leaseMs: number,
+  ) {
+    this.sweepMs = Math.max(100, Math.min(2000, Math.floor(leaseMs / 5)));
+  }
+
+  get up(): boolean {
+    return this.state;
+  }
+
+  onStateChange(handler: (up: boolean) => void): void {
+    this.stateHandlers.push(handler);
+  }
+
+  private setState(up: boolean): void {
+    if (up === this.state) return;
+    this.state = up;
+    for (const h of this.stateHandlers) h(up);
+  }
+
+  /** A Redis connection closed. */
+  down(): void {
+    this.frames.down();
+    if (!this.state || this.link.closing) return;
+    this.link.log.error({ err: this.lastError }, 'backplane down: Redis unreachable; serving local connections only, publishes to other nodes fail until it is back');
+    this.setState(false);
+  }
+
+  /** A presence write failed without a disconnect (a timeout): re-register at the next lease renewal. */
+  dirty(): void {
+    this.needsResync = true;
+  }
+
+  /** Re-registers everything the other nodes need to know about this node; runs on every (re)connect. */
+  resync(): void {
+    if (this.link.closing || !this.link.connected) return;
+    if (this.syncing) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.syncing = this.register()
+      .catch((err: unknown) => {
+        this.lastError = (err as Error).message;
+        this.link.log.debug({ err }, 'resync failed; retried on the next reconnect or lease renewal');
+        this.needsResync = true;
+      })
+      .finally(() => {
+        this.syncing = undefined;
+        if (this.resyncAgain) {
+          this.resyncAgain = false;
+          this.resync();
+        }
+      });
+  }
+
+  private async register(): Promise<void> {
+    const { cmd, keys, nodeId } = this.link;
+    const started = Date.now();
+    this.needsResync = false;
+    const { lost, peers } = await this.checkEpoch();
+    // A lease first, so that no other node sweeps this one while it re-registers.
+    await cmd.multi().set(keys.lease(nodeId), 'syncing', 'PX', this.leaseMs).sadd(keys.nodes, nodeId).exec();
+    await this.link.sub.ssubscribe(keys.control(nodeId));
+    await this.dropStaleInterests();
+    // Listening again: what was published while this node could not hear it comes from the history.
+    await this.frames.relisten();
+    await cmd.set(keys.lease(nodeId), this.epoch!, 'PX', this.leaseMs);
+    if (lost) await this.endRecovery(peers);
+    // Last, and nothing awaited between its last pass and `up`: a connection opened meanwhile is not missed.
+    const users = await this.presence.resync(lost);
+    this.link.log.info(
+      { topics: this.frames.listeningCount, connections: this.presence.local.size, onlineAgain: users, dataLost: lost, ms: Date.now() - started },
+      this.state ? 're-registered in the cluster' : 'backplane up: registered in the cluster',
+    );
+    this.setState(true);
+    this.frames.reconcile();
+  }
+
+  /**
+   * Reads the cluster's epoch (writing it when Redis has none): a new one means Redis lost its data, and a
+   * recovery starts, to end when `peers` (the nodes alive before) are back. Sets how long this node trusts
+   * no missing lease.
+   */
+  private async checkEpoch(): Promise<{ lost: boolean; peers: string[] }> {
+    const { cmd, keys, nodeId } = this.link;
+    const fresh = randomBytes(8).toString('hex');
+    const stored = (await cmd.set(keys.epoch, fresh, 'NX', 'GET')) as string | null;
+    const epoch = stored ?? fresh;
+    const first = this.epoch === undefined;
+    const lost = !first && epoch !== this.epoch;
+    const peers = this.livePeers;
+    this.epoch = epoch;
+    if (lost) {
+      this.recoveryPeers = peers;
+      await cmd.set(keys.recovering, nodeId, 'PX', this.recoveryMs, 'NX');
+    }
+    // Back from an outage, or Redis itself just started: the others get a whole lease (and a reconnect) to
+    // renew theirs before any is judged.
+    const sinceRedisStart = Number(/uptime_in_seconds:(\d+)/.exec(await cmd.info('server'))?.[1] ?? 0) * 1000;
+    const wait = !first && (!this.state || lost) ? this.recoveryMs : Math.max(0, this.recoveryMs - sinceRedisStart);
+    this.leasesTrustedAt = Math.max(this.leasesTrustedAt, Date.now() + wait);
+    return { lost, peers };
+  }
+
+  /** Interests Redis still holds for this node that it no longer has (they changed while it was away). */
+  private async dropStaleInterests(): Promise<void> {
+    const { cmd, keys, nodeId } = this.link;
+    const registered = await cmd.smembers(keys.topicsOf(nodeId));
+    const stale = registered.filter((t) => !this.frames.wants(t));
+    if (stale.length === 0) return;
+    const m = cmd.multi();
+    for (const t of stale) m.srem(keys.interest(t), nodeId);
+    await m.srem(keys.topicsOf(nodeId), ...stale).exec();
+  }
+
+  /**
+   * After a data loss, publishes fail until every node this one knew alive is registered again, and for at
+   * least RECOVERY_MIN_MS: a node that joined too recently to be known has reconnected by then.
+   */
+  private async endRecovery(peers: readonly string[]): Promise<void> {
+    const { cmd, keys } = this.link;
+    const leaseKeys = [keys.recovering, ...peers.map((n) => keys.lease(n))];
+    if ((await sc(cmd).END_RECOVERY(leaseKeys.length, ...leaseKeys, this.recoveryMs, RECOVERY_MIN_MS, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
+  }
+
+  /** How long a recovery lasts at most (one lease, and never less than RECOVERY_MIN_MS). */
+  private get recoveryMs(): number {
+    return Math.max(this.leaseMs, RECOVERY_MIN_MS);
+  }
+
+  /** Every third of a lease. */
+  renew(): void {
+    if (!this.state || this.syncing) return;
+    sc(this.link.cmd).RENEW(1, this.link.keys.lease(this.link.nodeId), this.epoch ?? '', this.leaseMs).then(
+      (ok) => {
+        if (ok === 0 || this.needsResync) {
+          if (ok === 0) this.link.log.warn('lease lost (expired or Redis lost its data): re-registering');
+          this.resync();
+        }
+      },
+      () => {},
+    );
+  }
+
+  /** Every sweepMs: the lock holder removes what dead nodes left behind and settles forgotten leaves. */
+  async sweep(): Promise<void> {
+    if (!this.state) return;
+    const { cmd, keys, nodeId } = this.link;
+    const nodes = await cmd.smembers(keys.nodes);
+    const leases = nodes.length === 0 ? [] : await cmd.mget(...nodes.map((n) => keys.lease(n)));
+    this.livePeers = nodes.filter((_, i) => leases[i] !== null);
+    if (this.recoveryPeers) await this.endRecovery(this.recoveryPeers);
+    if (Date.now() < this.leasesTrustedAt) return;
+    if ((await cmd.set(keys.sweep, nodeId, 'PX', this.sweepMs, 'NX')) === null) return;
+    for (const [i, node] of nodes.entries()) if (leases[i] === null && node !== nodeId) await this.sweepNode(node);
+    const gone = (await sc(cmd).STALE(2, keys.leaving, keys.leavingBy, this.leaseMs, keys.lease(''), keys.user(''))) as string[];
+    for (const userId of gone) this.presence.changed('user:offline', userId);
+  }
+
+  private async sweepNode(node: string): Promise<void> {
+    const { cmd, keys } = this.link;
+    const nodeKey = keys.lease(node);
+    const connsKey = keys.conns(node);
+    let cursor = '0';
+    let removed = 0;
+    const offline: string[] = [];
+    do {
+      const [next, flat] = await cmd.hscan(connsKey, cursor, 'COUNT', 500);
+      cursor = next;
+      if (flat.length === 0) continue;
+      const scriptKeys: string[] = [nodeKey, connsKey];
+      for (let i = 1; i < flat.length; i += 2) scriptKeys.push(keys.user(flat[i]!));
+      const gone = await sc(cmd).SWEEP(scriptKeys.length, ...scriptKeys, ...flat);
+      if (gone === -1) return;
+      removed += flat.length / 2;
+      for (const userId of gone as string[]) {
+        offline.push(userId);
+        this.presence.changed('user:offline', userId);
+      }
+    } while (cursor !== '0');
+    await sc(cmd).FORGET_NODE(4, nodeKey, connsKey, keys.topicsOf(node), keys.nodes, node, keys.interest(''));
+    this.link.log.warn({ deadNode: node, connections: removed, offline: offline.length }, 'node lease expired: its connections removed from presence');
+  }
+
+  /** Leaves the cluster (close): this node's interests, lease and registration go; presence writes drain first. */
+  async unregister(): Promise<void> {
+    if (!this.state) return;
+    const { cmd, keys, nodeId } = this.link;
+    try {
+      await this.presence.drain();
+      const topics = await cmd.smembers(keys.topicsOf(nodeId));
+      const m = cmd.multi();
+      for (const t of topics) m.srem(keys.interest(t), nodeId);
+      // Without a lease, the leaves this node did not settle are settled by the others at their deadline.
+      await m.del(keys.topicsOf(nodeId), keys.lease(nodeId)).srem(keys.nodes, nodeId).exec();
+    } catch (err) {
+      this.link.log.warn({ err }, 'could not unregister from the cluster: the others will sweep this node when its lease expires');
+    }
+  }
+
+  /** close(): `up` is false from now on, without telling anyone (the node is going away). */
+  closed(): void {
+    this.state = false;
+  }
+}

@@ -14,6 +14,7 @@ const STATUS: Record<number, string> = {
   408: '408 Request Timeout',
   411: '411 Length Required',
   413: '413 Payload Too Large',
+  422: '422 Unprocessable Content',
   429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',

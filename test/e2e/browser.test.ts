@@ -36,8 +36,14 @@ if (skip) {
 function ensureBuilt(): void {
   const newest = (dir: string, ext: string) =>
     Math.max(0, ...readdirSync(join(ROOT, dir)).filter((f) => f.endsWith(ext)).map((f) => statSync(join(ROOT, dir, f)).mtimeMs));
-  const built = existsSync(join(ROOT, 'dist/client/index.js')) && existsSync(join(ROOT, 'dist/demo/app.js'));
-  if (built && newest('dist/client', '.js') >= newest('src/client', '.ts') && newest('dist/demo', '.js') >= newest('src/demo', '.ts')) return;
+  const built = ['dist/client/index.js', 'dist/demo/app.js', 'dist/wire/codes.js'].every((f) => existsSync(join(ROOT, f)));
+  // The page loads the SDK, its script and the wire code tables the SDK imports (src/wire/codes.ts).
+  const fresh =
+    built &&
+    newest('dist/client', '.js') >= newest('src/client', '.ts') &&
+    newest('dist/demo', '.js') >= newest('src/demo', '.ts') &&
+    statSync(join(ROOT, 'dist/wire/codes.js')).mtimeMs >= statSync(join(ROOT, 'src/wire/codes.ts')).mtimeMs;
+  if (built && fresh) return;
   // Through sh with NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
   const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" node_modules/typescript/bin/tsc -p tsconfig.browser.json', process.execPath], { cwd: ROOT, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);

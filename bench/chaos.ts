@@ -44,7 +44,7 @@ const underTest = { kind: 'storywire', name: 'storywire', version: serverVersion
 async function startServer(port: number): Promise<ChildProcess> {
   const child = track(spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
     env: {
-      PATH: process.env.PATH,
+      PATH: process.env['PATH'],
       NODE_ENV: 'production',
       JWT_SECRET: SECRET,
       API_KEY,

@@ -53,7 +53,7 @@ async function waitFor(url: string): Promise<void> {
 
 async function node(port: number, env: Record<string, string>): Promise<ChildProcess> {
   const child = track(spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
     stdio: 'inherit',
   }));
   await waitFor(`http://127.0.0.1:${port}/readyz`);

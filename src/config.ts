@@ -222,8 +222,8 @@ export function loadConfig(
     const raw = flags[opt.env] ?? env[opt.env];
     out[opt.key] = raw === undefined || raw === '' ? opt.default : parseValue(opt, raw, problems);
   }
-  out.production = (flags.NODE_ENV ?? env.NODE_ENV) === 'production';
-  out.demoPage ??= !out.production;
+  out['production'] = (flags['NODE_ENV'] ?? env['NODE_ENV']) === 'production';
+  out['demoPage'] ??= !out['production'];
   Object.assign(out, overrides);
   const cfg = out as unknown as Config;
 

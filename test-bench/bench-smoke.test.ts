@@ -23,8 +23,8 @@ const VARIANTS: Record<string, string[]> = {
 function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    delete env.NODE_V8_COVERAGE;
+    delete env['NODE_OPTIONS'];
+    delete env['NODE_V8_COVERAGE'];
     const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -47,7 +47,7 @@ t.test('bench smoke: every scenario against every server', async (t) => {
   if (!existsSync(join(ROOT, 'dist', 'main.js'))) {
     // NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
     const env = { ...process.env };
-    delete env.NODE_OPTIONS;
+    delete env['NODE_OPTIONS'];
     const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, env, encoding: 'utf8' });
     t.equal(build.status, 0, `npm run build: ${build.stderr}`);
   }
@@ -79,33 +79,33 @@ t.test('bench smoke: every scenario against every server', async (t) => {
     const f = r.figures;
     switch (r.scenario) {
       case 'connect':
-        t.equal(f.connections, 20, `${where}: all connections held`);
-        t.equal(f.failed, 0, `${where}: no failed handshake`);
-        t.ok(isNum(f.handshakesPerSec) && f.handshakesPerSec! > 0, `${where}: handshakes/s`);
-        t.ok(isNum(f.serverCpuUsPerHandshake) && f.serverCpuUsPerHandshake! >= 0, `${where}: cpu per handshake`);
-        t.ok(isNum(f.rssPerConnKiB) && isNum(f.projected1MGiB) && f.rssAfterMiB! > 0, `${where}: memory figures`);
+        t.equal(f['connections'], 20, `${where}: all connections held`);
+        t.equal(f['failed'], 0, `${where}: no failed handshake`);
+        t.ok(isNum(f['handshakesPerSec']) && f['handshakesPerSec']! > 0, `${where}: handshakes/s`);
+        t.ok(isNum(f['serverCpuUsPerHandshake']) && f['serverCpuUsPerHandshake']! >= 0, `${where}: cpu per handshake`);
+        t.ok(isNum(f['rssPerConnKiB']) && isNum(f['projected1MGiB']) && f['rssAfterMiB']! > 0, `${where}: memory figures`);
         break;
       case 'fanout':
-        t.equal(f.subscribers, 20, `${where}: subscribers`);
-        t.ok(f.broadcasts! > 0, `${where}: broadcasts`);
-        t.equal(f.lost, 0, `${where}: nothing lost`);
-        t.equal(f.delivered, f.broadcasts! * 20, `${where}: every broadcast reached every subscriber once`);
-        t.equal(f.delivered, f.expected, `${where}: delivered = expected`);
-        t.ok(isNum(f.serverCpuSecPerMillion) && isNum(f.p50Ms) && isNum(f.p99Ms) && f.p99Ms! >= f.p50Ms!, `${where}: cpu and latency`);
+        t.equal(f['subscribers'], 20, `${where}: subscribers`);
+        t.ok(f['broadcasts']! > 0, `${where}: broadcasts`);
+        t.equal(f['lost'], 0, `${where}: nothing lost`);
+        t.equal(f['delivered'], f['broadcasts']! * 20, `${where}: every broadcast reached every subscriber once`);
+        t.equal(f['delivered'], f['expected'], `${where}: delivered = expected`);
+        t.ok(isNum(f['serverCpuSecPerMillion']) && isNum(f['p50Ms']) && isNum(f['p99Ms']) && f['p99Ms']! >= f['p50Ms']!, `${where}: cpu and latency`);
         break;
       case 'notify': {
-        t.equal(f.users, 20, `${where}: users`);
+        t.equal(f['users'], 20, `${where}: users`);
         const steps = (r.detail as { steps: { rate: number; sent: number; delivered: number; p99Ms: number }[] }).steps;
-        t.ok(steps.length >= 1 && steps.length === f.stepsRun, `${where}: steps`);
+        t.ok(steps.length >= 1 && steps.length === f['stepsRun'], `${where}: steps`);
         for (const s of steps) t.equal(s.delivered, s.sent, `${where}: every notification at ${s.rate}/s delivered once`);
-        t.ok(isNum(f.maxRateP99Under50ms), `${where}: max rate`);
+        t.ok(isNum(f['maxRateP99Under50ms']), `${where}: max rate`);
         break;
       }
       case 'ping':
-        t.equal(f.connections, 20, `${where}: connections`);
-        t.ok(f.pings! > 0, `${where}: pings sent`);
-        t.equal(f.pongs, f.pings, `${where}: every ping answered`);
-        t.ok(isNum(f.p50Ms) && isNum(f.p99Ms), `${where}: rtt`);
+        t.equal(f['connections'], 20, `${where}: connections`);
+        t.ok(f['pings']! > 0, `${where}: pings sent`);
+        t.equal(f['pongs'], f['pings'], `${where}: every ping answered`);
+        t.ok(isNum(f['p50Ms']) && isNum(f['p99Ms']), `${where}: rtt`);
         break;
     }
   }
@@ -122,9 +122,9 @@ t.test('bench smoke: every scenario against every server', async (t) => {
 const lines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
 /** What every stand-alone line carries: the machine, the server under test and the parameters. */
 function described(t: Test, l: Record<string, any>, params: Record<string, unknown>): void {
-  t.match(l.machine, { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l.bench}: machine`);
-  t.match(l.server, { kind: 'storywire', version: /^storywire \d/ }, `${l.bench}: server`);
-  t.match(l.params, params, `${l.bench}: parameters`);
+  t.match(l['machine'], { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l['bench']}: machine`);
+  t.match(l['server'], { kind: 'storywire', version: /^storywire \d/ }, `${l['bench']}: server`);
+  t.match(l['params'], params, `${l['bench']}: parameters`);
 }
 
 t.test('bench smoke: soak samples the server and sums up', async (t) => {
@@ -135,14 +135,14 @@ t.test('bench smoke: soak samples the server and sums up', async (t) => {
   t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
   const out = lines(stdout);
   t.same(lines(readFileSync(file, 'utf8')), out, '--out FILE holds the same JSON lines');
-  const samples = out.filter((l) => l.sample);
+  const samples = out.filter((l) => l['sample']);
   t.equal(samples.length, 2, 'one sample a second');
-  for (const s of samples) t.ok(s.sample.rssKiB > 0 && s.sample.heapUsed > 0, 'server RSS and heap sampled');
+  for (const s of samples) t.ok(s['sample'].rssKiB > 0 && s['sample'].heapUsed > 0, 'server RSS and heap sampled');
   for (const l of out) described(t, l, { clients: 10, durationS: 2, sampleS: 1 });
-  const summary = out.find((l) => !l.sample);
+  const summary = out.find((l) => !l['sample']);
   t.match(summary, { bench: 'soak', secondHalfRssGrowthKiB: Number, heapUsedMiB: { min: Number, max: Number } }, 'a summary line after the samples');
-  t.ok(summary!.sent > 0 && summary!.received > 0, 'traffic went both ways');
-  t.equal(summary!.rssKiB.last, samples[1]!.sample.rssKiB, 'summary of the samples');
+  t.ok(summary!['sent'] > 0 && summary!['received'] > 0, 'traffic went both ways');
+  t.equal(summary!['rssKiB'].last, samples[1]!['sample'].rssKiB, 'summary of the samples');
 });
 
 t.test('bench smoke: cluster, one node against two over Redis, nothing lost (stories and notifications)', async (t) => {
@@ -151,17 +151,17 @@ t.test('bench smoke: cluster, one node against two over Redis, nothing lost (sto
     t.equal(code, 0, `${mode}: exit code (stderr tail: ${stderr.slice(-2000)})`);
     const out = lines(stdout);
     t.equal(out.length, 2, `${mode}: one line per setup`);
-    t.same(out.map((l) => l.processes), [1, 3], `${mode}: 1 node; 2 nodes and redis-server`);
+    t.same(out.map((l) => l['processes']), [1, 3], `${mode}: 1 node; 2 nodes and redis-server`);
     for (const l of out) {
       described(t, l, { mode, clients: 6, seconds: 0.5, batch: 4 });
-      t.ok(l.published > 0, `${mode}, ${l.scenario}: published`);
+      t.ok(l['published'] > 0, `${mode}, ${l['scenario']}: published`);
       // Stories reach every client once; a notification its one user's one connection.
-      t.equal(l.delivered, l.published * (mode === 'stories' ? 6 : 1), `${mode}, ${l.scenario}: every event reached its audience once`);
-      t.equal(l.lost, 0, `${mode}, ${l.scenario}: nothing lost`);
-      t.ok(Number.isFinite(l.serverCpuSecondsPerMillion) && l.serverCpuSecondsPerMillion > 0, `${mode}, ${l.scenario}: CPU per million`);
+      t.equal(l['delivered'], l['published'] * (mode === 'stories' ? 6 : 1), `${mode}, ${l['scenario']}: every event reached its audience once`);
+      t.equal(l['lost'], 0, `${mode}, ${l['scenario']}: nothing lost`);
+      t.ok(Number.isFinite(l['serverCpuSecondsPerMillion']) && l['serverCpuSecondsPerMillion'] > 0, `${mode}, ${l['scenario']}: CPU per million`);
     }
-    t.equal(out[0]!.redisCpuSecondsPerMillion, 0, `${mode}: no redis-server for one node`);
-    t.ok(out[1]!.redisCpuSecondsPerMillion >= 0, `${mode}: redis-server's share reported`);
+    t.equal(out[0]!['redisCpuSecondsPerMillion'], 0, `${mode}: no redis-server for one node`);
+    t.ok(out[1]!['redisCpuSecondsPerMillion'] >= 0, `${mode}: redis-server's share reported`);
   }
 });
 
@@ -170,9 +170,9 @@ t.test('bench smoke: recovery, SDK resume against a naive reconnect', async (t) 
   const { code, stdout, stderr } = await runBench(args, 60_000);
   t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
   const out = lines(stdout);
-  t.same(out.map((l) => l.scenario), ['resume', 'naive'], 'both scenarios, in order');
+  t.same(out.map((l) => l['scenario']), ['resume', 'naive'], 'both scenarios, in order');
   for (const l of out) described(t, l, { clients: 8, ratePerS: 40 });
-  const [resume, naive] = out.map((l) => l.result);
+  const [resume, naive] = out.map((l) => l['result']);
   t.ok(resume.published > 0 && resume.cuts > 0, 'notifications flowed and sockets were cut');
   t.equal(resume.missing, 0, 'resume: nothing missing');
   t.equal(resume.duplicates, 0, 'resume: no duplicate');
@@ -189,7 +189,7 @@ t.test('bench smoke: chaos-cluster, socket resets against 2 nodes + redis-server
   const l = out[0]!;
   described(t, l, { users: 4, durationS: 2, ratePerS: 5 });
   t.match(l, { bench: 'chaos-cluster', variant: 'resets', run: 1, ok: true });
-  const r = l.result;
+  const r = l['result'];
   t.ok(r.published > 0 && r.acked === r.published && r.resets > 0, 'notifications flowed and sockets were reset');
   t.equal(r.delivered, r.expected, 'every acked notification reached every device of its user');
   t.same([r.missing, r.duplicates, r.retryDuplicates, r.outOfOrder, r.falseOffline, r.storesDiffer], [0, 0, 0, 0, 0, 0], 'the zeros');

@@ -18,7 +18,7 @@ function packagesLoadedBy(entry: string): string[] {
     process.stdout.write(JSON.stringify([...names]));
     process.exit(0);`;
   const env = { ...process.env };
-  delete env.NODE_OPTIONS;
+  delete env['NODE_OPTIONS'];
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`importing ${entry} failed (${r.status ?? r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout) as string[];

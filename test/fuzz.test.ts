@@ -26,13 +26,13 @@ const mutated = fc
   .map(([frame, op, value, n, type]) => {
     const copy = JSON.parse(JSON.stringify(frame)) as Record<string, unknown>;
     const targets: Record<string, unknown>[] = [copy];
-    if (copy.data && typeof copy.data === 'object') targets.push(copy.data as Record<string, unknown>);
+    if (copy['data'] && typeof copy['data'] === 'object') targets.push(copy['data'] as Record<string, unknown>);
     const target = targets[n % targets.length]!;
     const keys = Object.keys(target);
     const key = keys[n % Math.max(1, keys.length)] ?? 'data';
     if (op === 'drop') delete target[key];
     else if (op === 'replace') target[key] = value;
-    else if (op === 'retype') copy.type = type;
+    else if (op === 'retype') copy['type'] = type;
     else if (op === 'nest') target[key] = { [key]: target[key], deep: [value, [value]] };
     const text = JSON.stringify(copy);
     return op === 'truncate' ? text.slice(0, n % (text.length + 1)) : text;
@@ -88,9 +88,9 @@ t.test('10,000 random and mutated frames against a live server', async (t) => {
       healthy.frames.splice(0).forEach(check);
       return pong.type === 'pong' && problems.length === 0;
     }),
-    { numRuns: Number(process.env.FUZZ_RUNS ?? 50), seed: Number(process.env.FUZZ_SEED ?? 20261125) },
+    { numRuns: Number(process.env['FUZZ_RUNS'] ?? 50), seed: Number(process.env['FUZZ_SEED'] ?? 20261125) },
   );
-  t.ok(sent >= 200 * Number(process.env.FUZZ_RUNS ?? 50), `${sent} frames sent, ${reconnects} reconnects after documented closes`);
+  t.ok(sent >= 200 * Number(process.env['FUZZ_RUNS'] ?? 50), `${sent} frames sent, ${reconnects} reconnects after documented closes`);
   t.same(problems, [], 'every reply and close was documented');
   const res = await fetch(`http://127.0.0.1:${h.port}/healthz`);
   t.equal(res.status, 200, 'server alive at the end');

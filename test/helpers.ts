@@ -28,7 +28,7 @@ export async function sign(sub: string | undefined, claims: Record<string, unkno
 
 export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}, options: ServerOptions = {}): Promise<Harness> {
   const config = loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1', PORT: '0', ...env }, [], overrides);
-  const server = createServer(config, { logger: pino({ level: process.env.TEST_LOG ?? 'silent' }), ...options });
+  const server = createServer(config, { logger: pino({ level: process.env['TEST_LOG'] ?? 'silent' }), ...options });
   const port = await server.listen();
   t.teardown(() => server.close());
   const url = `ws://127.0.0.1:${port}${config.wsPath}`;

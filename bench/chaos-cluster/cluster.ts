@@ -8,7 +8,7 @@ import { childEnv, track } from '../lib/children.js';
 import { ROOT } from '../lib/servers.js';
 
 /** The checkout the nodes run from. */
-export const NODE_ROOT = process.env.STORYWIRE_CHAOS_ROOT || ROOT;
+export const NODE_ROOT = process.env['STORYWIRE_CHAOS_ROOT'] || ROOT;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

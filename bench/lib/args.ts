@@ -61,9 +61,9 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
   } catch (err) {
     throw new Error(`${(err as Error).message}\n\n${help}`);
   }
-  if (values.help) throw new Error(help);
-  if (values.out === '') throw new Error(`--out needs a file name\n\n${help}`);
-  const out: Record<string, number | string | string[] | undefined> = { out: values.out as string | undefined };
+  if (values['help']) throw new Error(help);
+  if (values['out'] === '') throw new Error(`--out needs a file name\n\n${help}`);
+  const out: Record<string, number | string | string[] | undefined> = { out: values['out'] as string | undefined };
   for (const [name, o] of Object.entries(spec)) {
     const raw = values[name] as string | undefined;
     if ('oneOf' in o) {

@@ -62,8 +62,8 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   const env: NodeJS.ProcessEnv = { ...process.env };
   // NODE_OPTIONS / NODE_V8_COVERAGE come from test runners (tap adds loaders and coverage); the
   // uWS fallback flag would silently swap the native server for a slow JS one.
-  delete env.NODE_OPTIONS;
-  delete env.NODE_V8_COVERAGE;
-  delete env.UWS_USE_FALLBACK;
+  delete env['NODE_OPTIONS'];
+  delete env['NODE_V8_COVERAGE'];
+  delete env['UWS_USE_FALLBACK'];
   return { ...env, ...extra };
 }

@@ -47,15 +47,15 @@ function optionalAuthor(v: unknown, path: string): string | null {
 /** A raw event for `POST /v1/publish` and `server.publish`: checked topic, type and data. */
 export function checkRawEvent(v: unknown, path: string, limits: Limits): { topic: string; type: string; data: JsonObject } {
   const e = object(v, path);
-  if (typeof e.topic !== 'string' || e.topic.length > 140) throw bad(`${path}.topic must be a topic string`);
-  if (e.topic !== PRESENCE_ALL) parseTopic(e.topic);
-  if (typeof e.type !== 'string' || e.type.length > 64 || !TYPE_PATTERN.test(e.type)) throw bad(`${path}.type must be an event name like "story:liked"`);
-  if (RESERVED_TYPES.has(e.type)) throw bad(`${path}.type "${e.type}" is reserved for the server`);
-  const data = e.data === undefined ? {} : object(e.data, `${path}.data`);
+  if (typeof e['topic'] !== 'string' || e['topic'].length > 140) throw bad(`${path}.topic must be a topic string`);
+  if (e['topic'] !== PRESENCE_ALL) parseTopic(e['topic']);
+  if (typeof e['type'] !== 'string' || e['type'].length > 64 || !TYPE_PATTERN.test(e['type'])) throw bad(`${path}.type must be an event name like "story:liked"`);
+  if (RESERVED_TYPES.has(e['type'])) throw bad(`${path}.type "${e['type']}" is reserved for the server`);
+  const data = e['data'] === undefined ? {} : object(e['data'], `${path}.data`);
   if (Buffer.byteLength(JSON.stringify(data)) > limits.maxStoryBytes) {
     throw new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `${path}.data is over ${limits.maxStoryBytes} bytes`, 413);
   }
-  return { topic: e.topic, type: e.type, data };
+  return { topic: e['topic'], type: e['type'], data };
 }
 
 /**
@@ -153,12 +153,12 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
   route('post', '/v1/notifications', (input) => {
     const b = object(input.body, 'body');
     let userIds: string[];
-    if (b.userIds !== undefined) {
-      userIds = parseUserIds(b.userIds, 'body.userIds', { ...limits, maxPresenceIds: config.maxBatch });
+    if (b['userIds'] !== undefined) {
+      userIds = parseUserIds(b['userIds'], 'body.userIds', { ...limits, maxPresenceIds: config.maxBatch });
       if (userIds.length === 0) throw bad('body.userIds must not be empty');
-    } else userIds = [id(b.userId, 'body.userId')];
-    const notification = parseNotification(b.notification, 'body.notification', limits);
-    const from = b.from === undefined || b.from === null ? null : id(b.from, 'body.from');
+    } else userIds = [id(b['userId'], 'body.userId')];
+    const notification = parseNotification(b['notification'], 'body.notification', limits);
+    const from = b['from'] === undefined || b['from'] === null ? null : id(b['from'], 'body.from');
     const k = keyed(input);
     const r = server.sendNotificationToUser(userIds, notification, from, k);
     return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: userIds.length, delivered }), [k]);
@@ -167,7 +167,7 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
   route('post', '/v1/stories', (input) => {
     const story = parseStory(input.body, 'body', limits);
     const k = keyed(input);
-    const r = server.broadcastNewStory(story, optionalAuthor(story.authorId, 'body.authorId'), k);
+    const r = server.broadcastNewStory(story, optionalAuthor(story['authorId'], 'body.authorId'), k);
     return settled(r, (delivered) => ({ id: story.id, delivered }), [k]);
   });
 
@@ -175,14 +175,14 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     const storyId = id(input.params[0], 'path id');
     const b = object(input.body ?? {}, 'body');
     const k = keyed(input);
-    const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b.authorId, 'body.authorId'), k);
+    const r = server.broadcastStoryUpdated({ ...b, id: storyId }, optionalAuthor(b['authorId'], 'body.authorId'), k);
     return settled(r, (delivered) => ({ id: storyId, delivered }), [k]);
   });
 
   route('post', '/v1/stories/:id/chapters', (input) => {
     const chapter = parseChapter({ ...object(input.body, 'body'), storyId: input.params[0] }, 'body', limits);
     const k = keyed(input);
-    const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter.authorId, 'body.authorId'), k);
+    const r = server.broadcastNewChapter(chapter, optionalAuthor(chapter['authorId'], 'body.authorId'), k);
     return settled(r, (delivered) => ({ id: chapter.id, storyId: chapter.storyId, delivered }), [k]);
   });
 
@@ -220,9 +220,9 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
   route('post', '/v1/users/:id/disconnect', async ({ params, body }) => {
     const userId = id(params[0], 'path id');
     const b = object(body ?? {}, 'body');
-    const code = b.code === undefined ? CloseCode.TOKEN_REVOKED : b.code;
+    const code = b['code'] === undefined ? CloseCode.TOKEN_REVOKED : b['code'];
     if (typeof code !== 'number' || !DISCONNECT_CODES.has(code)) throw bad(`body.code must be one of ${[...DISCONNECT_CODES].join(', ')}`);
-    const reason = b.reason === undefined ? 'disconnected by the server' : b.reason;
+    const reason = b['reason'] === undefined ? 'disconnected by the server' : b['reason'];
     if (typeof reason !== 'string' || Buffer.byteLength(reason) > 120) throw bad('body.reason must be a string of at most 120 bytes');
     const closed = await server.disconnectUser(userId, code, reason);
     if (closed === 0) return [errorSpec(ErrorCode.NOT_FOUND).status, { closed, ...errorBody(ErrorCode.NOT_FOUND, `user ${userId} has no open connection`) }];

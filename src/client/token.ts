@@ -33,13 +33,13 @@ function jwtPayload(token: string): Record<string, unknown> | undefined {
 
 /** The `exp` claim (seconds since epoch) of a JWT, without verifying it; undefined when unreadable. */
 export function jwtExp(token: string): number | undefined {
-  const exp = jwtPayload(token)?.exp;
+  const exp = jwtPayload(token)?.['exp'];
   return typeof exp === 'number' && Number.isFinite(exp) ? exp : undefined;
 }
 
 /** The `sub` claim (the user id) of a JWT, without verifying it; undefined when unreadable. */
 export function jwtSub(token: string): string | undefined {
-  const sub = jwtPayload(token)?.sub;
+  const sub = jwtPayload(token)?.['sub'];
   return typeof sub === 'string' && sub.length > 0 ? sub : undefined;
 }
 

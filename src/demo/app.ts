@@ -32,7 +32,7 @@ function log(text: string): void {
 const fail = (what: string) => (e: StorywireError | Error) => log(`${what} : ${'code' in e ? `${e.code} ` : ''}${e.message}`);
 
 function renderState(s: ConnectionState): void {
-  $('status').dataset.state = s.status;
+  $('status').dataset['state'] = s.status;
   $('status-text').textContent = s.status === 'open' ? 'En ligne' : 'Hors ligne';
   const detail: Record<ConnectionState['status'], string> = {
     idle: 'pas connecté',
@@ -48,11 +48,11 @@ function renderState(s: ConnectionState): void {
 function renderNotifications(store: NotificationStore): void {
   const unread = $('unread');
   unread.textContent = String(store.unreadCount);
-  unread.dataset.count = String(store.unreadCount);
+  unread.dataset['count'] = String(store.unreadCount);
   $('notifications').replaceChildren(
     ...store.items.map((n) => {
       const item = li(`${n.title} — ${n.message} `, n.read ? 'read' : 'unread');
-      item.dataset.id = n.id;
+      item.dataset['id'] = n.id;
       const from = document.createElement('span');
       from.className = 'meta';
       from.textContent = `de ${n.from ?? 'serveur'} à ${time(n.ts)} `;
@@ -75,7 +75,7 @@ function renderPeople(): void {
     ...[...people].sort().map((p) => {
       const on = online.has(p);
       const item = li(`${p}${p === me ? ' (vous)' : ''} — ${on ? 'en ligne' : 'hors ligne'}`, `person${on ? ' online' : ''}`);
-      item.dataset.user = p;
+      item.dataset['user'] = p;
       return item;
     }),
   );
@@ -137,7 +137,7 @@ function start(user: string, token: string): void {
   c.on('resync', (r) => log(`resynchronisation de ${r.topic} (${r.reason === 'epoch' ? 'historique perdu' : 'trop de messages manqués'})`));
   c.onNewStory((s, m) => {
     const item = li(`${s.title} — par ${s.authorId ?? 'le serveur'} à ${time(m.ts)}`);
-    item.dataset.id = s.id;
+    item.dataset['id'] = s.id;
     $('stories').prepend(item);
     if (s.authorId) follow(s.authorId);
   });

@@ -217,11 +217,11 @@ export function hmacVerifier(secret: Uint8Array, algorithms: readonly string[], 
     const s = token.slice(dot2 + 1);
     if (!B64URL.test(h) || !B64URL.test(p) || !B64URL.test(s)) throw invalidToken('ERR_JWS_INVALID');
     const header = decodeJson(h);
-    const alg = header.alg;
+    const alg = header['alg'];
     const hash = typeof alg === 'string' && algorithms.includes(alg) ? HMAC_HASH.get(alg) : undefined;
     if (hash === undefined) throw invalidToken('ERR_JOSE_ALG_NOT_ALLOWED');
     // jose understands no critical header parameter here, and `b64: false` is not a JWT.
-    if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) throw invalidToken('ERR_JWS_INVALID');
+    if (header['crit'] !== undefined || (header['b64'] !== undefined && header['b64'] !== true)) throw invalidToken('ERR_JWS_INVALID');
     const mac = createHmac(hash, key).update(token.slice(0, dot2)).digest();
     const sig = Buffer.from(s, 'base64url');
     if (sig.length !== mac.length || !timingSafeEqual(sig, mac)) throw invalidToken('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
@@ -252,8 +252,8 @@ export function principalFromClaims(payload: JWTPayload, config: Config): Princi
   if (payload.exp !== undefined && !Number.isFinite(payload.exp)) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (exp must be a finite number)', 401);
   // Most users carry no permission at all: they share one empty set instead of holding ~170 bytes each.
   let permissions: Set<string> | undefined;
-  if (typeof payload.scope === 'string') for (const s of payload.scope.split(' ')) if (s) (permissions ??= new Set()).add(s);
-  if (Array.isArray(payload.roles)) for (const r of payload.roles) if (typeof r === 'string') (permissions ??= new Set()).add(r);
+  if (typeof payload['scope'] === 'string') for (const s of payload['scope'].split(' ')) if (s) (permissions ??= new Set()).add(s);
+  if (Array.isArray(payload['roles'])) for (const r of payload['roles']) if (typeof r === 'string') (permissions ??= new Set()).add(r);
   const principal: Principal = { userId: sub, permissions: permissions ?? NO_PERMISSIONS, exp: typeof payload.exp === 'number' ? payload.exp : undefined };
   if (config.connectPermission !== undefined && !hasPermission(principal, config.connectPermission)) {
     throw new WireError(ErrorCode.FORBIDDEN, `token lacks the "${config.connectPermission}" permission`, 403);

@@ -70,7 +70,7 @@ function ack(ctx: Ctx, ws: Socket, reqId: RequestId | undefined, data?: object):
   if (reqId !== undefined) ctx.send(ws, ackFrame(reqId, data));
 }
 
-const target = (d: unknown) => ({ target: string(object(d, 'data').target, 'data.target', 140) });
+const target = (d: unknown) => ({ target: string(object(d, 'data')['target'], 'data.target', 140) });
 
 // Publishing handlers acknowledge once the other nodes have the event too: an ack means "delivered
 // everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
@@ -81,7 +81,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   },
 
   auth: {
-    parse: (d) => ({ token: string(object(d, 'data').token, 'data.token', 8192) }),
+    parse: (d) => ({ token: string(object(d, 'data')['token'], 'data.token', 8192) }),
     handle: async (ctx, ws, msg) => {
       const { exp } = await ctx.refresh(ws, msg.data.token);
       ack(ctx, ws, msg.id, exp === undefined ? {} : { exp });
@@ -91,7 +91,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   'send:notification': {
     parse: (d, l, b) => {
       const o = object(d, 'data');
-      return { userId: id(o.userId, 'data.userId'), notification: parseNotification(o.notification, 'data.notification', l, b) };
+      return { userId: id(o['userId'], 'data.userId'), notification: parseNotification(o['notification'], 'data.notification', l, b) };
     },
     sized: true,
     bucket: 'notify',
@@ -146,7 +146,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   subscribe: {
     parse: (d) => {
       const o = object(d, 'data');
-      return { topic: string(o.topic, 'data.topic', 140), since: o.since === undefined ? undefined : parsePosition(o.since, 'data.since') };
+      return { topic: string(o['topic'], 'data.topic', 140), since: o['since'] === undefined ? undefined : parsePosition(o['since'], 'data.since') };
     },
     handle: async (ctx, ws, msg) => {
       const conn = connOf(ws);
@@ -184,7 +184,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   },
 
   unsubscribe: {
-    parse: (d) => ({ topic: string(object(d, 'data').topic, 'data.topic', 140) }),
+    parse: (d) => ({ topic: string(object(d, 'data')['topic'], 'data.topic', 140) }),
     handle: (ctx, ws, msg) => {
       const conn = connOf(ws);
       const topic = msg.data.topic;
@@ -196,7 +196,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   },
 
   'presence:query': {
-    parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data').userIds, 'data.userIds', l) }),
+    parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data')['userIds'], 'data.userIds', l) }),
     handle: async (ctx, ws, msg) => {
       const online = await ctx.presence.online(msg.data.userIds);
       ctx.send(ws, ackFrame(msg.id, { online }));
@@ -206,10 +206,10 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   'notifications:list': {
     parse: (d) => {
       const o = d === undefined ? {} : object(d, 'data');
-      if (o.limit !== undefined && !(typeof o.limit === 'number' && Number.isSafeInteger(o.limit) && o.limit >= 1 && o.limit <= 1000)) {
+      if (o['limit'] !== undefined && !(typeof o['limit'] === 'number' && Number.isSafeInteger(o['limit']) && o['limit'] >= 1 && o['limit'] <= 1000)) {
         throw invalid('data.limit must be an integer from 1 to 1000');
       }
-      return { limit: o.limit };
+      return { limit: o['limit'] };
     },
     handle: async (ctx, ws, msg) => {
       const inbox = await ctx.inbox.list(connOf(ws).userId, msg.data.limit);
@@ -220,9 +220,9 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   'notifications:read': {
     parse: (d) => {
       const o = object(d, 'data');
-      if (o.all === true) return { all: true };
-      if (o.id === undefined) throw invalid('data must be {"id": "<notification id>"} or {"all": true}');
-      return { id: string(o.id, 'data.id', 64) };
+      if (o['all'] === true) return { all: true };
+      if (o['id'] === undefined) throw invalid('data must be {"id": "<notification id>"} or {"all": true}');
+      return { id: string(o['id'], 'data.id', 64) };
     },
     handle: async (ctx, ws, msg) => {
       const unreadCount = await ctx.inbox.markRead(connOf(ws).userId, msg.data, ws);
@@ -253,17 +253,17 @@ export function parseFrame(text: string, limits: Limits, bytes?: number): Client
   if (!isObject(raw)) throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'frame must be a JSON object'), undefined);
   let reqId: RequestId | undefined;
   try {
-    reqId = requestId(raw.id);
+    reqId = requestId(raw['id']);
   } catch (err) {
     throw new FrameError(err as WireError, undefined);
   }
-  const type = raw.type;
+  const type = raw['type'];
   if (typeof type !== 'string') throw new FrameError(new WireError(ErrorCode.BAD_MESSAGE, 'type must be a string'), reqId);
   const spec = Object.hasOwn(MESSAGES, type) ? (MESSAGES[type as ClientType] as Spec<ClientType>) : undefined;
   if (!spec) throw new FrameError(new WireError(ErrorCode.UNKNOWN_TYPE, `unknown type "${type.slice(0, 64)}"`), reqId);
   try {
     const bound = bytes !== undefined && spec.sized && !EXPONENT.test(text) ? bytes : Infinity;
-    return { type, id: reqId, data: spec.parse(raw.data, limits, bound) } as ClientMessage;
+    return { type, id: reqId, data: spec.parse(raw['data'], limits, bound) } as ClientMessage;
   } catch (err) {
     if (err instanceof WireError) throw new FrameError(err, reqId);
     throw err;

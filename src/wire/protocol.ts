@@ -93,12 +93,12 @@ export function requestId(v: unknown): RequestId | undefined {
 
 export function parseNotification(v: unknown, path: string, limits: Limits, sourceBound = Infinity): NotificationInput {
   const n = object(v, path);
-  const data = n.data === undefined || n.data === null ? undefined : object(n.data, `${path}.data`);
+  const data = n['data'] === undefined || n['data'] === null ? undefined : object(n['data'], `${path}.data`);
   capped(n, path, limits.maxNotificationBytes, sourceBound);
   return {
-    title: string(n.title, `${path}.title`, 200),
-    message: string(n.message, `${path}.message`, 2000, 0),
-    type: n.type === undefined ? 'info' : string(n.type, `${path}.type`, 64),
+    title: string(n['title'], `${path}.title`, 200),
+    message: string(n['message'], `${path}.message`, 2000, 0),
+    type: n['type'] === undefined ? 'info' : string(n['type'], `${path}.type`, 64),
     data,
   };
 }
@@ -106,16 +106,16 @@ export function parseNotification(v: unknown, path: string, limits: Limits, sour
 export function parseStory(v: unknown, path: string, limits: Limits, sourceBound = Infinity): StoryInput {
   const s = object(v, path);
   capped(s, path, limits.maxStoryBytes, sourceBound);
-  return { ...s, id: id(s.id, `${path}.id`), title: string(s.title, `${path}.title`, 300) };
+  return { ...s, id: id(s['id'], `${path}.id`), title: string(s['title'], `${path}.title`, 300) };
 }
 
 export function parseChapter(v: unknown, path: string, limits: Limits, sourceBound = Infinity): ChapterInput {
   const c = object(v, path);
   capped(c, path, limits.maxStoryBytes, sourceBound);
-  if (c.number !== undefined && !(typeof c.number === 'number' && Number.isSafeInteger(c.number) && c.number >= 0)) {
+  if (c['number'] !== undefined && !(typeof c['number'] === 'number' && Number.isSafeInteger(c['number']) && c['number'] >= 0)) {
     throw invalid(`${path}.number must be a non-negative integer`);
   }
-  return { ...c, storyId: id(c.storyId, `${path}.storyId`), id: id(c.id, `${path}.id`), title: string(c.title, `${path}.title`, 300) };
+  return { ...c, storyId: id(c['storyId'], `${path}.storyId`), id: id(c['id'], `${path}.id`), title: string(c['title'], `${path}.title`, 300) };
 }
 
 export function parseUserIds(v: unknown, path: string, limits: Limits): string[] {
@@ -127,9 +127,9 @@ export function parseUserIds(v: unknown, path: string, limits: Limits): string[]
 /** A resume position: `{epoch, offset}` as the server sent them. */
 export function parsePosition(v: unknown, path: string): Position {
   const o = object(v, path);
-  const epoch = string(o.epoch, `${path}.epoch`, 64);
-  if (typeof o.offset !== 'number' || !Number.isSafeInteger(o.offset) || o.offset < 0) throw invalid(`${path}.offset must be a non-negative integer`);
-  return { epoch, offset: o.offset };
+  const epoch = string(o['epoch'], `${path}.epoch`, 64);
+  if (typeof o['offset'] !== 'number' || !Number.isSafeInteger(o['offset']) || o['offset'] < 0) throw invalid(`${path}.offset must be a non-negative integer`);
+  return { epoch, offset: o['offset'] };
 }
 
 /** `?since=<epoch>:<offset>` of an upgrade; undefined when absent, INVALID_PAYLOAD when malformed. */

@@ -15,7 +15,7 @@ function rng(seed: number): () => number {
   };
 }
 
-const seed = Number(process.env.HAMMER_SEED ?? Date.now() % 1_000_000);
+const seed = Number(process.env['HAMMER_SEED'] ?? Date.now() % 1_000_000);
 
 t.test(`hammer (seed ${seed}): stores converge on the inbox`, async (t) => {
   // A small history and store so that trimming and capacity are exercised too.

@@ -12,7 +12,7 @@ t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { 
   const [a, b] = await startNodes(t, redis, 2, { presenceGraceMs: 300, nodeLeaseMs: LEASE_MS });
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     env: {
-      PATH: process.env.PATH ?? '',
+      PATH: process.env['PATH'] ?? '',
       HOST: '127.0.0.1',
       PORT: '0',
       JWT_SECRET: SECRET,

@@ -15,8 +15,8 @@ function rng(seed: number): () => number {
   };
 }
 
-const seed = Number(process.env.HAMMER_SEED ?? Date.now() % 1_000_000);
-const skip = skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
+const seed = Number(process.env['HAMMER_SEED'] ?? Date.now() % 1_000_000);
+const skip = skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
 
 for (const persistent of [false, true]) run(persistent);
 

@@ -7,7 +7,7 @@ import { inboxDifferences, type StorywireClient, type WebSocketConstructor } fro
 import { client, next } from '../client/util.js';
 import { api, skipReason, startNodes, startRedis, until, type Node, type TestRedis } from './redis.js';
 
-const needsOwnRedis = skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
+const needsOwnRedis = skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
 
 /** The `ws` class, recording the type of every frame the SDK sends and letting the test cut the last socket. */
 function recorded(): { WebSocket: WebSocketConstructor; sent: string[]; cut(): void } {

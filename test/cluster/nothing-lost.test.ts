@@ -7,7 +7,7 @@ import { Client, sign, type Frame } from '../helpers.js';
 import { API_KEY, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
 
 type Numbered = Frame & { epoch: string; offset: number };
-const needsOwnRedis = skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
+const needsOwnRedis = skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
 const LEASE_MS = 1500;
 
 async function post(node: Node, path: string, body: unknown, key?: string): Promise<{ status: number; body: any }> {

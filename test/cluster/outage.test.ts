@@ -20,7 +20,7 @@ function track(c: Client, sub: string): Client {
   return c;
 }
 
-t.test('Redis outage and restart', { skip: skipReason || (process.env.REDIS_URL ? 'needs a redis-server it can stop (REDIS_URL is set)' : false) }, async (t) => {
+t.test('Redis outage and restart', { skip: skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false) }, async (t) => {
   const redis = await startRedis(t);
   const [a, b] = await startNodes(t, redis, 2, { presenceGraceMs: 200 });
   const alice = await a!.connect('alice', { scope: 'stories:publish' });

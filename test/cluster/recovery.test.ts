@@ -120,7 +120,7 @@ t.test('cluster recovery', { skip: skipReason }, async (t) => {
 
   t.test('kill -9 of the node the client was on: reconnect elsewhere and recover', async (t) => {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, NODE_ID: 'doomed', NODE_LEASE_MS: '1500' },
+      env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, NODE_ID: 'doomed', NODE_LEASE_MS: '1500' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     t.teardown(() => child.kill('SIGKILL'));

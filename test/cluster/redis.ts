@@ -35,7 +35,7 @@ const hasRedisServer = spawnSync('sh', ['-c', 'command -v redis-server'], { stdi
 /** Why the cluster suites cannot run here, or false when they can (with CI_REQUIRE=redis: they must, or fail). */
 export const skipReason: string | false = skipUnlessRequired(
   'redis',
-  process.env.REDIS_URL || hasRedisServer
+  process.env['REDIS_URL'] || hasRedisServer
     ? false
     : '\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server) or REDIS_URL !!!\n',
 );
@@ -75,7 +75,7 @@ const accepts = (port: number) =>
 /** `persistent`: an append-only file fsynced on every write, so that a restart (even a SIGKILL) keeps every key. */
 export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): Promise<TestRedis> {
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, prefix };
+  if (process.env['REDIS_URL']) return { url: process.env['REDIS_URL'], prefix };
   const port = await freePort();
   let child: ChildProcess | undefined;
   const dir = opts.persistent ? mkdtempSync(join(tmpdir(), 'sw-redis-')) : undefined;

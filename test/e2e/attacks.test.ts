@@ -18,7 +18,7 @@ interface Jwks {
 /** A JWKS endpoint on loopback; `hang` never answers. */
 async function jwksServer(t: { teardown(fn: () => unknown): void }, keys: object[], hang = false): Promise<Jwks> {
   let current = keys;
-  const server = http.createServer((req, res) => {
+  const server = http.createServer((_req, res) => {
     if (hang) return;
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: current }));
   });

@@ -55,7 +55,7 @@ interface Teardown {
 
 /** A real `storywire` process in dev mode (no JWT key: /dev/token mints tokens), resolved once it listens. */
 async function startProcess(t: Teardown, port: number): Promise<ChildProcess> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' };
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -153,7 +153,7 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
   // The screenshot for the docs: Bob's page with a story, an unread notification, Alice online and typing again.
   await alice.locator('#notify-message').pressSequentially('Et un chapitre ?');
   await bob.locator('#typing', { hasText: 'alice écrit' }).waitFor();
-  await bob.screenshot({ path: process.env.DEMO_SCREENSHOT ?? join(profile, 'demo.png'), fullPage: true });
+  await bob.screenshot({ path: process.env['DEMO_SCREENSHOT'] ?? join(profile, 'demo.png'), fullPage: true });
 
   // A second tab of Bob: its list comes from the server's inbox, and Bob's read in the first tab shows in it.
   const bob2 = await browser.newPage();

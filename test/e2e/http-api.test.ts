@@ -7,7 +7,7 @@ const KEY = 'test-api-key-0123456789';
 
 async function api(h: Harness, method: string, path: string, body?: unknown, key: string | null = KEY, raw?: string) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (key !== null) headers.authorization = `Bearer ${key}`;
+  if (key !== null) headers['authorization'] = `Bearer ${key}`;
   const res = await fetch(`http://127.0.0.1:${h.server.adminPort ?? h.port}${path}`, {
     method,
     headers,

@@ -92,7 +92,7 @@ t.test('shutdown: readiness goes false, clients closed with 4000 in batches over
 
 t.test('SIGTERM on a child-process server: every client gets 4000, exit 0 in time; logs carry no secrets', async (t) => {
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY: KEY, DRAIN_MS: '500', SHUTDOWN_TIMEOUT_MS: '5000' },
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY: KEY, DRAIN_MS: '500', SHUTDOWN_TIMEOUT_MS: '5000' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));

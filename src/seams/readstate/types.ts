@@ -5,9 +5,11 @@
 //   marked one by one above it. A user never marked has { allUpTo: 0, ids: {} }.
 // - mark(userId, { allUpTo }) never lowers `allUpTo` and forgets the ids marked one by one (they are
 //   covered); mark(userId, { id }) adds one id.
-// - Read state belongs to the current epoch of `user:<id>`: when that topic gets a new epoch, the user's
-//   read state starts empty (offsets restart at 1, so an old `allUpTo` would mark new notifications read).
-// - Bounded like the history it refers to; a store that cannot be reached rejects with UNAVAILABLE.
+// - Read state belongs to the current epoch of `user:<id>`: when that topic gets a new epoch, `allUpTo`
+//   starts at 0 again (offsets restart at 1, so an old `allUpTo` would mark new notifications read). Ids
+//   marked in an older epoch may still be listed: ids are unique, they never name a newer notification.
+// - Bounded like the history it refers to (memory: users and ids per user; Redis: HISTORY_TTL_S); a store
+//   that cannot be reached rejects with UNAVAILABLE.
 
 export interface ReadState {
   /** Every notification at or below this offset is read. */

@@ -1,0 +1,147 @@
+// The history contract of src/seams/history/types.ts, run against every implementation: the memory history
+// (appended to by this node) and the Redis one (appended to by its backplane, publishRecorded).
+import t, { type Test } from 'tap';
+import pino from 'pino';
+import { Redis } from 'ioredis';
+import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
+import { MemoryHistory } from '../src/seams/history/memory.js';
+import type { Appended, HistoryReads } from '../src/seams/history/types.js';
+import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
+
+interface Limits {
+  size: number;
+  ttlMs: number;
+}
+
+interface Fixture {
+  history: HistoryReads;
+  append(topic: string, head: string, tail: string): Promise<Appended>;
+  /** What a lost history is to this implementation (a topic evicted, its Redis keys expired or gone). */
+  lose(topic: string): Promise<void>;
+}
+
+interface Impl {
+  name: string;
+  make(t: Test, limits: Limits): Promise<Fixture>;
+  skip?: string | false;
+}
+
+let redis: TestRedis | undefined;
+const impls: Impl[] = [
+  {
+    name: 'memory',
+    async make(_t, limits) {
+      const maxTopics = 10;
+      const history = new MemoryHistory({ ...limits, maxTopics });
+      return {
+        history,
+        append: async (topic, head, tail) => history.append(topic, head, tail),
+        // Every topic is used when created: making room for maxTopics new ones drops the oldest first.
+        async lose(topic) {
+          for (let i = 0; i < maxTopics; i++) history.append(`story:filler-${i}`, `{"type":"x","topic":"story:filler-${i}"`, '}');
+          if ((await history.position(topic)).offset !== 0) throw new Error(`${topic} was not evicted`);
+        },
+      };
+    },
+  },
+  {
+    name: 'redis',
+    skip: skipReason,
+    async make(t, limits) {
+      const prefix = redis!.prefix;
+      const bp = new RedisBackplane({ url: redis!.url, prefix, nodeId: 'h', leaseMs: 1500, graceMs: 200, history: limits, log: pino({ level: 'silent' }) });
+      t.teardown(() => bp.close());
+      t.ok(await bp.connect(5000), 'the node joins the cluster');
+      const raw = new Redis(redis!.url);
+      t.teardown(() => raw.disconnect());
+      return {
+        history: bp.stores.history,
+        async append(topic, head, tail) {
+          const a = await bp.publishRecorded(topic, head, tail);
+          if (a === undefined) throw new Error('not appended');
+          return a;
+        },
+        async lose(topic) {
+          await raw.del(`${prefix}h:${topic}`, `${prefix}s:${topic}`);
+        },
+      };
+    },
+  },
+];
+
+const head = (topic: string) => `{"type":"x","topic":"${topic}"`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const impl of impls) {
+  t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
+    if (impl.name === 'redis') {
+      redis = await startRedis(t);
+      const base = redis.prefix;
+      let n = 0;
+      // Each test its own keys.
+      t.beforeEach(() => {
+        redis!.prefix = `${base}${++n}:`;
+      });
+    }
+
+    t.test('offsets count up; since replays what is still held, in order', async (t) => {
+      const { history: h, append } = await impl.make(t, { size: 3, ttlMs: 60_000 });
+      const p0 = await h.position('user:a');
+      t.equal(p0.offset, 0);
+      const frames: Appended[] = [];
+      for (const i of [1, 2, 3, 4, 5]) frames.push(await append('user:a', head('user:a'), `,"n":${i}}`));
+      t.same(frames.map((f) => f.offset), [1, 2, 3, 4, 5]);
+      t.equal(frames[0]!.epoch, p0.epoch, 'a new topic starts in the epoch its empty position announced');
+      t.match(frames[4]!.frame, /"epoch":"[^"]+","offset":5,"n":5}$/);
+      const r = await h.since('user:a', p0.epoch, 2, 5);
+      t.same(r, { recovered: true, frames: [frames[2]!.frame, frames[3]!.frame, frames[4]!.frame], position: { epoch: p0.epoch, offset: 5 } });
+      t.equal((await h.since('user:a', p0.epoch, 1, 5)).recovered, false, 'offset 2 fell out of a history of 3');
+      t.equal((await h.since('user:a', 'other', 4, 5)).recovered, false, 'another epoch');
+      t.same(await h.latest('user:a', 2), [frames[4]!.frame, frames[3]!.frame], 'newest first');
+    });
+
+    t.test('a position at the head replays nothing and is recovered; one past it is not', async (t) => {
+      const { history: h, append } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      const a = await append('story:h', head('story:h'), '}');
+      await append('story:h', head('story:h'), '}');
+      t.same(await h.since('story:h', a.epoch, 2, 2), { recovered: true, frames: [], position: { epoch: a.epoch, offset: 2 } });
+      t.equal((await h.since('story:h', a.epoch, 3, 3)).recovered, false, 'a position the topic never reached');
+      t.same((await h.since('story:h', a.epoch, 0, 1)).frames, [a.frame], 'upTo bounds the replay');
+      t.same(await h.position('story:h'), { epoch: a.epoch, offset: 2 });
+    });
+
+    t.test('topics are numbered apart', async (t) => {
+      const { history: h, append } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      await append('story:x', head('story:x'), '}');
+      const y = await append('story:y', head('story:y'), '}');
+      t.equal(y.offset, 1, 'a topic of its own starts at 1');
+      t.equal((await h.position('story:x')).offset, 1);
+      t.same(await h.latest('story:nothing', 5), [], 'a topic with nothing holds nothing');
+    });
+
+    t.test('entries older than the age limit are never replayed', async (t) => {
+      const { history: h, append } = await impl.make(t, { size: 10, ttlMs: 40 });
+      const a = await append('story:1', head('story:1'), '}');
+      await sleep(80);
+      const b = await append('story:1', head('story:1'), '}');
+      const r = await h.since('story:1', a.epoch, 0, b.offset);
+      t.equal(r.recovered, false, 'offset 1 is too old: not recoverable');
+      // (A Redis topic idle past the age also starts a new epoch: b may be offset 1 of another one.)
+      const r2 = await h.since('story:1', b.epoch, b.offset - 1, b.offset);
+      t.same(r2.frames, [b.frame], 'what is young enough still is');
+      t.same(await h.latest('story:1', 10), [b.frame]);
+    });
+
+    t.test('a topic whose history is lost comes back under a new epoch', async (t) => {
+      const { history: h, append, lose } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      const a = await append('user:l', head('user:l'), '}');
+      await lose('user:l');
+      const p = await h.position('user:l');
+      t.equal(p.offset, 0, 'nothing held');
+      t.not(p.epoch, a.epoch, 'a new epoch');
+      t.equal((await h.since('user:l', a.epoch, 1, 1)).recovered, false, 'a position of the old epoch cannot be recovered');
+      const b = await append('user:l', head('user:l'), '}');
+      t.match(b, { epoch: p.epoch, offset: 1 }, 'the next append opens the epoch the empty position announced');
+    });
+  });
+}

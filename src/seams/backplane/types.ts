@@ -20,8 +20,14 @@
 //   this node: its listening topics, its interests, its lease and (through its presence store) its
 //   presence registrations.
 //
-// Presence and read state are seams of their own (seams/presence, seams/readstate). A cluster backplane
-// brings the stores its nodes share (`stores`): they live on its store and share its lease and sweep.
+// Kinds, declared by `single` (never by probing for a method)
+// - A single-node backplane (memory) is the whole deployment: it has no other node to send to, ask or
+//   sweep; the node numbers its own history (a LocalHistory) and delivers in the turn it publishes.
+// - A cluster backplane (Redis) also numbers and publishes recoverable frames in one step
+//   (publishRecorded, delivered back to every listening node, the publisher included, in offset order),
+//   offers the join barrier, and brings the stores its nodes share (`stores`: the ClusterHistory that
+//   publishRecorded appends to, presence and read state; presence shares its lease and sweep).
+// Presence and read state are seams of their own (seams/presence, seams/readstate), with their own contracts.
 //
 // Control and health
 // - disconnectUser() asks every other node holding connections of the user to close them and resolves

@@ -52,7 +52,10 @@ function signal(child: ChildProcess, sig: NodeJS.Signals): void {
 const redisPing = (port: number) =>
   new Promise<boolean>((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
-    const done = (ok: boolean) => (sock.destroy(), resolve(ok));
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
     sock.setTimeout(1000, () => done(false));
     sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
     sock.once('connect', () => sock.write('PING\r\n'));
@@ -222,7 +225,7 @@ interface Pipe {
  * refuses is skipped for this connection (what a health-checking balancer does). `reset()` destroys both
  * sides of some pipes: the client sees 1006, the node a vanished peer.
  */
-export class Proxy {
+export class Balancer {
   private server: net.Server | undefined;
   private readonly pipes = new Set<Pipe>();
   private next = 0;

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signHs256 } from '../lib/jwt.js';
-import { NodeProcess, Proxy, RedisProcess, freePort } from './cluster.js';
+import { Balancer, NodeProcess, RedisProcess, freePort } from './cluster.js';
 import { RawDevice, SdkDevice, Watcher, type Device } from './devices.js';
 import { Publisher, type Logical } from './publisher.js';
 
@@ -136,7 +136,7 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
         note,
       ),
   );
-  const proxy = new Proxy(() => ports);
+  const proxy = new Balancer(() => ports);
   const token = (sub: string) => signHs256(secret, { sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3 * 3600 });
   const users = Array.from({ length: o.users }, (_, i) => `u${i}`);
   const devices: (SdkDevice | RawDevice)[] = [];

@@ -21,7 +21,7 @@ export function resolveReconnect(o: ReconnectOptions | undefined): ResolvedRecon
 
 /** The cap of the draw for a given attempt (0-based): min(max, min * factor^attempt). */
 export function backoffCap(attempt: number, o: ResolvedReconnect): number {
-  return Math.min(o.maxDelayMs, o.minDelayMs * Math.pow(o.factor, attempt));
+  return Math.min(o.maxDelayMs, o.minDelayMs * o.factor ** attempt);
 }
 
 /**

@@ -147,9 +147,18 @@ export class StorywireClient {
         offClosed();
         this.clock.clearTimeout(timer);
       };
-      const offOpen = this.events.once('open', (i) => (done(), resolve(i)));
-      const offClosed = this.events.once('closed', (why) => (done(), reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${why.reason}`, false, false))));
-      const timer = this.clock.setTimeout(() => (done(), reject(new StorywireError(ClientErrorCode.TIMEOUT, `not open within ${timeoutMs} ms`, false, false))), timeoutMs);
+      const offOpen = this.events.once('open', (i) => {
+        done();
+        resolve(i);
+      });
+      const offClosed = this.events.once('closed', (why) => {
+        done();
+        reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${why.reason}`, false, false));
+      });
+      const timer = this.clock.setTimeout(() => {
+        done();
+        reject(new StorywireError(ClientErrorCode.TIMEOUT, `not open within ${timeoutMs} ms`, false, false));
+      }, timeoutMs);
     });
   }
 

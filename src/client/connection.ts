@@ -244,7 +244,10 @@ export class Connection {
     if (wasOpen) this.hooks.lost(why);
     this.events.emit('disconnected', why);
     const r = this.o.reconnect;
-    if (!r) return this.end(why);
+    if (!r) {
+      this.end(why);
+      return;
+    }
     if (wasOpen && this.o.clock.now() - this.openedAt >= r.stableAfterMs) {
       this.attempt = 0;
       this.stopStrike = false;
@@ -253,7 +256,10 @@ export class Connection {
     let delay: number;
     if (why.policy === 'stop') {
       // "Not with the same credentials": a provider may have a new token; a fixed token cannot change.
-      if (typeof this.o.token === 'string' || this.stopStrike) return this.end(why);
+      if (typeof this.o.token === 'string' || this.stopStrike) {
+        this.end(why);
+        return;
+      }
       this.stopStrike = true;
       delay = backoffDelay(this.attempt++, r, this.o.clock.random);
     } else if (why.policy === 'now' && wasOpen) {
@@ -262,7 +268,8 @@ export class Connection {
       delay = backoffDelay(this.attempt++, r, this.o.clock.random);
     }
     if (this.attempt > r.maxAttempts) {
-      return this.end({ ...why, kind: 'attempts', reason: `gave up after ${r.maxAttempts} attempts; last: ${why.reason}` });
+      this.end({ ...why, kind: 'attempts', reason: `gave up after ${r.maxAttempts} attempts; last: ${why.reason}` });
+      return;
     }
     this.setState({ status: 'reconnecting', attempt: this.attempt, reason: why, retryInMs: delay });
     this.events.emit('reconnecting', { attempt: this.attempt, delayMs: delay, reason: why });

@@ -14,12 +14,16 @@ function report(err: unknown): void {
 }
 
 export class Emitter<M extends { [K in keyof M]: Args }> {
-  private readonly listeners = new Map<keyof M, Set<Listener<any>>>();
+  /** The set under name K holds only `Listener<M[K]>` (on() adds no other), as emit() relies on; `never` fits them all. */
+  private readonly listeners = new Map<keyof M, Set<Listener<never>>>();
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof M>(name: K, fn: Listener<M[K]>): () => void {
     let set = this.listeners.get(name);
-    if (!set) this.listeners.set(name, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.listeners.set(name, set);
+    }
     set.add(fn);
     return () => this.off(name, fn);
   }
@@ -40,7 +44,7 @@ export class Emitter<M extends { [K in keyof M]: Args }> {
   emit<K extends keyof M>(name: K, ...args: M[K]): void {
     const set = this.listeners.get(name);
     if (!set) return;
-    for (const fn of [...set]) {
+    for (const fn of [...set] as Listener<M[K]>[]) {
       try {
         fn(...args);
       } catch (err) {

@@ -1,7 +1,7 @@
 // Keeps the notification store in step with the server's inbox: refilled on every connection (and retried while
 // the server cannot answer), reads kept until the server acknowledges them, other devices' reads applied.
 import { backoffDelay, type ResolvedReconnect } from './backoff.js';
-import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
+import { ClientErrorCode, ServerErrorCode, type StorywireError } from './codes.js';
 import type { InboxPage, NotificationStore, ReadOverrides } from './store.js';
 import type { Clock, NotificationsReadEvent, RequestOptions } from './types.js';
 
@@ -108,10 +108,11 @@ export class InboxSync {
    */
   load(): Promise<void> {
     if (!this.running) return this.start();
-    return (this.queued ??= this.running.then(noop, noop).then(() => {
+    this.queued ??= this.running.then(noop, noop).then(() => {
       this.queued = undefined;
       return this.start();
-    }));
+    });
+    return this.queued;
   }
 
   /**

@@ -90,7 +90,7 @@ export class Requests {
   settle(frame: ServerFrame): boolean {
     if (frame.id === undefined || (frame.type !== 'ack' && frame.type !== 'error' && frame.type !== 'pong')) return false;
     const p = this.pending.get(String(frame.id));
-    if (!p || !p.sent) return false;
+    if (!p?.sent) return false;
     this.finish(p);
     if (frame.type === 'error') {
       const e = frame.error ?? { code: 'INTERNAL', message: 'error without detail' };

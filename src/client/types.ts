@@ -3,15 +3,22 @@ import type { ReconnectPolicy, StorywireError } from './codes.js';
 
 export type RequestId = string | number;
 
+/**
+ * An event handler property of a WebSocketLike. Its event is `any`, not `unknown`: the browser's, Node's and `ws`'s
+ * handlers each take their own event type, and a property (unlike a method) is checked contravariantly.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: with `unknown` no real WebSocket class would be a WebSocketLike (see above)
+type Handler = ((ev: any) => void) | null;
+
 /** The minimal standard WebSocket surface the SDK uses: the browser's, Node 22's, or the `ws` package's. */
 export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: any) => void) | null;
-  onclose: ((ev: any) => void) | null;
-  onerror: ((ev: any) => void) | null;
+  onopen: Handler;
+  onmessage: Handler;
+  onclose: Handler;
+  onerror: Handler;
 }
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 

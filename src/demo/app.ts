@@ -156,7 +156,13 @@ function start(user: string, token: string): void {
     if (t.target !== `user:${me}`) return;
     clearTimeout(typing.get(t.userId));
     // The server sends user:stopped_typing by itself after its timeout; this only covers a lost stop.
-    typing.set(t.userId, setTimeout(() => (typing.delete(t.userId), renderTyping()), 15_000));
+    typing.set(
+      t.userId,
+      setTimeout(() => {
+        typing.delete(t.userId);
+        renderTyping();
+      }, 15_000),
+    );
     renderTyping();
     follow(t.userId);
   });

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: config.logLevel });
   // Imported here so that a missing native uWS binary is reported as a clean start-up error.
-  let createServer;
+  let createServer: typeof import('./edge/server.js').createServer;
   try {
     ({ createServer } = await import('./edge/server.js'));
   } catch (err) {
@@ -37,16 +37,14 @@ async function main(): Promise<void> {
 
   if (devApiKey) {
     const base = `http://localhost:${server.adminPort ?? port}`;
-    process.stdout.write(
-      [
-        '',
-        '  storywire dev API key (backend HTTP API and /metrics; set API_KEY to choose one):',
-        `    key:     ${config.apiKey}`,
-        `    try:     curl -H "Authorization: Bearer ${config.apiKey}" -H "content-type: application/json" \\`,
-        `               -d '{"id":"1","title":"Le Petit Prince"}' ${base}/v1/stories`,
-        '',
-      ].join('\n') + '\n',
-    );
+    printLines([
+      '',
+      '  storywire dev API key (backend HTTP API and /metrics; set API_KEY to choose one):',
+      `    key:     ${config.apiKey}`,
+      `    try:     curl -H "Authorization: Bearer ${config.apiKey}" -H "content-type: application/json" \\`,
+      `               -d '{"id":"1","title":"Le Petit Prince"}' ${base}/v1/stories`,
+      '',
+    ]);
   } else if (config.apiKey === undefined) {
     log.warn('production without API_KEY: the backend HTTP API is disabled (answers 503)');
   }
@@ -55,17 +53,15 @@ async function main(): Promise<void> {
     const token = await server.signDevToken('demo', ['stories:publish']);
     const url = `ws://localhost:${port}${config.wsPath}`;
     log.warn('DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; tokens are signed with a random secret that dies with this process. Never run like this in production.');
-    process.stdout.write(
-      [
-        '',
-        '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
-        `    token:   ${token}`,
-        `    connect: npx wscat -c "${url}?token=${token}"`,
-        `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
-        ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
-        '',
-      ].join('\n') + '\n',
-    );
+    printLines([
+      '',
+      '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
+      `    token:   ${token}`,
+      `    connect: npx wscat -c "${url}?token=${token}"`,
+      `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
+      ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
+      '',
+    ]);
   }
 
   let stopping = false;
@@ -91,6 +87,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Writes the lines to stdout, the last one ended by a newline too. */
+function printLines(lines: string[]): void {
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 main().catch((err: unknown) => {

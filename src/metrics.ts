@@ -93,7 +93,10 @@ export class Metrics {
 
   private static count(byLabel: Map<string, Tally>, label: string): void {
     let t = byLabel.get(label);
-    if (!t) byLabel.set(label, (t = new Tally()));
+    if (!t) {
+      t = new Tally();
+      byLabel.set(label, t);
+    }
     t.n++;
   }
 

@@ -128,7 +128,11 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
       const rawKey = req.getHeader('idempotency-key');
       // uWS reads a header that is empty or not UTF-8 as "": present, it is a bad key, never "no key".
       let keyGiven = rawKey !== '';
-      if (!keyGiven) req.forEach((name) => (keyGiven ||= name === 'idempotency-key'));
+      if (!keyGiven) {
+        req.forEach((name) => {
+          keyGiven ||= name === 'idempotency-key';
+        });
+      }
       let key: string | undefined;
       try {
         checkApiKey(req.getHeader('authorization'), config.apiKey);

@@ -252,8 +252,12 @@ export function principalFromClaims(payload: JWTPayload, config: Config): Princi
   if (payload.exp !== undefined && !Number.isFinite(payload.exp)) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (exp must be a finite number)', 401);
   // Most users carry no permission at all: they share one empty set instead of holding ~170 bytes each.
   let permissions: Set<string> | undefined;
-  if (typeof payload['scope'] === 'string') for (const s of payload['scope'].split(' ')) if (s) (permissions ??= new Set()).add(s);
-  if (Array.isArray(payload['roles'])) for (const r of payload['roles']) if (typeof r === 'string') (permissions ??= new Set()).add(r);
+  const grant = (p: string) => {
+    permissions ??= new Set();
+    permissions.add(p);
+  };
+  if (typeof payload['scope'] === 'string') for (const s of payload['scope'].split(' ')) if (s) grant(s);
+  if (Array.isArray(payload['roles'])) for (const r of payload['roles']) if (typeof r === 'string') grant(r);
   const principal: Principal = { userId: sub, permissions: permissions ?? NO_PERMISSIONS, exp: typeof payload.exp === 'number' ? payload.exp : undefined };
   if (config.connectPermission !== undefined && !hasPermission(principal, config.connectPermission)) {
     throw new WireError(ErrorCode.FORBIDDEN, `token lacks the "${config.connectPermission}" permission`, 403);

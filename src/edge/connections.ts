@@ -144,7 +144,8 @@ export class Connections {
       return;
     }
     if (this.closing === undefined) {
-      const topics = (this.closing = new Set());
+      const topics = new Set<string>();
+      this.closing = topics;
       setImmediate(() => {
         this.closing = undefined;
         this.byUser.forEach((ws) => {
@@ -158,7 +159,9 @@ export class Connections {
   /** Closes everything with SHUTDOWN in batches, every 50 ms, so that all clients do not reconnect at once. */
   drain(drainMs: number): Promise<void> {
     const sockets: Socket[] = [];
-    this.byUser.forEach((ws) => sockets.push(ws));
+    this.byUser.forEach((ws) => {
+      sockets.push(ws);
+    });
     const steps = Math.max(1, Math.floor(drainMs / 50));
     const perStep = Math.ceil(sockets.length / steps);
     return new Promise((resolve) => {

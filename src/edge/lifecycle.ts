@@ -9,7 +9,7 @@ import type { JoinResult, PubSub } from '../pubsub/pubsub.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { connectedFrameTemplate } from '../wire/frames.js';
 import { dispatch, parseFrame, rateLimited, replyError, type Ctx } from '../wire/messages.js';
-import { FrameError, limitsOf } from '../wire/protocol.js';
+import { FrameError, limitsOf, type ClientMessage } from '../wire/protocol.js';
 import { PRESENCE_ALL, STORIES, userTopic } from '../wire/topics.js';
 import { isRefused, personalPosition, setPersonalPosition, type AnySocket, type Held, type Refused, type Socket } from './conn.js';
 import type { Connections } from './connections.js';
@@ -100,19 +100,23 @@ export function websocketBehavior(deps: LifecycleDeps): UWS.WebSocketBehavior<He
     }
     const conn = ws.getUserData().conn;
     // Created on the first message: a bucket made now is full, as one made at connect time would still be.
-    const rates = (conn.rates ??= new ConnectionRates(rateSpecs));
+    conn.rates ??= new ConnectionRates(rateSpecs);
+    const rates = conn.rates;
     const allowed = rates.all.take();
-    let msg;
+    let msg: ClientMessage;
     try {
       msg = parseFrame(decoder.decode(data), limits, data.byteLength);
     } catch (err) {
-      if (!allowed) return rateLimited(ctx, ws, rates, undefined, `at most ${config.rateLimitPerS} messages per second`);
+      if (!allowed) {
+        rateLimited(ctx, ws, rates, undefined, `at most ${config.rateLimitPerS} messages per second`);
+        return;
+      }
       // A TypeError from the fatal decoder: uWS already refuses invalid UTF-8 in text frames, this is the second line.
       replyError(ctx, ws, err instanceof TypeError ? new WireError(ErrorCode.BAD_JSON, 'frame is not valid UTF-8') : err, err instanceof FrameError ? err.requestId : undefined);
       return;
     }
-    if (!allowed) return rateLimited(ctx, ws, rates, msg.id, `at most ${config.rateLimitPerS} messages per second`);
-    dispatch(ctx, ws, msg, rates);
+    if (allowed) dispatch(ctx, ws, msg, rates);
+    else rateLimited(ctx, ws, rates, msg.id, `at most ${config.rateLimitPerS} messages per second`);
   }
 
   function close(ws: Socket, code: number): void {

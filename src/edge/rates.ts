@@ -44,11 +44,13 @@ export class ConnectionRates {
   }
 
   notifyBucket(): TokenBucket {
-    return (this.notify ??= new TokenBucket(this.specs.notify.ratePerS, this.specs.notify.burst));
+    this.notify ??= new TokenBucket(this.specs.notify.ratePerS, this.specs.notify.burst);
+    return this.notify;
   }
 
   publishBucket(): TokenBucket {
-    return (this.publish ??= new TokenBucket(this.specs.publish.ratePerS, this.specs.publish.burst));
+    this.publish ??= new TokenBucket(this.specs.publish.ratePerS, this.specs.publish.burst);
+    return this.publish;
   }
 }
 
@@ -67,7 +69,10 @@ export class ExpiryWheel<T> {
   add(item: T, expS: number | undefined): void {
     if (expS === undefined) return;
     let b = this.buckets.get(expS);
-    if (!b) this.buckets.set(expS, (b = new Set()));
+    if (!b) {
+      b = new Set();
+      this.buckets.set(expS, b);
+    }
     const before = b.size;
     b.add(item);
     this.count += b.size - before;

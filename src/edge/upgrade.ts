@@ -90,8 +90,14 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new WireError(ErrorCode.TIMEOUT, 'token verification timed out', 503)), config.upgradeTimeoutMs);
       verifier.verify(token).then(
-        (p) => (clearTimeout(timer), resolve(p)),
-        (err: unknown) => (clearTimeout(timer), reject(err)),
+        (p) => {
+          clearTimeout(timer);
+          resolve(p);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       );
     });
   }
@@ -142,7 +148,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip, source, secKey, secExtensions, context);
       return;
     }
-    let resumeFrom;
+    let resumeFrom: Position | undefined;
     try {
       resumeFrom = parseSinceParam(sinceParam);
     } catch (err) {
@@ -154,7 +160,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       return;
     }
     if (verifyNow) {
-      let principal;
+      let principal: Principal;
       try {
         principal = verifyNow(source.token);
       } catch (err) {
@@ -179,7 +185,8 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     let userId: string | undefined;
     const upgrade = async (): Promise<void> => {
       const principal = await verifyWithin(source.token!);
-      const user = (userId = principal.userId);
+      const user = principal.userId;
+      userId = user;
       pendingByUser.inc(user);
       // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still
       // accepted then: a node keeps serving, and the limit still holds on the node).

@@ -70,7 +70,10 @@ export class Presence {
   private emit(type: 'user:online' | 'user:offline', userId: string): void {
     const topic = this.topicFor(userId);
     // Most users have no watcher: no frame is built for nobody.
-    if (!this.pubsub.hasAudience(topic)) return this.pubsub.unheard(type);
+    if (!this.pubsub.hasAudience(topic)) {
+      this.pubsub.unheard(type);
+      return;
+    }
     const data = type === 'user:online' ? { userId } : { userId, lastSeen: Date.now() };
     this.pubsub.emit(type, topic, eventFrame(type, topic, data)).catch((err: unknown) =>
       this.log.debug({ err, userId, type }, 'presence event not sent to other nodes'),

@@ -39,7 +39,7 @@ export class Typing {
       return false;
     }
     this.active.set(key, { userId, target, deadline, ws });
-    (ws.getUserData().conn.typing ??= new Set()).add(key);
+    this.own(ws, key);
     this.relay('user:typing', userId, target, ws);
     return true;
   }
@@ -66,10 +66,17 @@ export class Typing {
     keys.clear();
   }
 
+  /** Records on the connection that it is typing `key`, so that its close stops it. */
+  private own(ws: UWS.WebSocket<{ conn: TypingOwner }>, key: string): void {
+    const conn = ws.getUserData().conn;
+    conn.typing ??= new Set();
+    conn.typing.add(key);
+  }
+
   private move(t: Typist, ws: UWS.WebSocket<{ conn: TypingOwner }>, key: string): void {
     t.ws.getUserData().conn.typing?.delete(key);
     t.ws = ws;
-    (ws.getUserData().conn.typing ??= new Set()).add(key);
+    this.own(ws, key);
   }
 
   private end(key: string, t: Typist, ws: UWS.WebSocket<{ conn: TypingOwner }> | undefined): void {

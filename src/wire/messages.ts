@@ -166,7 +166,8 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
         throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
       }
-      (conn.subscriptions ??= new Map()).set(topic, null);
+      conn.subscriptions ??= new Map();
+      conn.subscriptions.set(topic, null);
       const r = await ctx.pubsub.join(ws, topic, since);
       // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
       if (conn.subscriptions?.has(topic) !== true) {
@@ -305,7 +306,10 @@ export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: Connec
   const spec = MESSAGES[msg.type] as Spec<ClientType>;
   if (spec.bucket !== undefined) {
     const [bucket, what] = bucketOf(ctx, rates, spec.bucket);
-    if (!bucket.take()) return rateLimited(ctx, ws, rates, msg.id, what);
+    if (!bucket.take()) {
+      rateLimited(ctx, ws, rates, msg.id, what);
+      return;
+    }
   }
   rates.strikes = 0;
   ctx.metrics.messageIn(msg.type);

@@ -87,7 +87,13 @@ export class Client {
     const i = this.frames.findIndex(pred);
     if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]!);
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve: (f: Frame) => (clearTimeout(timer), resolve(f)) };
+      const w = {
+        pred,
+        resolve: (f: Frame) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
         reject(new Error(`no matching frame within ${timeoutMs} ms; queued: ${JSON.stringify(this.frames).slice(0, 500)}`));

@@ -23,22 +23,29 @@ const blocks = [...doc.matchAll(/```exchange\n([\s\S]*?)```/g)].map((m) => m[1]!
 
 t.ok(blocks.length >= 8, `protocol.md has exchange examples (${blocks.length})`);
 
+/** The token an example's `connect <kind>` line offers: none, expired, or signed with the wrong secret. */
+async function exampleToken(kind: string): Promise<string> {
+  if (kind === 'expired') return sign('alice', {}, -60);
+  if (kind === 'bad-signature') return sign('alice', {}, 60, new TextEncoder().encode('x'.repeat(40)));
+  return '';
+}
+
 for (const [i, lines] of blocks.entries()) {
   t.test(`protocol.md example ${i + 1}: ${lines[0]}`, async (t) => {
     const h = await startServer(t);
     const clients = new Map<string, Client>();
     for (const line of lines) {
-      let m: RegExpExecArray | null;
-      if ((m = /^connect (\S+) -> (\d{3}) (.*)$/.exec(line))) {
-        const kind = m[1]!;
-        const token =
-          kind === 'none' ? '' : kind === 'expired' ? await sign('alice', {}, -60) : kind === 'bad-signature' ? await sign('alice', {}, 60, new TextEncoder().encode('x'.repeat(40))) : '';
+      let m = /^connect (\S+) -> (\d{3}) (.*)$/.exec(line);
+      if (m) {
+        const token = await exampleToken(m[1]!);
         const err = await expectReject(Client.open(token ? `${h.url}?token=${token}` : h.url));
         t.equal(err.status, Number(m[2]), line);
         t.ok(contains(err.body, JSON.parse(m[3]!)), `${line} (got ${JSON.stringify(err.body)})`);
-      } else if ((m = /^connect-in-band (\S+) -> close (\d{4}) ([A-Z_]+)$/.exec(line))) {
-        const kind = m[1]!;
-        const token = kind === 'none' ? '' : kind === 'expired' ? await sign('alice', {}, -60) : kind === 'bad-signature' ? await sign('alice', {}, 60, new TextEncoder().encode('x'.repeat(40))) : '';
+        continue;
+      }
+      m = /^connect-in-band (\S+) -> close (\d{4}) ([A-Z_]+)$/.exec(line);
+      if (m) {
+        const token = await exampleToken(m[1]!);
         const ws = new WebSocket(token ? `${h.url}?token=${token}` : h.url, ['storywire.v1', 'storywire.close-on-refusal']);
         const frames: string[] = [];
         ws.on('message', (d) => frames.push(String(d)));
@@ -53,22 +60,31 @@ for (const [i, lines] of blocks.entries()) {
         t.equal(code, Number(m[2]), line);
         t.match(reason, new RegExp(`^${m[3]}: \\S`), `${line} (reason "${reason}")`);
         t.same(frames, [], `${line}: no frame before the close`);
-      } else if ((m = /^users: (.*)$/.exec(line))) {
+        continue;
+      }
+      m = /^users: (.*)$/.exec(line);
+      if (m) {
         for (const u of m[1]!.split(/,\s*/)) {
           const [, name, roles] = /^(\w+)(?:\((.*)\))?$/.exec(u)!;
           const c = await h.connect(name!, roles ? { roles: roles.split(' ') } : {});
           await c.type('connected');
           clients.set(name!, c);
         }
-      } else if ((m = /^(\w+)> (.*)$/.exec(line))) {
+        continue;
+      }
+      m = /^(\w+)> (.*)$/.exec(line);
+      if (m) {
         clients.get(m[1]!)!.send(m[2]!);
-      } else if ((m = /^(\w+)< (.*)$/.exec(line))) {
+        continue;
+      }
+      m = /^(\w+)< (.*)$/.exec(line);
+      if (m) {
         const expected = JSON.parse(m[2]!);
         const frame: Frame = await clients.get(m[1]!)!.next((f) => contains(f, expected));
         t.ok(frame, line);
-      } else {
-        t.fail(`unparsed example line: ${line}`);
+        continue;
       }
+      t.fail(`unparsed example line: ${line}`);
     }
   });
 }

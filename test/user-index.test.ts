@@ -16,7 +16,9 @@ t.test('add, delete, count, of and forEach through every shape', async (t) => {
   t.equal(idx.size, 2, 'two users');
   t.same(idx.of('u').map((s) => s.n).sort(), [1, 2]);
   const all: number[] = [];
-  idx.forEach((s) => all.push(s.n));
+  idx.forEach((s) => {
+    all.push(s.n);
+  });
   t.same(all.sort(), [1, 2, 3]);
   idx.delete('u', a);
   t.same(idx.of('u'), [b], 'back to one');
@@ -35,7 +37,9 @@ t.test('forEach visits every socket once, also when each visit removes it (a clo
   const sockets = Array.from({ length: 7 }, (_, n) => ({ n, user: `u${n % 3}` }));
   for (const s of sockets) idx.add(s.user, s);
   const seen: number[] = [];
-  idx.forEach((s) => seen.push(s.n));
+  idx.forEach((s) => {
+    seen.push(s.n);
+  });
   t.same(seen.sort(), [0, 1, 2, 3, 4, 5, 6], 'single-device users and Sets alike');
   const removed: number[] = [];
   idx.forEach((s) => {

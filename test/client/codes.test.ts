@@ -62,7 +62,14 @@ t.test('4400-4499 with a fixed token: stop and say why', async (t) => {
 t.test('4400-4499 with a provider: one more try with a new token, then stop', async (t) => {
   const fake = await fakeServer(t, closeAfterHello(4401));
   const contexts: TokenContext[] = [];
-  const c = client(t, { url: fake.url, token: (ctx) => (contexts.push(ctx), `token-${contexts.length}`), reconnect: { minDelayMs: 10 } });
+  const c = client(t, {
+    url: fake.url,
+    token: (ctx) => {
+      contexts.push(ctx);
+      return `token-${contexts.length}`;
+    },
+    reconnect: { minDelayMs: 10 },
+  });
   const [why] = await next(c, 'closed');
   t.match(why, { code: 4401, policy: 'stop' });
   t.equal(fake.connections, 2);

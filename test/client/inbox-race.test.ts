@@ -10,8 +10,16 @@ const note = (title: string) => ({ title, message: 'm', type: 'like', data: unde
 /** Resolves at the store's next `synced` change; the deadline only guards against a hang. */
 const synced = (c: StorywireClient, timeoutMs = 10_000) =>
   new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => (off(), reject(new Error('no inbox sync'))), timeoutMs);
-    const off = c.notifications.onChange((ch) => ch.kind === 'synced' && (off(), clearTimeout(timer), resolve()));
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error('no inbox sync'));
+    }, timeoutMs);
+    const off = c.notifications.onChange((ch) => {
+      if (ch.kind !== 'synced') return;
+      off();
+      clearTimeout(timer);
+      resolve();
+    });
   });
 
 t.test('a read sent right after open, racing the refill, is not undone by it (issue 21 item 6)', async (t) => {
@@ -22,7 +30,10 @@ t.test('a read sent right after open, racing the refill, is not undone by it (is
     url: h.url,
     WebSocket: net.WebSocket,
     reconnect: { minDelayMs: 10, maxDelayMs: 50 },
-    token: async (ctx) => (ctx.reason === 'reconnect' && (await away.wait()), h.token('bob')),
+    token: async (ctx) => {
+      if (ctx.reason === 'reconnect') await away.wait();
+      return h.token('bob');
+    },
   });
   const laptop = client(t, { url: h.url, token: await h.token('bob') });
   await Promise.all([synced(phone), synced(laptop)]);

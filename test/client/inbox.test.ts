@@ -9,8 +9,16 @@ const note = (title: string) => ({ title, message: 'm', type: 'like', data: unde
 /** Resolves at the store's next `synced` change (the inbox reply); the deadline only guards against a hang (the suite runs files in parallel on two cores). */
 const synced = (c: StorywireClient, timeoutMs = 10_000) =>
   new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => (off(), reject(new Error('no inbox sync'))), timeoutMs);
-    const off = c.notifications.onChange((ch) => ch.kind === 'synced' && (off(), clearTimeout(timer), resolve()));
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error('no inbox sync'));
+    }, timeoutMs);
+    const off = c.notifications.onChange((ch) => {
+      if (ch.kind !== 'synced') return;
+      off();
+      clearTimeout(timer);
+      resolve();
+    });
   });
 
 t.test('the store is filled from the inbox on connect, with read flags and the unread count; no events for old ones', async (t) => {
@@ -72,7 +80,10 @@ t.test('a read made offline is shown at once and sent on the next connection', a
     url: h.url,
     WebSocket: net.WebSocket,
     reconnect: { minDelayMs: 10, maxDelayMs: 50 },
-    token: async (ctx) => (ctx.reason === 'reconnect' && (await away.wait()), h.token('bob')),
+    token: async (ctx) => {
+      if (ctx.reason === 'reconnect') await away.wait();
+      return h.token('bob');
+    },
   });
   await synced(bob);
   const { id } = h.server.sendNotificationToUser('bob', note('n1')).notification;

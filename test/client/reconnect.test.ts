@@ -17,7 +17,10 @@ t.test('reconnects after a server restart, re-subscribes, flushes the queue; bac
   const delays: number[] = [];
   const reasons: CloseReason[] = [];
   bob.on('connecting', () => attempts.push(Date.now()));
-  bob.on('reconnecting', (r) => (delays.push(r.delayMs), reasons.push(r.reason)));
+  bob.on('reconnecting', (r) => {
+    delays.push(r.delayMs);
+    reasons.push(r.reason);
+  });
 
   await first.server.close();
   await until(() => delays.length >= 4, 5000, 'four scheduled retries while the server is down');

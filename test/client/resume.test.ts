@@ -9,8 +9,14 @@ const note = (title: string) => ({ title, message: 'm', type: 'like', data: unde
 /** Everything the app sees: notification titles and chapter ids, with their meta, in arrival order. */
 function record(c: StorywireClient): { notes: string[]; chapters: string[]; metas: EventMeta[] } {
   const seen = { notes: [] as string[], chapters: [] as string[], metas: [] as EventMeta[] };
-  c.onNotification((n, m) => (seen.notes.push(n.title), seen.metas.push(m)));
-  c.onNewChapter((ch, m) => (seen.chapters.push(ch.id), seen.metas.push(m)));
+  c.onNotification((n, m) => {
+    seen.notes.push(n.title);
+    seen.metas.push(m);
+  });
+  c.onNewChapter((ch, m) => {
+    seen.chapters.push(ch.id);
+    seen.metas.push(m);
+  });
   return seen;
 }
 
@@ -23,7 +29,10 @@ async function bobWithHistory(t: { teardown(fn: () => unknown): void }, h: Harne
     WebSocket: net.WebSocket,
     tokenTransport: transport,
     reconnect: { minDelayMs: 10, maxDelayMs: 50 },
-    token: async (ctx) => (ctx.reason === 'reconnect' && (await away.wait()), h.token('bob')),
+    token: async (ctx) => {
+      if (ctx.reason === 'reconnect') await away.wait();
+      return h.token('bob');
+    },
   });
   const seen = record(bob);
   await bob.whenOpen();

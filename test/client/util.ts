@@ -122,7 +122,10 @@ export async function proxy(t: Teardown, targetPort: number): Promise<{ port: nu
     sockets.push(inbound, outbound);
     inbound.pipe(outbound);
     outbound.pipe(inbound);
-    const kill = () => (inbound.destroy(), outbound.destroy());
+    const kill = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
     inbound.on('error', kill);
     outbound.on('error', kill);
   });

@@ -44,7 +44,9 @@ t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { 
   const carolOnDoomed = await Client.open(url + (await sign('carol')));
   const carolOnB = await b!.connect('carol');
   const daveOnDoomed = await Client.open(url + (await sign('dave')));
-  t.teardown(() => [bobOnDoomed, carolOnDoomed, daveOnDoomed].forEach((c) => c.close()));
+  t.teardown(() => {
+    for (const c of [bobOnDoomed, carolOnDoomed, daveOnDoomed]) c.close();
+  });
   for (const id of ['bob', 'carol', 'dave']) await watcher.next((f) => f.type === 'user:online' && f.data.userId === id);
   await carolOnB.type('connected');
   t.same((await api(b!, 'GET', '/v1/presence?userIds=bob,carol,dave')).body.online, ['bob', 'carol', 'dave']);

@@ -23,7 +23,11 @@ async function jwksServer(t: { teardown(fn: () => unknown): void }, keys: object
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: current }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const stop = () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r())));
+  const stop = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
   t.teardown(() => server.listening && stop());
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, stop, setKeys: (k) => (current = k) };
 }

@@ -72,7 +72,10 @@ async function startProcess(t: Teardown, port: number): Promise<ChildProcess> {
         resolve();
       }
     });
-    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`server exited with ${code}: ${err}`))));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${err}`));
+    });
   });
   return child;
 }

@@ -37,7 +37,10 @@ t.test('a half-open client is closed within the idle bound; a silent healthy cli
   });
   const closedAfter = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('half-open connection not closed within 16 s')), 16000);
-    s.on('close', () => (clearTimeout(timer), resolve(Date.now() - started)));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - started);
+    });
   });
   t.ok(upgraded, 'the raw client was upgraded');
   t.ok(closedAfter <= 8000 + 4000 + 1000, `closed after ${closedAfter} ms (idle 8 s + 4 s granularity)`);

@@ -99,7 +99,7 @@ t.test('authentication, bad bodies, limits and routing', async (t) => {
   const body = { id: 1, title: 't' };
   t.match(await api(h, 'POST', '/v1/stories', body, null), { status: 401, body: { error: { code: 'UNAUTHORIZED' } } }, 'no key');
   t.match(await api(h, 'POST', '/v1/stories', body, 'wrong-key-wrong-key'), { status: 401 }, 'wrong key');
-  t.match(await api(h, 'POST', '/v1/stories', body, KEY + 'x'), { status: 401 }, 'key with a suffix');
+  t.match(await api(h, 'POST', '/v1/stories', body, `${KEY}x`), { status: 401 }, 'key with a suffix');
   t.match(await api(h, 'POST', '/v1/stories', undefined, KEY, '{"id":'), { status: 400, body: { error: { code: 'BAD_JSON' } } });
   t.match(await api(h, 'POST', '/v1/stories', { title: 'no id' }), { status: 400, body: { error: { code: 'INVALID_PAYLOAD', message: 'body.id must be an id: a non-negative integer or a string of 1-128 characters [A-Za-z0-9_.@|+=-]' } } });
   t.match(await api(h, 'POST', '/v1/notifications', { userId: 'bob', notification: { message: 'no title' } }), { status: 400, body: { error: { message: /body.notification.title/ } } });

@@ -76,7 +76,12 @@ t.test('shutdown: readiness goes false, clients closed with 4000 in batches over
   const h = await startServer(t, { adminPort: 0 });
   const clients = await Promise.all(Array.from({ length: 20 }, (_, i) => h.connect(`u${i}`)));
   const closedAt: number[] = [];
-  const codes = clients.map((c) => c.closed.then((x) => (closedAt.push(Date.now()), x.code)));
+  const codes = clients.map((c) =>
+    c.closed.then((x) => {
+      closedAt.push(Date.now());
+      return x.code;
+    }),
+  );
   const readyz = `http://127.0.0.1:${h.server.adminPort}/readyz`;
   t.equal((await fetch(readyz)).status, 200);
   const started = Date.now();

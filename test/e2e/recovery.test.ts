@@ -63,8 +63,14 @@ function slowReads(inner: MemoryHistory, ms: number): AsyncLocalHistory {
     appends: 'local',
     sync: false,
     append: (...a) => inner.append(...a),
-    position: async (topic) => (await delay(), inner.position(topic)),
-    since: async (...a) => (await delay(), inner.since(...a)),
+    position: async (topic) => {
+      await delay();
+      return inner.position(topic);
+    },
+    since: async (...a) => {
+      await delay();
+      return inner.since(...a);
+    },
     latest: (...a) => inner.latest(...a),
     close: () => inner.close(),
   };

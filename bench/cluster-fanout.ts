@@ -135,7 +135,15 @@ async function run(name: string, ports: number[], pids: number[], redisPid?: num
   await sleep(300);
 }
 
-const kill = (c: ChildProcess) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGKILL'))));
+const kill = (c: ChildProcess) =>
+  new Promise((r) => {
+    if (c.exitCode !== null) {
+      r(null);
+      return;
+    }
+    c.once('exit', r);
+    c.kill('SIGKILL');
+  });
 
 if (spawnSync('redis-server', ['--version']).error) {
   process.stderr.write('bench cluster: redis-server is not on the PATH (Debian: apt-get install redis-server)\n');

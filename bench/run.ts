@@ -197,7 +197,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
 }
 
 async function main(): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseOptions>;
   try {
     parsed = parseOptions(process.argv.slice(2));
   } catch (err) {

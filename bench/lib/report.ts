@@ -155,5 +155,5 @@ export function summaryTable(results: readonly Result[]): string {
     });
     lines.push(`| ${k.replace('\u0000', ' ')} | ${cells.join(' | ')} |`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -82,11 +82,11 @@ for (const [id, us] of selfUs) {
 const pct = (us: number) => `${((us / totalUs) * 100).toFixed(1).padStart(5)}%`;
 const show = (title: string, m: Map<string, number>) => {
   process.stdout.write(`\n${title} (of ${(totalUs / 1e6).toFixed(2)} s sampled)\n`);
-  [...m.entries()]
+  const rows = [...m.entries()]
     .filter(([k]) => !values.filter || k.includes(values.filter))
     .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .forEach(([k, us]) => process.stdout.write(`${pct(us)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`));
+    .slice(0, top);
+  for (const [k, us] of rows) process.stdout.write(`${pct(us)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
 };
 show('self time', self);
 show('inclusive time', inclusive);

@@ -74,10 +74,11 @@ export class Joins {
   /** Connections joining a topic: frames delivered meanwhile are kept for them. */
   private readonly joining = new Map<string, Set<Joiner>>();
   /**
-   * Cluster: connections that joined a recoverable topic without a position (the store was unreachable).
-   * Closed with 4001 once this node is registered again, so that they resume from where they were.
+   * Cluster: connections that joined a recoverable topic without a position (the store was unreachable), by
+   * topic. Closed with 4001 once this node is registered again, or before the first numbered frame of the
+   * topic reaches them, whichever comes first: a client must not take a later offset as its resume point.
    */
-  private readonly positionless = new Set<Joining>();
+  private readonly positionless = new Map<string, Set<Joining>>();
 
   constructor(
     private readonly topology: Topology,
@@ -89,15 +90,19 @@ export class Joins {
     });
   }
 
-  private closePositionless(): void {
-    for (const ws of this.positionless) if (!ws.getUserData().conn.closed) ws.end(CloseCode.RECONNECT, RECONNECT_TO_RESUME);
-    this.positionless.clear();
+  private closePositionless(topic?: string): void {
+    for (const [t, sockets] of this.positionless) {
+      if (topic !== undefined && t !== topic) continue;
+      this.positionless.delete(t);
+      for (const ws of sockets) if (!ws.getUserData().conn.closed) ws.end(CloseCode.RECONNECT, RECONNECT_TO_RESUME);
+    }
   }
 
-  /** A frame being delivered on the topic: joins in progress keep it. */
+  /** A frame being delivered on the topic: joins in progress keep it, positionless subscribers are closed first. */
   buffer(topic: string, frame: string): void {
     const joiners = this.joining.get(topic);
     if (joiners) for (const j of joiners) j.buffer.push(frame);
+    if (this.positionless.size > 0 && this.positionless.has(topic) && framePosition(frame) !== undefined) this.closePositionless(topic);
   }
 
   /** A join of the topic is in progress here. */
@@ -184,7 +189,9 @@ export class Joins {
     this.enter(ws, topic, options, result, frames);
     for (const t of topics) this.interest.release(t);
     if (recoverable && result === undefined) {
-      this.positionless.add(ws);
+      let sockets = this.positionless.get(topic);
+      if (sockets === undefined) this.positionless.set(topic, (sockets = new Set()));
+      sockets.add(ws);
       if (this.topology.backplane.up) this.closePositionless();
     }
     return result;

@@ -94,7 +94,12 @@ export class Frames {
 
   /** Publishes a marker on the topic's channel and resolves when it comes back: everything before it has arrived. */
   barrier(topic: string, position: Position): Promise<void> {
-    if (!this.listening.has(topic)) return Promise.resolve();
+    if (!this.listening.has(topic)) {
+      // Not listening yet (Redis just came back): the join read its position all the same, so the first
+      // frame that reaches this node later is measured from it, and the missed ones come from the history.
+      this.streams.seed(topic, position);
+      return Promise.resolve();
+    }
     const token = randomBytes(6).toString('base64url');
     return new Promise<void>((resolve) => {
       // A marker that never comes back (Redis lost meanwhile) must not hold the join: after the command
@@ -146,6 +151,9 @@ export class Frames {
       await sub.ssubscribe(keys.channel(topic));
       await cmd.multi().sadd(keys.interest(topic), nodeId).sadd(keys.topicsOf(nodeId), topic).exec();
       this.listening.add(topic);
+      // A join that read its position before this node listened seeded the topic's stream: read what was
+      // published meanwhile (nothing, usually) from the history.
+      this.streams.catchUp(topic);
       if (!this.desired.has(topic)) await this.apply(topic);
     } else {
       this.listening.delete(topic);
@@ -171,13 +179,12 @@ export class Frames {
   }
 
   /**
-   * Subscribes again to every topic of interest; then what was published while this node could not hear it
-   * comes from the history (every stream read up to its head).
+   * Subscribes again to every topic of interest; as each is listened to again, what was published while this
+   * node could not hear it comes from the history (apply() reads its stream up to its head).
    */
   async relisten(): Promise<void> {
     this.listening.clear();
     await Promise.all([...this.desired].map((t) => this.sync(t)));
-    this.streams.catchUp();
   }
 
   /** Applies the interest changes made while a re-registration ran. */

@@ -46,14 +46,20 @@ export class TopicStreams {
    * so far on the topic has been delivered, and from then on measures gaps from `position` at least.
    */
   after(topic: string, position: Position, fn: () => void): void {
+    const s = this.seed(topic, position);
+    if (s.filling) s.held.push({ after: fn });
+    else fn();
+  }
+
+  /** A join read `position`: unless this node already delivered frames of the topic, gaps are measured from it. */
+  seed(topic: string, position: Position): Stream {
     let s = this.streams.get(topic);
     if (s === undefined) this.streams.set(topic, (s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, held: [] }));
     if (s.epoch === undefined) {
       s.epoch = position.epoch;
       s.offset = position.offset;
     }
-    if (s.filling) s.held.push({ after: fn });
-    else fn();
+    return s;
   }
 
   /** The node stopped listening to the topic: what it knew of it no longer holds. */
@@ -64,11 +70,12 @@ export class TopicStreams {
   /**
    * After this node listens again (a reconnect to Redis): every topic it had delivered frames of is read from
    * the history up to its head, so that what was published while this node could not hear it reaches the
-   * topic's local subscribers, in order, before anything newer; or they are told it is lost.
+   * topic's local subscribers, in order, before anything newer; or they are told it is lost. `only`: one
+   * topic that this node has just started to listen to again.
    */
-  catchUp(): void {
+  catchUp(only?: string): void {
     for (const [topic, s] of this.streams) {
-      if (s.epoch === undefined) continue;
+      if (s.epoch === undefined || (only !== undefined && topic !== only)) continue;
       if (!s.filling || s.stalled) this.fill(topic, s, Number.MAX_SAFE_INTEGER);
       else s.recheck = true;
     }

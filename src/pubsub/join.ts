@@ -159,7 +159,10 @@ export class Joins {
     let set: Set<Joiner> | undefined;
     if (recoverable) {
       set = this.joining.get(topic);
-      if (!set) this.joining.set(topic, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        this.joining.set(topic, set);
+      }
       set.add(joiner);
     }
     for (const t of topics) this.interest.hold(t);
@@ -189,8 +192,8 @@ export class Joins {
     this.enter(ws, topic, options, result, frames);
     for (const t of topics) this.interest.release(t);
     if (recoverable && result === undefined) {
-      let sockets = this.positionless.get(topic);
-      if (sockets === undefined) this.positionless.set(topic, (sockets = new Set()));
+      const sockets = this.positionless.get(topic) ?? new Set();
+      this.positionless.set(topic, sockets);
       sockets.add(ws);
       if (this.topology.backplane.up) this.closePositionless();
     }

@@ -103,7 +103,8 @@ export class PubSub {
     private readonly slowReaders: { checkAll(): void; checkUser(userId: string): void },
     private readonly idempotency: IdempotencyStore,
   ) {
-    const backplane = (this.backplane = topology.backplane);
+    this.backplane = topology.backplane;
+    const backplane = this.backplane;
     this.interest = new Interest(backplane);
     this.joins = new Joins(topology, this.interest, metrics);
     backplane.onFrame((topic, frame, exceptToken, keyed) => {
@@ -215,7 +216,10 @@ export class PubSub {
     }
     const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
     return backplane.publishRecorded(topic, head, tail, token, idem).then(
-      (appended) => (forget(), appended === undefined ? 0 : local),
+      (appended) => {
+        forget();
+        return appended === undefined ? 0 : local;
+      },
       (err: unknown) => {
         forget();
         if (!(err instanceof Unconfirmed)) throw err;

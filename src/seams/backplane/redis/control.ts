@@ -74,7 +74,10 @@ export class Control {
     } catch {
       return;
     }
-    if (msg.op === 'closed') return this.answered(msg.id, msg.closed);
+    if (msg.op === 'closed') {
+      this.answered(msg.id, msg.closed);
+      return;
+    }
     if (msg.op !== 'disconnect') return;
     const closed = this.disconnectHandler(msg.userId, msg.code, msg.reason);
     const reply = `${this.link.nodeId}\n${JSON.stringify({ op: 'closed', id: msg.id, closed } satisfies Message)}`;

@@ -217,7 +217,10 @@ export class Frames {
     }
     // "<node> <key> <fingerprint>": a live-only frame published with an idempotency key.
     const sp = origin.indexOf(' ');
-    if (sp < 0) return this.frameHandler(topic, body);
+    if (sp < 0) {
+      this.frameHandler(topic, body);
+      return;
+    }
     const sp2 = origin.indexOf(' ', sp + 1);
     this.frameHandler(topic, body, undefined, { key: origin.slice(sp + 1, sp2), fingerprint: origin.slice(sp2 + 1) });
   }

@@ -33,10 +33,18 @@ export class TopicStreams {
     private readonly log: Logger,
   ) {}
 
+  private streamOf(topic: string): Stream {
+    let s = this.streams.get(topic);
+    if (s === undefined) {
+      s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, held: [] };
+      this.streams.set(topic, s);
+    }
+    return s;
+  }
+
   /** A numbered frame from Redis (origin "*"), in the order Redis sent it. */
   receive(topic: string, frame: string, except?: string): void {
-    let s = this.streams.get(topic);
-    if (s === undefined) this.streams.set(topic, (s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, held: [] }));
+    const s = this.streamOf(topic);
     if (s.filling) s.held.push({ frame, except });
     else this.accept(topic, s, frame, except);
   }
@@ -53,8 +61,7 @@ export class TopicStreams {
 
   /** A join read `position`: unless this node already delivered frames of the topic, gaps are measured from it. */
   seed(topic: string, position: Position): Stream {
-    let s = this.streams.get(topic);
-    if (s === undefined) this.streams.set(topic, (s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, held: [] }));
+    const s = this.streamOf(topic);
     if (s.epoch === undefined) {
       s.epoch = position.epoch;
       s.offset = position.offset;

@@ -112,10 +112,12 @@ export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMet
   });
 }
 
-export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
-  const { config, server, limits, log } = deps;
+type Route = (method: 'get' | 'post', pattern: string, handler: Handler) => void;
 
-  function route(method: 'get' | 'post', pattern: string, handler: Handler): void {
+/** Registers a route: API key, Idempotency-Key, capped JSON body, the handler's [status, body] or its error. */
+function router(app: UWS.TemplatedApp, deps: ApiDeps): Route {
+  const { config, log } = deps;
+  return (method, pattern, handler) => {
     app.any(pattern, (res) => {
       new Reply(res).fail(ErrorCode.METHOD_NOT_ALLOWED, `use ${method.toUpperCase()} ${pattern}`, { allow: method.toUpperCase() });
     });
@@ -152,7 +154,21 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
           },
         );
     });
-  }
+  };
+}
+
+export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
+  const route = router(app, deps);
+  registerPublishing(route, deps);
+  registerUsers(route, deps);
+  app.any('/v1/*', (res) => {
+    new Reply(res).fail(ErrorCode.NOT_FOUND, 'no such API route (see README: Backend API)');
+  });
+}
+
+/** The routes that publish: notifications, stories, chapters, raw events. */
+function registerPublishing(route: Route, deps: ApiDeps): void {
+  const { config, server, limits } = deps;
 
   route('post', '/v1/notifications', (input) => {
     const b = object(input.body, 'body');
@@ -212,6 +228,11 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     );
     return settled(emitAll(results), () => (batch ? { published: events.length, delivered: perEvent } : { delivered: perEvent[0] }), keys);
   });
+}
+
+/** The routes about users: presence and disconnects. */
+function registerUsers(route: Route, deps: ApiDeps): void {
+  const { server, limits } = deps;
 
   route('get', '/v1/presence', async ({ query }) => {
     const raw = new URLSearchParams(query).get('userIds');
@@ -231,9 +252,5 @@ export function registerApi(app: UWS.TemplatedApp, deps: ApiDeps): void {
     const closed = await server.disconnectUser(userId, code, reason);
     if (closed === 0) return [errorSpec(ErrorCode.NOT_FOUND).status, { closed, ...errorBody(ErrorCode.NOT_FOUND, `user ${userId} has no open connection`) }];
     return [200, { closed }];
-  });
-
-  app.any('/v1/*', (res) => {
-    new Reply(res).fail(ErrorCode.NOT_FOUND, 'no such API route (see README: Backend API)');
   });
 }

@@ -9,11 +9,11 @@ import type { JoinResult, PubSub } from '../pubsub/pubsub.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { connectedFrameTemplate } from '../wire/frames.js';
 import { dispatch, parseFrame, rateLimited, replyError, type Ctx } from '../wire/messages.js';
-import { FrameError, limitsOf, type ClientMessage } from '../wire/protocol.js';
+import { FrameError, limitsOf, type ClientMessage, type Limits } from '../wire/protocol.js';
 import { PRESENCE_ALL, STORIES, userTopic } from '../wire/topics.js';
 import { isRefused, personalPosition, setPersonalPosition, type AnySocket, type Held, type Refused, type Socket } from './conn.js';
 import type { Connections } from './connections.js';
-import { ConnectionRates } from './rates.js';
+import { ConnectionRates, type RateSpec } from './rates.js';
 import type { Upgrades } from './upgrade.js';
 import { uws, type UWS } from '../uws.js';
 
@@ -31,35 +31,83 @@ export interface LifecycleDeps {
   single: boolean;
 }
 
-export function websocketBehavior(deps: LifecycleDeps): UWS.WebSocketBehavior<Held | Refused> {
-  const { config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades } = deps;
-  const limits = limitsOf(config);
-  const rateSpecs = {
-    all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
-    notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
-    publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
-  };
-  // Fixed for the server's life: built once, not per connection.
-  const alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
-  const connectedFrame = connectedFrameTemplate({
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    idleTimeoutS: config.idleTimeoutS,
-    limits: {
-      maxPayloadBytes: config.maxPayloadBytes,
-      maxSubscriptions: config.maxSubscriptions,
-      maxPresenceIds: config.maxPresenceIds,
-      maxNotificationBytes: config.maxNotificationBytes,
-      maxStoryBytes: config.maxStoryBytes,
-      historySize: config.historySize,
-    },
-  });
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+/** The uWS handlers of one node's WebSocket route; `behavior()` is what `app.ws()` takes. */
+export class Lifecycle {
+  private readonly limits: Limits;
+  private readonly rateSpecs: { all: RateSpec; notify: RateSpec; publish: RateSpec };
+  /** The topics every connection joins along with its personal topic: fixed for the server's life. */
+  private readonly alongWith: readonly string[];
+  private readonly connectedFrame: ReturnType<typeof connectedFrameTemplate>;
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true });
 
-  function open(ws: Socket): void {
+  constructor(private readonly d: LifecycleDeps) {
+    const { config } = d;
+    this.limits = limitsOf(config);
+    this.rateSpecs = {
+      all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
+      notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
+      publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
+    };
+    this.alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
+    this.connectedFrame = connectedFrameTemplate({
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      idleTimeoutS: config.idleTimeoutS,
+      limits: {
+        maxPayloadBytes: config.maxPayloadBytes,
+        maxSubscriptions: config.maxSubscriptions,
+        maxPresenceIds: config.maxPresenceIds,
+        maxNotificationBytes: config.maxNotificationBytes,
+        maxStoryBytes: config.maxStoryBytes,
+        historySize: config.historySize,
+      },
+    });
+  }
+
+  behavior(): UWS.WebSocketBehavior<Held | Refused> {
+    const { config, pubsub, upgrades } = this.d;
+    return {
+      // uWS drops frames over its own limit with an abrupt close (the client sees 1006). Frames between
+      // MAX_PAYLOAD_BYTES and 4x that are read and closed cleanly with 1009 so the client learns why.
+      maxPayloadLength: config.maxPayloadBytes * 4,
+      idleTimeout: config.idleTimeoutS,
+      sendPingsAutomatically: true,
+      // Connections.checkBackpressure() closes connections over MAX_BACKPRESSURE_BYTES with 4101; uWS drops (1006) those
+      // that reach 4x that between two checks, so that no message is ever silently skipped for a slow reader.
+      maxBackpressure: config.maxBackpressureBytes * 4,
+      closeOnBackpressureLimit: true as unknown as number,
+      compression: uws.DISABLED,
+
+      // Other nodes send this one a topic's frames only while it has local subscribers.
+      // A single node has nobody to tell: no handler, no call into JS per subscription.
+      ...(this.d.single
+        ? {}
+        : {
+            subscription(_ws: AnySocket, topicBuf: ArrayBuffer, newCount: number, oldCount: number) {
+              if (newCount > 0 && oldCount > 0) return;
+              pubsub.localInterest(Buffer.from(topicBuf).toString(), newCount > 0);
+            },
+          }),
+
+      upgrade: upgrades.handle,
+
+      open: (ws: AnySocket) => {
+        const data = ws.getUserData();
+        // A refused upgrade, told in band (see upgrades.refuse): nothing to register.
+        if (isRefused(data)) ws.end(data.refusal.code, data.refusal.reason);
+        else this.open(ws as Socket);
+      },
+      message: (ws: AnySocket, data: ArrayBuffer, isBinary: boolean) => this.message(ws as Socket, data, isBinary),
+      close: (ws: AnySocket, code: number) => {
+        if (!isRefused(ws.getUserData())) this.close(ws as Socket, code);
+      },
+    };
+  }
+
+  private open(ws: Socket): void {
     const conn = ws.getUserData().conn;
     const userId = conn.userId;
-    connections.add(ws);
-    metrics.connection('accepted');
+    this.d.connections.add(ws);
+    this.d.metrics.connection('accepted');
     const personal = userTopic(userId);
     // The personal topic is joined through the history (resuming from ?since= when given), and the
     // `connected` frame goes first in the same cork: connected, then what was missed, then live.
@@ -69,14 +117,14 @@ export function websocketBehavior(deps: LifecycleDeps): UWS.WebSocketBehavior<He
       const permissions = conn.permissions.size === 0 ? [] : [...conn.permissions];
       // No position while the history store is unreachable (cluster without Redis).
       const position = r && { epoch: r.epoch, offset: r.offset, ...(resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) };
-      ctx.send(ws, connectedFrame({ userId, connectionId: conn.id, permissions, exp: conn.exp }, personal, position));
+      this.d.ctx.send(ws, this.connectedFrame({ userId, connectionId: conn.id, permissions, exp: conn.exp }, personal, position));
     };
     const failed = (err: unknown) => {
-      log.error({ err, userId }, 'joining the personal topic failed');
+      this.d.log.error({ err, userId }, 'joining the personal topic failed');
       if (!conn.closed) ws.end(CloseCode.RECONNECT, 'could not load history: reconnect');
     };
     try {
-      const joined = pubsub.join(ws, personal, resumeFrom, { prelude: welcome, alongWith });
+      const joined = this.d.pubsub.join(ws, personal, resumeFrom, { prelude: welcome, alongWith: this.alongWith });
       if (joined instanceof Promise) joined.catch(failed);
     } catch (err) {
       // A synchronous join that threw: an exception must not leave a uWS handler. The close has run by
@@ -84,88 +132,49 @@ export function websocketBehavior(deps: LifecycleDeps): UWS.WebSocketBehavior<He
       failed(err);
       return;
     }
-    if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
-    presence.open(userId, conn.id)?.catch((err: unknown) => log.error({ err, userId }, 'presence open failed'));
+    if (this.d.log.isLevelEnabled('info')) this.d.log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
+    this.d.presence.open(userId, conn.id)?.catch((err: unknown) => this.d.log.error({ err, userId }, 'presence open failed'));
   }
 
-  function message(ws: Socket, data: ArrayBuffer, isBinary: boolean): void {
-    if (data.byteLength > config.maxPayloadBytes) {
-      metrics.rejectedFor(ErrorCode.PAYLOAD_TOO_LARGE);
-      ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayloadBytes} bytes`);
+  private message(ws: Socket, data: ArrayBuffer, isBinary: boolean): void {
+    if (data.byteLength > this.d.config.maxPayloadBytes) {
+      this.d.metrics.rejectedFor(ErrorCode.PAYLOAD_TOO_LARGE);
+      ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${this.d.config.maxPayloadBytes} bytes`);
       return;
     }
     if (isBinary) {
-      replyError(ctx, ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
+      replyError(this.d.ctx, ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
       return;
     }
     const conn = ws.getUserData().conn;
     // Created on the first message: a bucket made now is full, as one made at connect time would still be.
-    conn.rates ??= new ConnectionRates(rateSpecs);
+    conn.rates ??= new ConnectionRates(this.rateSpecs);
     const rates = conn.rates;
     const allowed = rates.all.take();
     let msg: ClientMessage;
     try {
-      msg = parseFrame(decoder.decode(data), limits, data.byteLength);
+      msg = parseFrame(this.decoder.decode(data), this.limits, data.byteLength);
     } catch (err) {
       if (!allowed) {
-        rateLimited(ctx, ws, rates, undefined, `at most ${config.rateLimitPerS} messages per second`);
+        rateLimited(this.d.ctx, ws, rates, undefined, `at most ${this.d.config.rateLimitPerS} messages per second`);
         return;
       }
       // A TypeError from the fatal decoder: uWS already refuses invalid UTF-8 in text frames, this is the second line.
-      replyError(ctx, ws, err instanceof TypeError ? new WireError(ErrorCode.BAD_JSON, 'frame is not valid UTF-8') : err, err instanceof FrameError ? err.requestId : undefined);
+      replyError(this.d.ctx, ws, err instanceof TypeError ? new WireError(ErrorCode.BAD_JSON, 'frame is not valid UTF-8') : err, err instanceof FrameError ? err.requestId : undefined);
       return;
     }
-    if (allowed) dispatch(ctx, ws, msg, rates);
-    else rateLimited(ctx, ws, rates, msg.id, `at most ${config.rateLimitPerS} messages per second`);
+    if (allowed) dispatch(this.d.ctx, ws, msg, rates);
+    else rateLimited(this.d.ctx, ws, rates, msg.id, `at most ${this.d.config.rateLimitPerS} messages per second`);
   }
 
-  function close(ws: Socket, code: number): void {
+  private close(ws: Socket, code: number): void {
     const conn = ws.getUserData().conn;
     conn.closed = true;
     const userId = conn.userId;
-    connections.remove(ws, code);
-    metrics.closed(code);
-    typing.closed(ws);
-    if (log.isLevelEnabled('info')) log.info({ userId, connectionId: conn.id, code, durationS: upgrades.durationS(conn) }, 'connection closed');
-    presence.close(userId, conn.id)?.catch((err: unknown) => log.error({ err, userId }, 'presence close failed'));
+    this.d.connections.remove(ws, code);
+    this.d.metrics.closed(code);
+    this.d.typing.closed(ws);
+    if (this.d.log.isLevelEnabled('info')) this.d.log.info({ userId, connectionId: conn.id, code, durationS: this.d.upgrades.durationS(conn) }, 'connection closed');
+    this.d.presence.close(userId, conn.id)?.catch((err: unknown) => this.d.log.error({ err, userId }, 'presence close failed'));
   }
-
-  return {
-    // uWS drops frames over its own limit with an abrupt close (the client sees 1006). Frames between
-    // MAX_PAYLOAD_BYTES and 4x that are read and closed cleanly with 1009 so the client learns why.
-    maxPayloadLength: config.maxPayloadBytes * 4,
-    idleTimeout: config.idleTimeoutS,
-    sendPingsAutomatically: true,
-    // Connections.checkBackpressure() closes connections over MAX_BACKPRESSURE_BYTES with 4101; uWS drops (1006) those
-    // that reach 4x that between two checks, so that no message is ever silently skipped for a slow reader.
-    maxBackpressure: config.maxBackpressureBytes * 4,
-    closeOnBackpressureLimit: true as unknown as number,
-    compression: uws.DISABLED,
-
-    // Other nodes send this one a topic's frames only while it has local subscribers.
-    // A single node has nobody to tell: no handler, no call into JS per subscription.
-    ...(deps.single
-      ? {}
-      : {
-          subscription(_ws: AnySocket, topicBuf: ArrayBuffer, newCount: number, oldCount: number) {
-            if (newCount > 0 && oldCount > 0) return;
-            pubsub.localInterest(Buffer.from(topicBuf).toString(), newCount > 0);
-          },
-        }),
-
-    upgrade: upgrades.handle,
-
-    open(ws: AnySocket) {
-      const data = ws.getUserData();
-      // A refused upgrade, told in band (see upgrades.refuse): nothing to register.
-      if (isRefused(data)) ws.end(data.refusal.code, data.refusal.reason);
-      else open(ws as Socket);
-    },
-    message(ws: AnySocket, data: ArrayBuffer, isBinary: boolean) {
-      message(ws as Socket, data, isBinary);
-    },
-    close(ws: AnySocket, code: number) {
-      if (!isRefused(ws.getUserData())) close(ws as Socket, code);
-    },
-  };
 }

@@ -28,7 +28,7 @@ import { limitsOf } from '../wire/protocol.js';
 import { userTopic } from '../wire/topics.js';
 import { createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
-import { websocketBehavior } from './lifecycle.js';
+import { Lifecycle } from './lifecycle.js';
 import { createUpgrades } from './upgrade.js';
 import { uws, type UWS } from '../uws.js';
 
@@ -76,10 +76,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const shared = backplane.single ? undefined : backplane.stores;
-  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
-  const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
-  const readState = options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
+  const { history, presenceStore, readState } = storesOf(config, options, backplane);
   const connections = new Connections(config, metrics, log);
   const pubsub = new PubSub(app, topology(backplane, history), metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
@@ -90,46 +87,22 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, config.historySize);
-  let listenSocket: UWS.us_listen_socket | undefined;
-  let adminSocket: UWS.us_listen_socket | undefined;
-  let port = -1;
-  let adminPort: number | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
-  let housekeeping: NodeJS.Timeout | undefined;
-  let shutdownPromise: Promise<void> | undefined;
 
-  const ctx: Ctx = {
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox }, verifier, connections);
+
+  const sockets = new Listening(
     config,
-    log,
-    metrics,
-    pubsub,
-    presence,
-    typing,
-    inbox,
-    send(ws, frame) {
-      if (ws.getUserData().conn.closed) return;
-      ws.send(frame);
-      metrics.messagesOut.inc();
+    app,
+    adminApp,
+    connections,
+    () => {
+      typing.stopAll();
+      presence.stop();
     },
-    async refresh(ws, token) {
-      const next = await verifier.verify(token);
-      const conn = ws.getUserData().conn;
-      if (next.userId !== conn.userId) {
-        throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
-      }
-      if (!conn.closed) connections.refresh(ws, next);
-      return { exp: next.exp };
-    },
-  };
-
-  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => shutdownPromise !== undefined });
-  app.ws(config.wsPath, websocketBehavior({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }));
-
-  function listenOn(target: UWS.TemplatedApp, p: number): Promise<UWS.us_listen_socket> {
-    return new Promise((resolve, reject) => {
-      target.listen(config.host, p, (ls) => (ls ? resolve(ls) : reject(new Error(`could not listen on ${config.host}:${p}`))));
-    });
-  }
+    () => backplane.close(),
+  );
+  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => sockets.shuttingDown });
+  app.ws(config.wsPath, new Lifecycle({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }).behavior());
 
   backplane.onDisconnect((userId, code, reason) => connections.disconnect(userId, code, reason));
 
@@ -140,45 +113,17 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     metrics,
     nodeId,
     get port() {
-      return port;
+      return sockets.port;
     },
     get adminPort() {
-      return adminPort;
+      return sockets.adminPort;
     },
     get ready() {
-      // Listening, and not shutting down (shutdown closes the listen socket first).
-      return listenSocket !== undefined;
+      return sockets.ready;
     },
     devMode: verifier.devSecret !== undefined,
-
-    async listen() {
-      listenSocket = await listenOn(app, config.port);
-      port = uws.us_socket_local_port(listenSocket as unknown as UWS.us_socket);
-      if (adminApp) {
-        adminSocket = await listenOn(adminApp, config.adminPort!);
-        adminPort = uws.us_socket_local_port(adminSocket as unknown as UWS.us_socket);
-      }
-      heartbeat = setInterval(() => connections.sendAll(heartbeatFrame()), config.heartbeatIntervalMs);
-      housekeeping = setInterval(() => connections.sweep(), 500);
-      return port;
-    },
-
-    shutdown(drainMs = config.drainMs) {
-      shutdownPromise ??= (async () => {
-        if (listenSocket) uws.us_listen_socket_close(listenSocket);
-        listenSocket = undefined;
-        // Closing the listen socket leaves open WebSockets alone: end them here.
-        await connections.drain(drainMs);
-        if (heartbeat) clearInterval(heartbeat);
-        if (housekeeping) clearInterval(housekeeping);
-        typing.stopAll();
-        presence.stop();
-        if (adminSocket) uws.us_listen_socket_close(adminSocket);
-        adminSocket = undefined;
-        await backplane.close();
-      })();
-      return shutdownPromise;
-    },
+    listen: () => sockets.listen(),
+    shutdown: (drainMs = config.drainMs) => sockets.shutdown(drainMs),
 
     close() {
       return server.shutdown(0);
@@ -201,4 +146,111 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     target.any('/*', (res) => new Reply(res).fail(ErrorCode.NOT_FOUND, 'not found'));
   }
   return server;
+}
+
+/** The stores of one node: those given, else the ones a cluster backplane shares, else in memory. */
+function storesOf(config: Config, options: ServerOptions, backplane: Backplane): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore } {
+  const shared = backplane.single ? undefined : backplane.stores;
+  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
+  const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
+  const readState =
+    options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
+  return { history, presenceStore, readState };
+}
+
+/** The listen sockets, the node's timers (heartbeat, sweep) and the graceful stop. */
+class Listening {
+  private listenSocket: UWS.us_listen_socket | undefined;
+  private adminSocket: UWS.us_listen_socket | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping: Promise<void> | undefined;
+  port = -1;
+  adminPort: number | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly app: UWS.TemplatedApp,
+    private readonly adminApp: UWS.TemplatedApp | undefined,
+    private readonly connections: Connections,
+    /** After the connections are drained: the features' timers. */
+    private readonly stopFeatures: () => void,
+    /** Last: leave the cluster. */
+    private readonly closeBackplane: () => Promise<void>,
+  ) {}
+
+  /** Listening, and not shutting down (shutdown closes the listen socket first). */
+  get ready(): boolean {
+    return this.listenSocket !== undefined;
+  }
+
+  get shuttingDown(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  private listenOn(target: UWS.TemplatedApp, p: number): Promise<UWS.us_listen_socket> {
+    const { host } = this.config;
+    return new Promise((resolve, reject) => {
+      target.listen(host, p, (ls) => (ls ? resolve(ls) : reject(new Error(`could not listen on ${host}:${p}`))));
+    });
+  }
+
+  async listen(): Promise<number> {
+    this.listenSocket = await this.listenOn(this.app, this.config.port);
+    this.port = uws.us_socket_local_port(this.listenSocket as unknown as UWS.us_socket);
+    if (this.adminApp) {
+      this.adminSocket = await this.listenOn(this.adminApp, this.config.adminPort!);
+      this.adminPort = uws.us_socket_local_port(this.adminSocket as unknown as UWS.us_socket);
+    }
+    this.timers.push(
+      setInterval(() => this.connections.sendAll(heartbeatFrame()), this.config.heartbeatIntervalMs),
+      setInterval(() => this.connections.sweep(), 500),
+    );
+    return this.port;
+  }
+
+  shutdown(drainMs: number): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = undefined;
+      // Closing the listen socket leaves open WebSockets alone: end them here.
+      await this.connections.drain(drainMs);
+      for (const t of this.timers) clearInterval(t);
+      this.stopFeatures();
+      if (this.adminSocket) uws.us_listen_socket_close(this.adminSocket);
+      this.adminSocket = undefined;
+      await this.closeBackplane();
+    })();
+    return this.stopping;
+  }
+}
+
+/** What the message handlers are given: the features, replies to a socket, and the token refresh. */
+function handlerContext(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox'>,
+  verifier: ReturnType<typeof createVerifier>,
+  connections: Connections,
+): Ctx {
+  return {
+    config,
+    log,
+    metrics,
+    ...features,
+    send(ws, frame) {
+      if (ws.getUserData().conn.closed) return;
+      ws.send(frame);
+      metrics.messagesOut.inc();
+    },
+    async refresh(ws, token) {
+      const next = await verifier.verify(token);
+      const conn = ws.getUserData().conn;
+      if (next.userId !== conn.userId) {
+        throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
+      }
+      if (!conn.closed) connections.refresh(ws, next);
+      return { exp: next.exp };
+    },
+  };
 }

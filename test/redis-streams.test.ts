@@ -144,3 +144,20 @@ t.test('offsets that went back within an epoch: the epoch is retired and the sub
   t.same(h.rewound, [['E1', 4]], 'Redis holds offset 2 of an epoch this node delivered up to 4');
   t.same(lost, ['user:bob']);
 });
+
+t.test('a history read that fails is tried again by itself, up to the head, with the frames held meanwhile', async (t) => {
+  const stored = new Map([1, 2, 3, 4].map((o) => [o, frame('E1', o)]));
+  const h = history(stored);
+  const { s, offsets } = streams(h.store);
+  s.receive('user:bob', frame('E1', 1));
+  s.receive('user:bob', frame('E1', 3));
+  h.calls[0]!.release(false);
+  const deadline = Date.now() + 10_000;
+  while (h.calls.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.equal(h.calls.length, 2, 'retried without a reconnect');
+  t.same(offsets(), [1], 'nothing skipped meanwhile');
+  t.equal(h.calls[1]!.upTo, Number.MAX_SAFE_INTEGER);
+  h.calls[1]!.release();
+  await flush();
+  t.same(offsets(), [1, 2, 3, 4]);
+});

@@ -7,6 +7,10 @@ import type { Position } from '../../history/types.js';
 import type { RedisHistory } from '../../history/redis.js';
 import type { FrameHandler } from '../types.js';
 
+/** A failed history read is tried again after 100 ms, then twice as long each time, at most 2 s apart. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2000;
+
 type Held = { frame: string; except: string | undefined } | { after: () => void };
 
 interface Stream {
@@ -19,6 +23,8 @@ interface Stream {
   stalled: boolean;
   /** A catchUp() came during a fill: read up to the head again once it is done. */
   recheck: boolean;
+  /** Failed reads in a row (a slow or unreachable Redis): the next one waits longer. */
+  retries: number;
   held: Held[];
 }
 
@@ -36,7 +42,7 @@ export class TopicStreams {
   private streamOf(topic: string): Stream {
     let s = this.streams.get(topic);
     if (s === undefined) {
-      s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, held: [] };
+      s = { epoch: undefined, offset: 0, filling: false, stalled: false, recheck: false, retries: 0, held: [] };
       this.streams.set(topic, s);
     }
     return s;
@@ -127,6 +133,7 @@ export class TopicStreams {
     this.history.since(topic, epoch, s.offset, upTo).then(
       (replay) => {
         if (this.streams.get(topic) !== s) return;
+        s.retries = 0;
         if (s.epoch !== epoch) return this.flush(topic, s);
         if (!replay.recovered) {
           // Offsets went back (Redis restarted from older data): that epoch must never be continued.
@@ -149,8 +156,13 @@ export class TopicStreams {
         this.flush(topic, s);
       },
       () => {
-        // Redis went away meanwhile: the frames stay held until catchUp() after the reconnect.
+        // A read that failed (Redis slow or away): the frames stay held, in order, and the read is tried
+        // again by itself, up to the head, until it succeeds or the node stops listening to the topic.
         s.stalled = true;
+        const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(s.retries++, 5));
+        setTimeout(() => {
+          if (this.streams.get(topic) === s && s.stalled) this.fill(topic, s, Number.MAX_SAFE_INTEGER);
+        }, delay).unref();
       },
     );
   }

@@ -2,25 +2,8 @@
 // must not be undone by it; two devices of one user end with the same store as the server's inbox.
 import t from 'tap';
 import { startServer } from '../helpers.js';
-import { inboxDifferences, type StorywireClient } from '../../src/client/index.js';
-import { client, gate, next, tapped, until } from './util.js';
-
-const note = (title: string) => ({ title, message: 'm', type: 'like', data: undefined });
-
-/** Resolves at the store's next `synced` change; the deadline only guards against a hang. */
-const synced = (c: StorywireClient, timeoutMs = 10_000) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error('no inbox sync'));
-    }, timeoutMs);
-    const off = c.notifications.onChange((ch) => {
-      if (ch.kind !== 'synced') return;
-      off();
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+import { inboxDifferences } from '../../src/client/index.js';
+import { client, gate, next, note, synced, tapped, until } from './util.js';
 
 t.test('a read sent right after open, racing the refill, is not undone by it (issue 21 item 6)', async (t) => {
   const h = await startServer(t);

@@ -1,25 +1,8 @@
 // The inbox-backed notification store against a live server: filled on connect, read state synced across a user's devices.
 import t from 'tap';
 import { startServer } from '../helpers.js';
-import type { NotificationChange, StorywireClient } from '../../src/client/index.js';
-import { client, fakeServer, gate, next, tapped, until } from './util.js';
-
-const note = (title: string) => ({ title, message: 'm', type: 'like', data: undefined });
-
-/** Resolves at the store's next `synced` change (the inbox reply); the deadline only guards against a hang (the suite runs files in parallel on two cores). */
-const synced = (c: StorywireClient, timeoutMs = 10_000) =>
-  new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error('no inbox sync'));
-    }, timeoutMs);
-    const off = c.notifications.onChange((ch) => {
-      if (ch.kind !== 'synced') return;
-      off();
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+import type { NotificationChange } from '../../src/client/index.js';
+import { client, fakeServer, gate, next, note, synced, tapped, until } from './util.js';
 
 t.test('the store is filled from the inbox on connect, with read flags and the unread count; no events for old ones', async (t) => {
   const h = await startServer(t);

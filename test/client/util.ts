@@ -174,3 +174,21 @@ export function gate(): { close(): void; open(): void; wait(): Promise<void> } {
     wait: () => opened,
   };
 }
+
+/** A notification input for the inbox tests. */
+export const note = (title: string) => ({ title, message: 'm', type: 'like', data: undefined });
+
+/** Resolves at the store's next `synced` change (the inbox reply); the deadline only guards against a hang (the suite runs files in parallel on two cores). */
+export const synced = (c: StorywireClient, timeoutMs = 10_000) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error('no inbox sync'));
+    }, timeoutMs);
+    const off = c.notifications.onChange((ch) => {
+      if (ch.kind !== 'synced') return;
+      off();
+      clearTimeout(timer);
+      resolve();
+    });
+  });

@@ -295,19 +295,18 @@ export function rateLimited(ctx: Ctx, ws: Socket, rates: ConnectionRates, reqId:
   ctx.send(ws, errorFrame(reqId, ErrorCode.RATE_LIMITED, `${what}: slow down`));
 }
 
-function bucketOf(ctx: Ctx, rates: ConnectionRates, bucket: 'notify' | 'publish'): [TokenBucket, string] {
-  return bucket === 'notify'
-    ? [rates.notifyBucket(), `at most ${ctx.config.notifyRatePerS} notifications per second`]
-    : [rates.publishBucket(), `at most ${ctx.config.publishRatePerS} publications per second`];
-}
+const bucketOf = (rates: ConnectionRates, bucket: 'notify' | 'publish'): TokenBucket => (bucket === 'notify' ? rates.notifyBucket() : rates.publishBucket());
+
+/** The refusal's wording, built only when a message is refused (not on every message of the type). */
+const limitOf = (ctx: Ctx, bucket: 'notify' | 'publish'): string =>
+  bucket === 'notify' ? `at most ${ctx.config.notifyRatePerS} notifications per second` : `at most ${ctx.config.publishRatePerS} publications per second`;
 
 /** Runs a parsed message through its spec: its bucket, its permission, its handler; errors become replies. */
 export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: ConnectionRates): void {
   const spec = MESSAGES[msg.type] as Spec<ClientType>;
   if (spec.bucket !== undefined) {
-    const [bucket, what] = bucketOf(ctx, rates, spec.bucket);
-    if (!bucket.take()) {
-      rateLimited(ctx, ws, rates, msg.id, what);
+    if (!bucketOf(rates, spec.bucket).take()) {
+      rateLimited(ctx, ws, rates, msg.id, limitOf(ctx, spec.bucket));
       return;
     }
   }

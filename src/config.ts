@@ -32,6 +32,7 @@ export interface Config {
   readonly maxBatch: number;
   readonly drainMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly semiSpaceMb: number;
   readonly rateLimitPerS: number;
   readonly rateLimitBurst: number;
   readonly notifyRatePerS: number;
@@ -39,6 +40,17 @@ export interface Config {
   readonly publishRatePerS: number;
   readonly publishBurst: number;
   readonly rateLimitCloseAfter: number;
+  readonly rateLimitPerSPerIp: number;
+  readonly rateLimitBurstPerIp: number;
+  readonly notifyRatePerSPerIp: number;
+  readonly notifyBurstPerIp: number;
+  readonly publishRatePerSPerIp: number;
+  readonly publishBurstPerIp: number;
+  readonly rateBudgetMaxKeys: number;
+  readonly handshakesPerSPerIp: number;
+  readonly handshakeBurstPerIp: number;
+  readonly handshakesPerSPerUser: number;
+  readonly handshakeBurstPerUser: number;
   readonly maxConnections: number;
   readonly maxConnectionsPerUser: number;
   readonly maxConnectionsPerIp: number;
@@ -50,6 +62,7 @@ export interface Config {
   readonly historySize: number;
   readonly historyTtlS: number;
   readonly historyMaxTopics: number;
+  readonly historyMaxBytes: number;
   readonly demoPage: boolean;
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
@@ -103,13 +116,24 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
   { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
   { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
-  { key: 'rateLimitPerS', env: 'RATE_LIMIT_PER_S', kind: 'int', default: 20, min: 1, max: 100000, doc: 'Messages per second one connection may send, every type counted (token bucket refill rate).' },
+  { key: 'rateLimitPerS', env: 'RATE_LIMIT_PER_S', kind: 'int', default: 20, min: 1, max: 100000, doc: 'Messages per second one user (`sub`) may send over all its connections, every type counted (token bucket refill rate); kept across reconnects, per node.' },
   { key: 'rateLimitBurst', env: 'RATE_LIMIT_BURST', kind: 'int', default: 40, min: 1, max: 100000, doc: 'Burst size of that bucket.' },
-  { key: 'notifyRatePerS', env: 'NOTIFY_RATE_PER_S', kind: 'int', default: 2, min: 1, max: 100000, doc: '`send:notification` per second per connection (on top of the general limit).' },
+  { key: 'notifyRatePerS', env: 'NOTIFY_RATE_PER_S', kind: 'int', default: 2, min: 1, max: 100000, doc: '`send:notification` per second per user (on top of the general limit).' },
   { key: 'notifyBurst', env: 'NOTIFY_BURST', kind: 'int', default: 10, min: 1, max: 100000, doc: 'Burst of `send:notification`.' },
-  { key: 'publishRatePerS', env: 'PUBLISH_RATE_PER_S', kind: 'int', default: 1, min: 1, max: 100000, doc: '`story:published`, `chapter:published`, `profile:updated` per second per connection.' },
+  { key: 'publishRatePerS', env: 'PUBLISH_RATE_PER_S', kind: 'int', default: 1, min: 1, max: 100000, doc: '`story:published`, `chapter:published`, `profile:updated` per second per user.' },
   { key: 'publishBurst', env: 'PUBLISH_BURST', kind: 'int', default: 5, min: 1, max: 100000, doc: 'Burst of those publish events.' },
-  { key: 'rateLimitCloseAfter', env: 'RATE_LIMIT_CLOSE_AFTER', kind: 'int', default: 50, min: 1, max: 1000000, doc: 'Rate-limited messages in a row (no accepted message between) after which the connection is closed with 4100.' },
+  { key: 'rateLimitCloseAfter', env: 'RATE_LIMIT_CLOSE_AFTER', kind: 'int', default: 50, min: 1, max: 1000000, doc: 'Rate-limited messages in a row on one connection (no accepted message between) after which it is closed with 4100.' },
+  { key: 'rateLimitPerSPerIp', env: 'RATE_LIMIT_PER_S_PER_IP', kind: 'int', default: 1000, min: 1, max: 10000000, doc: 'Messages per second from one client address, all its users together (many users may share one NAT address): a message must pass its user\'s and its address\'s bucket.' },
+  { key: 'rateLimitBurstPerIp', env: 'RATE_LIMIT_BURST_PER_IP', kind: 'int', default: 2000, min: 1, max: 10000000, doc: 'Burst size of that bucket.' },
+  { key: 'notifyRatePerSPerIp', env: 'NOTIFY_RATE_PER_S_PER_IP', kind: 'int', default: 20, min: 1, max: 10000000, doc: '`send:notification` per second from one client address.' },
+  { key: 'notifyBurstPerIp', env: 'NOTIFY_BURST_PER_IP', kind: 'int', default: 100, min: 1, max: 10000000, doc: 'Burst of `send:notification` from one address.' },
+  { key: 'publishRatePerSPerIp', env: 'PUBLISH_RATE_PER_S_PER_IP', kind: 'int', default: 10, min: 1, max: 10000000, doc: 'Story, chapter and profile publishes per second from one client address.' },
+  { key: 'publishBurstPerIp', env: 'PUBLISH_BURST_PER_IP', kind: 'int', default: 50, min: 1, max: 10000000, doc: 'Burst of those publishes from one address.' },
+  { key: 'rateBudgetMaxKeys', env: 'RATE_BUDGET_MAX_KEYS', kind: 'int', default: 100000, min: 100, max: 100000000, doc: 'Users and addresses whose budgets (message and handshake buckets, each kind) one node remembers; past it full buckets are forgotten first, then the oldest.' },
+  { key: 'handshakesPerSPerIp', env: 'HANDSHAKES_PER_S_PER_IP', kind: 'int', default: 50, min: 1, max: 10000000, doc: 'WebSocket upgrades per second from one client address, refused or not (checked before the token); more get 429 `RATE_LIMITED`. A load test from one address must raise it.' },
+  { key: 'handshakeBurstPerIp', env: 'HANDSHAKE_BURST_PER_IP', kind: 'int', default: 500, min: 1, max: 10000000, doc: 'Burst of upgrades from one address.' },
+  { key: 'handshakesPerSPerUser', env: 'HANDSHAKES_PER_S_PER_USER', kind: 'int', default: 2, min: 1, max: 10000000, doc: 'WebSocket upgrades per second of one user (checked once its token is verified); more get 429 `RATE_LIMITED`.' },
+  { key: 'handshakeBurstPerUser', env: 'HANDSHAKE_BURST_PER_USER', kind: 'int', default: 30, min: 1, max: 10000000, doc: 'Burst of upgrades of one user.' },
   { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: 19000, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503 (19000 fits a 20000 open-files limit).' },
   { key: 'maxConnectionsPerUser', env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: 16, min: 1, max: 100000, doc: 'Concurrent connections of one user; more get 429 `CONNECTION_LIMIT`.' },
   { key: 'maxConnectionsPerIp', env: 'MAX_CONNECTIONS_PER_IP', kind: 'int', default: 1000, min: 1, max: 10000000, doc: 'Concurrent connections (and upgrades in progress) from one address; more get 429.' },
@@ -121,11 +145,13 @@ export const OPTIONS: readonly Option[] = [
   { key: 'historySize', env: 'HISTORY_SIZE', kind: 'int', default: 50, min: 1, max: 100000, doc: 'Events kept per recoverable topic (`user:<id>`, `story:<id>`) for resume and the notification inbox.' },
   { key: 'historyTtlS', env: 'HISTORY_TTL_S', kind: 'int', default: 604800, min: 1, max: 31536000, doc: 'Age after which a kept event is dropped, seconds (default 7 days).' },
   { key: 'historyMaxTopics', env: 'HISTORY_MAX_TOPICS', kind: 'int', default: 10000, min: 1, max: 10000000, doc: 'In-memory mode: topics with history kept; the least recently used is dropped whole (its clients then get `recovered: false`).' },
+  { key: 'historyMaxBytes', env: 'HISTORY_MAX_BYTES', kind: 'int', default: 268435456, min: 65536, max: 1099511627776, doc: 'Bytes of stored events (UTF-8 frames) over all recoverable topics, in memory per node, in Redis for the whole cluster; past it the oldest events are dropped first (a resume from before them gets `recovered: false`).' },
   { key: 'apiKey', env: 'API_KEY', kind: 'string', default: undefined, doc: 'Service credential of the backend HTTP API and /metrics (`Authorization: Bearer <key>`, at least 16 characters). Unset: generated and printed in dev, API disabled in production.' },
   { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (same HOST) instead of the WebSocket port.' },
   { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },
   { key: 'maxBatch', env: 'MAX_BATCH', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Events in one batch `POST /v1/publish`.' },
   { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },
+  { key: 'semiSpaceMb', env: 'SEMI_SPACE_MB', kind: 'int', default: 4, min: 0, max: 256, doc: 'Size of one V8 young-generation semi-space, MiB (`npm start` / `node dist/main.js` run the node in a worker thread with this bound). V8 grows it to 16 during a burst of handshakes and keeps it, ~0.6 KiB per idle connection at 10,000. 0: V8\'s default, no worker thread.' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
   { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on, off when NODE_ENV=production); in dev mode also `GET /dev/token?user=<name>`.' },
   { key: 'redisUrl', env: 'REDIS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: `redis://[:password@]host:port[/db]` (or `rediss://`) of a Redis 7 primary shared by every node. Unset: one node, everything in memory.' },

@@ -81,6 +81,18 @@ export const STORYWIRE_LOAD_ENV: Readonly<Record<string, string>> = {
   NOTIFY_BURST: '100000',
   PUBLISH_RATE_PER_S: '100000',
   PUBLISH_BURST: '100000',
+  // Per-address budgets (every bench connection is 127.0.0.1) and handshake budgets (20,000 upgrades in a
+  // few seconds from one address; reconnect storms of the same users in the chaos benches).
+  RATE_LIMIT_PER_S_PER_IP: '10000000',
+  RATE_LIMIT_BURST_PER_IP: '10000000',
+  NOTIFY_RATE_PER_S_PER_IP: '10000000',
+  NOTIFY_BURST_PER_IP: '10000000',
+  PUBLISH_RATE_PER_S_PER_IP: '10000000',
+  PUBLISH_BURST_PER_IP: '10000000',
+  HANDSHAKES_PER_S_PER_IP: '10000000',
+  HANDSHAKE_BURST_PER_IP: '10000000',
+  HANDSHAKES_PER_S_PER_USER: '10000000',
+  HANDSHAKE_BURST_PER_USER: '10000000',
 };
 
 function command(kind: ServerKind, storywireRoot: string): { script: string; env: Record<string, string> } {

@@ -8,12 +8,12 @@ import type { Metrics } from '../metrics.js';
 import type { JoinResult, PubSub } from '../pubsub/pubsub.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { connectedFrameTemplate } from '../wire/frames.js';
-import { dispatch, parseFrame, rateLimited, replyError, type Ctx } from '../wire/messages.js';
+import { dispatch, limitOf, parseFrame, rateLimited, replyError, type Ctx } from '../wire/messages.js';
 import { FrameError, limitsOf, type ClientMessage, type Limits } from '../wire/protocol.js';
 import { PRESENCE_ALL, STORIES, userTopic } from '../wire/topics.js';
 import { isRefused, personalPosition, setPersonalPosition, type AnySocket, type Held, type Refused, type Socket } from './conn.js';
 import type { Connections } from './connections.js';
-import { ConnectionRates, type RateSpec } from './rates.js';
+import { Budgets } from './rates.js';
 import type { Upgrades } from './upgrade.js';
 import { uws, type UWS } from '../uws.js';
 
@@ -34,7 +34,8 @@ export interface LifecycleDeps {
 /** The uWS handlers of one node's WebSocket route; `behavior()` is what `app.ws()` takes. */
 export class Lifecycle {
   private readonly limits: Limits;
-  private readonly rateSpecs: { all: RateSpec; notify: RateSpec; publish: RateSpec };
+  /** Message budgets per user and per address, kept across reconnects (this node's share in a cluster). */
+  private readonly budgets: Budgets;
   /** The topics every connection joins along with its personal topic: fixed for the server's life. */
   private readonly alongWith: readonly string[];
   private readonly connectedFrame: ReturnType<typeof connectedFrameTemplate>;
@@ -43,11 +44,19 @@ export class Lifecycle {
   constructor(private readonly d: LifecycleDeps) {
     const { config } = d;
     this.limits = limitsOf(config);
-    this.rateSpecs = {
-      all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
-      notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
-      publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
-    };
+    this.budgets = new Budgets(
+      {
+        all: { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst },
+        notify: { ratePerS: config.notifyRatePerS, burst: config.notifyBurst },
+        publish: { ratePerS: config.publishRatePerS, burst: config.publishBurst },
+      },
+      {
+        all: { ratePerS: config.rateLimitPerSPerIp, burst: config.rateLimitBurstPerIp },
+        notify: { ratePerS: config.notifyRatePerSPerIp, burst: config.notifyBurstPerIp },
+        publish: { ratePerS: config.publishRatePerSPerIp, burst: config.publishBurstPerIp },
+      },
+      config.rateBudgetMaxKeys,
+    );
     this.alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
     this.connectedFrame = connectedFrameTemplate({
       heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -147,24 +156,25 @@ export class Lifecycle {
       return;
     }
     const conn = ws.getUserData().conn;
-    // Created on the first message: a bucket made now is full, as one made at connect time would still be.
-    conn.rates ??= new ConnectionRates(this.rateSpecs);
+    // The user's and the address's buckets, looked up on the first message (most connections only listen)
+    // and cached on the connection: a reconnect finds them as the last connection left them.
+    conn.rates ??= this.budgets.forConnection(conn.userId, conn.ip);
     const rates = conn.rates;
-    const allowed = rates.all.take();
+    const refusedBy = rates.takeAll();
     let msg: ClientMessage;
     try {
       msg = parseFrame(this.decoder.decode(data), this.limits, data.byteLength);
     } catch (err) {
-      if (!allowed) {
-        rateLimited(this.d.ctx, ws, rates, undefined, `at most ${this.d.config.rateLimitPerS} messages per second`);
+      if (refusedBy !== undefined) {
+        rateLimited(this.d.ctx, ws, rates, undefined, limitOf(this.d.ctx, 'all', refusedBy));
         return;
       }
       // A TypeError from the fatal decoder: uWS already refuses invalid UTF-8 in text frames, this is the second line.
       replyError(this.d.ctx, ws, err instanceof TypeError ? new WireError(ErrorCode.BAD_JSON, 'frame is not valid UTF-8') : err, err instanceof FrameError ? err.requestId : undefined);
       return;
     }
-    if (allowed) dispatch(this.d.ctx, ws, msg, rates);
-    else rateLimited(this.d.ctx, ws, rates, msg.id, `at most ${this.d.config.rateLimitPerS} messages per second`);
+    if (refusedBy === undefined) dispatch(this.d.ctx, ws, msg, rates);
+    else rateLimited(this.d.ctx, ws, rates, msg.id, limitOf(this.d.ctx, 'all', refusedBy));
   }
 
   private close(ws: Socket, code: number): void {

@@ -1,6 +1,7 @@
-// Per-connection and per-process limits: token buckets, a token-expiry wheel, address counts.
+// Budgets and limits: token buckets kept per user and per address across reconnects, a token-expiry wheel,
+// address counts.
 
-/** A token bucket refilled on demand from the clock: no timer per connection. */
+/** A token bucket refilled on demand from the clock: no timer per bucket. */
 export class TokenBucket {
   private tokens: number;
   private last: number;
@@ -14,15 +15,36 @@ export class TokenBucket {
     this.last = now;
   }
 
-  take(now = Date.now()): boolean {
+  /** Refills from the clock; true when a token is there to take. */
+  ready(now: number): boolean {
     const elapsed = now - this.last;
     if (elapsed > 0) {
       this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerS) / 1000);
       this.last = now;
     }
-    if (this.tokens < 1) return false;
+    return this.tokens >= 1;
+  }
+
+  /** Takes a token that ready() said is there. */
+  spend(): void {
+    this.tokens -= 1;
+  }
+
+  take(now = Date.now()): boolean {
+    if (!this.ready(now)) return false;
     this.tokens -= 1;
     return true;
+  }
+
+  /** Full at `now`: it carries no information (a new bucket would be the same), so it can be forgotten. */
+  full(now: number): boolean {
+    this.ready(now);
+    return this.tokens >= this.burst;
+  }
+
+  /** Whole seconds until a token is there (0 when one is). */
+  retryS(): number {
+    return this.tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - this.tokens) / this.ratePerS));
   }
 }
 
@@ -31,27 +53,133 @@ export interface RateSpec {
   burst: number;
 }
 
-/** Every message of a connection, with stricter buckets for notifications and publishes. */
+/**
+ * Token buckets by key (a user, an address), kept after the connections that drew from them are gone, so
+ * that a reconnect starts from what the key has left, not from a full bucket. Bounded: past `maxKeys`, the
+ * full buckets are forgotten first (they carry nothing), then the oldest. No timer: cleaned up on insertion.
+ */
+export class BucketStore {
+  private readonly map = new Map<string, TokenBucket>();
+
+  constructor(
+    private readonly spec: RateSpec,
+    private readonly maxKeys: number,
+  ) {}
+
+  /** The key's bucket (one Map lookup), made full when the key has none. */
+  get(key: string, now = Date.now()): TokenBucket {
+    let b = this.map.get(key);
+    if (b === undefined) {
+      b = new TokenBucket(this.spec.ratePerS, this.spec.burst, now);
+      this.map.set(key, b);
+      if (this.map.size > this.maxKeys) this.shrink(now);
+    }
+    return b;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /**
+   * Down to 90 % of the bound: full buckets first, oldest first; then, if every bucket is in use, the oldest
+   * (a key forgotten that way starts full again: the price of the bound, paid only past it).
+   * Amortized O(1) per insertion: a tenth of the bound is made free at each pass.
+   */
+  private shrink(now: number): void {
+    const target = Math.floor(this.maxKeys * 0.9);
+    for (const [key, b] of this.map) {
+      if (this.map.size <= target) return;
+      if (b.full(now)) this.map.delete(key);
+    }
+    for (const key of this.map.keys()) {
+      if (this.map.size <= target) return;
+      this.map.delete(key);
+    }
+  }
+}
+
+export type BucketKind = 'all' | 'notify' | 'publish';
+export type RateSpecs = Readonly<Record<BucketKind, RateSpec>>;
+
+/** Which budget refused a message: its user's, or its address's. */
+export type Payer = 'user' | 'address';
+
+/**
+ * The message budgets of one node: per user (`sub`) and per client address, each kind in its own store,
+ * kept across reconnects. In a cluster every node keeps its own (the budgets are split per node).
+ */
+export class Budgets {
+  private readonly user: Record<BucketKind, BucketStore>;
+  private readonly address: Record<BucketKind, BucketStore>;
+
+  constructor(userSpecs: RateSpecs, addressSpecs: RateSpecs, maxKeys: number) {
+    const stores = (specs: RateSpecs) => ({
+      all: new BucketStore(specs.all, maxKeys),
+      notify: new BucketStore(specs.notify, maxKeys),
+      publish: new BucketStore(specs.publish, maxKeys),
+    });
+    this.user = stores(userSpecs);
+    this.address = stores(addressSpecs);
+  }
+
+  /** A connection's view of its payers' buckets (the general ones looked up now, the others on first use). */
+  forConnection(userId: string, ip: string): ConnectionRates {
+    return new ConnectionRates(this, userId, ip);
+  }
+
+  bucket(payer: Payer, kind: BucketKind, key: string): TokenBucket {
+    return (payer === 'user' ? this.user : this.address)[kind].get(key);
+  }
+}
+
+/**
+ * One connection's buckets: its user's and its address's, cached here so that a message costs no lookup.
+ * `strikes` is the connection's own (RATE_LIMIT_CLOSE_AFTER counts per connection).
+ */
 export class ConnectionRates {
-  readonly all: TokenBucket;
-  private notify: TokenBucket | undefined;
-  private publish: TokenBucket | undefined;
+  private readonly userAll: TokenBucket;
+  private readonly addressAll: TokenBucket;
+  private userNotify: TokenBucket | undefined;
+  private addressNotify: TokenBucket | undefined;
+  private userPublish: TokenBucket | undefined;
+  private addressPublish: TokenBucket | undefined;
   /** RATE_LIMITED replies since the last accepted message. */
   strikes = 0;
 
-  constructor(private readonly specs: { all: RateSpec; notify: RateSpec; publish: RateSpec }) {
-    this.all = new TokenBucket(specs.all.ratePerS, specs.all.burst);
+  constructor(
+    private readonly budgets: Budgets,
+    private readonly userId: string,
+    private readonly ip: string,
+  ) {
+    this.userAll = budgets.bucket('user', 'all', userId);
+    this.addressAll = budgets.bucket('address', 'all', ip);
   }
 
-  notifyBucket(): TokenBucket {
-    this.notify ??= new TokenBucket(this.specs.notify.ratePerS, this.specs.notify.burst);
-    return this.notify;
+  /** Takes from both general buckets, or from neither; undefined when allowed, else who ran out. */
+  takeAll(now = Date.now()): Payer | undefined {
+    return takeBoth(this.userAll, this.addressAll, now);
   }
 
-  publishBucket(): TokenBucket {
-    this.publish ??= new TokenBucket(this.specs.publish.ratePerS, this.specs.publish.burst);
-    return this.publish;
+  /** The same for a stricter kind (notify, publish). */
+  take(kind: 'notify' | 'publish', now = Date.now()): Payer | undefined {
+    if (kind === 'notify') {
+      this.userNotify ??= this.budgets.bucket('user', 'notify', this.userId);
+      this.addressNotify ??= this.budgets.bucket('address', 'notify', this.ip);
+      return takeBoth(this.userNotify, this.addressNotify, now);
+    }
+    this.userPublish ??= this.budgets.bucket('user', 'publish', this.userId);
+    this.addressPublish ??= this.budgets.bucket('address', 'publish', this.ip);
+    return takeBoth(this.userPublish, this.addressPublish, now);
   }
+}
+
+function takeBoth(user: TokenBucket, address: TokenBucket, now: number): Payer | undefined {
+  if (!user.ready(now)) return 'user';
+  if (!address.ready(now)) return 'address';
+  user.spend();
+  address.spend();
+  return undefined;
 }
 
 /**

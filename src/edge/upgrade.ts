@@ -9,7 +9,7 @@ import type { Conn, Held, Refused } from './conn.js';
 import { ErrorCode, WireError, errorBody, refusalCloseCode } from '../wire/codes.js';
 import type { Position } from '../seams/history/types.js';
 import { statusLine } from '../api/http.js';
-import { Counts, clientAddress } from './rates.js';
+import { BucketStore, Counts, clientAddress } from './rates.js';
 import type { ConnectOutcome, Metrics } from '../metrics.js';
 import { parseSinceParam } from '../wire/protocol.js';
 import type { UWS } from '../uws.js';
@@ -33,6 +33,16 @@ export interface Upgrades {
   durationS(conn: Conn): number;
 }
 
+/** A refusal that names when to try again: `Retry-After` over HTTP, "retry in N s" in its message. */
+export class RetryLater extends WireError<'RATE_LIMITED'> {
+  constructor(
+    what: string,
+    readonly retryAfterS: number,
+  ) {
+    super(ErrorCode.RATE_LIMITED, `${what}: retry in ${retryAfterS} s`, 429);
+  }
+}
+
 /** A close reason of at most 123 bytes (the WebSocket limit), cut on a character boundary. */
 export function closeReason(text: string): string {
   if (Buffer.byteLength(text) <= 123) return text;
@@ -52,6 +62,10 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   // Single node with a shared-secret key: an upgrade is decided and made in the handler itself, with no
   // promise, timer or abort handler (a third of a handshake's server CPU, profiled).
   const verifyNow = backplane.single ? verifier.verifyNow : undefined;
+  // Handshake budgets: a token bucket per address (before the token is checked, so that bad tokens cost a
+  // signature check only within it) and per user (once verified), kept across attempts; per node.
+  const handshakesByIp = new BucketStore({ ratePerS: config.handshakesPerSPerIp, burst: config.handshakeBurstPerIp }, config.rateBudgetMaxKeys);
+  const handshakesByUser = new BucketStore({ ratePerS: config.handshakesPerSPerUser, burst: config.handshakeBurstPerUser }, config.rateBudgetMaxKeys);
   const startedAt = Date.now();
   let connCounter = 0;
   let pendingUpgrades = 0;
@@ -80,6 +94,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       return;
     }
     res.writeStatus(statusLine(err.status));
+    if (err instanceof RetryLater) res.writeHeader('retry-after', String(err.retryAfterS));
     res.writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody(err.code, err.message)), true);
   }
 
@@ -103,6 +118,11 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
   }
 
   const asAuthError = (err: unknown): WireError => (err instanceof WireError ? err : new WireError(ErrorCode.TOKEN_INVALID, 'token invalid', 401));
+  /** RATE_LIMITED when the user's handshake bucket is empty (taking a token otherwise). */
+  function userHandshake(userId: string): RetryLater | undefined {
+    const b = handshakesByUser.get(userId);
+    return b.take() ? undefined : new RetryLater(`too many connection attempts for this user: at most ${config.handshakesPerSPerUser} per second`, b.retryS());
+  }
   const tooManyForUser = () => new WireError(ErrorCode.CONNECTION_LIMIT, `at most ${config.maxConnectionsPerUser} connections per user`, 429);
 
   /** A connection's state (held by uWS behind one property: see `Held`). */
@@ -148,6 +168,11 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       refuse(res, new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${ip}`, 429), ip, source, secKey, secExtensions, context);
       return;
     }
+    const fromIp = handshakesByIp.get(ip);
+    if (!fromIp.take()) {
+      refuse(res, new RetryLater(`too many connection attempts from ${ip}: at most ${config.handshakesPerSPerIp} per second`, fromIp.retryS()), ip, source, secKey, secExtensions, context);
+      return;
+    }
     let resumeFrom: Position | undefined;
     try {
       resumeFrom = parseSinceParam(sinceParam);
@@ -165,6 +190,11 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
         principal = verifyNow(source.token);
       } catch (err) {
         refuse(res, asAuthError(err), ip, source, secKey, secExtensions, context);
+        return;
+      }
+      const limited = userHandshake(principal.userId);
+      if (limited) {
+        refuse(res, limited, ip, source, secKey, secExtensions, context);
         return;
       }
       // One node: its own connections are all the user's connections.
@@ -186,6 +216,8 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
     const upgrade = async (): Promise<void> => {
       const principal = await verifyWithin(source.token!);
       const user = principal.userId;
+      const limited = userHandshake(user);
+      if (limited) throw limited;
       userId = user;
       pendingByUser.inc(user);
       // Cluster-wide count; while Redis is unreachable, this node's own count (new connections are still

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { hasPermission } from '../edge/auth.js';
 import { connOf, personalPosition, type Socket } from '../edge/conn.js';
-import type { ConnectionRates, TokenBucket } from '../edge/rates.js';
+import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
 import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
 import type { Presence } from '../features/presence.js';
@@ -295,18 +295,22 @@ export function rateLimited(ctx: Ctx, ws: Socket, rates: ConnectionRates, reqId:
   ctx.send(ws, errorFrame(reqId, ErrorCode.RATE_LIMITED, `${what}: slow down`));
 }
 
-const bucketOf = (rates: ConnectionRates, bucket: 'notify' | 'publish'): TokenBucket => (bucket === 'notify' ? rates.notifyBucket() : rates.publishBucket());
-
 /** The refusal's wording, built only when a message is refused (not on every message of the type). */
-const limitOf = (ctx: Ctx, bucket: 'notify' | 'publish'): string =>
-  bucket === 'notify' ? `at most ${ctx.config.notifyRatePerS} notifications per second` : `at most ${ctx.config.publishRatePerS} publications per second`;
+export function limitOf(ctx: Ctx, bucket: BucketKind, payer: Payer): string {
+  const c = ctx.config;
+  const ip = payer === 'address';
+  if (bucket === 'all') return `at most ${ip ? c.rateLimitPerSPerIp : c.rateLimitPerS} messages per second ${ip ? 'from this address' : 'per user'}`;
+  if (bucket === 'notify') return `at most ${ip ? c.notifyRatePerSPerIp : c.notifyRatePerS} notifications per second ${ip ? 'from this address' : 'per user'}`;
+  return `at most ${ip ? c.publishRatePerSPerIp : c.publishRatePerS} publications per second ${ip ? 'from this address' : 'per user'}`;
+}
 
 /** Runs a parsed message through its spec: its bucket, its permission, its handler; errors become replies. */
 export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: ConnectionRates): void {
   const spec = MESSAGES[msg.type] as Spec<ClientType>;
   if (spec.bucket !== undefined) {
-    if (!bucketOf(rates, spec.bucket).take()) {
-      rateLimited(ctx, ws, rates, msg.id, limitOf(ctx, spec.bucket));
+    const refusedBy = rates.take(spec.bucket);
+    if (refusedBy !== undefined) {
+      rateLimited(ctx, ws, rates, msg.id, limitOf(ctx, spec.bucket, refusedBy));
       return;
     }
   }

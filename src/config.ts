@@ -32,7 +32,6 @@ export interface Config {
   readonly maxBatch: number;
   readonly drainMs: number;
   readonly shutdownTimeoutMs: number;
-  readonly semiSpaceMb: number;
   readonly rateLimitPerS: number;
   readonly rateLimitBurst: number;
   readonly notifyRatePerS: number;
@@ -151,7 +150,6 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },
   { key: 'maxBatch', env: 'MAX_BATCH', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Events in one batch `POST /v1/publish`.' },
   { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },
-  { key: 'semiSpaceMb', env: 'SEMI_SPACE_MB', kind: 'int', default: 4, min: 0, max: 256, doc: 'Size of one V8 young-generation semi-space, MiB (`npm start` / `node dist/main.js` run the node in a worker thread with this bound). V8 grows it to 16 during a burst of handshakes and keeps it, ~0.6 KiB per idle connection at 10,000. 0: V8\'s default, no worker thread.' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
   { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on, off when NODE_ENV=production); in dev mode also `GET /dev/token?user=<name>`.' },
   { key: 'redisUrl', env: 'REDIS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: `redis://[:password@]host:port[/db]` (or `rediss://`) of a Redis 7 primary shared by every node. Unset: one node, everything in memory.' },

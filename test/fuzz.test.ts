@@ -53,7 +53,7 @@ const ERROR_CODES = new Set<string>(Object.values(ErrorCode));
 const CLOSE_CODES = new Set<number>(Object.values(CloseCode));
 
 t.test('10,000 random and mutated frames against a live server', async (t) => {
-  const h = await startServer(t, { maxPayloadBytes: 4096, rateLimitPerS: 5000, rateLimitBurst: 5000, notifyRatePerS: 1000, notifyBurst: 1000, publishRatePerS: 1000, publishBurst: 1000 });
+  const h = await startServer(t, { maxPayloadBytes: 4096, rateLimitPerS: 5000, rateLimitBurst: 5000, notifyRatePerS: 1000, notifyBurst: 1000, publishRatePerS: 1000, publishBurst: 1000, rateLimitPerSPerIp: 10000, rateLimitBurstPerIp: 10000, notifyRatePerSPerIp: 1000, notifyBurstPerIp: 1000, publishRatePerSPerIp: 1000, publishBurstPerIp: 1000 });
   const healthy = await h.connect('bob');
   let fuzzer = await h.connect('fuzzer', { roles: ['stories:publish'] });
   let sent = 0;

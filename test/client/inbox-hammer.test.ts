@@ -19,7 +19,7 @@ const seed = Number(process.env['HAMMER_SEED'] ?? Date.now() % 1_000_000);
 
 t.test(`hammer (seed ${seed}): stores converge on the inbox`, async (t) => {
   // A small history and store so that trimming and capacity are exercised too.
-  const h = await startServer(t, { historySize: 12 });
+  const h = await startServer(t, { historySize: 12, rateLimitBurst: 1000 }); // three devices share one user's budget
   const random = rng(seed);
   const devices: { c: StorywireClient; cut(): void }[] = [];
   for (let i = 0; i < 3; i++) {

@@ -5,17 +5,22 @@ import pino from 'pino';
 import { Redis } from 'ioredis';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryHistory } from '../src/seams/history/memory.js';
-import type { Appended, HistoryReads } from '../src/seams/history/types.js';
+import { NO_STREAM, type Appended, type HistoryReads } from '../src/seams/history/types.js';
 import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
 
 interface Limits {
   size: number;
   ttlMs: number;
+  maxBytes?: number;
 }
 
 interface Fixture {
   history: HistoryReads;
   append(topic: string, head: string, tail: string): Promise<Appended>;
+  /** The append with `ifStreamExists`: undefined when nothing was stored. */
+  appendIfExists(topic: string, head: string, tail: string): Promise<Appended | undefined>;
+  /** Topics with anything held for them in the store (memory: streams; Redis: keys of the topic). */
+  held(): Promise<string[]>;
   /** What a lost history is to this implementation (a topic evicted, its Redis keys expired or gone). */
   lose(topic: string): Promise<void>;
 }
@@ -36,6 +41,8 @@ const impls: Impl[] = [
       return {
         history,
         append: async (topic, head, tail) => history.append(topic, head, tail),
+        appendIfExists: async (topic, head, tail) => history.append(topic, head, tail, { ifStreamExists: true }),
+        held: async () => history.heldTopics(),
         // Every topic is used when created: making room for maxTopics new ones drops the oldest first.
         async lose(topic) {
           for (let i = 0; i < maxTopics; i++) history.append(`story:filler-${i}`, `{"type":"x","topic":"story:filler-${i}"`, '}');
@@ -60,6 +67,16 @@ const impls: Impl[] = [
           const a = await bp.publishRecorded(topic, head, tail);
           if (a === undefined) throw new Error('not appended');
           return a;
+        },
+        async appendIfExists(topic, head, tail) {
+          const a = await bp.publishRecorded(topic, head, tail, undefined, undefined, { ifStreamExists: true });
+          if (a === undefined) throw new Error('taken for a duplicate');
+          return a === NO_STREAM ? undefined : a;
+        },
+        async held() {
+          const keys = await raw.keys(`${prefix}*`);
+          // The topic keys (h:, s:); the books and the empty-epoch base are shared by every topic.
+          return [...new Set(keys.map((k) => k.slice(prefix.length)).filter((k) => /^[hs]:/.test(k)).map((k) => k.slice(2)))].sort();
         },
         async lose(topic) {
           await raw.del(`${prefix}h:${topic}`, `${prefix}s:${topic}`);
@@ -91,11 +108,12 @@ for (const impl of impls) {
       const frames: Appended[] = [];
       for (const i of [1, 2, 3, 4, 5]) frames.push(await append('user:a', head('user:a'), `,"n":${i}}`));
       t.same(frames.map((f) => f.offset), [1, 2, 3, 4, 5]);
-      t.equal(frames[0]!.epoch, p0.epoch, 'a new topic starts in the epoch its empty position announced');
+      t.same(await h.since('user:a', p0.epoch, 0, 5), { recovered: false, frames: [], position: { epoch: frames[0]!.epoch, offset: 5 } }, 'the empty position, once offset 1 fell out');
       t.match(frames[4]!.frame, /"epoch":"[^"]+","offset":5,"n":5}$/);
-      const r = await h.since('user:a', p0.epoch, 2, 5);
-      t.same(r, { recovered: true, frames: [frames[2]!.frame, frames[3]!.frame, frames[4]!.frame], position: { epoch: p0.epoch, offset: 5 } });
-      t.equal((await h.since('user:a', p0.epoch, 1, 5)).recovered, false, 'offset 2 fell out of a history of 3');
+      const epoch = frames[0]!.epoch;
+      const r = await h.since('user:a', epoch, 2, 5);
+      t.same(r, { recovered: true, frames: [frames[2]!.frame, frames[3]!.frame, frames[4]!.frame], position: { epoch, offset: 5 } });
+      t.equal((await h.since('user:a', epoch, 1, 5)).recovered, false, 'offset 2 fell out of a history of 3');
       t.equal((await h.since('user:a', 'other', 4, 5)).recovered, false, 'another epoch');
       t.same(await h.latest('user:a', 2), [frames[4]!.frame, frames[3]!.frame], 'newest first');
     });
@@ -141,7 +159,64 @@ for (const impl of impls) {
       t.not(p.epoch, a.epoch, 'a new epoch');
       t.equal((await h.since('user:l', a.epoch, 1, 1)).recovered, false, 'a position of the old epoch cannot be recovered');
       const b = await append('user:l', head('user:l'), '}');
-      t.match(b, { epoch: p.epoch, offset: 1 }, 'the next append opens the epoch the empty position announced');
+      t.match(b, { offset: 1 }, 'the next append opens a history at 1');
+      t.not(b.epoch, a.epoch);
+      t.same((await h.since('user:l', p.epoch, 0, 1)).frames, [b.frame], 'the empty position told after the loss continues into it');
+    });
+
+    t.test('a resume from the empty position recovers the history that began after it, from its first event', async (t) => {
+      const { history: h, append } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      const p0 = await h.position('user:e');
+      t.equal(p0.offset, 0);
+      t.same(await h.since('user:e', p0.epoch, 0, 0), { recovered: true, frames: [], position: p0 }, 'nothing missed yet');
+      const a = await append('user:e', head('user:e'), ',"n":1}');
+      const b = await append('user:e', head('user:e'), ',"n":2}');
+      t.same(await h.since('user:e', p0.epoch, 0, 2), { recovered: true, frames: [a.frame, b.frame], position: { epoch: a.epoch, offset: 2 } });
+      t.equal((await h.since('user:e', p0.epoch, 1, 2)).recovered, a.epoch === p0.epoch, 'only offset 0 of the empty epoch continues into another one');
+    });
+
+    t.test('reads never create a history: positions, resumes and latest of made-up topics hold nothing', async (t) => {
+      const { history: h, append, held } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      await append('user:real', head('user:real'), '}');
+      for (let i = 0; i < 50; i++) {
+        const topic = `user:made-up-${i}`;
+        const p = await h.position(topic);
+        await h.since(topic, p.epoch, 0, 0);
+        await h.since(topic, 'someepoch', 3, 3);
+        await h.latest(topic, 10);
+      }
+      t.same(await held(), ['user:real'], 'only the topic that was written to');
+    });
+
+    t.test('ifStreamExists: stored only into a topic that has a history; otherwise nothing is stored or created', async (t) => {
+      const { history: h, append, appendIfExists, held } = await impl.make(t, { size: 10, ttlMs: 60_000 });
+      t.equal(await appendIfExists('user:nobody', head('user:nobody'), '}'), undefined, 'no history: not stored');
+      t.same(await held(), [], 'and none created');
+      t.equal((await h.position('user:nobody')).offset, 0);
+      const first = await append('user:known', head('user:known'), ',"n":1}');
+      const second = await appendIfExists('user:known', head('user:known'), ',"n":2}');
+      t.match(second, { epoch: first.epoch, offset: 2 }, 'a topic with a history: stored as any other');
+      t.same(await h.latest('user:known', 5), [second!.frame, first.frame]);
+    });
+
+    t.test('HISTORY_MAX_BYTES: past it the oldest events, whichever their topic, are dropped first', async (t) => {
+      const pad = 'x'.repeat(900);
+      const { history: h, append } = await impl.make(t, { size: 100, ttlMs: 60_000, maxBytes: 10_000 });
+      const old = await append('story:old', head('story:old'), `,"pad":"${pad}"}`);
+      const frames: Appended[] = [];
+      for (let i = 0; i < 20; i++) frames.push(await append(`story:t${i % 3}`, head(`story:t${i % 3}`), `,"pad":"${pad}"}`));
+      t.same(await h.latest('story:old', 10), [], 'the oldest event is gone');
+      t.equal((await h.since('story:old', old.epoch, 0, 1)).recovered, false, 'a resume from before it: recovered false');
+      const kept: string[] = [];
+      for (const topic of ['story:t0', 'story:t1', 'story:t2']) kept.push(...(await h.latest(topic, 100)));
+      const bytes = kept.reduce((n, f) => n + Buffer.byteLength(f), 0);
+      t.ok(bytes <= 10_000, `at most the bound is held (${bytes} bytes)`);
+      t.ok(bytes > 10_000 - 2 * Buffer.byteLength(frames[0]!.frame), 'and only what had to go went');
+      t.ok(kept.includes(frames[19]!.frame), 'the newest is kept');
+      t.notOk(kept.includes(frames[0]!.frame), 'the oldest of the others went first');
+      const last = frames[19]!;
+      t.same((await h.since('story:t1', last.epoch, last.offset - 1, last.offset)).frames, [last.frame], 'a recent resume still recovers');
+      t.equal((await h.position('story:old')).epoch, old.epoch, 'a topic that lost its events keeps its epoch and offset');
     });
   });
 }

@@ -151,7 +151,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
 /** The stores of one node: those given, else the ones a cluster backplane shares, else in memory. */
 function storesOf(config: Config, options: ServerOptions, backplane: Backplane): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore } {
   const shared = backplane.single ? undefined : backplane.stores;
-  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics });
+  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
   const readState =
     options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);

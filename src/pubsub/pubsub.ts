@@ -2,7 +2,7 @@
 // (deliver: what reaches this node's connections). Joins, and this node's interest in topics, are join.ts.
 import type { UWS } from '../uws.js';
 import { Unconfirmed, type Backplane, type ClusterBackplane, type Idempotency } from '../seams/backplane/types.js';
-import type { Position } from '../seams/history/types.js';
+import { NO_STREAM, type Position } from '../seams/history/types.js';
 import type { Topology } from '../seams/topology.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { isNumbered } from '../wire/topics.js';
@@ -51,6 +51,16 @@ export async function emitAll(emits: Promise<number>[]): Promise<number> {
   }
   if (failed.length > 0) throw new PartialDelivery(delivered, storedOfAll(failed.map((f) => f.stored)), failed[0]!.message);
   return delivered;
+}
+
+/**
+ * A publish option: a numbered event is stored only if its topic already has a history (a stream); otherwise
+ * it is delivered live only, without a position. emit sets `stored` (like Idempotency.duplicate): true when
+ * the event was stored, false when it was delivered live only (also for a live-only topic).
+ */
+export interface StoreOption {
+  readonly ifStreamExists: true;
+  stored: boolean | undefined;
 }
 
 const conflict = () => new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
@@ -180,16 +190,19 @@ export class PubSub {
    * connections handed the frame once the other nodes have it; rejects with PartialDelivery otherwise.
    * Local delivery of an unnumbered event happens before this returns.
    */
-  emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency): Promise<number> {
+  emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency, store?: StoreOption): Promise<number> {
     this.metrics.published(type);
-    if (!isNumbered(type, topic)) return this.send(topic, frame, except, idem);
+    if (!isNumbered(type, topic)) {
+      if (store) store.stored = false;
+      return this.send(topic, frame, except, idem);
+    }
     // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
     const typePart = typeHead(type);
     const topicPart = JSON.stringify(topic);
     if (!frame.startsWith(typePart) || !frame.startsWith(topicPart, typePart.length)) throw new Error(`frame of ${type} does not start with type and topic`);
     const head = frame.slice(0, typePart.length + topicPart.length);
     const t = this.topology;
-    if (!t.single) return this.record(t.backplane, topic, head, frame.slice(head.length), except, idem);
+    if (!t.single) return this.record(t.backplane, topic, head, frame, except, idem, store);
     if (idem !== undefined) {
       const claim = this.idempotency.claim(`${topic}\n${idem.key}`, idem.fingerprint);
       if (claim === 'conflict') return Promise.reject(conflict());
@@ -197,6 +210,12 @@ export class PubSub {
         idem.duplicate = true;
         return Promise.resolve(0);
       }
+    }
+    if (store) {
+      // Only a history read in the turn can say, in the turn it stores, that the topic has a stream.
+      const appended = t.history.sync ? t.history.append(topic, head, frame.slice(head.length), { ifStreamExists: true }) : undefined;
+      store.stored = appended !== undefined;
+      return this.send(topic, appended === undefined ? frame : appended.frame, except);
     }
     const appended = t.history.append(topic, head, frame.slice(head.length));
     if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
@@ -207,7 +226,16 @@ export class PubSub {
    * Cluster: numbered and published in one step; this node delivers it when it comes back from the store,
    * in offset order with everyone else's (leaving out `except`, registered under a token).
    */
-  private record(backplane: ClusterBackplane, topic: string, head: string, tail: string, except: UWS.WebSocket<unknown> | undefined, idem: Idempotency | undefined): Promise<number> {
+  private record(
+    backplane: ClusterBackplane,
+    topic: string,
+    head: string,
+    frame: string,
+    except: UWS.WebSocket<unknown> | undefined,
+    idem: Idempotency | undefined,
+    store: StoreOption | undefined,
+  ): Promise<number> {
+    const tail = frame.slice(head.length);
     const local = this.app.numSubscribers(topic) - (except && isOpenSubscriber(except, topic) ? 1 : 0);
     let token: string | undefined;
     if (except) {
@@ -215,14 +243,23 @@ export class PubSub {
       this.excepts.set(token, except);
     }
     const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-    return backplane.publishRecorded(topic, head, tail, token, idem).then(
+    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: true }) : backplane.publishRecorded(topic, head, tail, token, idem);
+    return recorded.then(
       (appended) => {
         forget();
+        if (appended === NO_STREAM) {
+          // No history for the topic: nothing was stored or sent; it goes out live only, unnumbered.
+          store!.stored = false;
+          if (token !== undefined) this.excepts.delete(token);
+          return this.send(topic, frame, except, idem);
+        }
+        if (store) store.stored = true;
         return appended === undefined ? 0 : local;
       },
       (err: unknown) => {
         forget();
         if (!(err instanceof Unconfirmed)) throw err;
+        if (store) store.stored = err.stored ?? undefined;
         this.metrics.backplaneErrors.inc();
         // Stored: it comes back from Redis and is delivered here too. Not stored: delivered nowhere.
         throw new PartialDelivery(err.stored === true ? local : 0, err.stored, err.message);

@@ -22,7 +22,7 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
     nodeId,
     leaseMs: config.nodeLeaseMs,
     graceMs: config.presenceGraceMs,
-    history: { size: config.historySize, ttlMs: config.historyTtlS * 1000 },
+    history: { size: config.historySize, ttlMs: config.historyTtlS * 1000, maxBytes: config.historyMaxBytes },
     idempotencyMs: config.idempotencyTtlS * 1000,
     log,
   });

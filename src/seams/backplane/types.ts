@@ -36,7 +36,7 @@
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
 import { ErrorCode, WireError } from '../../wire/codes.js';
-import type { Appended, ClusterHistory, Position } from '../history/types.js';
+import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from '../history/types.js';
 import type { PresenceStore } from '../presence/types.js';
 import type { ReadStateStore } from '../readstate/types.js';
 
@@ -117,9 +117,11 @@ export interface ClusterBackplane extends BackplaneCore {
    * through onFrame on every listening node, the publishing node included, so that every node sees a
    * topic's frames in offset order. Rejects with UNAVAILABLE when an interested node may have missed it (an
    * Unconfirmed saying whether it was stored). With `idem`, a publish already stored under the key is not
-   * stored nor sent again (`idem.duplicate` is set, undefined is returned), within the window.
+   * stored nor sent again (`idem.duplicate` is set, undefined is returned), within the window. With
+   * `ifStreamExists`, a topic with no history gets none: nothing is stored or sent, NO_STREAM is returned.
    */
   publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
+  publishRecorded(topic: string, head: string, tail: string, exceptToken: string | undefined, idem: Idempotency | undefined, options: RecordOptions): Promise<Appended | undefined | NoStream>;
   /**
    * Resolves once every frame published on the topic before the call has reached this node (for a node
    * listening to it). Joins use it to know that a history position they read has been delivered here;

@@ -1,13 +1,16 @@
-// In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics.
+// In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics, and a
+// bound on the bytes of every topic's events together (the oldest event anywhere dropped first).
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
-import type { Appended, InTurnHistory, Position, Replay } from './types.js';
+import type { Appended, InTurnHistory, Position, RecordOptions, Replay } from './types.js';
 
 interface Entry {
   offset: number;
   at: number;
   frame: string;
+  /** UTF-8 bytes of the frame. */
+  bytes: number;
 }
 
 interface Stream {
@@ -16,6 +19,14 @@ interface Stream {
   entries: Ring<Entry>;
   /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
   used: boolean;
+  /** Evicted whole: its entries in the age queue are dead. */
+  gone: boolean;
+}
+
+/** One stored event in the order events were stored, across topics: what the byte bound drops first. */
+interface Aged {
+  s: Stream;
+  offset: number;
 }
 
 export interface HistoryLimits {
@@ -25,7 +36,10 @@ export interface HistoryLimits {
   ttlMs: number;
   /** Topics kept in memory; the least recently used is dropped whole (its epoch with it). */
   maxTopics: number;
+  /** UTF-8 bytes of stored frames over every topic; past it the oldest events are dropped first. */
+  maxBytes?: number;
 }
+
 
 
 export class MemoryHistory implements InTurnHistory {
@@ -41,8 +55,30 @@ export class MemoryHistory implements InTurnHistory {
    * back under an epoch a client was told before.
    */
   private fresh = newEpoch();
+  /**
+   * Every stored event, oldest first (entries dropped otherwise stay until compacted): the byte bound
+   * drops from the front. `head` is the first live slot.
+   */
+  private aged: Aged[] = [];
+  private head = 0;
+  /** Bytes and count of the events held in the streams. */
+  private bytes = 0;
+  private held = 0;
+  private readonly maxBytes: number;
 
-  constructor(private readonly limits: HistoryLimits) {}
+  constructor(private readonly limits: HistoryLimits) {
+    this.maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Bytes of the events held (for tests and metrics). */
+  get storedBytes(): number {
+    return this.bytes;
+  }
+
+  /** The topics that have a stream, sorted (for tests). */
+  heldTopics(): string[] {
+    return [...this.streams.keys()].sort();
+  }
 
   /** A topic's stream; `trimAt` (for reads) first drops what is older than the age limit. */
   private stream(topic: string, create: boolean, trimAt?: number): Stream | undefined {
@@ -50,7 +86,7 @@ export class MemoryHistory implements InTurnHistory {
     if (s) {
       s.used = true;
     } else if (create) {
-      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), used: true };
+      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), used: true, gone: false };
       this.streams.set(topic, s);
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
@@ -62,26 +98,86 @@ export class MemoryHistory implements InTurnHistory {
   private evictOne(): void {
     for (const [topic, s] of this.streams) {
       this.streams.delete(topic);
-      if (!s.used) break;
+      if (!s.used) {
+        this.forget(s);
+        break;
+      }
       s.used = false;
       this.streams.set(topic, s);
     }
     this.fresh = newEpoch();
   }
 
+  /** A stream dropped whole: its bytes are no longer held. */
+  private forget(s: Stream): void {
+    s.gone = true;
+    while (s.entries.length > 0) this.dropOldest(s);
+  }
+
+  private dropOldest(s: Stream): void {
+    const e = s.entries.at(0);
+    this.bytes -= e.bytes;
+    this.held--;
+    s.entries.dropOldest();
+  }
+
   /** Drops what is over the age (the ring itself keeps the count). */
   private trim(s: Stream, now: number): void {
     const { entries } = s;
-    while (entries.length > 0 && now - entries.at(0).at > this.limits.ttlMs) entries.dropOldest();
+    while (entries.length > 0 && now - entries.at(0).at > this.limits.ttlMs) this.dropOldest(s);
   }
 
-  append(topic: string, head: string, tail: string): Appended {
+  /**
+   * Numbers and stores one frame. With `ifStreamExists`, a topic with no stream yet gets none: nothing is
+   * stored or numbered and undefined is returned (the caller delivers the event live only), so that an event
+   * nobody asked to keep cannot create a stream (and evict real ones at HISTORY_MAX_TOPICS).
+   */
+  append(topic: string, head: string, tail: string): Appended;
+  append(topic: string, head: string, tail: string, options: RecordOptions): Appended | undefined;
+  append(topic: string, head: string, tail: string, options?: RecordOptions): Appended | undefined {
     const now = Date.now();
-    const s = this.stream(topic, true)!;
+    const s = this.stream(topic, options?.ifStreamExists !== true);
+    if (s === undefined) return undefined;
     const offset = ++s.offset;
     const frame = numberedFrame(head, s.epoch, offset, tail);
-    s.entries.push({ offset, at: now, frame });
+    const bytes = Buffer.byteLength(frame);
+    // A full ring drops its oldest: account for it before it goes.
+    if (s.entries.length === this.limits.size) this.dropOldest(s);
+    s.entries.push({ offset, at: now, frame, bytes });
+    this.bytes += bytes;
+    this.held++;
+    this.aged.push({ s, offset });
+    if (this.bytes > this.maxBytes) this.dropForBytes();
+    // Entries that left by count, age or eviction stay in the queue: compacted once they are half of it.
+    if (this.aged.length - this.head > 2 * this.held + 64 || (this.head > 1024 && this.head * 2 > this.aged.length)) this.compact();
     return { epoch: s.epoch, offset, frame };
+  }
+
+  private alive(a: Aged): boolean {
+    const { entries } = a.s;
+    return !a.s.gone && entries.length > 0 && entries.at(0).offset <= a.offset;
+  }
+
+  /**
+   * The oldest events, whichever their topic, until the bytes are within the bound. The first live entry of
+   * the queue is always its stream's oldest (a stream drops oldest first), so it is dropped from the front.
+   */
+  private dropForBytes(): void {
+    while (this.bytes > this.maxBytes && this.head < this.aged.length) {
+      const a = this.aged[this.head]!;
+      this.aged[this.head++] = undefined as unknown as Aged;
+      if (this.alive(a)) this.dropOldest(a.s);
+    }
+  }
+
+  private compact(): void {
+    const live: Aged[] = [];
+    for (let i = this.head; i < this.aged.length; i++) {
+      const a = this.aged[i]!;
+      if (this.alive(a)) live.push(a);
+    }
+    this.aged = live;
+    this.head = 0;
   }
 
   readonly now = {

@@ -3,15 +3,21 @@
 // Contract (every implementation; test/history.test.ts runs it against each):
 // - An append to a topic gives it the next offset (1, 2, 3, ... within one epoch), stores the frame
 //   `head + ',"epoch":"<epoch>","offset":<offset>' + tail` (wire/position.ts) and returns it; offsets of one
-//   topic are assigned in the order appends are made and never reused within an epoch. Who appends is
+//   topic are assigned in the order appends are made and never reused within an epoch. With
+//   `ifStreamExists`, an append to a topic that has no history yet stores nothing (and creates nothing).
+//   Reads (position, since, latest) never create a topic's history. Who appends is
 //   declared: a local history numbers in this process (`append`); a cluster history is appended to by its
 //   backplane, in the same atomic step as the publication (ClusterBackplane.publishRecorded).
 // - A topic's epoch changes whenever its history may have been lost (a new in-memory process, a topic
-//   evicted, a Redis key expired). A client position from another epoch can never be recovered. A topic
-//   with nothing yet has offset 0, in the epoch its first append will have.
+//   evicted, a Redis key expired). A client position from another epoch can never be recovered, except
+//   offset 0 of the epoch a topic with no history was told in, which recovers the history that began after
+//   it (from its first event, while that is held; Redis: when it began in the same HISTORY_TTL period).
+//   A topic with nothing yet has offset 0.
 // - since(topic, epoch, offset, upTo) returns the stored frames with offset in (offset, upTo], in order,
 //   when the epoch matches and none of them has been trimmed; otherwise `recovered: false`.
-// - History is bounded by a count and an age per topic; what falls out is gone for good.
+// - History is bounded by a count and an age per topic, and by HISTORY_MAX_BYTES over every topic (the
+//   oldest event anywhere first); what falls out is gone for good, and a resume from before it is not
+//   recovered.
 // Read state of the notifications in `user:<id>`'s history is its own seam (seams/readstate).
 
 export interface Position {
@@ -22,6 +28,15 @@ export interface Position {
 export interface Appended extends Position {
   frame: string;
 }
+
+/** An append that asks to be stored only into a topic that already has a history (a stream). */
+export interface RecordOptions {
+  readonly ifStreamExists?: boolean;
+}
+
+/** What a cluster's publishRecorded answers when `ifStreamExists` found no history: nothing stored or sent. */
+export const NO_STREAM = 'no-stream' as const;
+export type NoStream = typeof NO_STREAM;
 
 export interface Replay {
   recovered: boolean;
@@ -57,6 +72,8 @@ export interface InTurnHistory extends HistoryReads {
   readonly appends: 'local';
   readonly sync: true;
   append(topic: string, head: string, tail: string): Appended;
+  /** Undefined when `ifStreamExists` found no history for the topic (nothing stored). */
+  append(topic: string, head: string, tail: string, options: RecordOptions): Appended | undefined;
   readonly now: InTurnReads;
 }
 
@@ -64,6 +81,7 @@ export interface InTurnHistory extends HistoryReads {
 export interface AsyncLocalHistory extends HistoryReads {
   readonly appends: 'local';
   readonly sync: false;
+  /** Has no `ifStreamExists`: PubSub delivers such an event live only (it cannot tell a stream exists). */
   append(topic: string, head: string, tail: string): Appended | Promise<Appended>;
 }
 

@@ -8,7 +8,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
-import type { Appended, Position } from '../../history/types.js';
+import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
 import type { ClusterBackplane, ClusterStores, DisconnectHandler, FrameHandler, Idempotency } from '../types.js';
 import { Control } from './control.js';
@@ -136,8 +136,10 @@ export class RedisBackplane implements ClusterBackplane, Link {
     return this.frames.publish(topic, frame, keyed);
   }
 
-  publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined> {
-    return this.frames.publishRecorded(topic, head, tail, exceptToken, idem);
+  publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined>;
+  publishRecorded(topic: string, head: string, tail: string, exceptToken: string | undefined, idem: Idempotency | undefined, options: RecordOptions): Promise<Appended | undefined | NoStream>;
+  publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency, options?: RecordOptions): Promise<Appended | undefined | NoStream> {
+    return this.frames.publishRecorded(topic, head, tail, exceptToken, idem, options);
   }
 
   barrier(topic: string, position: Position): Promise<void> {

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
 import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
-import type { Appended, Position } from '../../history/types.js';
+import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
 import type { Link } from './link.js';
 import { sc, unavailable } from './scripts.js';
@@ -55,12 +55,13 @@ export class Frames {
     if (r === -2) throw new Unconfirmed('a node listening to this topic is not connected to Redis', false);
   }
 
-  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency): Promise<Appended | undefined> {
+  async publishRecorded(topic: string, head: string, tail: string, exceptToken?: string, idem?: Idempotency, options?: RecordOptions): Promise<Appended | undefined | NoStream> {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-    const { size, ttlMs } = this.history.options;
-    const keys = [link.keys.key(`h:${topic}`), link.keys.key(`s:${topic}`), link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic)];
+    const { size, ttlMs, maxBytes } = this.history.options;
+    const k = this.history.keysOf(topic);
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
@@ -75,6 +76,10 @@ export class Frames {
         exceptToken === undefined ? '*' : `*${link.nodeId}/${exceptToken}`,
         this.idempotencyMs,
         idem?.fingerprint ?? '',
+        maxBytes ?? Number.MAX_SAFE_INTEGER,
+        link.keys.prefix,
+        topic,
+        options?.ifStreamExists === true ? '1' : '',
       )) as typeof r;
     } catch (err) {
       // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with
@@ -89,6 +94,7 @@ export class Frames {
       idem!.duplicate = true;
       return undefined;
     }
+    if (r[0] === 3) return NO_STREAM;
     return { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
   }
 

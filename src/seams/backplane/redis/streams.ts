@@ -100,6 +100,9 @@ export class TopicStreams {
       this.deliver(topic, frame, except);
       return;
     }
+    // Seeded at offset 0 (a join found the topic with no history: its empty epoch), nothing was delivered
+    // here: the history that began since is the continuation, measured from 0.
+    if (s.epoch !== p.epoch && s.epoch !== undefined && s.offset === 0) s.epoch = p.epoch;
     if (s.epoch !== p.epoch) {
       // A new epoch: the history this node's subscribers hold positions in is gone (Redis lost it, or the
       // topic's keys expired). They are told first, so that none of them takes this frame as a continuation.

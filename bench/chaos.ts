@@ -7,8 +7,10 @@ import { SignJWT } from 'jose';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion } from './lib/servers.js';
+import { freePort, serverVersion, startFlags } from './lib/servers.js';
 import { runChaos, type ChaosOptions, type ChaosResult } from './chaos-run.js';
+/** The checkout whose `npm start` flags storywire runs with. */
+const ROOT_DIR = new URL('..', import.meta.url).pathname;
 
 const cli = cliOptions('npm run bench -- recovery', {
   clients: { default: 200, int: true, doc: 'SDK clients, one user each' },
@@ -42,7 +44,7 @@ const underTest = { kind: 'storywire', name: 'storywire', version: serverVersion
 
 /** `node dist/main.js` in production mode on a free loopback port; resolves once /healthz answers. */
 async function startServer(port: number): Promise<ChildProcess> {
-  const child = track(spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
+  const child = track(spawn(process.execPath, [...startFlags(ROOT_DIR), new URL('../dist/main.js', import.meta.url).pathname], {
     env: {
       PATH: process.env['PATH'],
       NODE_ENV: 'production',

@@ -12,7 +12,9 @@ import WebSocket from 'ws';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion } from './lib/servers.js';
+import { freePort, serverVersion, startFlags } from './lib/servers.js';
+/** The checkout whose `npm start` flags storywire runs with. */
+const ROOT_DIR = new URL('..', import.meta.url).pathname;
 
 const opts = cliOptions('npm run bench -- cluster', {
   clients: { default: 400, int: true, doc: 'subscribers of stories, spread over the nodes' },
@@ -52,7 +54,7 @@ async function waitFor(url: string): Promise<void> {
 }
 
 async function node(port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const child = track(spawn(process.execPath, [MAIN], {
+  const child = track(spawn(process.execPath, [...startFlags(ROOT_DIR), MAIN], {
     env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
     stdio: 'inherit',
   }));

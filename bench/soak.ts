@@ -8,7 +8,9 @@ import WebSocket from 'ws';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion } from './lib/servers.js';
+import { freePort, serverVersion, startFlags } from './lib/servers.js';
+/** The checkout whose `npm start` flags storywire runs with. */
+const ROOT_DIR = new URL('..', import.meta.url).pathname;
 
 const opts = cliOptions('npm run bench -- soak', {
   clients: { default: 500, int: true, doc: 'connected clients, with mixed traffic and churn' },
@@ -40,7 +42,7 @@ const token = (sub: string, roles: string[] = []) =>
 
 async function main(): Promise<void> {
   const port = await freePort();
-  const server = track(spawn(process.execPath, [new URL('../dist/main.js', import.meta.url).pathname], {
+  const server = track(spawn(process.execPath, [...startFlags(ROOT_DIR), new URL('../dist/main.js', import.meta.url).pathname], {
     env: { ...process.env, NODE_ENV: 'production', JWT_SECRET: SECRET, API_KEY, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: String(CLIENTS * 2) },
     stdio: ['ignore', 'pipe', 'inherit'],
   }));

@@ -95,17 +95,29 @@ export const STORYWIRE_LOAD_ENV: Readonly<Record<string, string>> = {
   HANDSHAKE_BURST_PER_USER: '10000000',
 };
 
-function command(kind: ServerKind, storywireRoot: string): { script: string; env: Record<string, string> } {
+/**
+ * The node flags of the checkout's `npm start` ("node <flags> dist/main.js" in package.json): storywire is
+ * benchmarked the way it is started in production, whichever checkout --storywire-root names.
+ */
+export function startFlags(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (pkg.scripts?.['start'] ?? '').split(/\s+/);
+  const node = words.indexOf('node');
+  const main = words.indexOf('dist/main.js');
+  return node >= 0 && main > node ? words.slice(node + 1, main) : [];
+}
+
+function command(kind: ServerKind, storywireRoot: string): { script: string; flags: string[]; env: Record<string, string> } {
   switch (kind) {
     case 'storywire': {
       const script = join(storywireRoot, 'dist', 'main.js');
       if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" first`);
-      return { script, env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', ...STORYWIRE_LOAD_ENV } };
+      return { script, flags: startFlags(storywireRoot), env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', ...STORYWIRE_LOAD_ENV } };
     }
     case 'uws':
-      return { script: join(ROOT, 'bench', 'baselines', 'uws-raw.mjs'), env: {} };
+      return { script: join(ROOT, 'bench', 'baselines', 'uws-raw.mjs'), flags: [], env: {} };
     case 'socketio':
-      return { script: join(ROOT, 'bench', 'baselines', 'socketio-seed.mjs'), env: {} };
+      return { script: join(ROOT, 'bench', 'baselines', 'socketio-seed.mjs'), flags: [], env: {} };
   }
 }
 
@@ -113,8 +125,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startServer(kind: ServerKind, opts: StartOptions): Promise<ServerHandle> {
   const port = await freePort(opts.host);
-  const { script, env } = command(kind, opts.storywireRoot ?? ROOT);
-  const nodeArgs: string[] = [...(opts.nodeArgs ?? [])];
+  const { script, flags, env } = command(kind, opts.storywireRoot ?? ROOT);
+  const nodeArgs: string[] = [...flags, ...(opts.nodeArgs ?? [])];
   if (opts.cpuProfDir) {
     mkdirSync(opts.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${opts.profName ?? `${kind}-${Date.now()}`}.cpuprofile`);

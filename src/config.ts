@@ -15,6 +15,7 @@ export interface Config {
   readonly jwtClockToleranceS: number;
   readonly connectPermission: string | undefined;
   readonly publishPermission: string;
+  readonly channelsFile: string | undefined;
   readonly maxPayloadBytes: number;
   readonly idleTimeoutS: number;
   readonly heartbeatIntervalMs: number;
@@ -103,7 +104,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'jwtAudience', env: 'JWT_AUDIENCE', kind: 'string', default: undefined, doc: 'Required `aud` claim, when set.' },
   { key: 'jwtClockToleranceS', env: 'JWT_CLOCK_TOLERANCE_S', kind: 'int', default: 5, min: 0, max: 300, doc: 'Clock skew allowed on `exp`/`nbf`, seconds.' },
   { key: 'connectPermission', env: 'CONNECT_PERMISSION', kind: 'string', default: undefined, doc: 'Permission a token must carry to connect at all (403 otherwise); unset: any valid token.' },
-  { key: 'publishPermission', env: 'PUBLISH_PERMISSION', kind: 'string', default: 'stories:publish', doc: 'Permission needed for `story:published` and `chapter:published`.' },
+  { key: 'publishPermission', env: 'PUBLISH_PERMISSION', kind: 'string', default: 'stories:publish', doc: 'Permission needed for `story:published` and `chapter:published` (the built-in `story` and `stories` namespaces).' },
+  { key: 'channelsFile', env: 'CHANNELS_FILE', kind: 'string', default: undefined, doc: 'JSON file declaring channel namespaces and backend proxies (protocol.md, "Channels"; schema: `channels.schema.json`). Unset: the built-in namespaces. A bad file stops the start with every problem named.' },
   { key: 'maxPayloadBytes', env: 'MAX_PAYLOAD_BYTES', kind: 'int', default: 16384, min: 512, max: 16 * 1024 * 1024, doc: 'Largest incoming WebSocket frame; larger closes the connection with 1009.' },
   { key: 'idleTimeoutS', env: 'IDLE_TIMEOUT_S', kind: 'int', default: 40, min: 8, max: 960, doc: 'Seconds without any incoming data before the server pings; a connection that then stays silent is closed.' },
   { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: 25000, min: 100, max: 600000, doc: 'Interval of the application `heartbeat` message.' },

@@ -31,7 +31,15 @@ async function main(): Promise<void> {
   }
   // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
   const backplane = await createBackplane(config, log);
-  const server = createServer(config, { logger: log, backplane });
+  let server: ReturnType<typeof createServer>;
+  try {
+    server = createServer(config, { logger: log, backplane });
+  } catch (err) {
+    // CHANNELS_FILE is read here: its problems are a configuration error, named one per line.
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`storywire: ${err.message}\n`);
+    process.exit(1);
+  }
   const port = await server.listen();
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
 

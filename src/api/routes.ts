@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics.js';
 import { id, parseChapter, parseNotification, parseStory, parseUserIds, type JsonObject, type Limits } from '../wire/protocol.js';
 import type { Facade } from './facade.js';
 import { PartialDelivery, emitAll } from '../pubsub/pubsub.js';
-import { parseTopic, PRESENCE_ALL } from '../wire/topics.js';
+import { PRESENCE_ALL, userTopic, type Channels } from '../wire/topics.js';
 import { KeyedPublish, fingerprint, idempotencyKey } from '../pubsub/idempotency.js';
 
 /** Close codes the backend may choose in `POST /v1/users/:id/disconnect`. */
@@ -45,10 +45,10 @@ function optionalAuthor(v: unknown, path: string): string | null {
 }
 
 /** A raw event for `POST /v1/publish` and `server.publish`: checked topic, type and data. */
-export function checkRawEvent(v: unknown, path: string, limits: Limits): { topic: string; type: string; data: JsonObject } {
+export function checkRawEvent(v: unknown, path: string, limits: Limits, channels: Channels): { topic: string; type: string; data: JsonObject } {
   const e = object(v, path);
   if (typeof e['topic'] !== 'string' || e['topic'].length > 140) throw bad(`${path}.topic must be a topic string`);
-  if (e['topic'] !== PRESENCE_ALL) parseTopic(e['topic']);
+  if (e['topic'] !== PRESENCE_ALL) channels.parse(e['topic']);
   if (typeof e['type'] !== 'string' || e['type'].length > 64 || !TYPE_PATTERN.test(e['type'])) throw bad(`${path}.type must be an event name like "story:liked"`);
   if (RESERVED_TYPES.has(e['type'])) throw bad(`${path}.type "${e['type']}" is reserved for the server`);
   const data = e['data'] === undefined ? {} : object(e['data'], `${path}.data`);
@@ -79,6 +79,8 @@ export interface ApiDeps {
   metrics: Metrics;
   server: Facade;
   limits: Limits;
+  /** The channel registry: which topics exist. */
+  channels: Channels;
   isReady(): boolean;
   /** False while the backplane cannot reach the other nodes (cluster mode only). */
   backplaneUp(): boolean;
@@ -213,7 +215,7 @@ function registerPublishing(route: Route, deps: ApiDeps): void {
     if (items.length === 0) throw bad('body must not be an empty array');
     if (items.length > config.maxBatch) throw new WireError(ErrorCode.TOO_MANY_IDS, `at most ${config.maxBatch} events per batch`, 400);
     // Validate everything before publishing anything: a bad batch publishes nothing.
-    const events = items.map((e, i) => checkRawEvent(e, batch ? `body[${i}]` : 'body', limits));
+    const events = items.map((e, i) => checkRawEvent(e, batch ? `body[${i}]` : 'body', limits, deps.channels));
     // Each event settles on its own, so that a batch reports every event's local deliveries even on failure.
     const perEvent: number[] = [];
     const keys = events.map((_, i) => keyed(input, batch ? String(i) : ''));
@@ -230,9 +232,23 @@ function registerPublishing(route: Route, deps: ApiDeps): void {
   });
 }
 
-/** The routes about users: presence and disconnects. */
+/** The routes about users: presence, disconnects and revoked subscriptions. */
 function registerUsers(route: Route, deps: ApiDeps): void {
-  const { server, limits } = deps;
+  const { server, limits, channels } = deps;
+
+  // A revocation: the user's subscription to the channel ends on every node (the personal topic is not a
+  // subscription: POST /v1/users/:id/disconnect ends a user's sessions).
+  route('post', '/v1/channels/unsubscribe', async ({ body }) => {
+    const b = object(body, 'body');
+    const userId = id(b['userId'], 'body.userId');
+    const channel = b['channel'];
+    if (typeof channel !== 'string' || channel.length === 0 || channel.length > 140) throw bad('body.channel must be a channel name of at most 140 characters');
+    channels.parse(channel);
+    if (channel === userTopic(userId)) throw bad(`body.channel: the personal topic ${channel.slice(0, 140)} cannot be revoked (POST /v1/users/:id/disconnect ends a user's connections)`);
+    const reason = b['reason'] === undefined ? 'subscription revoked by the server' : b['reason'];
+    if (typeof reason !== 'string' || Buffer.byteLength(reason) > 120) throw bad('body.reason must be a string of at most 120 bytes');
+    return [200, { revoked: await server.unsubscribeUser(userId, channel, reason) }];
+  });
 
   route('get', '/v1/presence', async ({ query }) => {
     const raw = new URLSearchParams(query).get('userIds');

@@ -21,7 +21,15 @@ export interface Principal {
   readonly permissions: ReadonlySet<string>;
   /** Token expiry, seconds since epoch; undefined when the token has no `exp`. */
   readonly exp: number | undefined;
+  /**
+   * The token's id-list claims that a channel rule reads (`{"claim": ...}` in the registry, e.g. `stories`,
+   * `watch`): claim -> ids. Undefined when the token has none of them (most connections: no cost).
+   */
+  readonly claims: ReadonlyMap<string, ReadonlySet<string>> | undefined;
 }
+
+/** Ids one list claim may carry; a longer list is refused (the backend should use a proxy then). */
+export const MAX_CLAIM_IDS = 10000;
 
 /** The subprotocol the server speaks; echoed back when a client offers it. */
 export const SUBPROTOCOL = 'storywire.v1';
@@ -86,6 +94,8 @@ export function resilientJwks(url: URL, cacheMaxAgeMs: number, timeoutMs: number
 
 export interface Verifier {
   verify(token: string): Promise<Principal>;
+  /** Checks signature, expiry, issuer and audience only: the claims set (subscription tokens). */
+  verifyPayload(token: string): Promise<JWTPayload>;
   /** The same check, synchronously, when the key is a shared secret (HS*): set then, undefined otherwise. */
   readonly verifyNow: ((token: string) => Principal) | undefined;
   /** Set when no key was configured outside production: a random HS256 secret for local use only. */
@@ -113,7 +123,7 @@ function algorithmsForKey(key: KeyObject): string[] {
 
 const MAX_TOKEN_LENGTH = 8192;
 
-export function createVerifier(config: Config): Verifier {
+export function createVerifier(config: Config, claimNames: ReadonlySet<string> = new Set()): Verifier {
   let key: KeyInput;
   let algorithms: string[];
   let devSecret: Uint8Array | undefined;
@@ -150,13 +160,18 @@ export function createVerifier(config: Config): Verifier {
   const verifyNow = hmac
     ? (token: string): Principal => {
         if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
-        return principalFromClaims(hmac(token), config);
+        return principalFromClaims(hmac(token), config, claimNames);
       }
     : undefined;
 
   async function verify(token: string): Promise<Principal> {
     if (verifyNow) return verifyNow(token);
+    return principalFromClaims(await verifyPayload(token), config, claimNames);
+  }
+
+  async function verifyPayload(token: string): Promise<JWTPayload> {
     if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
+    if (hmac) return hmac(token);
     let payload: JWTPayload;
     try {
       // jwtVerify is overloaded on the key kind; the union is resolved at run time by jose itself.
@@ -169,9 +184,9 @@ export function createVerifier(config: Config): Verifier {
       const reason = err instanceof joseErrors.JOSEError ? err.code : 'malformed';
       throw new WireError(ErrorCode.TOKEN_INVALID, `token invalid (${reason})`, 401);
     }
-    return principalFromClaims(payload, config);
+    return payload;
   }
-  return { verify, verifyNow, devSecret, local: typeof key !== 'function' };
+  return { verify, verifyPayload, verifyNow, devSecret, local: typeof key !== 'function' };
 }
 
 // A Map, not an object literal: an `alg` such as "constructor" must not find an inherited entry.
@@ -243,7 +258,7 @@ export function hmacVerifier(secret: Uint8Array, algorithms: readonly string[], 
 
 const NO_PERMISSIONS: ReadonlySet<string> = new Set();
 
-export function principalFromClaims(payload: JWTPayload, config: Config): Principal {
+export function principalFromClaims(payload: JWTPayload, config: Config, claimNames: ReadonlySet<string> = new Set()): Principal {
   const sub = payload.sub;
   if (typeof sub !== 'string' || !ID_PATTERN.test(sub)) {
     throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (sub must be a string of 1-128 characters [A-Za-z0-9_.@|+=-])', 401);
@@ -258,7 +273,17 @@ export function principalFromClaims(payload: JWTPayload, config: Config): Princi
   };
   if (typeof payload['scope'] === 'string') for (const s of payload['scope'].split(' ')) if (s) grant(s);
   if (Array.isArray(payload['roles'])) for (const r of payload['roles']) if (typeof r === 'string') grant(r);
-  const principal: Principal = { userId: sub, permissions: permissions ?? NO_PERMISSIONS, exp: typeof payload.exp === 'number' ? payload.exp : undefined };
+  let claims: Map<string, ReadonlySet<string>> | undefined;
+  for (const name of claimNames) {
+    const v = payload[name];
+    if (v === undefined) continue;
+    if (!Array.isArray(v) || v.length > MAX_CLAIM_IDS || !v.every((x) => typeof x === 'string' || typeof x === 'number')) {
+      throw new WireError(ErrorCode.TOKEN_INVALID, `token invalid (claim "${name}" must be an array of at most ${MAX_CLAIM_IDS} ids)`, 401);
+    }
+    claims ??= new Map();
+    claims.set(name, new Set(v.map(String)));
+  }
+  const principal: Principal = { userId: sub, permissions: permissions ?? NO_PERMISSIONS, exp: typeof payload.exp === 'number' ? payload.exp : undefined, claims };
   if (config.connectPermission !== undefined && !hasPermission(principal, config.connectPermission)) {
     throw new WireError(ErrorCode.FORBIDDEN, `token lacks the "${config.connectPermission}" permission`, 403);
   }

@@ -15,6 +15,8 @@ export interface Conn extends Principal, TypingOwner {
   /** The principal's, replaced by a token refresh (`auth`); userId never changes. */
   permissions: ReadonlySet<string>;
   exp: number | undefined;
+  /** The principal's list claims a rule reads, replaced by a token refresh too. */
+  claims: ReadonlyMap<string, ReadonlySet<string>> | undefined;
   /** `<node id>-<sequence in base 36>`: told to the client, and the key of the connection in presence. */
   readonly id: string;
   readonly ip: string;

@@ -1,7 +1,8 @@
 // The open connections of this node: by user and by address, token expiry, slow-consumer checks, drain.
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { CloseCode } from '../wire/codes.js';
+import { CloseCode, ErrorCode } from '../wire/codes.js';
+import { eventFrame } from '../wire/frames.js';
 import type { Socket } from './conn.js';
 import type { Principal } from './auth.js';
 import { Counts, ExpiryWheel } from './rates.js';
@@ -53,6 +54,7 @@ export class Connections {
     const conn = ws.getUserData().conn;
     conn.permissions = principal.permissions;
     conn.exp = principal.exp;
+    conn.claims = principal.claims;
     this.expiries.add(ws, this.expiryOf(ws));
   }
 
@@ -132,6 +134,30 @@ export class Connections {
     for (const ws of sockets) ws.end(code, reason);
     if (sockets.length > 0) this.log.info({ userId, code, closed: sockets.length }, 'user disconnected by the backend');
     return sockets.length;
+  }
+
+  /**
+   * Ends a user's subscription to a topic on this node (a revocation): each connection subscribed to it, or
+   * joining it, is told `unsubscribed` (SUBSCRIPTION_REVOKED) and stops receiving it, in the same turn, so
+   * that no event of the topic reaches it after the notice. Returns how many connections were subscribed.
+   */
+  unsubscribe(userId: string, topic: string, reason: string): number {
+    let frame: string | undefined;
+    let n = 0;
+    this.byUser.each(userId, (ws) => {
+      const conn = ws.getUserData().conn;
+      // A join in progress is in `subscriptions` before uWS subscribes it: it sees the topic gone and leaves.
+      if (conn.closed || (conn.subscriptions?.has(topic) !== true && !ws.isSubscribed(topic))) return;
+      frame ??= eventFrame('unsubscribed', topic, { topic, code: ErrorCode.SUBSCRIPTION_REVOKED, reason });
+      ws.cork(() => {
+        ws.send(frame!);
+        conn.subscriptions?.delete(topic);
+        ws.unsubscribe(topic);
+      });
+      n++;
+    });
+    if (n > 0) this.log.info({ userId, topic, unsubscribed: n }, 'subscription revoked by the backend');
+    return n;
   }
 
   /**

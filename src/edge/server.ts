@@ -25,7 +25,9 @@ import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { heartbeatFrame } from '../wire/frames.js';
 import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
-import { userTopic } from '../wire/topics.js';
+import { loadChannels, userTopic } from '../wire/topics.js';
+import { Access } from '../policy/access.js';
+import { decisionKey } from '../policy/proxy.js';
 import { createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
 import { Lifecycle } from './lifecycle.js';
@@ -68,7 +70,10 @@ export interface StorywireServer extends Facade {
 
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
   const log = options.logger ?? pino({ level: config.logLevel });
-  const verifier = createVerifier(config);
+  // The channel registry first: a bad CHANNELS_FILE is a ConfigError before anything listens.
+  const channels = loadChannels(config);
+  const verifier = createVerifier(config, channels.claims);
+  const access = new Access(channels, verifier);
   const backplane: Backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
   const nodeId = backplane.nodeId;
   const metrics = new Metrics();
@@ -81,14 +86,14 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const pubsub = new PubSub(app, topology(backplane, history), metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
     checkUser: (userId) => connections.checkOverBudget(userId),
-  }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys));
+  }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys), channels);
   // Subscribers who missed events the history no longer holds resume, and are told `recovered: false`.
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, config.historySize);
 
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox }, verifier, connections);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -105,9 +110,15 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   app.ws(config.wsPath, new Lifecycle({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }).behavior());
 
   backplane.onDisconnect((userId, code, reason) => connections.disconnect(userId, code, reason));
+  // A revocation on this node: the subscriptions end, and no proxy keeps the decision that granted them.
+  const revoke = (userId: string, channel: string, reason: string): number => {
+    for (const proxy of access.proxies.values()) proxy.forget(decisionKey('subscribe', userId, channel));
+    return connections.unsubscribe(userId, channel, reason);
+  };
+  backplane.onUnsubscribe(revoke);
 
   const server: StorywireServer = {
-    ...createFacade(pubsub, presence, connections, backplane),
+    ...createFacade(pubsub, presence, connections, backplane, revoke),
     config,
     log,
     metrics,
@@ -135,7 +146,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
   };
 
-  const apiDeps = { config, log, metrics, server, limits: limitsOf(config), isReady: () => server.ready, backplaneUp: () => backplane.up };
+  const apiDeps = { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, backplaneUp: () => backplane.up };
   const apiApp = adminApp ?? app;
   registerOperations(app, apiDeps, adminApp === undefined);
   if (adminApp) registerOperations(adminApp, apiDeps, true);
@@ -229,7 +240,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

@@ -131,6 +131,7 @@ export function createUpgrades(deps: UpgradeDeps): Upgrades {
       userId: principal.userId,
       permissions: principal.permissions,
       exp: principal.exp,
+      claims: principal.claims,
       id: `${nodeId}-${(++connCounter).toString(36)}`,
       ip,
       openedS: ((Date.now() - startedAt) / 1000) | 0,

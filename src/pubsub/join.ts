@@ -6,7 +6,7 @@ import type { Topology } from '../seams/topology.js';
 import type { UWS } from '../uws.js';
 import { CloseCode } from '../wire/codes.js';
 import { framePosition } from '../wire/position.js';
-import { isRecoverable } from '../wire/topics.js';
+import type { Channels } from '../wire/topics.js';
 import type { Metrics } from '../metrics.js';
 
 const RECONNECT_TO_RESUME = 'the cluster store is back: reconnect to resume from your position';
@@ -84,6 +84,7 @@ export class Joins {
     private readonly topology: Topology,
     private readonly interest: Interest,
     private readonly metrics: Metrics,
+    private readonly channels: Channels,
   ) {
     topology.backplane.onStateChange((up) => {
       if (up) this.closePositionless();
@@ -119,7 +120,7 @@ export class Joins {
    */
   join(ws: Joining, topic: string, since: Position | undefined, options: JoinOptions = {}): JoinResult | undefined | Promise<JoinResult | undefined> {
     const t = this.topology;
-    const recoverable = isRecoverable(topic);
+    const recoverable = this.channels.isRecoverable(topic);
     // In one turn only on a single node, and for a recoverable topic only with a history read in the turn.
     if (!t.single || (recoverable && !t.history.sync)) return this.joinLater(ws, topic, since, options);
     let result: JoinResult | undefined;
@@ -154,7 +155,7 @@ export class Joins {
   /** A join that waits for the other nodes or for the history store, buffering what is delivered meanwhile. */
   private async joinLater(ws: Joining, topic: string, since: Position | undefined, options: JoinOptions): Promise<JoinResult | undefined> {
     const topics = [topic, ...(options.alongWith ?? [])];
-    const recoverable = isRecoverable(topic);
+    const recoverable = this.channels.isRecoverable(topic);
     const joiner: Joiner = { buffer: [] };
     let set: Set<Joiner> | undefined;
     if (recoverable) {

@@ -5,7 +5,7 @@ import { Unconfirmed, type Backplane, type ClusterBackplane, type Idempotency } 
 import { NO_STREAM, type Position } from '../seams/history/types.js';
 import type { Topology } from '../seams/topology.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
-import { isNumbered } from '../wire/topics.js';
+import { DEFAULT_CHANNELS, type Channels } from '../wire/topics.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { Interest, Joins, type JoinOptions, type JoinResult } from './join.js';
 import type { Metrics } from '../metrics.js';
@@ -112,11 +112,13 @@ export class PubSub {
     private readonly checkEveryBytes: number,
     private readonly slowReaders: { checkAll(): void; checkUser(userId: string): void },
     private readonly idempotency: IdempotencyStore,
+    /** Which topics are numbered and kept: the registry's. */
+    private readonly channels: Channels = DEFAULT_CHANNELS,
   ) {
     this.backplane = topology.backplane;
     const backplane = this.backplane;
     this.interest = new Interest(backplane);
-    this.joins = new Joins(topology, this.interest, metrics);
+    this.joins = new Joins(topology, this.interest, metrics, channels);
     backplane.onFrame((topic, frame, exceptToken, keyed) => {
       let except: UWS.WebSocket<unknown> | undefined;
       if (exceptToken !== undefined) {
@@ -192,7 +194,7 @@ export class PubSub {
    */
   emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency, store?: StoreOption): Promise<number> {
     this.metrics.published(type);
-    if (!isNumbered(type, topic)) {
+    if (!this.channels.isNumbered(type, topic)) {
       if (store) store.stored = false;
       return this.send(topic, frame, except, idem);
     }

@@ -76,6 +76,9 @@ export const ERRORS = {
   FORBIDDEN: { status: 403, close: CloseCode.FORBIDDEN },
   INVALID_TOPIC: { status: 400 },
   TOPIC_FORBIDDEN: { status: 403 },
+  // Carried by an `unsubscribed` event (the backend revoked the subscription); 403 if ever answered over HTTP.
+  SUBSCRIPTION_REVOKED: { status: 403 },
+  SUBSCRIPTION_TOKEN_INVALID: { status: 403 },
   SUBSCRIPTION_LIMIT: { status: 400 },
   TOO_MANY_IDS: { status: 400 },
   RATE_LIMITED: { status: 429, close: CloseCode.RATE_LIMITED },

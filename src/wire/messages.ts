@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { hasPermission } from '../edge/auth.js';
-import { connOf, personalPosition, type Socket } from '../edge/conn.js';
+import { connOf, personalPosition, type Conn, type Socket } from '../edge/conn.js';
 import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
 import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
@@ -34,7 +34,8 @@ import {
   type Limits,
   type RequestId,
 } from './protocol.js';
-import { checkSubscribe, checkTypingTarget } from './topics.js';
+import { STORIES, storyTopic, type Channels } from './topics.js';
+import type { Access } from '../policy/access.js';
 
 /** What a handler may use: the features, and the replies to its connection. */
 export interface Ctx {
@@ -45,6 +46,9 @@ export interface Ctx {
   readonly presence: Presence;
   readonly typing: Typing;
   readonly inbox: Inbox;
+  /** The channel registry, and the rules applied to a connection. */
+  readonly channels: Channels;
+  readonly access: Access;
   /** Sends one frame if the socket is still open. */
   send(ws: Socket, frame: string): void;
   /** Re-verifies a token for a live connection (auth refresh). */
@@ -68,6 +72,12 @@ interface Spec<K extends ClientType> {
 
 function ack(ctx: Ctx, ws: Socket, reqId: RequestId | undefined, data?: object): void {
   if (reqId !== undefined) ctx.send(ws, ackFrame(reqId, data));
+}
+
+/** Throws FORBIDDEN unless the connection may publish on the channel (its namespace's publish rule). */
+async function mayPublish(ctx: Ctx, conn: Conn, topic: string): Promise<void> {
+  const checked = ctx.access.publish(conn, topic, ctx.channels.parse(topic), undefined);
+  if (checked instanceof Promise) await checked;
 }
 
 const target = (d: unknown) => ({ target: string(object(d, 'data')['target'], 'data.target', 140) });
@@ -103,21 +113,29 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
 
   'typing:start': {
     parse: target,
-    handle: (ctx, ws, msg) => ack(ctx, ws, msg.id, { relayed: ctx.typing.start(ws, connOf(ws).userId, checkTypingTarget(msg.data.target)) }),
+    handle: (ctx, ws, msg) => {
+      ctx.channels.checkTypingTarget(msg.data.target);
+      ack(ctx, ws, msg.id, { relayed: ctx.typing.start(ws, connOf(ws).userId, msg.data.target) });
+    },
   },
 
   'typing:stop': {
     parse: target,
-    handle: (ctx, ws, msg) => ack(ctx, ws, msg.id, { relayed: ctx.typing.stop(ws, connOf(ws).userId, checkTypingTarget(msg.data.target)) }),
+    handle: (ctx, ws, msg) => {
+      ctx.channels.checkTypingTarget(msg.data.target);
+      ack(ctx, ws, msg.id, { relayed: ctx.typing.stop(ws, connOf(ws).userId, msg.data.target) });
+    },
   },
 
   'story:published': {
     parse: (d, l, b) => parseStory(d, 'data', l, b),
     sized: true,
     bucket: 'publish',
-    needsPublish: true,
     handle: async (ctx, ws, msg) => {
-      const delivered = await broadcastNewStory(ctx.pubsub, msg.data, connOf(ws).userId);
+      const conn = connOf(ws);
+      // Announced on `stories` (its namespace's rule) and the author's own `author:<id>`: signed by the sender.
+      await mayPublish(ctx, conn, STORIES);
+      const delivered = await broadcastNewStory(ctx.pubsub, msg.data, conn.userId);
       ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
     },
   },
@@ -126,9 +144,10 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     parse: (d, l, b) => parseChapter(d, 'data', l, b),
     sized: true,
     bucket: 'publish',
-    needsPublish: true,
     handle: async (ctx, ws, msg) => {
-      const delivered = await broadcastNewChapter(ctx.pubsub, msg.data, connOf(ws).userId);
+      const conn = connOf(ws);
+      await mayPublish(ctx, conn, storyTopic(String(msg.data.storyId)));
+      const delivered = await broadcastNewChapter(ctx.pubsub, msg.data, conn.userId);
       ack(ctx, ws, msg.id, { id: msg.data.id, delivered });
     },
   },
@@ -146,13 +165,23 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   subscribe: {
     parse: (d) => {
       const o = object(d, 'data');
-      return { topic: string(o['topic'], 'data.topic', 140), since: o['since'] === undefined ? undefined : parsePosition(o['since'], 'data.since') };
+      return {
+        topic: string(o['topic'], 'data.topic', 140),
+        since: o['since'] === undefined ? undefined : parsePosition(o['since'], 'data.since'),
+        token: o['token'] === undefined ? undefined : string(o['token'], 'data.token', 8192),
+      };
     },
     handle: async (ctx, ws, msg) => {
       const conn = connOf(ws);
-      const { topic, since } = msg.data;
-      const parsed = checkSubscribe(topic, conn.userId);
-      const joinedAt = parsed.kind === 'user' ? personalPosition(conn) : conn.subscriptions?.get(topic);
+      const { topic, since, token } = msg.data;
+      const parsed = ctx.channels.parse(topic);
+      const personal = parsed.ns.name === 'user' && parsed.id === conn.userId;
+      if (!personal) {
+        const grant = ctx.access.subscribe(conn, topic, parsed, token);
+        if (grant instanceof Promise) await grant;
+        if (conn.closed) return;
+      }
+      const joinedAt = personal ? personalPosition(conn) : conn.subscriptions?.get(topic);
       if (joinedAt) {
         // Already live on this recoverable topic: only the missed part, if asked.
         const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
@@ -189,7 +218,8 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     handle: (ctx, ws, msg) => {
       const conn = connOf(ws);
       const topic = msg.data.topic;
-      if (checkSubscribe(topic, conn.userId).kind === 'user') throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
+      const parsed = ctx.channels.parse(topic);
+      if (parsed.ns.name === 'user' && parsed.id === conn.userId) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
       conn.subscriptions?.delete(topic);
       ws.unsubscribe(topic);
       ack(ctx, ws, msg.id, { topic });

@@ -143,6 +143,19 @@ for (const impl of impls) {
       t.equal(await a.disconnectUser('nobody', 4403, 'banned'), 0);
     });
 
+    t.test('unsubscribeUser reaches the nodes holding the user, and counts', async (t) => {
+      const [a, b, c] = [await impl.node(t, 'a'), await impl.node(t, 'b'), await impl.node(t, 'c')];
+      b.onUnsubscribe((userId, topic, reason) => (userId === 'u1' && topic === 'story:42' && reason === 'unfollowed' ? 2 : 0));
+      b.onDisconnect(() => t.fail('an unsubscribe is not a disconnect') as unknown as number);
+      c.onUnsubscribe(() => t.fail('c holds no connection of u1') as unknown as number);
+      if (impl.shared) {
+        await presenceOf(b).add('u1', 'b-1');
+        await presenceOf(b).add('u1', 'b-2');
+      }
+      t.equal(await a.unsubscribeUser('u1', 'story:42', 'unfollowed'), impl.shared ? 2 : 0);
+      t.equal(await a.unsubscribeUser('nobody', 'story:42', 'unfollowed'), 0);
+    });
+
     t.test('a dead node is swept: its users reported offline once, by one node', { skip: clusterOnly }, async (t) => {
       // The bound below holds for nodes that judge leases: a node judges none until Redis has been up for
       // the recovery time (2.5 s; a lease that expired while Redis was away proves nothing).

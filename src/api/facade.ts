@@ -28,11 +28,19 @@ export interface Facade {
   onlineUsers(userIds: readonly string[]): Promise<string[]>;
   /** Closes every connection of the user with `code`, on every node; resolves with how many were closed. */
   disconnectUser(userId: string, code?: number, reason?: string): Promise<number>;
+  /**
+   * Ends the user's subscription to a channel on every node (a revocation): each subscribed connection gets an
+   * `unsubscribed` event with SUBSCRIPTION_REVOKED. Resolves with how many connections were unsubscribed.
+   */
+  unsubscribeUser(userId: string, channel: string, reason?: string): Promise<number>;
   /** Open connections of a user on this node. */
   connectionsOf(userId: string): number;
 }
 
-export function createFacade(pubsub: PubSub, presence: Presence, connections: Connections, backplane: Backplane): Facade {
+/** Ends a user's subscription to a channel on this node; returns how many connections were subscribed. */
+export type Revoke = (userId: string, channel: string, reason: string) => number;
+
+export function createFacade(pubsub: PubSub, presence: Presence, connections: Connections, backplane: Backplane, revoke: Revoke): Facade {
   return {
     sendNotificationToUser(userIds, notification, from = null, options) {
       const ids = typeof userIds === 'string' ? [userIds] : userIds;
@@ -53,6 +61,14 @@ export function createFacade(pubsub: PubSub, presence: Presence, connections: Co
         return local + (await backplane.disconnectUser(userId, code, reason));
       } catch {
         throw new WireError(ErrorCode.UNAVAILABLE, `closed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
+      }
+    },
+    async unsubscribeUser(userId, channel, reason = 'subscription revoked by the server') {
+      const local = revoke(userId, channel, reason);
+      try {
+        return local + (await backplane.unsubscribeUser(userId, channel, reason));
+      } catch {
+        throw new WireError(ErrorCode.UNAVAILABLE, `unsubscribed ${local} connection(s) on this node; the other nodes could not be reached`, 503);
       }
     },
     connectionsOf: (userId) => connections.of(userId),

@@ -37,6 +37,8 @@ export const EVENT_SCHEMAS = {
   'user:typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'user:stopped_typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'profile:updated': open({ userId: str }, ['userId']),
+  // Sent to a connection itself (never published, never numbered) when its subscription to `topic` ends.
+  unsubscribed: { type: 'object', properties: { topic: str, code: str, reason: str }, required: ['topic', 'code', 'reason'] },
   'notifications:read': {
     type: 'object',
     properties: { ids: { type: 'array', items: str }, allUpTo: int, unreadCount: int },

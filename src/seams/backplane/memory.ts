@@ -19,6 +19,10 @@ export class MemoryBackplane implements SingleNodeBackplane {
     return 0;
   }
   onDisconnect(): void {}
+  async unsubscribeUser(): Promise<number> {
+    return 0;
+  }
+  onUnsubscribe(): void {}
   onStateChange(): void {}
   async close(): Promise<void> {}
 }

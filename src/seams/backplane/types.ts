@@ -33,6 +33,9 @@
 // - disconnectUser() asks every other node holding connections of the user to close them and resolves
 //   with how many they closed; it rejects when they cannot be reached. onDisconnect registers the handler
 //   a node runs when asked (it returns how many it closed).
+// - unsubscribeUser() asks the same nodes to end the user's subscriptions to one topic (a revocation), the
+//   same way: it resolves with how many connections they unsubscribed, or rejects; onUnsubscribe registers
+//   the handler a node runs when asked.
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
 
 import { ErrorCode, WireError } from '../../wire/codes.js';
@@ -68,6 +71,8 @@ export class Unconfirmed extends WireError {
   }
 }
 export type DisconnectHandler = (userId: string, code: number, reason: string) => number;
+/** Ends the user's subscriptions to `topic` on this node; returns how many connections were subscribed. */
+export type UnsubscribeHandler = (userId: string, topic: string, reason: string) => number;
 
 /** The stores the nodes of a cluster share, kept on the backplane's own store (one Redis). */
 export interface ClusterStores {
@@ -94,6 +99,8 @@ interface BackplaneCore {
   onHistoryLost(handler: (topic: string) => void): void;
   disconnectUser(userId: string, code: number, reason: string): Promise<number>;
   onDisconnect(handler: DisconnectHandler): void;
+  unsubscribeUser(userId: string, topic: string, reason: string): Promise<number>;
+  onUnsubscribe(handler: UnsubscribeHandler): void;
   onStateChange(handler: (up: boolean) => void): void;
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 // Cluster backplane on one Redis 7 primary: composes the parts that share the node's two Redis connections.
 //   frames.ts      sharded pub/sub of frames (numbered ones recorded in the history in the same Lua step),
 //                  the topics this node listens to, the join barrier; streams.ts keeps them in offset order
-//   control.ts     node-to-node requests (disconnect a user's connections)
+//   control.ts     node-to-node requests (disconnect a user's connections, end a user's subscription)
 //   membership.ts  the lease, the re-registration after every (re)connect or data loss, the sweep of dead nodes
 //   presence.ts    Lua-atomic presence, re-registered and swept with the membership
 //   keys.ts        the Redis layout; scripts.ts the Lua scripts
@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
-import type { ClusterBackplane, ClusterStores, DisconnectHandler, FrameHandler, Idempotency } from '../types.js';
+import type { ClusterBackplane, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler } from '../types.js';
 import { Control } from './control.js';
 import { Frames } from './frames.js';
 import { RedisKeys } from './keys.js';
@@ -168,6 +168,14 @@ export class RedisBackplane implements ClusterBackplane, Link {
 
   onDisconnect(handler: DisconnectHandler): void {
     this.control.onDisconnect(handler);
+  }
+
+  unsubscribeUser(userId: string, topic: string, reason: string): Promise<number> {
+    return this.control.unsubscribeUser(userId, topic, reason);
+  }
+
+  onUnsubscribe(handler: UnsubscribeHandler): void {
+    this.control.onUnsubscribe(handler);
   }
 
   /** "<origin>\n<body>" on a shard channel: a frame, a barrier marker, or a control message to this node. */

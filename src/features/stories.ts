@@ -37,3 +37,8 @@ export function broadcastNewChapter(pubsub: PubSub, chapter: ChapterInput, autho
 export function profileUpdated(pubsub: PubSub, userId: string, profile: JsonObject, except?: UWS.WebSocket<unknown>): BroadcastResult {
   return publishAll(pubsub, 'profile:updated', [authorTopic(userId), userTopic(userId)], { ...profile, userId }, except);
 }
+
+/** A client's publication on a channel its namespace lets it publish to (checked by the caller). */
+export function publishAs(pubsub: PubSub, channel: string, senderId: string, data: JsonObject): BroadcastResult {
+  return publishAll(pubsub, 'publication', [channel], { ...data, senderId });
+}

@@ -37,6 +37,8 @@ export const EVENT_SCHEMAS = {
   'user:typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'user:stopped_typing': { type: 'object', properties: { userId: str, target: str }, required: ['userId', 'target'] },
   'profile:updated': open({ userId: str }, ['userId']),
+  // A client's `publish`, as sent or as the publish proxy rewrote it, stamped with its sender.
+  publication: open({ senderId: str }, ['senderId']),
   // Sent to a connection itself (never published, never numbered) when its subscription to `topic` ends.
   unsubscribed: { type: 'object', properties: { topic: str, code: str, reason: str }, required: ['topic', 'code', 'reason'] },
   'notifications:read': {

@@ -9,7 +9,7 @@ import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
 import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
 import type { Presence } from '../features/presence.js';
-import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
+import { broadcastNewChapter, broadcastNewStory, profileUpdated, publishAs } from '../features/stories.js';
 import type { Typing } from '../features/typing.js';
 import type { Metrics } from '../metrics.js';
 import type { PubSub } from '../pubsub/pubsub.js';
@@ -31,6 +31,7 @@ import {
   string,
   type ClientMessage,
   type ClientType,
+  type JsonObject,
   type Limits,
   type RequestId,
 } from './protocol.js';
@@ -159,6 +160,31 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     handle: async (ctx, ws, msg) => {
       const delivered = await profileUpdated(ctx.pubsub, connOf(ws).userId, msg.data, ws);
       ack(ctx, ws, msg.id, { delivered });
+    },
+  },
+
+  // Any channel whose namespace lets the sender publish: its rule, or the publish proxy (which may refuse, or
+  // answer the data to broadcast instead). Delivered as a `publication` event with the sender stamped on it.
+  publish: {
+    parse: (d, l, b) => {
+      const o = object(d, 'data');
+      return { channel: string(o['channel'], 'data.channel', 140), data: capped(object(o['data'], 'data.data'), 'data.data', l.maxStoryBytes, b) };
+    },
+    sized: true,
+    bucket: 'publish',
+    handle: async (ctx, ws, msg) => {
+      const conn = connOf(ws);
+      const { channel } = msg.data;
+      const checked = ctx.access.publish(conn, channel, ctx.channels.parse(channel), msg.data.data);
+      const rewritten = checked instanceof Promise ? await checked : undefined;
+      let data: JsonObject = msg.data.data;
+      if (rewritten !== undefined) {
+        if (!isObject(rewritten)) throw new WireError(ErrorCode.UNAVAILABLE, 'the publish proxy answered data that is not an object');
+        data = capped(rewritten, 'the publish proxy\'s data', ctx.config.maxStoryBytes);
+      }
+      // No count in the ack: how many devices listen is not the sender's to know.
+      await publishAs(ctx.pubsub, channel, conn.userId, data);
+      ack(ctx, ws, msg.id, { channel });
     },
   },
 

@@ -33,6 +33,7 @@ export type ClientMessage =
   | { type: 'story:published'; id: RequestId | undefined; data: StoryInput }
   | { type: 'chapter:published'; id: RequestId | undefined; data: ChapterInput }
   | { type: 'profile:updated'; id: RequestId | undefined; data: JsonObject }
+  | { type: 'publish'; id: RequestId | undefined; data: { channel: string; data: JsonObject } }
   | { type: 'subscribe'; id: RequestId | undefined; data: { topic: string; since: Position | undefined; token: string | undefined } }
   | { type: 'unsubscribe'; id: RequestId | undefined; data: { topic: string } }
   | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } }

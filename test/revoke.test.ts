@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import t from 'tap';
 import { startServer, type Client, type Harness } from './helpers.js';
 import { API_KEY, api, skipReason, startNodes, startRedis } from './cluster/redis.js';
+import { client as sdkClient, until as sdkUntil } from './client/util.js';
 
 const revoked = (topic: string) => (f: { type: string; topic?: string }) => f.type === 'unsubscribed' && f.topic === topic;
 const chapter = (f: { type: string; topic?: string }) => f.type === 'chapter:new' && f.topic === 'story:42';
@@ -163,4 +164,18 @@ t.test('cluster: the other nodes out of reach is 503 UNAVAILABLE saying what thi
   t.equal(r.body.error.code, 'UNAVAILABLE');
   t.match(r.body.error.message, /unsubscribed 1 connection\(s\) on this node/);
   t.ok(await onA.next(revoked('story:42')), 'this node revoked its own');
+});
+
+t.test('the SDK forgets a revoked topic: it is not joined again on reconnect', async (t) => {
+  const h = await startServer(t, {}, { API_KEY });
+  const alice = sdkClient(t, { url: h.url, token: await h.token('alice') });
+  await alice.whenOpen();
+  await alice.subscribe('story:42');
+  await alice.subscribe('author:7');
+  const events: [string, unknown][] = [];
+  alice.on('event', (type, data) => events.push([type, data]));
+  t.same((await api(h, 'POST', '/v1/channels/unsubscribe', { userId: 'alice', channel: 'story:42' })).body, { revoked: 1 });
+  await sdkUntil(() => events.some(([type]) => type === 'unsubscribed'), 3000, 'the unsubscribed event');
+  t.same(alice.subscriptions.includes('story:42'), false, 'no longer in the client subscriptions');
+  t.ok(alice.subscriptions.includes('author:7'), 'the others stay');
 });

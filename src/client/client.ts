@@ -364,6 +364,8 @@ export class StorywireClient {
         : { topic: f.topic, ts: f.ts ?? Date.now() };
       if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset, f.epoch);
       else if (f.type === 'notifications:read') this.inbox.remote(f.data as ServerEvents['notifications:read']);
+      // The server ended this subscription (revoked by the backend): not joined again on reconnect.
+      else if (f.type === 'unsubscribed') this.topics.delete(f.topic);
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
     } else if (f.type === 'error') {

@@ -27,6 +27,7 @@ import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
 import { loadChannels, userTopic } from '../wire/topics.js';
 import { Access } from '../policy/access.js';
+import { TokenSubscriptions } from '../policy/expiry.js';
 import { decisionKey } from '../policy/proxy.js';
 import { createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
@@ -93,7 +94,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, config.historySize);
 
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access }, verifier, connections);
+  const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame));
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -103,6 +105,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     () => {
       typing.stopAll();
       presence.stop();
+      tokenSubscriptions.stop();
     },
     () => backplane.close(),
   );
@@ -240,7 +243,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

@@ -78,6 +78,8 @@ export const ERRORS = {
   TOPIC_FORBIDDEN: { status: 403 },
   // Carried by an `unsubscribed` event (the backend revoked the subscription); 403 if ever answered over HTTP.
   SUBSCRIPTION_REVOKED: { status: 403 },
+  // Carried by an `unsubscribed` event: the subscription token's `exp` passed with no fresher token sent.
+  SUBSCRIPTION_EXPIRED: { status: 403 },
   SUBSCRIPTION_TOKEN_INVALID: { status: 403 },
   SUBSCRIPTION_LIMIT: { status: 400 },
   TOO_MANY_IDS: { status: 400 },

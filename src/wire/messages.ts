@@ -37,6 +37,7 @@ import {
 } from './protocol.js';
 import { STORIES, storyTopic, type Channels } from './topics.js';
 import type { Access } from '../policy/access.js';
+import type { TokenSubscriptions } from '../policy/expiry.js';
 
 /** What a handler may use: the features, and the replies to its connection. */
 export interface Ctx {
@@ -50,6 +51,7 @@ export interface Ctx {
   /** The channel registry, and the rules applied to a connection. */
   readonly channels: Channels;
   readonly access: Access;
+  readonly tokenSubscriptions: TokenSubscriptions;
   /** Sends one frame if the socket is still open. */
   send(ws: Socket, frame: string): void;
   /** Re-verifies a token for a live connection (auth refresh). */
@@ -203,9 +205,15 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       const parsed = ctx.channels.parse(topic);
       const personal = parsed.ns.name === 'user' && parsed.id === conn.userId;
       if (!personal) {
-        const grant = ctx.access.subscribe(conn, topic, parsed, token);
-        if (grant instanceof Promise) await grant;
+        const pending = ctx.access.subscribe(conn, topic, parsed, token);
+        const grant = pending instanceof Promise ? await pending : pending;
         if (conn.closed) return;
+        // Granted by a subscription token: it lasts as long as the token (a fresher one sent later extends it).
+        // Tracked before the join: an expiry during the history read ends the subscription it makes.
+        if (grant.exp !== undefined) {
+          if (grant.exp <= Date.now() / 1000) throw new WireError(ErrorCode.SUBSCRIPTION_TOKEN_INVALID, 'subscription token expired');
+          ctx.tokenSubscriptions.track(ws, topic, grant.exp);
+        }
       }
       const joinedAt = personal ? personalPosition(conn) : conn.subscriptions?.get(topic);
       if (joinedAt) {

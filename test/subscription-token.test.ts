@@ -58,7 +58,7 @@ t.test('an expired subscription token ends the subscription with SUBSCRIPTION_EX
   t.equal(ended.topic, channel);
   // Published after the end: it must not arrive. A marker on the personal topic comes after it, in order.
   await h.server.publish(channel, 'chapter:paid', { n: 2 });
-  await h.server.sendNotificationToUser('alice', { title: 'marker', message: 'm', type: 'system' });
+  await h.server.sendNotificationToUser('alice', { title: 'marker', message: 'm', type: 'system', data: {} });
   const next = await alice.next((f) => f.type === 'chapter:paid' || f.type === 'notification:received');
   t.equal(next.type, 'notification:received', 'nothing of the channel after its end');
 });

@@ -27,6 +27,8 @@ import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
 import { loadChannels, userTopic } from '../wire/topics.js';
 import { Access } from '../policy/access.js';
+import { NotifyPolicy } from '../policy/notify.js';
+import { ProxyMetrics } from '../policy/proxy.js';
 import { TokenSubscriptions } from '../policy/expiry.js';
 import { decisionKey } from '../policy/proxy.js';
 import { createVerifier, signDevToken } from './auth.js';
@@ -74,10 +76,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   // The channel registry first: a bad CHANNELS_FILE is a ConfigError before anything listens.
   const channels = loadChannels(config);
   const verifier = createVerifier(config, channels.claims);
-  const access = new Access(channels, verifier);
   const backplane: Backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
   const nodeId = backplane.nodeId;
   const metrics = new Metrics();
+  const access = new Access(channels, verifier, channels.proxies.size > 0 ? new ProxyMetrics(metrics.registry) : undefined);
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
@@ -106,6 +108,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       typing.stopAll();
       presence.stop();
       tokenSubscriptions.stop();
+      access.close();
     },
     () => backplane.close(),
   );

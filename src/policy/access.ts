@@ -6,7 +6,7 @@ import { hasPermission, type Verifier } from '../edge/auth.js';
 import type { Conn } from '../edge/conn.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { ruleText, type Channels, type ParsedTopic, type Rule } from '../wire/topics.js';
-import { BackendProxy, type ProxyDecision, type ProxyKind } from './proxy.js';
+import { BackendProxy, decisionKey, type ProxyDecision, type ProxyKind, ProxyMetrics } from './proxy.js';
 
 /** What a granted subscription carries: the token's expiry (seconds) and the channel info from a token or proxy. */
 export interface Grant {
@@ -25,9 +25,14 @@ export class Access {
   constructor(
     readonly channels: Channels,
     private readonly verifier: Pick<Verifier, 'verifyPayload'>,
-    proxies?: ReadonlyMap<string, BackendProxy>,
+    metrics?: ProxyMetrics,
   ) {
-    this.proxies = proxies ?? new Map([...channels.proxies].map(([name, spec]) => [name, new BackendProxy(name, spec)]));
+    this.proxies = new Map([...channels.proxies].map(([name, spec]) => [name, new BackendProxy(name, spec, metrics ? { metrics } : {})]));
+  }
+
+  /** Idle kept-alive connections to the backends closed (shutdown). */
+  close(): void {
+    for (const p of this.proxies.values()) p.close();
   }
 
   /** The rule applied to what the token says; a proxy rule gives its proxy. */
@@ -84,7 +89,7 @@ export class Access {
 
   private ask(proxy: BackendProxy, kind: ProxyKind, conn: Conn, channel: string, extra: Record<string, unknown>, cached: boolean): Promise<ProxyDecision> {
     const body = { user: conn.userId, channel, connection: { id: conn.id, ip: conn.ip }, ...extra };
-    return proxy.ask(kind, body, cached ? `${kind} ${conn.userId} ${channel}` : undefined);
+    return proxy.ask(kind, body, cached ? decisionKey(kind, conn.userId, channel) : undefined);
   }
 
   private async subscriptionToken(conn: Conn, topic: string, token: string): Promise<Grant> {

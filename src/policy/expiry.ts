@@ -17,9 +17,18 @@ export class TokenSubscriptions {
   /** The subscription of `ws` to `topic` lasts until `exp` (replacing what an older token said). */
   track(ws: Socket, topic: string, exp: number): void {
     let topics = this.bySocket.get(ws);
-    if (!topics) this.bySocket.set(ws, (topics = new Map()));
+    if (!topics) {
+      topics = new Map();
+      this.bySocket.set(ws, topics);
+    }
     topics.set(topic, exp);
     this.timer ??= setInterval(() => this.sweep(), this.everyMs).unref();
+  }
+
+  /** The subscription no longer rests on a token (joined again without one, or left). */
+  forget(ws: Socket, topic: string): void {
+    const topics = this.bySocket.get(ws);
+    if (topics?.delete(topic) && topics.size === 0) this.bySocket.delete(ws);
   }
 
   /** Ends every subscription whose token expired: the client is told `unsubscribed` SUBSCRIPTION_EXPIRED. */

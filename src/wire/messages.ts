@@ -37,6 +37,7 @@ import {
 } from './protocol.js';
 import { STORIES, storyTopic, type Channels } from './topics.js';
 import type { Access } from '../policy/access.js';
+import type { NotifyPolicy } from '../policy/notify.js';
 import type { TokenSubscriptions } from '../policy/expiry.js';
 
 /** What a handler may use: the features, and the replies to its connection. */
@@ -213,7 +214,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
         if (grant.exp !== undefined) {
           if (grant.exp <= Date.now() / 1000) throw new WireError(ErrorCode.SUBSCRIPTION_TOKEN_INVALID, 'subscription token expired');
           ctx.tokenSubscriptions.track(ws, topic, grant.exp);
-        }
+        } else ctx.tokenSubscriptions.forget(ws, topic);
       }
       const joinedAt = personal ? personalPosition(conn) : conn.subscriptions?.get(topic);
       if (joinedAt) {
@@ -255,6 +256,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       const parsed = ctx.channels.parse(topic);
       if (parsed.ns.name === 'user' && parsed.id === conn.userId) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
       conn.subscriptions?.delete(topic);
+      ctx.tokenSubscriptions.forget(ws, topic);
       ws.unsubscribe(topic);
       ack(ctx, ws, msg.id, { topic });
     },

@@ -37,8 +37,11 @@ async function heapUsed(port: number): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
+// Publishers own the stories they write chapters into (`stories` claim: story:0 .. story:99, the ones the
+// traffic below picks); without it every chapter:published would be refused (FORBIDDEN) and cost nothing.
+const STORY_IDS = Array.from({ length: 100 }, (_, i) => String(i));
 const token = (sub: string, roles: string[] = []) =>
-  new SignJWT({ roles }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('2h').sign(new TextEncoder().encode(SECRET));
+  new SignJWT(roles.length > 0 ? { roles, stories: STORY_IDS } : { roles }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('2h').sign(new TextEncoder().encode(SECRET));
 
 async function main(): Promise<void> {
   const port = await freePort();

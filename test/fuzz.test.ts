@@ -55,7 +55,9 @@ const CLOSE_CODES = new Set<number>(Object.values(CloseCode));
 t.test('10,000 random and mutated frames against a live server', async (t) => {
   const h = await startServer(t, { maxPayloadBytes: 4096, rateLimitPerS: 5000, rateLimitBurst: 5000, notifyRatePerS: 1000, notifyBurst: 1000, publishRatePerS: 1000, publishBurst: 1000, rateLimitPerSPerIp: 10000, rateLimitBurstPerIp: 10000, notifyRatePerSPerIp: 1000, notifyBurstPerIp: 1000, publishRatePerSPerIp: 1000, publishBurstPerIp: 1000 });
   const healthy = await h.connect('bob');
-  let fuzzer = await h.connect('fuzzer', { roles: ['stories:publish'] });
+  // The fuzzer owns story 1 (`stories` claim): its valid chapter frames are published, not refused.
+  const publisher = { roles: ['stories:publish'], stories: ['1'] };
+  let fuzzer = await h.connect('fuzzer', publisher);
   let sent = 0;
   let reconnects = 0;
   const problems: string[] = [];
@@ -80,7 +82,7 @@ t.test('10,000 random and mutated frames against a live server', async (t) => {
         const closed = await Promise.race([fuzzer.closed, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
         if (!closed || !CLOSE_CODES.has(closed.code)) problems.push(`fuzz connection ended without a documented close code: ${JSON.stringify(closed)}`);
         fuzzer.frames.forEach(check);
-        fuzzer = await h.connect('fuzzer', { roles: ['stories:publish'] });
+        fuzzer = await h.connect('fuzzer', publisher);
         reconnects++;
       }
       fuzzer.frames.splice(0).forEach(check);

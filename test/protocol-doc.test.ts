@@ -30,6 +30,22 @@ async function exampleToken(kind: string): Promise<string> {
   return '';
 }
 
+/**
+ * The claims of an example user's token: `bob(stories:publish stories=42/43)` is the role `stories:publish`
+ * and the list claim `"stories": ["42", "43"]` (a word with `=` is a claim, its ids separated by `/`).
+ */
+export function exampleClaims(inside: string | undefined): Record<string, unknown> {
+  const claims: Record<string, unknown> = {};
+  const roles: string[] = [];
+  for (const word of inside ? inside.split(' ').filter(Boolean) : []) {
+    const eq = word.indexOf('=');
+    if (eq === -1) roles.push(word);
+    else claims[word.slice(0, eq)] = word.slice(eq + 1).split('/');
+  }
+  if (roles.length > 0) claims['roles'] = roles;
+  return claims;
+}
+
 for (const [i, lines] of blocks.entries()) {
   t.test(`protocol.md example ${i + 1}: ${lines[0]}`, async (t) => {
     const h = await startServer(t);
@@ -65,8 +81,8 @@ for (const [i, lines] of blocks.entries()) {
       m = /^users: (.*)$/.exec(line);
       if (m) {
         for (const u of m[1]!.split(/,\s*/)) {
-          const [, name, roles] = /^(\w+)(?:\((.*)\))?$/.exec(u)!;
-          const c = await h.connect(name!, roles ? { roles: roles.split(' ') } : {});
+          const [, name, inside] = /^(\w+)(?:\((.*)\))?$/.exec(u)!;
+          const c = await h.connect(name!, exampleClaims(inside));
           await c.type('connected');
           clients.set(name!, c);
         }

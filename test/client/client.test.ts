@@ -3,7 +3,8 @@ import { startServer } from '../helpers.js';
 import type { ConnectionStatus, StorywireError } from '../../src/client/index.js';
 import { client, next, until } from './util.js';
 
-const PUBLISH = { roles: ['stories:publish'] };
+// A publisher's token lists the stories it owns (`stories` claim): chapters go only into those.
+const PUBLISH = { roles: ['stories:publish'], stories: ['s1'] };
 
 t.test('connects with a token provider, reports state, and receives typed events', async (t) => {
   const h = await startServer(t);

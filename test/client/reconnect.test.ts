@@ -45,7 +45,7 @@ t.test('reconnects after a server restart, re-subscribes, flushes the queue; bac
   t.match(await queued, { delivered: 1 }, 'the queued request was flushed and acknowledged');
   await until(() => bob.notifications.items.length === 1, 3000, 'own notification');
 
-  const alice = client(t, { url: second.url, token: await second.token('alice', { roles: ['stories:publish'] }) });
+  const alice = client(t, { url: second.url, token: await second.token('alice', { roles: ['stories:publish'], stories: ['s1'] }) });
   await alice.whenOpen();
   const chapter = next(bob, 'chapter:new');
   await alice.broadcastChapterPublished({ storyId: 's1', id: 'c9', title: 'after restart' });

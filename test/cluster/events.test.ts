@@ -17,7 +17,7 @@ t.test('events across nodes', { skip: skipReason }, async (t) => {
   const alice = await a!.connect('alice');
   const bob = await b!.connect('bob');
   const bob2 = await c!.connect('bob');
-  const carol = await c!.connect('carol', { scope: 'stories:publish' });
+  const carol = await c!.connect('carol', { scope: 'stories:publish', stories: ['42'] });
   for (const cl of [alice, bob, bob2, carol]) await cl.type('connected');
   t.equal((await alice.request('subscribe', { topic: 'author:carol' })).type, 'ack');
   t.equal((await bob.request('subscribe', { topic: 'story:42' })).type, 'ack');

@@ -65,7 +65,7 @@ t.test('story:published reaches stories and the author followers; the author is 
 
 t.test('chapter:published reaches the story readers and author followers, not others', async (t) => {
   const h = await startServer(t);
-  const author = await h.connect('victor', { scope: 'stories:publish' });
+  const author = await h.connect('victor', { scope: 'stories:publish', stories: ['1'] });
   const reader = await h.connect('reader');
   const other = await h.connect('other');
   await reader.request('subscribe', { topic: 'story:1' });

@@ -16,6 +16,10 @@ export interface Config {
   readonly connectPermission: string | undefined;
   readonly publishPermission: string;
   readonly channelsFile: string | undefined;
+  readonly notifyPolicy: 'backend' | 'proxy' | 'any';
+  readonly notifyProxy: string | undefined;
+  readonly notifyTypes: readonly string[];
+  readonly notifyUserShare: number;
   readonly maxPayloadBytes: number;
   readonly idleTimeoutS: number;
   readonly heartbeatIntervalMs: number;
@@ -106,6 +110,10 @@ export const OPTIONS: readonly Option[] = [
   { key: 'connectPermission', env: 'CONNECT_PERMISSION', kind: 'string', default: undefined, doc: 'Permission a token must carry to connect at all (403 otherwise); unset: any valid token.' },
   { key: 'publishPermission', env: 'PUBLISH_PERMISSION', kind: 'string', default: 'stories:publish', doc: 'Permission needed for `story:published` and `chapter:published` (the built-in `story` and `stories` namespaces).' },
   { key: 'channelsFile', env: 'CHANNELS_FILE', kind: 'string', default: undefined, doc: 'JSON file declaring channel namespaces and backend proxies (protocol.md, "Channels"; schema: `channels.schema.json`). Unset: the built-in namespaces. A bad file stops the start with every problem named.' },
+  { key: 'notifyPolicy', env: 'NOTIFY_POLICY', kind: 'string', default: undefined, oneOf: ['backend', 'proxy', 'any'], doc: 'Who may send `send:notification` to whom. `backend`: nobody from a client (FORBIDDEN), only the backend API and the embedded helpers. `proxy`: the backend approves each sender -> recipient pair (NOTIFY_PROXY). `any`: any user may notify any user (unsafe: spam, phishing, inbox flooding; opt-in). Default: `backend` when NODE_ENV=production, `any` otherwise (logged as a warning at start).' },
+  { key: 'notifyProxy', env: 'NOTIFY_PROXY', kind: 'string', default: undefined, doc: 'With NOTIFY_POLICY=proxy: the name of a proxy of CHANNELS_FILE asked `{user, recipient, connection}` (kind `notify`) for each sender -> recipient pair, its decision cached by the proxy. A missing or unknown name stops the start.' },
+  { key: 'notifyTypes', env: 'NOTIFY_TYPES', kind: 'list', default: Object.freeze(['follower', 'like', 'comment', 'message']), doc: 'Comma-separated `type`s a client may give a `send:notification` (no `type`, which is `info`, is always allowed); another is refused with INVALID_PAYLOAD. The backend API is not limited.' },
+  { key: 'notifyUserShare', env: 'NOTIFY_USER_SHARE', kind: 'int', default: 50, min: 0, max: 100, doc: 'Percent of HISTORY_SIZE that user-sent notifications (`origin: "user"`) may hold of a personal topic\'s history and inbox; past it the oldest user-sent one is dropped, never a system one (0: user-sent notifications are live only, never stored).' },
   { key: 'maxPayloadBytes', env: 'MAX_PAYLOAD_BYTES', kind: 'int', default: 16384, min: 512, max: 16 * 1024 * 1024, doc: 'Largest incoming WebSocket frame; larger closes the connection with 1009.' },
   { key: 'idleTimeoutS', env: 'IDLE_TIMEOUT_S', kind: 'int', default: 40, min: 8, max: 960, doc: 'Seconds without any incoming data before the server pings; a connection that then stays silent is closed.' },
   { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: 25000, min: 100, max: 600000, doc: 'Interval of the application `heartbeat` message.' },
@@ -250,6 +258,8 @@ export function loadConfig(
   }
   out['production'] = (flags['NODE_ENV'] ?? env['NODE_ENV']) === 'production';
   out['demoPage'] ??= !out['production'];
+  // Fails closed in production; dev keeps the demo page's alice <-> bob notifications working (main.ts warns).
+  out['notifyPolicy'] ??= out['production'] ? 'backend' : 'any';
   Object.assign(out, overrides);
   const cfg = out as unknown as Config;
 
@@ -269,6 +279,8 @@ export function loadConfig(
   if (cfg.redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(cfg.redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
   if (cfg.nodeId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.nodeId)) problems.push(`NODE_ID must be 1-64 characters of [A-Za-z0-9_.-], got "${cfg.nodeId}"`);
   if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
+  if (cfg.notifyPolicy === 'proxy' && cfg.notifyProxy === undefined) problems.push('NOTIFY_POLICY=proxy needs NOTIFY_PROXY (the name of a proxy of CHANNELS_FILE)');
+  if (cfg.notifyTypes.some((ty) => ty.length > 64)) problems.push('NOTIFY_TYPES: a type is at most 64 characters');
   if (cfg.drainMs >= cfg.shutdownTimeoutMs) problems.push(`DRAIN_MS (${cfg.drainMs}) must be less than SHUTDOWN_TIMEOUT_MS (${cfg.shutdownTimeoutMs})`);
   if (cfg.production && keySources.length === 0) {
     problems.push('NODE_ENV=production needs JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (no dev secret is generated in production)');

@@ -41,6 +41,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const port = await server.listen();
+  if (config.notifyPolicy === 'any') {
+    log.warn(`NOTIFY_POLICY=any${process.env['NOTIFY_POLICY'] === undefined ? ' (the default outside production)' : ''}: any user may send notifications to any user (spam, phishing, inbox flooding). Set NOTIFY_POLICY=backend or proxy for a real deployment.`);
+  }
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
 
   if (devApiKey) {

@@ -12,6 +12,7 @@ t.test('notificationFrame equals eventFrame for generated notifications', async 
     type: text,
     data: fc.option(fc.dictionary(fc.string(), fc.jsonValue()), { nil: undefined }),
     from: fc.option(text, { nil: null }),
+    origin: fc.constantFrom('user' as const, 'system' as const),
     ts: fc.integer({ min: 0, max: 2 ** 47 }),
   });
   let runs = 0;
@@ -23,7 +24,7 @@ t.test('notificationFrame equals eventFrame for generated notifications', async 
     { numRuns: 5000 },
   );
   t.equal(runs, 5000, '5,000 notifications compared');
-  const one = { id: 'i', title: 't', message: 'm', type: 'like', data: { a: [1, 'x'] }, from: null, ts: 5 };
+  const one = { id: 'i', title: 't', message: 'm', type: 'like', data: { a: [1, 'x'] }, from: null, origin: 'system' as const, ts: 5 };
   t.same(JSON.parse(notificationFrame('user:a', one)), { type: 'notification:received', topic: 'user:a', data: one, ts: 5 }, 'and it is the envelope clients read');
 });
 

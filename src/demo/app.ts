@@ -208,7 +208,7 @@ $('notify-form').addEventListener('submit', (ev) => {
   client.stopTyping(`user:${to}`).catch(() => {});
   if (!client.isConnected) $('notify-result').textContent = "hors ligne : en file d'attente";
   client.sendNotificationToUser(to, { title, message, type: 'message' }).then(
-    (d) => ($('notify-result').textContent = `envoyée à ${to} (${d.delivered} connexion${d.delivered > 1 ? 's' : ''})`),
+    () => ($('notify-result').textContent = `envoyée à ${to}`),
     (e: StorywireError) => ($('notify-result').textContent = `échec : ${e.code} ${e.message}`),
   );
   $<HTMLTextAreaElement>('notify-message').value = '';

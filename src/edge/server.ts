@@ -80,6 +80,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const nodeId = backplane.nodeId;
   const metrics = new Metrics();
   const access = new Access(channels, verifier, channels.proxies.size > 0 ? new ProxyMetrics(metrics.registry) : undefined);
+  // NOTIFY_PROXY names a proxy of CHANNELS_FILE: an unknown one is a ConfigError before anything listens.
+  const notify = new NotifyPolicy(config, access, channels);
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
@@ -94,10 +96,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
-  const inbox = new Inbox(history, readState, pubsub, config.historySize);
+  const inbox = new Inbox(history, readState, pubsub, config.historySize, userShareOf(config));
 
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame));
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions }, verifier, connections);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -165,10 +167,13 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   return server;
 }
 
+/** User-sent notifications a personal topic's history and inbox hold at most (NOTIFY_USER_SHARE of HISTORY_SIZE). */
+const userShareOf = (config: Config): number => Math.floor((config.historySize * config.notifyUserShare) / 100);
+
 /** The stores of one node: those given, else the ones a cluster backplane shares, else in memory. */
 function storesOf(config: Config, options: ServerOptions, backplane: Backplane): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore } {
   const shared = backplane.single ? undefined : backplane.stores;
-  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes });
+  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes, userSize: userShareOf(config) });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
   const readState =
     options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
@@ -246,7 +251,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'notify'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

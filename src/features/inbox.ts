@@ -35,15 +35,21 @@ export class Inbox {
     private readonly pubsub: PubSub,
     /** How many frames of the personal topic are kept: the inbox cannot hold more. */
     private readonly historySize: number,
+    /** User-sent notifications (`origin: "user"`) shown at most, the newest (NOTIFY_USER_SHARE of HISTORY_SIZE). */
+    private readonly userShare: number = historySize,
   ) {}
 
   private async all(userId: string): Promise<{ items: InboxItem[]; epoch: string; offset: number }> {
     const topic = userTopic(userId);
     const [frames, read, position] = await Promise.all([this.history.latest(topic, this.historySize), this.reads.get(userId), this.history.position(topic)]);
     const items: InboxItem[] = [];
+    // Newest first: past the share, older user-sent ones are left out (a history that holds more than its
+    // share, such as one written before the bound, still shows only the share beside the system ones).
+    let users = 0;
     for (const f of frames) {
       const parsed = JSON.parse(f) as StoredFrame;
       if (parsed.type !== 'notification:received') continue;
+      if (parsed.data['origin'] === 'user' && ++users > this.userShare) continue;
       items.push({ ...parsed.data, offset: parsed.offset, read: parsed.offset <= read.allUpTo || read.ids.has(parsed.data.id) });
     }
     return { items, ...position };

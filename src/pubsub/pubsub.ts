@@ -60,6 +60,8 @@ export async function emitAll(emits: Promise<number>[]): Promise<number> {
  */
 export interface StoreOption {
   readonly ifStreamExists: true;
+  /** A user-sent event: held within the history's user-sent share (RecordOptions.user). */
+  readonly user?: true;
   stored: boolean | undefined;
 }
 
@@ -215,7 +217,7 @@ export class PubSub {
     }
     if (store) {
       // Only a history read in the turn can say, in the turn it stores, that the topic has a stream.
-      const appended = t.history.sync ? t.history.append(topic, head, frame.slice(head.length), { ifStreamExists: true }) : undefined;
+      const appended = t.history.sync ? t.history.append(topic, head, frame.slice(head.length), { ifStreamExists: true, user: store.user === true }) : undefined;
       store.stored = appended !== undefined;
       return this.send(topic, appended === undefined ? frame : appended.frame, except);
     }
@@ -245,7 +247,7 @@ export class PubSub {
       this.excepts.set(token, except);
     }
     const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: true }) : backplane.publishRecorded(topic, head, tail, token, idem);
+    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: true, user: store.user === true }) : backplane.publishRecorded(topic, head, tail, token, idem);
     return recorded.then(
       (appended) => {
         forget();

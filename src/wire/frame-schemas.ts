@@ -25,9 +25,11 @@ export const EVENT_SCHEMAS = {
       type: str,
       data: { type: 'object', additionalProperties: true },
       from: { type: ['string', 'null'] },
+      // `system`: the backend API or an embedded helper; `user`: a client's send:notification.
+      origin: { type: 'string', enum: ['user', 'system'] },
       ts: int,
     },
-    required: ['id', 'title', 'message', 'type', 'from', 'ts'],
+    required: ['id', 'title', 'message', 'type', 'from', 'origin', 'ts'],
   },
   'user:online': { type: 'object', properties: { userId: str }, required: ['userId'] },
   'user:offline': { type: 'object', properties: { userId: str, lastSeen: int }, required: ['userId', 'lastSeen'] },

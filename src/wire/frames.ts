@@ -33,11 +33,11 @@ const J = JSON.stringify;
  */
 export function notificationFrame(
   topic: string,
-  n: { id: string; title: string; message: string; type: string; data: object | undefined; from: string | null; ts: number },
+  n: { id: string; title: string; message: string; type: string; data: object | undefined; from: string | null; origin: 'user' | 'system'; ts: number },
 ): string {
   const data = n.data === undefined ? '' : `,"data":${J(n.data)}`;
   const ts = Math.trunc(n.ts);
-  return `{"type":"notification:received","topic":${J(topic)},"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"ts":${ts}${data}},"ts":${ts}}`;
+  return `{"type":"notification:received","topic":${J(topic)},"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"origin":"${n.origin === 'user' ? 'user' : 'system'}","ts":${ts}${data}},"ts":${ts}}`;
 }
 
 const rawSerializer = serializer('raw');

@@ -53,6 +53,8 @@ export interface Ctx {
   readonly channels: Channels;
   readonly access: Access;
   readonly tokenSubscriptions: TokenSubscriptions;
+  /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
+  readonly notify: NotifyPolicy;
   /** Sends one frame if the socket is still open. */
   send(ws: Socket, frame: string): void;
   /** Re-verifies a token for a live connection (auth refresh). */
@@ -110,16 +112,29 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     sized: true,
     bucket: 'notify',
     handle: async (ctx, ws, msg) => {
-      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, connOf(ws).userId);
-      ack(ctx, ws, msg.id, { id: r.notification.id, delivered: await r.delivered });
+      const conn = connOf(ws);
+      // NOTIFY_POLICY and NOTIFY_TYPES; decided in this turn unless the notify proxy is asked.
+      const checked = ctx.notify.checkNotify(conn, msg.data.userId, msg.data.notification.type);
+      if (checked !== undefined) await checked;
+      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, conn.userId, undefined, 'user');
+      await r.delivered;
+      // Not how many devices got it: that would tell a stranger how many the recipient has online.
+      ack(ctx, ws, msg.id, { id: r.notification.id });
     },
   },
 
   'typing:start': {
     parse: target,
     handle: (ctx, ws, msg) => {
-      ctx.channels.checkTypingTarget(msg.data.target);
-      ack(ctx, ws, msg.id, { relayed: ctx.typing.start(ws, connOf(ws).userId, msg.data.target) });
+      const conn = connOf(ws);
+      const topic = msg.data.target;
+      const t = ctx.channels.checkTypingTarget(topic);
+      const checked = ctx.notify.checkTyping(conn, t, topic, ws.isSubscribed(topic) || conn.subscriptions?.has(topic) === true);
+      const start = () => ack(ctx, ws, msg.id, { relayed: ctx.typing.start(ws, conn.userId, topic) });
+      if (checked === undefined) return start();
+      return checked.then(() => {
+        if (!conn.closed) start();
+      });
     },
   },
 
@@ -265,8 +280,10 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   'presence:query': {
     parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data')['userIds'], 'data.userIds', l) }),
     handle: async (ctx, ws, msg) => {
-      const online = await ctx.presence.online(msg.data.userIds);
-      ctx.send(ws, ackFrame(msg.id, { online }));
+      // Only ids the user may watch are looked up; the others are named in `forbidden`, their state never told.
+      const { allowed, forbidden } = await ctx.notify.watchable(connOf(ws), msg.data.userIds);
+      const online = allowed.length === 0 ? [] : await ctx.presence.online(allowed);
+      ctx.send(ws, ackFrame(msg.id, { online, forbidden }));
     },
   },
 

@@ -11,12 +11,18 @@ interface Entry {
   frame: string;
   /** UTF-8 bytes of the frame. */
   bytes: number;
+  /** A user-sent event (RecordOptions.user): counted against the user share. */
+  user: boolean;
+  /** Dropped (by count, age, bytes, the user share or eviction): its place in the age queue is dead. */
+  gone: boolean;
 }
 
 interface Stream {
   epoch: string;
   offset: number;
   entries: Ring<Entry>;
+  /** User-sent entries held. */
+  users: number;
   /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
   used: boolean;
   /** Evicted whole: its entries in the age queue are dead. */
@@ -26,7 +32,7 @@ interface Stream {
 /** One stored event in the order events were stored, across topics: what the byte bound drops first. */
 interface Aged {
   s: Stream;
-  offset: number;
+  e: Entry;
 }
 
 export interface HistoryLimits {
@@ -38,6 +44,11 @@ export interface HistoryLimits {
   maxTopics: number;
   /** UTF-8 bytes of stored frames over every topic; past it the oldest events are dropped first. */
   maxBytes?: number;
+  /**
+   * User-sent frames (RecordOptions.user) kept per topic (default: `size`); past it the oldest user-sent one
+   * is dropped, never another, so user-sent events cannot push the others out. 0: they are never stored.
+   */
+  userSize?: number;
 }
 
 
@@ -65,9 +76,11 @@ export class MemoryHistory implements InTurnHistory {
   private bytes = 0;
   private held = 0;
   private readonly maxBytes: number;
+  private readonly userSize: number;
 
   constructor(private readonly limits: HistoryLimits) {
     this.maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
+    this.userSize = Math.min(limits.userSize ?? limits.size, limits.size);
   }
 
   /** Bytes of the events held (for tests and metrics). */
@@ -86,7 +99,7 @@ export class MemoryHistory implements InTurnHistory {
     if (s) {
       s.used = true;
     } else if (create) {
-      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), used: true, gone: false };
+      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), users: 0, used: true, gone: false };
       this.streams.set(topic, s);
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
@@ -116,9 +129,31 @@ export class MemoryHistory implements InTurnHistory {
 
   private dropOldest(s: Stream): void {
     const e = s.entries.at(0);
+    this.dropped(s, e);
+    s.entries.dropOldest();
+  }
+
+  private dropped(s: Stream, e: Entry): void {
+    e.gone = true;
     this.bytes -= e.bytes;
     this.held--;
-    s.entries.dropOldest();
+    if (e.user) s.users--;
+  }
+
+  /**
+   * The user share is full: its oldest user-sent entry goes, from wherever it is (O(size), only then). The
+   * offsets it leaves out make a resume across it `recovered: false` (sinceNow), never a silent gap.
+   */
+  private dropOldestUser(s: Stream): void {
+    const kept = new Ring<Entry>(this.limits.size);
+    let found = false;
+    for (const e of s.entries.toArray()) {
+      if (!found && e.user) {
+        found = true;
+        this.dropped(s, e);
+      } else kept.push(e);
+    }
+    s.entries = kept;
   }
 
   /** Drops what is over the age (the ring itself keeps the count). */
@@ -136,17 +171,22 @@ export class MemoryHistory implements InTurnHistory {
   append(topic: string, head: string, tail: string, options: RecordOptions): Appended | undefined;
   append(topic: string, head: string, tail: string, options?: RecordOptions): Appended | undefined {
     const now = Date.now();
+    const user = options?.user === true;
+    if (user && this.userSize === 0) return undefined;
     const s = this.stream(topic, options?.ifStreamExists !== true);
     if (s === undefined) return undefined;
     const offset = ++s.offset;
     const frame = numberedFrame(head, s.epoch, offset, tail);
     const bytes = Buffer.byteLength(frame);
+    if (user && s.users >= this.userSize) this.dropOldestUser(s);
     // A full ring drops its oldest: account for it before it goes.
     if (s.entries.length === this.limits.size) this.dropOldest(s);
-    s.entries.push({ offset, at: now, frame, bytes });
+    const e: Entry = { offset, at: now, frame, bytes, user, gone: false };
+    s.entries.push(e);
     this.bytes += bytes;
     this.held++;
-    this.aged.push({ s, offset });
+    if (user) s.users++;
+    this.aged.push({ s, e });
     if (this.bytes > this.maxBytes) this.dropForBytes();
     // Entries that left by count, age or eviction stay in the queue: compacted once they are half of it.
     if (this.aged.length - this.head > 2 * this.held + 64 || (this.head > 1024 && this.head * 2 > this.aged.length)) this.compact();
@@ -154,8 +194,7 @@ export class MemoryHistory implements InTurnHistory {
   }
 
   private alive(a: Aged): boolean {
-    const { entries } = a.s;
-    return !a.s.gone && entries.length > 0 && entries.at(0).offset <= a.offset;
+    return !a.e.gone;
   }
 
   /**
@@ -197,7 +236,7 @@ export class MemoryHistory implements InTurnHistory {
   }
 
   private sinceNow(topic: string, epoch: string, offset: number, upTo: number): Replay {
-    const s = this.stream(topic, false, Date.now()) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), used: false };
+    const s = this.stream(topic, false, Date.now()) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), users: 0, used: false };
     const position = { epoch: s.epoch, offset: s.offset };
     if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
     if (offset >= upTo) return { recovered: true, frames: [], position };
@@ -209,6 +248,8 @@ export class MemoryHistory implements InTurnHistory {
       const e = s.entries.at(i);
       if (e.offset > offset && e.offset <= upTo) frames.push(e.frame);
     }
+    // A user-sent entry dropped from the middle (the user share) leaves a hole: not recovered.
+    if (frames.length !== Math.min(upTo, s.offset) - offset) return { recovered: false, frames: [], position };
     return { recovered: true, frames, position };
   }
 

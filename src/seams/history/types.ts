@@ -32,6 +32,11 @@ export interface Appended extends Position {
 /** An append that asks to be stored only into a topic that already has a history (a stream). */
 export interface RecordOptions {
   readonly ifStreamExists?: boolean;
+  /**
+   * A user-sent event (a client's notification): a topic holds at most its history's user share of them, the
+   * oldest user-sent one dropped first, so that user-sent events never push out the others.
+   */
+  readonly user?: boolean;
 }
 
 /** What a cluster's publishRecorded answers when `ifStreamExists` found no history: nothing stored or sent. */

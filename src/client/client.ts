@@ -227,8 +227,11 @@ export class StorywireClient {
     return this.ping(opts);
   }
 
-  /** A notification to every connection of one user; resolves with its server id and local delivery count. */
-  sendNotificationToUser(userId: Id, notification: NotificationInput, opts?: RequestOptions): Promise<Delivery> {
+  /**
+   * A notification to every connection of one user (if the server's NOTIFY_POLICY lets this user notify that
+   * one: FORBIDDEN otherwise); resolves with its server id.
+   */
+  sendNotificationToUser(userId: Id, notification: NotificationInput, opts?: RequestOptions): Promise<{ id: string }> {
     return this.request('send:notification', { userId, notification }, opts);
   }
 

@@ -32,6 +32,8 @@ export interface Notification {
   data?: Record<string, unknown>;
   /** Sender's user id; null when the backend sent it. */
   from: string | null;
+  /** `system`: sent by the app's backend; `user`: sent by another user (`from`). Absent from older servers. */
+  origin?: 'user' | 'system';
   ts: number;
 }
 export interface StoryEvent {

@@ -140,7 +140,8 @@ function checkRule(at: string, raw: unknown, proxies: ReadonlyMap<string, ProxyS
     if (typeof v !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(v)) problems.push(`${at}.${k}: must be a name of 1-64 characters [A-Za-z0-9_.:-]`);
     else out[k] = v;
   }
-  if (out.permission === undefined && out.claim === undefined && keys.every((k) => k === 'permission' || k === 'claim')) problems.push(`${at}: a rule object needs "permission", "claim" or "proxy"`);
+  // Only an empty object: a rule with a bad permission or claim, or an unknown field, was named above.
+  if (keys.length === 0) problems.push(`${at}: a rule object needs "permission", "claim" or "proxy"`);
   return out;
 }
 

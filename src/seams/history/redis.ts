@@ -3,7 +3,8 @@
 // their publication.
 //
 // Layout (after the backplane's prefix):
-//   h:<topic>   hash {epoch, offset}: the topic's position; made by the first event stored, never by a read
+//   h:<topic>   hash {epoch, offset, born}: the topic's position and when (Redis ms) its epoch began; made by
+//               the first event stored, never by a read
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
 //   hz          the base of the epoch told for topics with no history (random, written once per Redis
 //               lifetime: when Redis loses its data it is drawn again)
@@ -17,13 +18,11 @@
 // (Read state, r:<user> and ri:<user>, is seams/readstate/redis.ts: it counts in the epoch of h:user:<user>.)
 // Every topic key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 //
-// The epoch of a topic with no history, and of the history its first event begins: `<hz>-<n>`, n = floor(Redis
-// ms / HISTORY_TTL). One topic never has two histories in one period: a history ends when its keys expire,
-// HISTORY_TTL after its last write, so the next one begins in a later period (with another epoch); REWOUND
-// draws a random epoch; a Redis that lost its data lost hz too. (Keys removed otherwise, by hand or by a
-// maxmemory eviction policy, could let a new history reuse an epoch within a period: run Redis with
-// `maxmemory-policy noeviction`; HISTORY_MAX_BYTES is what bounds the history.) A position told in one period
-// whose first event comes in the next is in another epoch: `recovered: false`, nothing replayed.
+// The epoch of a topic with no history: `<hz>-<n>`, n = floor(Redis ms / HISTORY_TTL). A resume from
+// (`<hz>-<n>`, 0) recovers a topic's history from its first event when that history began in period n:
+// no earlier lifetime of the topic can have begun and ended (expired, TTL after its last write) after the
+// position was told and before a lifetime that began in the same period. A history that began later may
+// follow one that was lost: `recovered: false`.
 import type { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../wire/codes.js';
@@ -98,20 +97,26 @@ return {empty_epoch(KEYS[2], ARGV[1], tonumber(ARGV[2]), now_ms()), 0}`;
 
 // KEYS: position hash, stream, empty-epoch base, bytes, sizes, age; ARGV: epoch, offset, upTo, ttl ms, base
 // candidate, topic. Returns {epoch, offset, recovered (0/1), frames...}: frames in (offset, upTo] when all are
-// still stored. Writes only to drop what is past the age (and the books with it); creates no key of the topic.
+// still stored. Writes only to drop what is past the age (and the books with it).
 export const SINCE = `${BOOKS}
 local B = {KEYS[4], KEYS[5], KEYS[6]}
 local ttl, now = tonumber(ARGV[4]), now_ms()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local from, upTo = tonumber(ARGV[2]), tonumber(ARGV[3])
 if not epoch then
-  -- No history: at offset 0 of this period's epoch, nothing was missed.
   local empty = empty_epoch(KEYS[3], ARGV[5], ttl, now)
+  -- Nothing was ever stored in this period: a position of this period's empty epoch missed nothing.
   if from == 0 and ARGV[1] == empty then return {empty, 0, 1} end
   return {empty, 0, 0}
 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
-if epoch ~= ARGV[1] or from > current then return {epoch, current, 0} end
+if epoch ~= ARGV[1] then
+  -- The empty epoch of the period this history began in: it continues from the history's first event.
+  local born = tonumber(redis.call('HGET', KEYS[1], 'born') or '0')
+  local base = redis.call('GET', KEYS[3])
+  if not (from == 0 and born > 0 and base and ARGV[1] == base .. '-' .. math.floor(born / ttl)) then return {epoch, current, 0} end
+end
+if from > current then return {epoch, current, 0} end
 rebook(B, ARGV[6], KEYS[2], trim_age(KEYS[2], now - ttl))
 local out = {epoch, current, 1}
 if from >= upTo or from >= current then return out end
@@ -123,9 +128,9 @@ for _, e in ipairs(entries) do
 end
 return out`;
 
-// KEYS: position hash, stream, interest set, recovering flag, channel, empty-epoch base, bytes, sizes, age,
-// and the idempotency record when the publish has a key; ARGV: head, tail, empty-epoch base candidate, max
-// length, ttl ms, origin tag ("*" or "*<node>/<token>"), idempotency window ms, request fingerprint, max bytes, key prefix, topic,
+// KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, and the idempotency
+// record when the publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms, origin tag ("*"
+// or "*<node>/<token>"), idempotency window ms, request fingerprint, max bytes, key prefix, topic,
 // ifStreamExists ("1": store only into an existing history). Appends and publishes in one step, so every
 // node receives a topic's numbered frames in offset order (the origin too: origin "*").
 // Returns {status, epoch, offset, frame}: status 1 sent to every interested node (or none listens),
@@ -138,10 +143,10 @@ return out`;
 // After the append: the count and age bounds of the topic, then the byte bound over every topic (oldest
 // event first), and two expired topics swept from the books.
 export const RECORD = `${BOOKS}
-local B = {KEYS[7], KEYS[8], KEYS[9]}
+local B = {KEYS[6], KEYS[7], KEYS[8]}
 local expected = redis.call('SCARD', KEYS[3])
-if KEYS[10] then
-  local prior = redis.call('GET', KEYS[10])
+if KEYS[9] then
+  local prior = redis.call('GET', KEYS[9])
   if prior then
     local fp, epoch, off = string.match(prior, '^(%S*) (%S+) (%d+)$')
     if fp ~= ARGV[8] then return {-3} end
@@ -154,11 +159,10 @@ local now, ttl, topic = now_ms(), tonumber(ARGV[5]), ARGV[11]
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   if ARGV[12] == '1' then return {3} end
-  -- A new history: in the epoch its empty position was told in (this period's).
-  epoch = empty_epoch(KEYS[6], ARGV[3], ttl, now)
+  epoch = ARGV[3]
   rebook(B, topic, KEYS[2], -sum(redis.call('XRANGE', KEYS[2], '-', '+')))
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'born', now)
 end
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local frame = ARGV[1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[2]
@@ -175,14 +179,15 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 bound(B, ARGV[10], tonumber(ARGV[9]), 100)
 sweep(B, ARGV[10], now - ttl, 2)
-if KEYS[10] then redis.call('SET', KEYS[10], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
+if KEYS[9] then redis.call('SET', KEYS[9], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
 local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
 // A topic whose offsets went back within one epoch (Redis restarted from data older than what a node had
 // delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events. Its
-// stream is dropped and its position restarts at 0 of a new, random epoch.
+// stream is dropped and its position restarts at 0 of a new epoch (born 0: no empty-epoch position
+// continues into it).
 // KEYS: position hash, stream, bytes, sizes, age; ARGV: the epoch, the highest offset a node delivered in
 // it, a new epoch, topic. Returns 1 when reset.
 export const REWOUND = `${BOOKS}
@@ -192,7 +197,7 @@ local B = {KEYS[3], KEYS[4], KEYS[5]}
 local held = redis.call('XRANGE', KEYS[2], '-', '+')
 redis.call('DEL', KEYS[2])
 rebook(B, ARGV[4], KEYS[2], -sum(held))
-redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0)
+redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0, 'born', 0)
 return 1`;
 
 export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, REWOUND };

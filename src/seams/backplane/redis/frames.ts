@@ -2,7 +2,7 @@
 // step), listening to the topics this node has interest in, the join barrier, and receiving.
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
-import { emptyEpochBase, hs, type RedisHistory } from '../../history/redis.js';
+import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
 import type { Link } from './link.js';
@@ -61,7 +61,7 @@ export class Frames {
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
     const { size, ttlMs, maxBytes } = this.history.options;
     const k = this.history.keysOf(topic);
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), k.hz, ...k.books];
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
@@ -70,7 +70,7 @@ export class Frames {
         ...keys,
         head,
         tail,
-        emptyEpochBase(),
+        newEpoch(),
         size,
         ttlMs,
         exceptToken === undefined ? '*' : `*${link.nodeId}/${exceptToken}`,

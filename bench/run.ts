@@ -9,17 +9,19 @@ import type { Ctx, Options } from './lib/context.js';
 import { BENCH_SECRET } from './lib/jwt.js';
 import { machineInfo } from './lib/machine.js';
 import { Pool } from './lib/pool.js';
-import { SCENARIOS, SCHEMA, summaryTable, type Result, type ScenarioName } from './lib/report.js';
+import { OWN_SCENARIOS, SCENARIOS, SCHEMA, summaryTable, type Result, type ScenarioName } from './lib/report.js';
 import { serverVersion } from './lib/servers.js';
 import { SERVER_KINDS, SERVER_LABELS, type ServerKind } from './lib/wire.js';
 import { connect } from './scenarios/connect.js';
 import { fanout } from './scenarios/fanout.js';
 import { notify } from './scenarios/notify.js';
 import { ping } from './scenarios/ping.js';
+import { PROXY_LIMITS, proxy, proxySummary } from './scenarios/proxy.js';
 
-const RUNNERS: Record<ScenarioName, (ctx: Ctx, kind: ServerKind, run: number) => Promise<void>> = { connect, fanout, notify, ping };
+const RUNNERS: Record<ScenarioName, (ctx: Ctx, kind: ServerKind, run: number) => Promise<void>> = { connect, fanout, notify, ping, proxy };
 
 const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
+       npm run bench -- proxy [options]   (storywire only: subscribe and publish through backend proxies)
        npm run bench -- <soak|cluster|recovery|chaos-cluster> [their options; --help lists them]
 
   --servers LIST        servers under test, comma separated (default uws,storywire,socketio)
@@ -39,6 +41,9 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --step S              notify: seconds per rate (default 5)
   --p99-limit MS        notify: latency limit (default 50)
   --ping-rate N         ping: pings per second in total (default 500)
+  --clients N           proxy: subscriber connections (default 1000)
+  --per-client N        proxy: channels each client subscribes to in a pass, at most ${PROXY_LIMITS.perClient} (default 20)
+  --inflight N          proxy: subscribes / publishes in flight, at most ${PROXY_LIMITS.inflight} (default 64)
   --source-addresses N  loopback source addresses 127.0.0.1..N (default auto: one per 25,000 connections)
   --settle S            connect: longest wait for the server RSS to settle (default 8)
   --quiet-wait S        before each server start, wait up to S s for other processes to calm down (default 60, 0 = never)
@@ -92,6 +97,9 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
       step: { type: 'string' },
       'p99-limit': { type: 'string' },
       'ping-rate': { type: 'string' },
+      clients: { type: 'string' },
+      'per-client': { type: 'string' },
+      inflight: { type: 'string' },
       'source-addresses': { type: 'string' },
       settle: { type: 'string' },
       'quiet-wait': { type: 'string' },
@@ -110,7 +118,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
   });
   if (values.help || positionals.length !== 1) throw new Error(USAGE);
   const which = positionals[0]!;
-  if (which !== 'all' && !(SCENARIOS as readonly string[]).includes(which)) throw new Error(`unknown scenario "${which}"\n\n${USAGE}`);
+  if (which !== 'all' && !([...SCENARIOS, ...OWN_SCENARIOS] as readonly string[]).includes(which)) throw new Error(`unknown scenario "${which}"\n\n${USAGE}`);
   const scenarios = which === 'all' ? [...SCENARIOS] : [which as ScenarioName];
   const smoke = values.smoke ?? false;
 
@@ -135,6 +143,9 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     stepS: smoke ? 0.2 : 5,
     p99LimitMs: 50,
     pingRate: smoke ? 100 : 500,
+    proxyClients: smoke ? 10 : 1000,
+    proxyPerClient: smoke ? 2 : 20,
+    proxyInflight: smoke ? 4 : 64,
     sourceAddresses: 'auto',
     settleMaxS: smoke ? 0.1 : 8,
     quietWaitS: smoke ? 0 : 60,
@@ -152,6 +163,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     const servers = list(values.servers);
     for (const s of servers) if (!(SERVER_KINDS as readonly string[]).includes(s)) throw new Error(`unknown server "${s}" (one of ${SERVER_KINDS.join(', ')})`);
     opts.servers = servers as ServerKind[];
+    if (scenarios.includes('proxy') && !opts.servers.includes('storywire')) throw new Error('proxy measures storywire only: --servers must include storywire');
   }
   if (values.runs !== undefined) opts.runs = positiveInt('runs', values.runs);
   if (values.workers !== undefined) opts.workers = positiveInt('workers', values.workers);
@@ -170,6 +182,11 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
   if (values.step !== undefined) opts.stepS = positive('step', values.step);
   if (values['p99-limit'] !== undefined) opts.p99LimitMs = positive('p99-limit', values['p99-limit']);
   if (values['ping-rate'] !== undefined) opts.pingRate = positiveInt('ping-rate', values['ping-rate']);
+  if (values.clients !== undefined) opts.proxyClients = positiveInt('clients', values.clients);
+  if (values['per-client'] !== undefined) opts.proxyPerClient = positiveInt('per-client', values['per-client']);
+  if (values.inflight !== undefined) opts.proxyInflight = positiveInt('inflight', values.inflight);
+  if (opts.proxyPerClient > PROXY_LIMITS.perClient) throw new Error(`--per-client must be at most ${PROXY_LIMITS.perClient} (storywire's MAX_SUBSCRIPTIONS), got ${opts.proxyPerClient}`);
+  if (opts.proxyInflight > PROXY_LIMITS.inflight) throw new Error(`--inflight must be at most ${PROXY_LIMITS.inflight} (the bench proxy's maxInFlight), got ${opts.proxyInflight}`);
   if (values['source-addresses'] !== undefined) opts.sourceAddresses = values['source-addresses'] === 'auto' ? 'auto' : positiveInt('source-addresses', values['source-addresses']);
   if (values.settle !== undefined) opts.settleMaxS = positive('settle', values.settle);
   if (values['quiet-wait'] !== undefined) opts.quietWaitS = Number(values['quiet-wait']) || 0;
@@ -192,6 +209,8 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     const most = Math.max(opts.subscribers, opts.users, ...opts.connections.map((c) => (c === 'max' ? 20_000 : c)));
     opts.workers = Math.max(2, 1 + Math.ceil(most / 15_000));
     if (smoke) opts.workers = 2;
+    // proxy drives its clients from this process: the pool's workers stay idle.
+    if (scenarios.every((sc) => sc === 'proxy')) opts.workers = 1;
   }
   return { scenarios, opts, out: values.out, table: !(values['no-table'] ?? false) };
 }
@@ -221,7 +240,8 @@ async function main(): Promise<number> {
     // minutes apart at most, on the same machine in the same state.
     for (const scenario of scenarios) {
       for (let run = 1; run <= opts.runs; run++) {
-        for (const kind of opts.servers) {
+        // proxy compares two setups of storywire, not servers.
+        for (const kind of (OWN_SCENARIOS as readonly string[]).includes(scenario) ? (['storywire'] as const) : opts.servers) {
           log(`${scenario} / ${SERVER_LABELS[kind]} / run ${run} of ${opts.runs}`);
           try {
             await RUNNERS[scenario](ctx, kind, run);
@@ -250,7 +270,10 @@ async function main(): Promise<number> {
   } finally {
     await pool.stop();
   }
-  if (table) process.stdout.write(`\n${summaryTable(results.filter((r) => r.variant !== 'error'))}`);
+  const measured = results.filter((r) => r.variant !== 'error');
+  const own = measured.filter((r) => r.scenario === 'proxy');
+  if (table && measured.length > own.length) process.stdout.write(`\n${summaryTable(measured.filter((r) => r.scenario !== 'proxy'))}`);
+  if (table && own.length > 0) process.stdout.write(`\n${proxySummary(own)}`);
   return results.every((r) => r.ok) ? 0 : 1;
 }
 

@@ -35,6 +35,11 @@ export interface Options {
   p99LimitMs: number;
   /** ping: pings per second in total, spread over the connections. */
   pingRate: number;
+  /** proxy: subscriber connections, and the channels each subscribes to in a pass (at most MAX_SUBSCRIPTIONS). */
+  proxyClients: number;
+  proxyPerClient: number;
+  /** proxy: subscribes or publishes in flight (at most the proxy's maxInFlight, 256). */
+  proxyInflight: number;
   /** `auto`: one more loopback source address per 25,000 connections (the ephemeral port range holds ~28k). */
   sourceAddresses: number | 'auto';
   settleMaxS: number;

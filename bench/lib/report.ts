@@ -6,8 +6,11 @@ import { median } from './hist.js';
 import { SERVER_KINDS, SERVER_LABELS, type ServerKind } from './wire.js';
 
 export const SCHEMA = 'storywire-bench/1';
+/** The scenarios run against the three servers (`all` runs these). */
 export const SCENARIOS = ['connect', 'fanout', 'notify', 'ping'] as const;
-export type ScenarioName = (typeof SCENARIOS)[number];
+/** storywire's own scenarios in the same envelope, comparing two setups of storywire in one run; not part of `all`. */
+export const OWN_SCENARIOS = ['proxy'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number] | (typeof OWN_SCENARIOS)[number];
 
 export interface Result {
   schema: typeof SCHEMA;
@@ -67,6 +70,8 @@ export const TABLE: Record<ScenarioName, FigureSpec[]> = {
     { figure: 'p50Ms', label: 'RTT p50 (ms)' },
     { figure: 'p99Ms', label: 'RTT p99 (ms)', targets: [{ vs: 'uws', op: '<=', ratio: 1.5 }] },
   ],
+  // storywire only: its summary compares a proxy with the rule that needs no backend (scenarios/proxy.ts).
+  proxy: [],
 };
 
 export function fmt(x: number | undefined): string {

@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { Conn } from '../edge/conn.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
-import { presenceTopic, type Channels, type ParsedTopic } from '../wire/topics.js';
+import { presenceTopic, userTopic, type Channels, type ParsedTopic } from '../wire/topics.js';
 import type { Access } from './access.js';
 import type { BackendProxy } from './proxy.js';
 
@@ -49,7 +49,7 @@ export class NotifyPolicy {
   mayNotify(conn: Conn, recipient: string): boolean | Promise<boolean> {
     if (this.policy === 'any') return true;
     if (this.proxy === undefined) return false;
-    const body = { user: conn.userId, recipient, connection: { id: conn.id, ip: conn.ip } };
+    const body = { user: conn.userId, channel: userTopic(recipient), recipient, connection: { id: conn.id, ip: conn.ip } };
     return this.proxy.ask('notify', body, `notify ${conn.userId} ${recipient}`).then((d) => d.allow);
   }
 

@@ -118,7 +118,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'idleTimeoutS', env: 'IDLE_TIMEOUT_S', kind: 'int', default: 40, min: 8, max: 960, doc: 'Seconds without any incoming data before the server pings; a connection that then stays silent is closed.' },
   { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', kind: 'int', default: 25000, min: 100, max: 600000, doc: 'Interval of the application `heartbeat` message.' },
   { key: 'presenceGraceMs', env: 'PRESENCE_GRACE_MS', kind: 'int', default: 3000, min: 0, max: 600000, doc: 'Delay before `user:offline` after the last connection closes; a reconnect within it emits nothing.' },
-  { key: 'presenceBroadcast', env: 'PRESENCE_BROADCAST', kind: 'bool', default: false, doc: 'Send presence events to every connection (topic `presence`) instead of `presence:<id>` subscribers.' },
+  { key: 'presenceBroadcast', env: 'PRESENCE_BROADCAST', kind: 'bool', default: false, doc: 'Public presence (opt-in): presence events go to every connection (topic `presence`) instead of `presence:<id>` subscribers, and `presence:query` answers for any id, whatever the `presence` namespace\'s rule.' },
   { key: 'typingTimeoutMs', env: 'TYPING_TIMEOUT_MS', kind: 'int', default: 5000, min: 200, max: 600000, doc: 'Silence after which the server sends `user:stopped_typing` by itself.' },
   { key: 'autoSubscribeStories', env: 'AUTO_SUBSCRIBE_STORIES', kind: 'bool', default: true, doc: 'Join every connection to `stories` on open.' },
   { key: 'maxSubscriptions', env: 'MAX_SUBSCRIPTIONS', kind: 'int', default: 100, min: 1, max: 100000, doc: 'Topics one connection may subscribe to (automatic ones excluded).' },

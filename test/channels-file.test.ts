@@ -244,3 +244,16 @@ t.test('without a file the built-in namespaces decide subscribe as before (dev a
     }
   }
 });
+
+t.test('protocol.md section 13: its CHANNELS_FILE example is valid and loads; its problem lines are the server\'s', async (t) => {
+  const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('## 13. Channels'));
+  const example = /```json channels-file\n([\s\S]*?)```/.exec(section);
+  t.ok(example, 'section 13 has a channels-file example');
+  const parsed = JSON.parse(example![1]!);
+  t.ok(validate(parsed), `schema errors: ${JSON.stringify(validate.errors)}`);
+  t.same(problemsOf(write(parsed)), [], 'it loads');
+  const shown = [...section.matchAll(/^ {2}- CHANNELS_FILE \/etc\/storywire\/channels\.json: (.*)$/gm)].map((m) => m[1]);
+  t.equal(shown.length, 3);
+  t.same(problemsOf(write({ namespaces: { room: { subscribe: 'everyone', history: { size: 0, ttlS: 60 } }, story: { id: null } } })), shown);
+});

@@ -1,6 +1,7 @@
 // StorywireClient: the public API over one Connection: typed events, requests, topics, typing, resume, the inbox-backed store.
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
+import { ChannelTokens } from './channel-tokens.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
 import { InboxSync } from './inbox.js';
@@ -21,7 +22,7 @@ type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
 
 const SERVER_EVENTS: ReadonlySet<string> = new Set<ServerEventType>([
   'notification:received', 'user:online', 'user:offline', 'story:new', 'story:updated', 'chapter:new', 'user:typing',
-  'user:stopped_typing', 'profile:updated', 'notifications:read',
+  'user:stopped_typing', 'profile:updated', 'notifications:read', 'publication', 'unsubscribed',
 ]);
 
 export class StorywireClient {
@@ -37,6 +38,7 @@ export class StorywireClient {
   private readonly typingSent = new Map<string, number>();
   private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
   private readonly refresh: TokenRefresh;
+  private readonly channelTokens: ChannelTokens;
 
   constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -49,6 +51,7 @@ export class StorywireClient {
       typingThrottleMs: options.typingThrottleMs ?? 2_000,
     };
     this.topics = new Topics(this.clock);
+    this.channelTokens = new ChannelTokens(options.subscriptionToken, this.clock, options.refreshLeadMs ?? 60_000);
     this.notifications = new NotificationStore(options.maxNotifications ?? 50);
     for (const t of options.topics ?? []) this.topics.add(t);
     this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
@@ -308,9 +311,11 @@ export class StorywireClient {
   /**
    * Joins a topic now and on every later connection. Resolves when the server acknowledges it (on the next
    * connection when offline); a server refusal rejects and forgets the topic. A TIMEOUT leaves it remembered.
+   * `token: true`: a channel the app gates with subscription tokens, asked from the `subscriptionToken` option.
    */
-  subscribe(topic: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  subscribe(topic: string, opts: { timeoutMs?: number; token?: boolean } = {}): Promise<void> {
     if (this.conn.state.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, 'subscribe: the client is closed', false, false));
+    if (opts.token) this.channelTokens.gate(topic);
     this.topics.add(topic);
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     const p = this.topics.wait(topic, timeoutMs, () =>
@@ -324,6 +329,7 @@ export class StorywireClient {
   async unsubscribe(topic: string, opts: RequestOptions = {}): Promise<void> {
     this.topics.delete(topic);
     this.resume.forget(topic);
+    this.channelTokens.forget(topic);
     this.topics.settle(topic, new StorywireError(ClientErrorCode.CANCELLED, `subscribe ${topic}: cancelled by unsubscribe()`, false, false));
     if (this.isConnected) await this.request('unsubscribe', { topic }, { ...opts, offline: 'reject' });
   }
@@ -368,7 +374,10 @@ export class StorywireClient {
       if (f.type === 'notification:received') this.notifications.add(f.data as ServerEvents['notification:received'], f.offset, f.epoch);
       else if (f.type === 'notifications:read') this.inbox.remote(f.data as ServerEvents['notifications:read']);
       // The server ended this subscription (revoked by the backend): not joined again on reconnect.
-      else if (f.type === 'unsubscribed') this.topics.delete(f.topic);
+      else if (f.type === 'unsubscribed') {
+        this.topics.delete(f.topic);
+        this.channelTokens.forget(f.topic);
+      }
       if (SERVER_EVENTS.has(f.type)) (this.events.emit as (n: string, d: unknown, m: EventMeta) => void)(f.type, f.data, meta);
       this.events.emit('event', f.type, f.data, meta);
     } else if (f.type === 'error') {
@@ -379,6 +388,7 @@ export class StorywireClient {
 
   private lost(): void {
     this.refresh.stop();
+    this.channelTokens.lost();
     this.inbox.lost();
     this.typingSent.clear();
     this.requests.connectionLost();
@@ -391,10 +401,26 @@ export class StorywireClient {
   }
 
   private sendSubscribe(topic: string): void {
-    const data = this.resume.subscribeData(topic);
+    if (!this.channelTokens.has(topic)) {
+      this.subscribeWith(topic, undefined);
+      return;
+    }
+    this.channelTokens.token(topic).then(
+      (token) => {
+        if (this.isConnected && this.topics.has(topic)) this.subscribeWith(topic, token);
+      },
+      (err: StorywireError) => {
+        if (!this.topics.settle(topic, err)) this.events.emit('error', err);
+      },
+    );
+  }
+
+  private subscribeWith(topic: string, token: string | undefined): void {
+    const data = { ...this.resume.subscribeData(topic), ...(token !== undefined ? { token } : {}) };
     this.request('subscribe', data, { offline: 'reject' }).then(
       (ack) => {
         if (this.topics.has(topic)) this.resume.subscribed(topic, ack, data.since);
+        if (token !== undefined) this.channelTokens.acknowledged(topic, token, () => this.isConnected && this.sendSubscribe(topic));
         this.topics.settle(topic);
       },
       (err: StorywireError) => {

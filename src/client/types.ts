@@ -93,6 +93,10 @@ export interface ServerEvents {
   'user:stopped_typing': TypingEvent;
   'profile:updated': ProfileEvent;
   'notifications:read': NotificationsReadEvent;
+  /** A client's `publish` on a channel (as the publish proxy answered it), with its sender. */
+  publication: { senderId: string; [key: string]: unknown };
+  /** The server ended a subscription: revoked by the backend, or its subscription token expired. */
+  unsubscribed: { topic: string; code: string; reason: string };
 }
 export type ServerEventType = keyof ServerEvents;
 
@@ -269,6 +273,9 @@ export interface ReconnectOptions {
   stableAfterMs?: number;
 }
 
+/** Returns a subscription token (a JWT the app's backend signed: sub, channel, exp) for one channel. */
+export type SubscriptionTokenProvider = (ctx: { channel: string }) => string | Promise<string>;
+
 export interface ClientOptions {
   /** ws:// or wss:// URL of the server's WebSocket path (http(s):// is accepted and converted). */
   url: string;
@@ -298,6 +305,11 @@ export interface ClientOptions {
   typingThrottleMs?: number;
   /** How long before the token's `exp` the provider is asked for a new one. Default 60 000 ms. */
   refreshLeadMs?: number;
+  /**
+   * Asked for a subscription token before each subscribe of a channel joined with `subscribe(topic, { token:
+   * true })`, and again `refreshLeadMs` before that token expires (sent in band: the subscription goes on).
+   */
+  subscriptionToken?: SubscriptionTokenProvider;
   /** Topics to join on every connection, in addition to those given to subscribe(). */
   topics?: readonly string[];
   /** Positions saved from `client.positions` (e.g. before the app was closed): the first connection resumes from them. */

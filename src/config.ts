@@ -29,6 +29,7 @@ export interface Config {
   readonly autoSubscribeStories: boolean;
   readonly maxSubscriptions: number;
   readonly maxPresenceIds: number;
+  readonly maxPresenceMembers: number;
   readonly maxNotificationBytes: number;
   readonly maxStoryBytes: number;
   readonly apiKey: string | undefined;
@@ -123,6 +124,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'autoSubscribeStories', env: 'AUTO_SUBSCRIBE_STORIES', kind: 'bool', default: true, doc: 'Join every connection to `stories` on open.' },
   { key: 'maxSubscriptions', env: 'MAX_SUBSCRIPTIONS', kind: 'int', default: 100, min: 1, max: 100000, doc: 'Topics one connection may subscribe to (automatic ones excluded).' },
   { key: 'maxPresenceIds', env: 'MAX_PRESENCE_IDS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'User ids in one `presence:query`.' },
+  { key: 'maxPresenceMembers', env: 'MAX_PRESENCE_MEMBERS', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Members listed in one `presence:channel` ack (a namespace with `"presence": "members"`); past it the list is cut and `truncated: true`.' },
   { key: 'maxNotificationBytes', env: 'MAX_NOTIFICATION_BYTES', kind: 'int', default: 4096, min: 64, max: 1024 * 1024, doc: 'Largest notification body (JSON bytes of `notification`).' },
   { key: 'maxStoryBytes', env: 'MAX_STORY_BYTES', kind: 'int', default: 8192, min: 64, max: 1024 * 1024, doc: 'Largest story, chapter or profile payload (JSON bytes).' },
   { key: 'rateLimitPerS', env: 'RATE_LIMIT_PER_S', kind: 'int', default: 20, min: 1, max: 100000, doc: 'Messages per second one user (`sub`) may send over all its connections, every type counted (token bucket refill rate); kept across reconnects, per node.' },

@@ -184,6 +184,7 @@ export class Lifecycle {
     this.d.connections.remove(ws, code);
     this.d.metrics.closed(code);
     this.d.typing.closed(ws);
+    this.d.ctx.channelPresence.closed(conn);
     if (this.d.log.isLevelEnabled('info')) this.d.log.info({ userId, connectionId: conn.id, code, durationS: this.d.upgrades.durationS(conn) }, 'connection closed');
     this.d.presence.close(userId, conn.id)?.catch((err: unknown) => this.d.log.error({ err, userId }, 'presence close failed'));
   }

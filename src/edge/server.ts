@@ -6,6 +6,7 @@ import { createFacade, type Facade } from '../api/facade.js';
 import { registerDemo } from '../api/demo.js';
 import { Reply } from '../api/http.js';
 import { registerApi, registerOperations } from '../api/routes.js';
+import { ChannelPresence } from '../features/channel-presence.js';
 import { Inbox } from '../features/inbox.js';
 import { Presence } from '../features/presence.js';
 import { Typing } from '../features/typing.js';
@@ -19,6 +20,8 @@ import type { HistoryStore } from '../seams/history/types.js';
 import { topology } from '../seams/topology.js';
 import { MemoryPresence } from '../seams/presence/memory.js';
 import type { PresenceStore } from '../seams/presence/types.js';
+import { MemoryChannelPresence } from '../seams/channel-presence/memory.js';
+import type { ChannelPresenceStore } from '../seams/channel-presence/types.js';
 import { MemoryReadState } from '../seams/readstate/memory.js';
 import type { ReadStateStore } from '../seams/readstate/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
@@ -44,6 +47,7 @@ export interface ServerOptions {
   history?: HistoryStore;
   presence?: PresenceStore;
   readState?: ReadStateStore;
+  channelPresence?: ChannelPresenceStore;
 }
 
 export interface StorywireServer extends Facade {
@@ -86,7 +90,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const { history, presenceStore, readState } = storesOf(config, options, backplane);
+  const { history, presenceStore, readState, channelPresenceStore } = storesOf(config, options, backplane);
   const connections = new Connections(config, metrics, log);
   const pubsub = new PubSub(app, topology(backplane, history), metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
@@ -98,8 +102,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, config.historySize, userShareOf(config));
 
-  const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame));
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify }, verifier, connections);
+  const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
+
+  const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, (ws, topic) => channelPresence.left(ws.getUserData().conn, topic));
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -121,7 +127,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   // A revocation on this node: the subscriptions end, and no proxy keeps the decision that granted them.
   const revoke = (userId: string, channel: string, reason: string): number => {
     for (const proxy of access.proxies.values()) proxy.forget(decisionKey('subscribe', userId, channel));
-    return connections.unsubscribe(userId, channel, reason);
+    const n = connections.unsubscribe(userId, channel, reason);
+    channelPresence.revoked(userId, channel);
+    return n;
   };
   backplane.onUnsubscribe(revoke);
 
@@ -171,13 +179,18 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
 const userShareOf = (config: Config): number => Math.floor((config.historySize * config.notifyUserShare) / 100);
 
 /** The stores of one node: those given, else the ones a cluster backplane shares, else in memory. */
-function storesOf(config: Config, options: ServerOptions, backplane: Backplane): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore } {
+function storesOf(
+  config: Config,
+  options: ServerOptions,
+  backplane: Backplane,
+): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore; channelPresenceStore: ChannelPresenceStore } {
   const shared = backplane.single ? undefined : backplane.stores;
   const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes, userSize: userShareOf(config) });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
   const readState =
     options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
-  return { history, presenceStore, readState };
+  const channelPresenceStore = options.channelPresence ?? shared?.channelPresence ?? new MemoryChannelPresence();
+  return { history, presenceStore, readState, channelPresenceStore };
 }
 
 /** The listen sockets, the node's timers (heartbeat, sweep) and the graceful stop. */
@@ -251,7 +264,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'notify'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'notify' | 'channelPresence'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

@@ -6,7 +6,7 @@ import { hasPermission, type Verifier } from '../edge/auth.js';
 import type { Conn } from '../edge/conn.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { ruleText, type Channels, type ParsedTopic, type Rule } from '../wire/topics.js';
-import { BackendProxy, decisionKey, type ProxyDecision, type ProxyKind, ProxyMetrics } from './proxy.js';
+import { BackendProxy, decisionKey, type ProxyDecision, type ProxyKind, type ProxyMetrics } from './proxy.js';
 
 /** What a granted subscription carries: the token's expiry (seconds) and the channel info from a token or proxy. */
 export interface Grant {
@@ -45,6 +45,8 @@ export class Access {
       case 'none':
       case 'token':
         return false;
+      case 'subscribers':
+        return conn.subscriptions?.has(t.id === undefined ? t.ns.name : `${t.ns.name}:${t.id}`) === true;
       default:
         if ('proxy' in rule) return this.proxies.get(rule.proxy)!;
         if (rule.permission !== undefined && !hasPermission(conn, rule.permission)) return false;
@@ -84,6 +86,24 @@ export class Access {
     return this.ask(v, 'publish', conn, topic, { data }, false).then((d) => {
       if (!d.allow) throw new WireError(ErrorCode.FORBIDDEN, `not allowed to publish on ${topic.slice(0, 140)}: ${d.reason}`);
       return d.data;
+    });
+  }
+
+  /**
+   * Throws TOPIC_FORBIDDEN unless the connection may see the channel's presence (`presence:channel`): the
+   * namespace's presenceRule. UNAVAILABLE when its backend gave no answer.
+   */
+  presence(conn: Conn, topic: string, t: ParsedTopic): undefined | Promise<void> {
+    const rule = t.ns.presenceRule;
+    const v = this.verdict(rule, conn, t);
+    if (v === true) return undefined;
+    const at = `not allowed to see the presence of ${topic.slice(0, 140)}`;
+    if (v === false) {
+      const why = rule === 'subscribers' ? 'only its subscribers may (subscribe first)' : rule === 'none' || rule === 'token' ? 'nobody may' : rule === 'owner' ? 'only its owner may' : `needs ${ruleText(rule)}`;
+      throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `${at}: ${why}`);
+    }
+    return this.ask(v, 'presence', conn, topic, {}, true).then((d) => {
+      if (!d.allow) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `${at}: ${d.reason}`);
     });
   }
 

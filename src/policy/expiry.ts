@@ -12,6 +12,8 @@ export class TokenSubscriptions {
   constructor(
     private readonly send: (ws: Socket, frame: string) => void,
     private readonly everyMs = 1000,
+    /** Told of each subscription this ends (channel presence). */
+    private readonly ended: (ws: Socket, topic: string) => void = () => {},
   ) {}
 
   /** The subscription of `ws` to `topic` lasts until `exp` (replacing what an older token said). */
@@ -45,6 +47,7 @@ export class TokenSubscriptions {
             conn.subscriptions?.delete(topic);
             ws.unsubscribe(topic);
           });
+          this.ended(ws, topic);
         }
       }
       if (topics.size === 0) this.bySocket.delete(ws);

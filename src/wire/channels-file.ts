@@ -2,8 +2,11 @@
 // package root): read and checked at start, every problem named by its path, field and reason. The rules
 // themselves (what a namespace allows) live in the registry, topics.ts.
 
-/** Who may do something on a channel. `proxy` names an entry of the file's `proxies`. */
-export type Rule = 'public' | 'owner' | 'none' | 'token' | { readonly permission?: string; readonly claim?: string } | { readonly proxy: string };
+/**
+ * Who may do something on a channel. `proxy` names an entry of the file's `proxies`. `subscribers` (presenceRule
+ * only): the asking connection is subscribed to the channel.
+ */
+export type Rule = 'public' | 'owner' | 'none' | 'token' | 'subscribers' | { readonly permission?: string; readonly claim?: string } | { readonly proxy: string };
 
 export type PresenceMode = 'off' | 'counts' | 'members';
 
@@ -15,7 +18,7 @@ export interface NamespaceSpec {
   /** Kept events per channel and their age limit; null: nothing kept, the channel cannot be resumed. */
   readonly history: { readonly size: number; readonly ttlS: number } | null;
   readonly presence: PresenceMode;
-  /** Who may ask for a channel's presence (counts or members). */
+  /** Who may ask for a channel's presence (counts or members); default "subscribers". */
   readonly presenceRule: Rule;
   readonly typing: boolean;
 }
@@ -112,9 +115,13 @@ function checkProxy(at: string, raw: unknown, problems: string[]): ProxySpec | u
   };
 }
 
-function checkRule(at: string, raw: unknown, proxies: ReadonlyMap<string, ProxySpec>, problems: string[]): Rule | undefined {
+function checkRule(at: string, raw: unknown, proxies: ReadonlyMap<string, ProxySpec>, problems: string[], presence = false): Rule | undefined {
   if (typeof raw === 'string') {
-    if (RULE_WORDS.has(raw)) return raw as Rule;
+    if (RULE_WORDS.has(raw) || (presence && raw === 'subscribers')) return raw as Rule;
+    if (raw === 'subscribers') {
+      problems.push(`${at}: "subscribers" is a rule of presenceRule only`);
+      return undefined;
+    }
     problems.push(`${at}: "${raw.slice(0, 40)}" is not a rule (use "public", "owner", "none", "token", {"permission": ...}, {"claim": ...} or {"proxy": ...})`);
     return undefined;
   }
@@ -168,7 +175,7 @@ function checkNamespace(at: string, raw: unknown, proxies: ReadonlyMap<string, P
   }
   for (const key of ['subscribe', 'publish', 'presenceRule'] as const) {
     if (raw[key] === undefined) continue;
-    const rule = checkRule(`${at}.${key}`, raw[key], proxies, problems);
+    const rule = checkRule(`${at}.${key}`, raw[key], proxies, problems, key === 'presenceRule');
     if (rule !== undefined) ns[key] = rule;
   }
   if (raw['history'] !== undefined) {

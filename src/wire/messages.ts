@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import { hasPermission } from '../edge/auth.js';
 import { connOf, personalPosition, type Conn, type Socket } from '../edge/conn.js';
 import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
+import type { ChannelPresence } from '../features/channel-presence.js';
 import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
 import type { Presence } from '../features/presence.js';
@@ -53,6 +54,8 @@ export interface Ctx {
   readonly channels: Channels;
   readonly access: Access;
   readonly tokenSubscriptions: TokenSubscriptions;
+  /** Who is subscribed to a channel of a namespace with presence on. */
+  readonly channelPresence: ChannelPresence;
   /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
   readonly notify: NotifyPolicy;
   /** Sends one frame if the socket is still open. */
@@ -254,6 +257,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
         ack(ctx, ws, msg.id, { topic });
         return;
       }
+      ctx.channelPresence.joined(conn, topic, parsed.ns);
       if (!r) {
         ack(ctx, ws, msg.id, { topic });
         return;
@@ -272,6 +276,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       if (parsed.ns.name === 'user' && parsed.id === conn.userId) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
       conn.subscriptions?.delete(topic);
       ctx.tokenSubscriptions.forget(ws, topic);
+      ctx.channelPresence.left(conn, topic);
       ws.unsubscribe(topic);
       ack(ctx, ws, msg.id, { topic });
     },
@@ -284,6 +289,21 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       const { allowed, forbidden } = await ctx.notify.watchable(connOf(ws), msg.data.userIds);
       const online = allowed.length === 0 ? [] : await ctx.presence.online(allowed);
       ctx.send(ws, ackFrame(msg.id, { online, forbidden }));
+    },
+  },
+
+  // Who is subscribed to a channel now, on every node: its namespace's presence option says whether counts or
+  // members are told, its presenceRule who may ask (by default its subscribers).
+  'presence:channel': {
+    parse: (d) => ({ channel: string(object(d, 'data')['channel'], 'data.channel', 140) }),
+    handle: async (ctx, ws, msg) => {
+      const { channel } = msg.data;
+      const t = ctx.channels.parse(channel);
+      if (t.ns.presence !== 'off') {
+        const checked = ctx.access.presence(connOf(ws), channel, t);
+        if (checked !== undefined) await checked;
+      }
+      ctx.send(ws, ackFrame(msg.id, await ctx.channelPresence.query(channel, t)));
     },
   },
 

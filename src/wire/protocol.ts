@@ -37,6 +37,7 @@ export type ClientMessage =
   | { type: 'subscribe'; id: RequestId | undefined; data: { topic: string; since: Position | undefined; token: string | undefined } }
   | { type: 'unsubscribe'; id: RequestId | undefined; data: { topic: string } }
   | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } }
+  | { type: 'presence:channel'; id: RequestId | undefined; data: { channel: string } }
   | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
   | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } };
 

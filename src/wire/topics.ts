@@ -36,7 +36,7 @@ const EPHEMERAL: ReadonlySet<string> = new Set(['user:typing', 'user:stopped_typ
 /** The built-in namespaces: today's behaviour, with the safe defaults of issue #15 (see protocol.md, "Channels"). */
 export function builtinNamespaces(config: Pick<Config, 'historySize' | 'historyTtlS' | 'publishPermission' | 'production'>): Map<string, NamespaceSpec> {
   const history = { size: config.historySize, ttlS: config.historyTtlS };
-  const base = { id: ID_PATTERN, publish: 'none', history: null, presence: 'off', presenceRule: 'none', typing: false } as const;
+  const base = { id: ID_PATTERN, publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false } as const;
   return new Map<string, NamespaceSpec>([
     ['user', { ...base, subscribe: 'owner', history, typing: true }],
     // A story's chapters are written by its author: the token lists the author's story ids (`stories` claim).
@@ -138,7 +138,7 @@ export function loadChannels(config: Config): Channels {
   for (const [name, spec] of file.namespaces) {
     const base = builtin.get(name);
     // A new namespace starts from nothing allowed: it says what it allows.
-    const merged = { id: ID_PATTERN, subscribe: 'none', publish: 'none', history: null, presence: 'off', presenceRule: 'none', typing: false, ...base, ...spec } as NamespaceSpec;
+    const merged = { id: ID_PATTERN, subscribe: 'none', publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false, ...base, ...spec } as NamespaceSpec;
     if (REQUIRED.includes(name) && (merged.id === null) !== (name === STORIES)) problems.push(`namespaces.${name}.id: ${name === STORIES ? 'must stay null (one channel)' : 'cannot be null (the server publishes to its ids)'}`);
     if (merged.subscribe === 'owner' && merged.id === null) problems.push(`namespaces.${name}.subscribe: "owner" needs ids (the id is the user's own)`);
     namespaces.set(name, merged);

@@ -41,6 +41,7 @@
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from '../history/types.js';
 import type { PresenceStore } from '../presence/types.js';
+import type { ChannelPresenceStore } from '../channel-presence/types.js';
 import type { ReadStateStore } from '../readstate/types.js';
 
 /**
@@ -79,6 +80,8 @@ export interface ClusterStores {
   readonly history: ClusterHistory;
   readonly presence: PresenceStore;
   readonly readState: ReadStateStore;
+  /** Who is subscribed to a channel with presence on, on every node (presence:channel). */
+  readonly channelPresence: ChannelPresenceStore;
 }
 
 /** What every backplane does. Which kind it is, and what comes with that, is declared by `single`. */

@@ -3,13 +3,15 @@
 //                  the topics this node listens to, the join barrier; streams.ts keeps them in offset order
 //   control.ts     node-to-node requests (disconnect a user's connections, end a user's subscription)
 //   membership.ts  the lease, the re-registration after every (re)connect or data loss, the sweep of dead nodes
-//   presence.ts    Lua-atomic presence, re-registered and swept with the membership
+//   presence.ts    Lua-atomic presence, re-registered and swept with the membership (channel presence too:
+//                  seams/channel-presence/redis.ts)
 //   keys.ts        the Redis layout; scripts.ts the Lua scripts
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
+import { RedisChannelPresence } from '../../channel-presence/redis.js';
 import type { ClusterBackplane, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler } from '../types.js';
 import { Control } from './control.js';
 import { Frames } from './frames.js';
@@ -76,10 +78,11 @@ export class RedisBackplane implements ClusterBackplane, Link {
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     const history = new RedisHistory(this.cmd, (name: string) => this.keys.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
     const presence = new RedisPresence(this, this.cmd, this.keys, options.graceMs);
-    this.stores = { history, presence, readState: new RedisReadState(this.cmd, (name) => this.keys.key(name), history.options.ttlMs) };
+    const channelPresence = new RedisChannelPresence(this, this.cmd, (name) => this.keys.key(name));
+    this.stores = { history, presence, readState: new RedisReadState(this.cmd, (name) => this.keys.key(name), history.options.ttlMs), channelPresence };
     this.frames = new Frames(this, history, options.idempotencyMs ?? 600_000);
     this.control = new Control(this);
-    this.membership = new Membership(this, this.frames, presence, options.leaseMs);
+    this.membership = new Membership(this, this.frames, presence, options.leaseMs, channelPresence);
     for (const conn of [this.cmd, this.sub]) {
       conn.on('error', (err: Error) => {
         this.membership.lastError = err.message;

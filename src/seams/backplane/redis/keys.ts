@@ -17,7 +17,8 @@
 //   recovering       set (PX NODE_LEASE_MS) after a data loss until every known node re-registered
 //   sweep            lock of the node sweeping dead nodes and stale leaves this round
 //   idem:<topic>:<key> a publish's idempotency record (seams/history/redis.ts, RECORD)
-// The history (h:<topic>, s:<topic>) is seams/history/redis.ts's, read state (r:, ri:) seams/readstate/redis.ts's.
+// The history (h:<topic>, s:<topic>) is seams/history/redis.ts's, read state (r:, ri:) seams/readstate/redis.ts's,
+// channel presence (cp:{<channel>}:..., cpn:<node>) seams/channel-presence/redis.ts's.
 
 export class RedisKeys {
   constructor(readonly prefix: string) {}

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Frames } from './frames.js';
 import type { Link } from './link.js';
 import type { RedisPresence } from './presence.js';
+import type { RedisChannelPresence } from '../../channel-presence/redis.js';
 import { sc } from './scripts.js';
 
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
@@ -36,6 +37,8 @@ export class Membership {
     private readonly presence: RedisPresence,
     /** NODE_LEASE_MS: a node whose lease is not renewed for this long is dead. */
     private readonly leaseMs: number,
+    /** Channel presence: re-registered and swept with the user presence. */
+    private readonly channelPresence?: RedisChannelPresence,
   ) {
     this.sweepMs = Math.max(100, Math.min(2000, Math.floor(leaseMs / 5)));
   }
@@ -102,6 +105,7 @@ export class Membership {
     await this.frames.relisten();
     await cmd.set(keys.lease(nodeId), this.epoch!, 'PX', this.leaseMs);
     if (lost) await this.endRecovery(peers);
+    await this.channelPresence?.resync();
     // Last, and nothing awaited between its last pass and `up`: a connection opened meanwhile is not missed.
     const users = await this.presence.resync(lost);
     this.link.log.info(
@@ -214,6 +218,7 @@ export class Membership {
         this.presence.changed('user:offline', userId);
       }
     } while (cursor !== '0');
+    await this.channelPresence?.sweepNode(node, async () => (await cmd.exists(nodeKey)) === 1);
     await sc(cmd).FORGET_NODE(4, nodeKey, connsKey, keys.topicsOf(node), keys.nodes, node, keys.interest(''));
     this.link.log.warn({ deadNode: node, connections: removed, offline: offline.length }, 'node lease expired: its connections removed from presence');
   }
@@ -224,6 +229,7 @@ export class Membership {
     const { cmd, keys, nodeId } = this.link;
     try {
       await this.presence.drain();
+      await this.channelPresence?.unregister();
       const topics = await cmd.smembers(keys.topicsOf(nodeId));
       const m = cmd.multi();
       for (const t of topics) m.srem(keys.interest(t), nodeId);

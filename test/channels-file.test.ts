@@ -80,6 +80,7 @@ const BAD: { name: string; doc: unknown; problems: string[]; schemaSees: boolean
     schemaSees: true,
   },
   { name: 'unknown rule word', doc: { namespaces: { room: { subscribe: 'everyone' } } }, problems: [`namespaces.room.subscribe: "everyone" is not a rule (use ${RULE_WORDS})`], schemaSees: true },
+  { name: '"subscribers" outside presenceRule', doc: { namespaces: { room: { subscribe: 'subscribers' } } }, problems: ['namespaces.room.subscribe: "subscribers" is a rule of presenceRule only'], schemaSees: true },
   { name: 'rule of another type', doc: { namespaces: { room: { publish: 3 } } }, problems: [`namespaces.room.publish: must be a rule: ${RULE_WORDS}`], schemaSees: true },
   { name: 'empty rule object', doc: { namespaces: { room: { presenceRule: {} } } }, problems: ['namespaces.room.presenceRule: a rule object needs "permission", "claim" or "proxy"'], schemaSees: true },
   {
@@ -186,6 +187,7 @@ const GOOD: { name: string; doc: unknown }[] = [
   { name: 'every rule kind', doc: { namespaces: { a: { subscribe: 'public', publish: 'none' }, b: { subscribe: 'owner' }, c: { subscribe: 'token' }, d: { subscribe: { permission: 'p' } }, e: { subscribe: { claim: 'rooms' } }, f: { subscribe: { permission: 'p', claim: 'rooms' } }, g: { subscribe: { proxy: 'app' }, publish: { proxy: 'app' }, presenceRule: { proxy: 'app' } } }, proxies: { app: PROXY } } },
   { name: 'history forms', doc: { namespaces: { a: { history: false }, b: { history: null }, c: { history: { size: 1, ttlS: 1 } }, d: { history: { size: 100000, ttlS: 31536000 } } } } },
   { name: 'one-channel namespace', doc: { namespaces: { lobby: { id: null, subscribe: 'public', presence: 'counts', presenceRule: 'public', typing: false } } } },
+  { name: 'presence of subscribers', doc: { namespaces: { room: { subscribe: 'public', presence: 'members', presenceRule: 'subscribers' } } } },
   { name: 'proxy limits at their bounds', doc: { namespaces: {}, proxies: { lo: { url: 'https://b.example', timeoutMs: 10, cacheTtlMs: 0, cacheMax: 0, maxInFlight: 1, headers: {} }, hi: { url: 'http://b:8080/x', timeoutMs: 60000, cacheTtlMs: 86400000, cacheMax: 10000000, maxInFlight: 100000, headers: { Authorization: 'Bearer x', 'X-App': '' } } } } },
   { name: 'built-ins redeclared', doc: { namespaces: { user: { typing: false }, story: { publish: { proxy: 'owners' } }, presence: { subscribe: 'public' }, stories: { id: null } }, proxies: { owners: PROXY } } },
 ];

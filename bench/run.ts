@@ -42,7 +42,7 @@ const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
   --p99-limit MS        notify: latency limit (default 50)
   --ping-rate N         ping: pings per second in total (default 500)
   --clients N           proxy: subscriber connections (default 1000)
-  --per-client N        proxy: channels each client subscribes to in a pass, at most ${PROXY_LIMITS.perClient} (default 20)
+  --per-client N        proxy: channels each client subscribes to in a pass, at most ${PROXY_LIMITS.perClient} (default 50)
   --inflight N          proxy: subscribes / publishes in flight, at most ${PROXY_LIMITS.inflight} (default 64)
   --source-addresses N  loopback source addresses 127.0.0.1..N (default auto: one per 25,000 connections)
   --settle S            connect: longest wait for the server RSS to settle (default 8)
@@ -144,7 +144,7 @@ function parseOptions(argv: string[]): { scenarios: ScenarioName[]; opts: Option
     p99LimitMs: 50,
     pingRate: smoke ? 100 : 500,
     proxyClients: smoke ? 10 : 1000,
-    proxyPerClient: smoke ? 2 : 20,
+    proxyPerClient: smoke ? 2 : 50,
     proxyInflight: smoke ? 4 : 64,
     sourceAddresses: 'auto',
     settleMaxS: smoke ? 0.1 : 8,

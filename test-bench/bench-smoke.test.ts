@@ -118,6 +118,46 @@ t.test('bench smoke: every scenario against every server', async (t) => {
   }
 });
 
+t.test('bench smoke: proxy, subscribes and publishes through the backend proxies against the rules without a backend', async (t) => {
+  const { code, stdout, stderr } = await runBench(['proxy', '--smoke'], 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const results = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Result);
+  const variants = [
+    ...['subscribe-cold', 'subscribe-cached'].flatMap((p) => [`${p}/proxy`, `${p}/public`]),
+    ...['publish-max-rate', 'publish-one-at-a-time'].flatMap((p) => [`${p}/proxy`, `${p}/permission`]),
+  ];
+  t.same(results.map((r) => r.variant).sort(), [...variants].sort(), 'one JSON line per measurement and rule');
+  t.match(stdout, /\| measurement \| figure \| proxy \| without backend \| ratio \| added \|/, 'the comparison table at the end');
+  for (const r of results) {
+    const where = `proxy/${r.variant}`;
+    t.match(r, { schema: SCHEMA, scenario: 'proxy', run: 1, ok: true, server: { kind: 'storywire', version: /^storywire \d/ } }, `${where}: envelope`);
+    t.same(r.errors, [], `${where}: no errors`);
+    t.match(r.machine, { node: process.version, cores: Number, platform: 'linux' }, `${where}: machine`);
+    t.ok(Object.values(r.figures).every((v) => typeof v === 'number' || v === null), `${where}: figures are numbers`);
+    t.ok(isNum(r.cpu.wallS) && r.cpu.wallS > 0, `${where}: wall time`);
+    const f = r.figures;
+    if (r.variant.startsWith('subscribe-')) {
+      t.same([f['subscribes'], f['failed']], [20, 0], `${where}: 10 clients x 2 channels subscribed, none failed`);
+      // The proxy is asked once per cold subscribe, never again within cacheTtlMs; the public rule never.
+      t.equal(f['backendRequests'], r.variant === 'subscribe-cold/proxy' ? 20 : 0, `${where}: backend requests`);
+      t.ok(isNum(f['subscribesPerSec']) && isNum(f['p50Ms']) && f['p99Ms']! >= f['p50Ms']!, `${where}: rate and latency`);
+    } else {
+      t.ok(f['publishes']! > 0 && f['failed'] === 0, `${where}: publishes acked and received, none failed`);
+      // publish decisions are never cached: one backend request per publish through the proxy.
+      t.equal(f['backendRequests'], r.variant.endsWith('/proxy') ? f['publishes'] : 0, `${where}: backend requests`);
+      t.ok(isNum(f['ackP50Ms']) && isNum(f['receiptP99Ms']) && f['receiptP99Ms']! >= f['receiptP50Ms']!, `${where}: latencies`);
+    }
+  }
+  for (const args of [['proxy', '--per-client', '101'], ['proxy', '--inflight', '1000'], ['proxy', '--clients', '0'], ['proxy', '--servers', 'uws']]) {
+    const bad = await runBench(args, 20_000);
+    t.equal(bad.code, 2, `${args.join(' ')}: exit code 2`);
+    t.match(bad.stderr, /--(per-client|inflight|clients|servers)/, `${args.join(' ')}: names the option`);
+  }
+});
+
 // The stand-alone scenarios (their own scripts behind the same command), with tiny sizes.
 const lines = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
 /** What every stand-alone line carries: the machine, the server under test and the parameters. */

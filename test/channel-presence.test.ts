@@ -2,7 +2,7 @@
 // once), as the namespace's presence option tells it (counts, members up to MAX_PRESENCE_MEMBERS), to whom its
 // presenceRule allows (by default its subscribers); left on unsubscribe, close, revocation and token expiry; on
 // every node of a Redis cluster.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -163,4 +163,25 @@ t.test('cluster: the count of a channel is every node\'s', { skip: skipReason },
   aliceA.close();
   await until(async () => (await presence(bobB, 'room:1')).count === 1, 5000, 'alice gone from both nodes');
   t.same(await presence(bobB, 'room:1'), { channel: 'room:1', count: 1, members: ['bob'] });
+});
+
+t.test('protocol.md\'s example of "Presence of a channel", replayed', async (t) => {
+  const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('### Presence of a channel'));
+  const lines = /```json\n([\s\S]*?)```/.exec(section)![1]!.trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(lines.length, 4);
+  const h = await server(t);
+  const [alice1, alice2, bob, mallory] = [await h.connect('alice'), await h.connect('alice'), await h.connect('bob'), await h.connect('mallory')];
+  for (const c of [alice1, alice2, bob, mallory]) await c.type('connected');
+  for (const c of [alice1, alice2, bob]) await joined(c, 'room:1');
+  const reply = async (c: Client, request: { id: string }) => {
+    c.send(request);
+    return c.next((f) => f.id === request.id);
+  };
+  const { ts: _a, ...got1 } = await reply(alice1, lines[0]);
+  const { ts: _b, ...want1 } = lines[1];
+  t.same({ ...got1, data: { ...got1.data, members: [...got1.data.members].sort() } }, want1, 'alice\'s ack as written');
+  const { ts: _c, ...got2 } = await reply(mallory, lines[2]);
+  const { ts: _d, ...want2 } = lines[3];
+  t.same(got2, want2, 'mallory\'s refusal as written');
 });

@@ -43,7 +43,7 @@ async function presence(c: Client, channel: string): Promise<{ count: number; me
   return { ...r.data, ...(r.data.members ? { members: [...r.data.members].sort() } : {}) };
 }
 
-async function server(t: Parameters<Parameters<typeof t.test>[1]>[0], env: Record<string, string> = {}): Promise<Harness> {
+async function server(t: { teardown(fn: () => unknown): void }, env: Record<string, string> = {}): Promise<Harness> {
   return startServer(t, {}, { CHANNELS_FILE: channelsFile(), API_KEY, ...env });
 }
 

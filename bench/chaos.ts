@@ -7,7 +7,7 @@ import { SignJWT } from 'jose';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion, startFlags } from './lib/servers.js';
+import { freePort, serverVersion, startFlags, STORYWIRE_LOAD_ENV } from './lib/servers.js';
 import { runChaos, type ChaosOptions, type ChaosResult } from './chaos-run.js';
 /** The checkout whose `npm start` flags storywire runs with. */
 const ROOT_DIR = new URL('..', import.meta.url).pathname;
@@ -48,6 +48,8 @@ async function startServer(port: number): Promise<ChildProcess> {
     env: {
       PATH: process.env['PATH'],
       NODE_ENV: 'production',
+      // Every client connects from 127.0.0.1 and reconnects through the cuts: the budgets of one address lifted.
+      ...STORYWIRE_LOAD_ENV,
       JWT_SECRET: SECRET,
       API_KEY,
       HOST: '127.0.0.1',

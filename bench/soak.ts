@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion, startFlags } from './lib/servers.js';
+import { freePort, serverVersion, startFlags, STORYWIRE_LOAD_ENV } from './lib/servers.js';
 /** The checkout whose `npm start` flags storywire runs with. */
 const ROOT_DIR = new URL('..', import.meta.url).pathname;
 
@@ -46,7 +46,7 @@ const token = (sub: string, roles: string[] = []) =>
 async function main(): Promise<void> {
   const port = await freePort();
   const server = track(spawn(process.execPath, [...startFlags(ROOT_DIR), new URL('../dist/main.js', import.meta.url).pathname], {
-    env: { ...process.env, NODE_ENV: 'production', JWT_SECRET: SECRET, API_KEY, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: String(CLIENTS * 2) },
+    env: { ...process.env, NODE_ENV: 'production', ...STORYWIRE_LOAD_ENV, JWT_SECRET: SECRET, API_KEY, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MAX_CONNECTIONS_PER_IP: String(CLIENTS * 2) },
     stdio: ['ignore', 'pipe', 'inherit'],
   }));
   const stop = () => server.pid && !server.killed && server.kill('SIGKILL');

@@ -5,7 +5,7 @@ import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from 'no
 import net from 'node:net';
 import { join } from 'node:path';
 import { childEnv, track } from '../lib/children.js';
-import { ROOT } from '../lib/servers.js';
+import { ROOT, STORYWIRE_LOAD_ENV } from '../lib/servers.js';
 
 /** The checkout the nodes run from. */
 export const NODE_ROOT = process.env['STORYWIRE_CHAOS_ROOT'] || ROOT;
@@ -150,6 +150,8 @@ export class NodeProcess {
         cwd: NODE_ROOT,
         env: childEnv({
           NODE_ENV: 'production',
+          // Every device connects from 127.0.0.1 and reconnects through resets, restarts and kills.
+          ...STORYWIRE_LOAD_ENV,
           HOST: '127.0.0.1',
           PORT: String(this.o.port),
           JWT_SECRET: this.o.secret,

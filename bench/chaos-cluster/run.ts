@@ -142,7 +142,8 @@ export async function runChaosCluster(o: ChaosClusterOptions): Promise<ChaosClus
   const devices: (SdkDevice | RawDevice)[] = [];
   const sdk: SdkDevice[] = [];
   const raw: RawDevice[] = [];
-  const watchers = ports.map((_, i) => new Watcher(() => ports, token(`watcher${i}`), users, i));
+  // Watching presence:<id> needs the id in the `watch` claim in production (protocol.md, "Channels").
+  const watchers = ports.map((_, i) => new Watcher(() => ports, signHs256(secret, { sub: `watcher${i}`, watch: users, exp: Math.floor(Date.now() / 1000) + 3 * 3600 }), users, i));
   const publisher = new Publisher({ apiKey, ports: () => ports, users, ratePerS: o.ratePerS, maxAttempts: o.maxAttempts, backoffMs: 200, runId: randomBytes(3).toString('hex') });
   let resets = 0;
   let nodeKills = 0;

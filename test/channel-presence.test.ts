@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import t from 'tap';
 import { sign, startServer, type Client, type Harness } from './helpers.js';
 import { api, skipReason, startNodes, startRedis, until } from './cluster/redis.js';
@@ -184,4 +185,37 @@ t.test('protocol.md\'s example of "Presence of a channel", replayed', async (t) 
   const { ts: _c, ...got2 } = await reply(mallory, lines[2]);
   const { ts: _d, ...want2 } = lines[3];
   t.same(got2, want2, 'mallory\'s refusal as written');
+});
+
+t.test('a proxy presenceRule: the app\'s backend decides who may see a channel\'s presence (kind presence)', async (t) => {
+  const asked: { kind: string; user: string; channel: string }[] = [];
+  const backend = createServer(async (req, res) => {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const q = JSON.parse(body) as { kind: string; user: string; channel: string };
+    asked.push(q);
+    const answer = q.user === 'alice' ? { allow: true } : { allow: false, reason: 'not a moderator' };
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+  });
+  await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => backend.close(resolve)));
+  const port = (backend.address() as { port: number }).port;
+  const dir = mkdtempSync(join(tmpdir(), 'storywire-channels-'));
+  const file = join(dir, 'channels.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      proxies: { app: { url: `http://127.0.0.1:${port}/decide`, timeoutMs: 2000 } },
+      namespaces: { stage: { subscribe: 'public', presence: 'counts', presenceRule: { proxy: 'app' } } },
+    }),
+  );
+  const h = await startServer(t, {}, { CHANNELS_FILE: file });
+  const [alice, bob] = [await h.connect('alice'), await h.connect('bob')];
+  for (const c of [alice, bob]) await c.type('connected');
+  await joined(bob, 'stage:1');
+  t.same((await ask(alice, 'stage:1')).data, { channel: 'stage:1', count: 1 }, 'allowed by the backend, without being subscribed');
+  const refused = await ask(bob, 'stage:1');
+  t.equal(refused.error?.code, 'TOPIC_FORBIDDEN');
+  t.match(refused.error?.message, /not allowed to see the presence of stage:1: not a moderator/, "the backend's reason");
+  t.match(asked, [{ kind: 'presence', user: 'alice', channel: 'stage:1' }, { kind: 'presence', user: 'bob', channel: 'stage:1' }], 'asked with kind presence');
 });

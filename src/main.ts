@@ -4,22 +4,10 @@ import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createBackplane } from './seams/backplane/index.js';
 
+type Server = import('./edge/server.js').StorywireServer;
+
 async function main(): Promise<void> {
-  let config: Config;
-  let devApiKey = false;
-  try {
-    config = loadConfig(process.env, process.argv.slice(2));
-    if (!config.production && config.apiKey === undefined) {
-      config = Object.freeze({ ...config, apiKey: randomBytes(24).toString('base64url') });
-      devApiKey = true;
-    }
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`storywire: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const { config, devApiKey } = configure();
   const log = pino({ level: config.logLevel });
   // Imported here so that a missing native uWS binary is reported as a clean start-up error.
   let createServer: typeof import('./edge/server.js').createServer;
@@ -31,7 +19,7 @@ async function main(): Promise<void> {
   }
   // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
   const backplane = await createBackplane(config, log);
-  let server: ReturnType<typeof createServer>;
+  let server: Server;
   try {
     server = createServer(config, { logger: log, backplane });
   } catch (err) {
@@ -45,7 +33,25 @@ async function main(): Promise<void> {
     log.warn(`NOTIFY_POLICY=any${process.env['NOTIFY_POLICY'] === undefined ? ' (the default outside production)' : ''}: any user may send notifications to any user (spam, phishing, inbox flooding). Set NOTIFY_POLICY=backend or proxy for a real deployment.`);
   }
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
+  await printCredentials(config, devApiKey, server, port, log);
+  onSignals(config, server, log);
+}
 
+/** The process's configuration, with a generated API key in dev; a bad one exits 1 with every problem named. */
+function configure(): { config: Config; devApiKey: boolean } {
+  try {
+    const config = loadConfig(process.env, process.argv.slice(2));
+    if (config.production || config.apiKey !== undefined) return { config, devApiKey: false };
+    return { config: Object.freeze({ ...config, apiKey: randomBytes(24).toString('base64url') }), devApiKey: true };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`storywire: ${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+/** Dev mode: the generated API key and a token that works, printed with ready-to-paste commands. */
+async function printCredentials(config: Config, devApiKey: boolean, server: Server, port: number, log: pino.Logger): Promise<void> {
   if (devApiKey) {
     const base = `http://localhost:${server.adminPort ?? port}`;
     printLines([
@@ -59,22 +65,23 @@ async function main(): Promise<void> {
   } else if (config.apiKey === undefined) {
     log.warn('production without API_KEY: the backend HTTP API is disabled (answers 503)');
   }
+  if (!server.devMode) return;
+  const token = await server.signDevToken('demo', ['stories:publish']);
+  const url = `ws://localhost:${port}${config.wsPath}`;
+  log.warn('DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; tokens are signed with a random secret that dies with this process. Never run like this in production.');
+  printLines([
+    '',
+    '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
+    `    token:   ${token}`,
+    `    connect: npx wscat -c "${url}?token=${token}"`,
+    `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
+    ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
+    '',
+  ]);
+}
 
-  if (server.devMode) {
-    const token = await server.signDevToken('demo', ['stories:publish']);
-    const url = `ws://localhost:${port}${config.wsPath}`;
-    log.warn('DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; tokens are signed with a random secret that dies with this process. Never run like this in production.');
-    printLines([
-      '',
-      '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
-      `    token:   ${token}`,
-      `    connect: npx wscat -c "${url}?token=${token}"`,
-      `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
-      ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
-      '',
-    ]);
-  }
-
+/** SIGTERM / SIGINT: a graceful shutdown (DRAIN_MS), bounded by SHUTDOWN_TIMEOUT_MS. */
+function onSignals(config: Config, server: Server, log: pino.Logger): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

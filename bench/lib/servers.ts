@@ -93,6 +93,10 @@ export const STORYWIRE_LOAD_ENV: Readonly<Record<string, string>> = {
   HANDSHAKE_BURST_PER_IP: '10000000',
   HANDSHAKES_PER_S_PER_USER: '10000000',
   HANDSHAKE_BURST_PER_USER: '10000000',
+  // The publisher sends notifications from client connections, as the seed's clients did (lib/publisher.ts):
+  // production's default NOTIFY_POLICY=backend refuses them (issue #15). `any` is the policy the three servers
+  // are compared on; a notify proxy would be measured on its own, like the channel proxies (scenarios/proxy.ts).
+  NOTIFY_POLICY: 'any',
 };
 
 /**

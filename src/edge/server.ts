@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import { createFacade, type Facade } from '../api/facade.js';
 import { registerDemo } from '../api/demo.js';
 import { Reply } from '../api/http.js';
-import { registerApi, registerOperations } from '../api/routes.js';
+import { registerApi, registerOperations, type ApiDeps } from '../api/routes.js';
 import { ChannelPresence } from '../features/channel-presence.js';
 import { Inbox } from '../features/inbox.js';
 import { Presence } from '../features/presence.js';
@@ -77,15 +77,10 @@ export interface StorywireServer extends Facade {
 
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
   const log = options.logger ?? pino({ level: config.logLevel });
-  // The channel registry first: a bad CHANNELS_FILE is a ConfigError before anything listens.
-  const channels = loadChannels(config);
-  const verifier = createVerifier(config, channels.claims);
+  const metrics = new Metrics();
+  const { channels, verifier, access, notify } = policiesOf(config, metrics);
   const backplane: Backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
   const nodeId = backplane.nodeId;
-  const metrics = new Metrics();
-  const access = new Access(channels, verifier, channels.proxies.size > 0 ? new ProxyMetrics(metrics.registry) : undefined);
-  // NOTIFY_PROXY names a proxy of CHANNELS_FILE: an unknown one is a ConfigError before anything listens.
-  const notify = new NotifyPolicy(config, access, channels);
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
@@ -101,9 +96,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, config.historySize, userShareOf(config));
-
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
-
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, (ws, topic) => channelPresence.left(ws.getUserData().conn, topic));
   const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence }, verifier, connections);
 
@@ -155,24 +148,39 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     close() {
       return server.shutdown(0);
     },
-
     async signDevToken(userId, roles = [], ttlS) {
       if (!verifier.devSecret) throw new Error('signDevToken is only available in dev mode (no JWT key configured)');
       return signDevToken(verifier.devSecret, userId, roles, ttlS, config);
     },
   };
 
-  const apiDeps = { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, backplaneUp: () => backplane.up };
-  const apiApp = adminApp ?? app;
+  registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, backplaneUp: () => backplane.up });
+  return server;
+}
+
+/**
+ * Who may do what: the channel registry first (a bad CHANNELS_FILE is a ConfigError before anything listens),
+ * the token verifier (it keeps the claims the rules read), the rules, and the notification policy (NOTIFY_PROXY
+ * names a proxy of CHANNELS_FILE: an unknown one is a ConfigError too).
+ */
+function policiesOf(config: Config, metrics: Metrics) {
+  const channels = loadChannels(config);
+  const verifier = createVerifier(config, channels.claims);
+  const access = new Access(channels, verifier, channels.proxies.size > 0 ? new ProxyMetrics(metrics.registry) : undefined);
+  return { channels, verifier, access, notify: new NotifyPolicy(config, access, channels) };
+}
+
+/** The HTTP side: health and metrics, the backend API (on ADMIN_PORT when set), the demo page, 404s. */
+function registerHttp(app: UWS.TemplatedApp, adminApp: UWS.TemplatedApp | undefined, server: StorywireServer, apiDeps: ApiDeps): void {
+  const { config, log } = apiDeps;
   registerOperations(app, apiDeps, adminApp === undefined);
   if (adminApp) registerOperations(adminApp, apiDeps, true);
   if (config.apiKey === undefined) log.warn('API_KEY is not set: the backend HTTP API answers 503 (and /metrics needs ADMIN_PORT)');
-  registerApi(apiApp, apiDeps);
+  registerApi(adminApp ?? app, apiDeps);
   registerDemo(app, config, log, () => server);
   for (const target of adminApp ? [app, adminApp] : [app]) {
     target.any('/*', (res) => new Reply(res).fail(ErrorCode.NOT_FOUND, 'not found'));
   }
-  return server;
 }
 
 /** User-sent notifications a personal topic's history and inbox hold at most (NOTIFY_USER_SHARE of HISTORY_SIZE). */

@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { cliOptions, jsonLines } from './lib/args.js';
 import { track } from './lib/children.js';
 import { machineInfo } from './lib/machine.js';
-import { freePort, serverVersion, startFlags } from './lib/servers.js';
+import { freePort, serverVersion, startFlags, STORYWIRE_LOAD_ENV } from './lib/servers.js';
 /** The checkout whose `npm start` flags storywire runs with. */
 const ROOT_DIR = new URL('..', import.meta.url).pathname;
 
@@ -55,8 +55,9 @@ async function waitFor(url: string): Promise<void> {
 
 async function node(port: number, env: Record<string, string>): Promise<ChildProcess> {
   const child = track(spawn(process.execPath, [...startFlags(ROOT_DIR), MAIN], {
-    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
-    stdio: 'inherit',
+    env: { PATH: process.env['PATH'] ?? '', ...STORYWIRE_LOAD_ENV, HOST: '127.0.0.1', PORT: String(port), JWT_SECRET: SECRET, API_KEY, LOG_LEVEL: 'warn', HEARTBEAT_INTERVAL_MS: '600000', ...env },
+    // The nodes' logs go to stderr: stdout carries the bench's JSON lines only.
+    stdio: ['ignore', 2, 2],
   }));
   await waitFor(`http://127.0.0.1:${port}/readyz`);
   return child;

@@ -68,10 +68,10 @@ export class Access {
     const v = this.verdict(rule, conn, t);
     if (v === true) return OPEN;
     if (v === false) throw refused('subscribe to', topic, rule);
-    return this.ask(v, 'subscribe', conn, topic, {}, true).then((d) => {
-      if (!d.allow) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `not allowed to subscribe to ${topic.slice(0, 140)}: ${d.reason}`);
-      return { exp: undefined, info: d.info };
-    });
+    // Decided already (the proxy's cache): answered in this turn, without a request body or a promise.
+    const known = v.decided('subscribe', decisionKey('subscribe', conn.userId, topic));
+    if (known !== undefined) return subscribeGrant(known, topic);
+    return this.ask(v, 'subscribe', conn, topic, {}, true).then((d) => subscribeGrant(d, topic));
   }
 
   /**
@@ -126,6 +126,12 @@ export class Access {
     if (typeof claims.exp !== 'number') throw new WireError(ErrorCode.SUBSCRIPTION_TOKEN_INVALID, 'subscription token invalid (exp is required)');
     return { exp: claims.exp, info: claims['info'] };
   }
+}
+
+/** A proxy's subscribe decision as a grant, or TOPIC_FORBIDDEN with the backend's reason. */
+function subscribeGrant(d: ProxyDecision, topic: string): Grant {
+  if (!d.allow) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `not allowed to subscribe to ${topic.slice(0, 140)}: ${d.reason}`);
+  return d.info === undefined ? OPEN : { exp: undefined, info: d.info };
 }
 
 function refused(what: string, topic: string, rule: Rule): WireError {

@@ -6,7 +6,7 @@ import type { Conn } from '../edge/conn.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { presenceTopic, userTopic, type Channels, type ParsedTopic } from '../wire/topics.js';
 import type { Access } from './access.js';
-import type { BackendProxy } from './proxy.js';
+import { decisionKey, type BackendProxy } from './proxy.js';
 
 /** What a presence:query answers: the allowed ids that are online, and the ids the user may not watch. */
 export interface PresenceAnswer {
@@ -49,8 +49,12 @@ export class NotifyPolicy {
   mayNotify(conn: Conn, recipient: string): boolean | Promise<boolean> {
     if (this.policy === 'any') return true;
     if (this.proxy === undefined) return false;
+    const key = decisionKey('notify', conn.userId, recipient);
+    // Decided already: in this turn, without a request body or a promise.
+    const known = this.proxy.decided('notify', key);
+    if (known !== undefined) return known.allow;
     const body = { user: conn.userId, channel: userTopic(recipient), recipient, connection: { id: conn.id, ip: conn.ip } };
-    return this.proxy.ask('notify', body, `notify ${conn.userId} ${recipient}`).then((d) => d.allow);
+    return this.proxy.ask('notify', body, key).then((d) => d.allow);
   }
 
   /**

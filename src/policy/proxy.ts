@@ -94,14 +94,8 @@ export class BackendProxy {
    */
   ask(kind: ProxyKind, body: Readonly<Record<string, unknown>>, cacheKey?: string): Promise<ProxyDecision> {
     if (cacheKey === undefined) return this.request(kind, body);
-    const hit = this.cache.get(cacheKey);
-    if (hit !== undefined) {
-      if (hit.expires > Date.now()) {
-        this.metrics?.cacheHits.inc({ proxy: this.name, kind });
-        return Promise.resolve(hit.decision);
-      }
-      this.cache.delete(cacheKey);
-    }
+    const hit = this.decided(kind, cacheKey);
+    if (hit !== undefined) return Promise.resolve(hit);
     const shared = this.pending.get(cacheKey);
     if (shared !== undefined) {
       this.metrics?.cacheHits.inc({ proxy: this.name, kind });
@@ -122,6 +116,33 @@ export class BackendProxy {
       },
     );
     return asked;
+  }
+
+  /**
+   * The cached decision for a key, in the same turn (no promise): what a caller checks before building a
+   * request body, so that a decided channel costs one Map lookup. Undefined when not cached or expired.
+   */
+  decided(kind: ProxyKind, cacheKey: string): ProxyDecision | undefined {
+    const hit = this.cache.get(cacheKey);
+    if (hit === undefined) return undefined;
+    if (hit.expires <= Date.now()) {
+      this.cache.delete(cacheKey);
+      return undefined;
+    }
+    this.hitCounter(kind)?.inc();
+    return hit.decision;
+  }
+
+  /** The cache-hit counter of a kind, with its labels bound once (a labelled inc() looks them up each time). */
+  private readonly hitCounters = new Map<ProxyKind, { inc(): void }>();
+  private hitCounter(kind: ProxyKind): { inc(): void } | undefined {
+    if (!this.metrics) return undefined;
+    let c = this.hitCounters.get(kind);
+    if (!c) {
+      c = this.metrics.cacheHits.labels(this.name, kind);
+      this.hitCounters.set(kind, c);
+    }
+    return c;
   }
 
   /** Drops the decision for a key (revocation): the next ask goes to the backend; a request in flight is not cached. */

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { Redis } from 'ioredis';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryHistory } from '../src/seams/history/memory.js';
+import type { RedisHistory } from '../src/seams/history/redis.js';
 import { NO_STREAM, type Appended, type HistoryReads } from '../src/seams/history/types.js';
 import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
 
@@ -12,6 +13,8 @@ interface Limits {
   size: number;
   ttlMs: number;
   maxBytes?: number;
+  /** User-sent entries held per topic (NOTIFY_USER_SHARE of HISTORY_SIZE). */
+  userSize?: number;
 }
 
 interface Fixture {
@@ -19,6 +22,10 @@ interface Fixture {
   append(topic: string, head: string, tail: string): Promise<Appended>;
   /** The append with `ifStreamExists`: undefined when nothing was stored. */
   appendIfExists(topic: string, head: string, tail: string): Promise<Appended | undefined>;
+  /** A user-sent append (RecordOptions.user): undefined when it was not stored (a share of 0). */
+  appendUser(topic: string, head: string, tail: string): Promise<Appended | undefined>;
+  /** Bytes the store counts as held over every topic (HISTORY_MAX_BYTES's books). */
+  storedBytes(): Promise<number>;
   /** Topics with anything held for them in the store (memory: streams; Redis: keys of the topic). */
   held(): Promise<string[]>;
   /** What a lost history is to this implementation (a topic evicted, its Redis keys expired or gone). */
@@ -42,6 +49,8 @@ const impls: Impl[] = [
         history,
         append: async (topic, head, tail) => history.append(topic, head, tail),
         appendIfExists: async (topic, head, tail) => history.append(topic, head, tail, { ifStreamExists: true }),
+        appendUser: async (topic, head, tail) => history.append(topic, head, tail, { user: true }),
+        storedBytes: async () => history.storedBytes,
         held: async () => history.heldTopics(),
         // Every topic is used when created: making room for maxTopics new ones drops the oldest first.
         async lose(topic) {
@@ -73,6 +82,12 @@ const impls: Impl[] = [
           if (a === undefined) throw new Error('taken for a duplicate');
           return a === NO_STREAM ? undefined : a;
         },
+        async appendUser(topic, head, tail) {
+          const a = await bp.publishRecorded(topic, head, tail, undefined, undefined, { user: true });
+          if (a === undefined) throw new Error('taken for a duplicate');
+          return a === NO_STREAM ? undefined : a;
+        },
+        storedBytes: () => (bp.stores.history as RedisHistory).storedBytes(),
         async held() {
           const keys = await raw.keys(`${prefix}*`);
           // The topic keys (h:, s:); the books and the empty-epoch base are shared by every topic.
@@ -221,6 +236,71 @@ for (const impl of impls) {
       const last = frames[19]!;
       t.same((await h.since('story:t1', last.epoch, last.offset - 1, last.offset)).frames, [last.frame], 'a recent resume still recovers');
       t.equal((await h.position('story:old')).epoch, old.epoch, 'a topic that lost its events keeps its epoch and offset');
+    });
+
+    // NOTIFY_USER_SHARE (issue #15, item 4): user-sent events have a budget of their own in the same history.
+    const title = (f: string) => (JSON.parse(f) as { n: string }).n;
+    const sys = (n: string) => `,"n":"${n}"}`;
+
+    t.test('user share: past it the oldest user-sent event is deleted, never another, even from a full history', async (t) => {
+      const { history: h, append, appendUser } = await impl.make(t, { size: 6, ttlMs: DAY, userSize: 2 });
+      await append('user:v', head('user:v'), sys('S1'));
+      for (const n of ['U1', 'U2', 'U3']) await appendUser('user:v', head('user:v'), sys(n));
+      t.same((await h.latest('user:v', 10)).map(title), ['U3', 'U2', 'S1'], 'U1 went for U3: 2 user-sent ones are held');
+      for (const n of ['S2', 'S3', 'S4']) await append('user:v', head('user:v'), sys(n));
+      t.same((await h.latest('user:v', 10)).map(title), ['S4', 'S3', 'S2', 'U3', 'U2', 'S1'], 'a full history of 6');
+      // The oldest entry is the system S1: a user-sent append takes the place of the oldest user-sent one.
+      for (let i = 4; i < 30; i++) await appendUser('user:v', head('user:v'), sys(`U${i}`));
+      t.same((await h.latest('user:v', 10)).map(title), ['U29', 'U28', 'S4', 'S3', 'S2', 'S1'], '26 more user-sent ones pushed out no system one');
+      await append('user:v', head('user:v'), sys('S5'));
+      t.same((await h.latest('user:v', 10)).map(title), ['S5', 'U29', 'U28', 'S4', 'S3', 'S2'], 'a system one still pushes out the oldest of all');
+      t.equal((await h.position('user:v')).offset, 34, 'every event was numbered');
+    });
+
+    t.test('user share: a resume across a deleted user-sent event is not recovered; one after it is', async (t) => {
+      const { history: h, append, appendUser } = await impl.make(t, { size: 10, ttlMs: DAY, userSize: 1 });
+      const s1 = await append('user:r', head('user:r'), sys('S1'));
+      await appendUser('user:r', head('user:r'), sys('U1'));
+      const s2 = await append('user:r', head('user:r'), sys('S2'));
+      const u2 = await appendUser('user:r', head('user:r'), sys('U2'));
+      t.same((await h.latest('user:r', 10)).map(title), ['U2', 'S2', 'S1'], 'U1 (offset 2) was deleted');
+      const { epoch } = s1;
+      t.same(await h.since('user:r', epoch, 0, 4), { recovered: false, frames: [], position: { epoch, offset: 4 } }, 'a hole at offset 2: never a silent skip');
+      t.equal((await h.since('user:r', epoch, 1, 4)).recovered, false, 'from just before the hole');
+      t.equal((await h.since('user:r', epoch, 0, 1)).recovered, true, 'a range that ends before the hole is whole');
+      t.same(await h.since('user:r', epoch, 2, 4), { recovered: true, frames: [s2.frame, u2!.frame], position: { epoch, offset: 4 } }, 'from after the hole: whole');
+    });
+
+    t.test('user share: user-sent events trimmed by count or age no longer count against it', async (t) => {
+      const { history: h, append, appendUser } = await impl.make(t, { size: 4, ttlMs: DAY, userSize: 2 });
+      for (const n of ['U1', 'U2']) await appendUser('user:c', head('user:c'), sys(n));
+      for (const n of ['S1', 'S2', 'S3', 'S4']) await append('user:c', head('user:c'), sys(n));
+      t.same((await h.latest('user:c', 10)).map(title), ['S4', 'S3', 'S2', 'S1'], 'U1 and U2 fell out by count');
+      for (const n of ['U3', 'U4']) await appendUser('user:c', head('user:c'), sys(n));
+      t.same((await h.latest('user:c', 10)).map(title), ['U4', 'U3', 'S4', 'S3'], 'both new user-sent ones are held: the share counts only what is held');
+      const aged = await impl.make(t, { size: 10, ttlMs: 40, userSize: 1 });
+      await aged.appendUser('user:a', head('user:a'), sys('U1'));
+      await sleep(80);
+      await aged.append('user:a', head('user:a'), sys('S1'));
+      await aged.appendUser('user:a', head('user:a'), sys('U2'));
+      t.same((await aged.history.latest('user:a', 10)).map(title), ['U2', 'S1'], 'U1 went by age: U2 is within the share');
+    });
+
+    t.test('user share 0: a user-sent event is never stored (the caller sends it live only)', async (t) => {
+      const { history: h, append, appendUser } = await impl.make(t, { size: 5, ttlMs: DAY, userSize: 0 });
+      const s1 = await append('user:z', head('user:z'), sys('S1'));
+      t.equal(await appendUser('user:z', head('user:z'), sys('U1')), undefined, 'not stored');
+      t.same(await h.position('user:z'), { epoch: s1.epoch, offset: 1 }, 'and not numbered');
+    });
+
+    t.test('user share: the bytes of a deleted user-sent event leave the HISTORY_MAX_BYTES books', async (t) => {
+      const pad = 'x'.repeat(500);
+      const { history: h, append, appendUser, storedBytes } = await impl.make(t, { size: 10, ttlMs: DAY, maxBytes: 1_000_000, userSize: 2 });
+      await append('user:b', head('user:b'), `,"n":"S1","pad":"${pad}"}`);
+      for (let i = 1; i <= 8; i++) await appendUser('user:b', head('user:b'), `,"n":"U${i}","pad":"${pad}"}`);
+      const held = await h.latest('user:b', 10);
+      t.same(held.map(title), ['U8', 'U7', 'S1']);
+      t.equal(await storedBytes(), held.reduce((n, f) => n + Buffer.byteLength(f), 0), 'the books count exactly what is held');
     });
   });
 }

@@ -111,7 +111,12 @@ export async function startNode(t: Tap, redis: TestRedis, overrides: Partial<Con
     nodeId,
     leaseMs: overrides.nodeLeaseMs ?? 1500,
     graceMs: overrides.presenceGraceMs ?? 3000,
-    history: { size: overrides.historySize ?? 50, ttlMs: (overrides.historyTtlS ?? 604800) * 1000 },
+    history: {
+      size: overrides.historySize ?? 50,
+      ttlMs: (overrides.historyTtlS ?? 604800) * 1000,
+      // NOTIFY_USER_SHARE of HISTORY_SIZE, as production's (seams/backplane/index.ts).
+      userSize: Math.floor(((overrides.historySize ?? 50) * (overrides.notifyUserShare ?? 50)) / 100),
+    },
     log: pino({ level: 'silent' }),
   });
   if (!(await backplane.connect(5000))) throw new Error('node did not join the cluster');

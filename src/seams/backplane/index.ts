@@ -22,7 +22,13 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
     nodeId,
     leaseMs: config.nodeLeaseMs,
     graceMs: config.presenceGraceMs,
-    history: { size: config.historySize, ttlMs: config.historyTtlS * 1000, maxBytes: config.historyMaxBytes },
+    history: {
+      size: config.historySize,
+      ttlMs: config.historyTtlS * 1000,
+      maxBytes: config.historyMaxBytes,
+      // NOTIFY_USER_SHARE of HISTORY_SIZE, as the memory history's (edge/server.ts).
+      userSize: Math.floor((config.historySize * config.notifyUserShare) / 100),
+    },
     idempotencyMs: config.idempotencyTtlS * 1000,
     log,
   });

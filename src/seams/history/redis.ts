@@ -6,6 +6,10 @@
 //   h:<topic>   hash {epoch, offset, born}: the topic's position and when (Redis ms) its epoch began; made by
 //               the first event stored, never by a read
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
+//   hu:<topic>  list of the stream ids of the user-sent entries of s:<topic> (RecordOptions.user), oldest
+//               first: past the user share the oldest of them is deleted from the stream, never another entry.
+//               Every other trim (count, age, bytes) drops a stream's oldest entries, so ids whose entry is
+//               gone are always at its head: RECORD pops them from there. Same TTL as the stream.
 //   hz          the base of the epoch told for topics with no history (random, written once per Redis
 //               lifetime: when Redis loses its data it is drawn again)
 //   hbytes      bytes of every frame held in every s:<topic>, for HISTORY_MAX_BYTES (a global key)
@@ -15,6 +19,8 @@
 // hz, hbytes, hsizes and hage are the only keys shared by all topics: with Redis Cluster (a later issue) they
 // would need a slot of their own and the byte bound a different design; every other key of a topic is
 // named by the topic alone.
+// A user-sent entry deleted for the share leaves a hole in the stream's offsets: a replay across it is
+// `recovered: false` (SINCE), never a silent skip, as in memory.
 // (Read state, r:<user> and ri:<user>, is seams/readstate/redis.ts: it counts in the epoch of h:user:<user>.)
 // Every topic key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
 //
@@ -81,6 +87,29 @@ local function bound(B, prefix, maxBytes, limit)
     rebook(B, topic, s, -sum(first))
   end
 end
+-- The ids at the head of a user list (hu:) whose entry left the stream (by count, age or bytes).
+local function prune(s, u)
+  while true do
+    local id = redis.call('LINDEX', u, 0)
+    if not id or #redis.call('XRANGE', s, id, id) > 0 then return end
+    redis.call('LPOP', u)
+  end
+end
+-- Deletes the oldest user-sent entries of s while more than share of them are held; returns the bytes freed.
+local function drop_users(s, u, share)
+  prune(s, u)
+  local freed = 0
+  while redis.call('LLEN', u) > share do
+    local id = redis.call('LPOP', u)
+    local e = redis.call('XRANGE', s, id, id)
+    if #e > 0 then
+      redis.call('XDEL', s, id)
+      freed = freed + sum(e)
+    end
+    prune(s, u)
+  end
+  return -freed
+end
 -- The epoch told for a topic with no history (see the layout above).
 local function empty_epoch(hz, candidate, ttl, now)
   redis.call('SET', hz, candidate, 'NX')
@@ -97,7 +126,8 @@ return {empty_epoch(KEYS[2], ARGV[1], tonumber(ARGV[2]), now_ms()), 0}`;
 
 // KEYS: position hash, stream, empty-epoch base, bytes, sizes, age; ARGV: epoch, offset, upTo, ttl ms, base
 // candidate, topic. Returns {epoch, offset, recovered (0/1), frames...}: frames in (offset, upTo] when all are
-// still stored. Writes only to drop what is past the age (and the books with it).
+// still stored (none missing: the first is offset + 1 and no user-sent one was deleted between). Writes only
+// to drop what is past the age (and the books with it).
 export const SINCE = `${BOOKS}
 local B = {KEYS[4], KEYS[5], KEYS[6]}
 local ttl, now = tonumber(ARGV[4]), now_ms()
@@ -126,12 +156,15 @@ for _, e in ipairs(entries) do
   local o = tonumber(e[2][2])
   if o > from and o <= upTo then out[#out + 1] = e[2][4] end
 end
+-- A user-sent entry deleted for the share (RECORD) left a hole in the range: not recovered.
+if #out - 3 ~= math.min(upTo, current) - from then return {epoch, current, 0} end
 return out`;
 
-// KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, and the idempotency
-// record when the publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms, origin tag ("*"
-// or "*<node>/<token>"), idempotency window ms, request fingerprint, max bytes, key prefix, topic,
-// ifStreamExists ("1": store only into an existing history). Appends and publishes in one step, so every
+// KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, user list, and the
+// idempotency record when the publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms,
+// origin tag ("*" or "*<node>/<token>"), idempotency window ms, request fingerprint, max bytes, key prefix,
+// topic, ifStreamExists ("1": store only into an existing history), user ("1": a user-sent event), user share
+// (user-sent entries held at most; 0: a user-sent event is never stored, answered like a topic without history). Appends and publishes in one step, so every
 // node receives a topic's numbered frames in offset order (the origin too: origin "*").
 // Returns {status, epoch, offset, frame}: status 1 sent to every interested node (or none listens),
 // -1 the cluster is re-registering (nothing appended), -2 an interested node missed it (appended: recoverable),
@@ -140,13 +173,15 @@ return out`;
 // no history and ifStreamExists was asked (nothing appended or sent: the caller sends it live only).
 // Every node in the interest set is expected, whether its lease is alive or not (see PUBLISH in
 // backplane/redis/scripts.ts). The frame it builds is wire/position.ts's numberedFrame(), byte for byte.
-// After the append: the count and age bounds of the topic, then the byte bound over every topic (oldest
-// event first), and two expired topics swept from the books.
+// After the append: the age bound and the user share of the topic (the oldest user-sent entry deleted, before
+// the count bound, so that a user-sent event never pushes out another), its count bound, then the byte bound
+// over every topic (oldest event first), and two expired topics swept from the books.
 export const RECORD = `${BOOKS}
 local B = {KEYS[6], KEYS[7], KEYS[8]}
+local U = KEYS[9]
 local expected = redis.call('SCARD', KEYS[3])
-if KEYS[9] then
-  local prior = redis.call('GET', KEYS[9])
+if KEYS[10] then
+  local prior = redis.call('GET', KEYS[10])
   if prior then
     local fp, epoch, off = string.match(prior, '^(%S*) (%S+) (%d+)$')
     if fp ~= ARGV[8] then return {-3} end
@@ -155,31 +190,38 @@ if KEYS[9] then
   end
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
+local user, share = ARGV[13] == '1', tonumber(ARGV[14] or ARGV[4])
+if user and share <= 0 then return {3} end
 local now, ttl, topic = now_ms(), tonumber(ARGV[5]), ARGV[11]
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   if ARGV[12] == '1' then return {3} end
   epoch = ARGV[3]
   rebook(B, topic, KEYS[2], -sum(redis.call('XRANGE', KEYS[2], '-', '+')))
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], U)
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'born', now)
 end
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local frame = ARGV[1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[2]
-redis.call('XADD', KEYS[2], '*', 'o', off, 'f', frame)
-local delta = #frame
+local id = redis.call('XADD', KEYS[2], '*', 'o', off, 'f', frame)
+local delta = #frame + trim_age(KEYS[2], now - ttl)
+if user then
+  redis.call('RPUSH', U, id)
+  delta = delta + drop_users(KEYS[2], U, share)
+end
 local over = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[4])
 if over > 0 then
   delta = delta - sum(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over))
   redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[4])
 end
-delta = delta + trim_age(KEYS[2], now - ttl)
+prune(KEYS[2], U)
 rebook(B, topic, KEYS[2], delta)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', U, ttl)
 bound(B, ARGV[10], tonumber(ARGV[9]), 100)
 sweep(B, ARGV[10], now - ttl, 2)
-if KEYS[9] then redis.call('SET', KEYS[9], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
+if KEYS[10] then redis.call('SET', KEYS[10], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
 local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
@@ -188,14 +230,14 @@ return {status, epoch, off, frame}`;
 // delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events. Its
 // stream is dropped and its position restarts at 0 of a new epoch (born 0: no empty-epoch position
 // continues into it).
-// KEYS: position hash, stream, bytes, sizes, age; ARGV: the epoch, the highest offset a node delivered in
-// it, a new epoch, topic. Returns 1 when reset.
+// KEYS: position hash, stream, bytes, sizes, age, user list; ARGV: the epoch, the highest offset a node
+// delivered in it, a new epoch, topic. Returns 1 when reset.
 export const REWOUND = `${BOOKS}
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'offset') or '0') >= tonumber(ARGV[2]) then return 0 end
 local B = {KEYS[3], KEYS[4], KEYS[5]}
 local held = redis.call('XRANGE', KEYS[2], '-', '+')
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[6])
 rebook(B, ARGV[4], KEYS[2], -sum(held))
 redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0, 'born', 0)
 return 1`;
@@ -218,6 +260,11 @@ export interface RedisHistoryOptions {
   ttlMs: number;
   /** HISTORY_MAX_BYTES over every topic of the cluster (default: no bound). */
   maxBytes?: number;
+  /**
+   * User-sent entries (RecordOptions.user) a topic holds at most (NOTIFY_USER_SHARE of HISTORY_SIZE; default
+   * `size`): past it the oldest user-sent one is deleted, never another. 0: user-sent events are never stored.
+   */
+  userSize?: number;
 }
 
 /** A candidate for hz: 12 characters of [A-Za-z0-9_-] (kept only when hz is missing). */
@@ -237,9 +284,9 @@ export class RedisHistory implements ClusterHistory {
   }
 
   /** The keys of one topic, then the books (see the layout). */
-  keysOf(topic: string): { h: string; s: string; hz: string; books: [string, string, string] } {
+  keysOf(topic: string): { h: string; s: string; u: string; hz: string; books: [string, string, string] } {
     const k = this.key;
-    return { h: k(`h:${topic}`), s: k(`s:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')] };
+    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')] };
   }
 
   async position(topic: string): Promise<Position> {
@@ -258,7 +305,7 @@ export class RedisHistory implements ClusterHistory {
   /** See REWOUND: after it, the topic's next event opens a new epoch. */
   async rewound(topic: string, epoch: string, delivered: number): Promise<boolean> {
     const k = this.keysOf(topic);
-    return (await hs(this.cmd).REWOUND(5, k.h, k.s, ...k.books, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
+    return (await hs(this.cmd).REWOUND(6, k.h, k.s, ...k.books, k.u, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
   }
 
   /** Bytes held over every topic (the books' total). */

@@ -59,9 +59,9 @@ export class Frames {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-    const { size, ttlMs, maxBytes } = this.history.options;
+    const { size, ttlMs, maxBytes, userSize } = this.history.options;
     const k = this.history.keysOf(topic);
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books];
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
@@ -80,6 +80,8 @@ export class Frames {
         link.keys.prefix,
         topic,
         options?.ifStreamExists === true ? '1' : '',
+        options?.user === true ? '1' : '',
+        Math.min(userSize ?? size, size),
       )) as typeof r;
     } catch (err) {
       // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with

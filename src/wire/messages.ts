@@ -1,19 +1,11 @@
 // One spec per client message type: how its data is parsed and bounded, the rate bucket and the permission
-// it needs, and what it does. Adding a message type is one entry here, its member of ClientMessage
-// (protocol.ts) and its section of protocol.md.
-import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+// it needs, and what it does. Adding a message type is one entry here (or in channel-messages.ts for the
+// channel messages), its member of ClientMessage (protocol.ts) and its section of protocol.md.
 import { hasPermission } from '../edge/auth.js';
-import { connOf, personalPosition, type Conn, type Socket } from '../edge/conn.js';
+import { connOf, type Conn, type Socket } from '../edge/conn.js';
 import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
-import type { ChannelPresence } from '../features/channel-presence.js';
-import type { Inbox } from '../features/inbox.js';
 import { sendNotification } from '../features/notifications.js';
-import type { Presence } from '../features/presence.js';
-import { broadcastNewChapter, broadcastNewStory, profileUpdated, publishAs } from '../features/stories.js';
-import type { Typing } from '../features/typing.js';
-import type { Metrics } from '../metrics.js';
-import type { PubSub } from '../pubsub/pubsub.js';
+import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
 import { CloseCode, ErrorCode, WireError } from './codes.js';
 import { ackFrame, errorFrame, pongFrame } from './frames.js';
 import {
@@ -25,63 +17,20 @@ import {
   object,
   parseChapter,
   parseNotification,
-  parsePosition,
   parseStory,
   parseUserIds,
   requestId,
   string,
   type ClientMessage,
   type ClientType,
-  type JsonObject,
   type Limits,
   type RequestId,
 } from './protocol.js';
-import { STORIES, storyTopic, type Channels } from './topics.js';
-import type { Access } from '../policy/access.js';
-import type { NotifyPolicy } from '../policy/notify.js';
-import type { TokenSubscriptions } from '../policy/expiry.js';
+import { STORIES, storyTopic } from './topics.js';
+import { CHANNEL_MESSAGES } from './channel-messages.js';
+import { ack, type Ctx, type Spec } from './spec.js';
 
-/** What a handler may use: the features, and the replies to its connection. */
-export interface Ctx {
-  readonly config: Config;
-  readonly log: Logger;
-  readonly metrics: Metrics;
-  readonly pubsub: PubSub;
-  readonly presence: Presence;
-  readonly typing: Typing;
-  readonly inbox: Inbox;
-  /** The channel registry, and the rules applied to a connection. */
-  readonly channels: Channels;
-  readonly access: Access;
-  readonly tokenSubscriptions: TokenSubscriptions;
-  /** Who is subscribed to a channel of a namespace with presence on. */
-  readonly channelPresence: ChannelPresence;
-  /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
-  readonly notify: NotifyPolicy;
-  /** Sends one frame if the socket is still open. */
-  send(ws: Socket, frame: string): void;
-  /** Re-verifies a token for a live connection (auth refresh). */
-  refresh(ws: Socket, token: string): Promise<{ exp: number | undefined }>;
-}
-
-type Message<K extends ClientType> = Extract<ClientMessage, { type: K }>;
-type Handler<K extends ClientType> = (ctx: Ctx, ws: Socket, msg: Message<K>) => void | Promise<void>;
-
-interface Spec<K extends ClientType> {
-  /** Validates `data`; `bound` is an upper bound on the JSON size of anything in the frame (Infinity: unknown). */
-  parse(data: unknown, limits: Limits, bound: number): unknown;
-  /** Its data has byte limits: parseFrame can bound them by the frame's own size. */
-  sized?: true;
-  /** The bucket it draws from, on top of the general one every frame draws from. */
-  bucket?: 'notify' | 'publish';
-  /** The permission it needs: PUBLISH_PERMISSION. */
-  needsPublish?: true;
-  handle: Handler<K>;
-}
-
-function ack(ctx: Ctx, ws: Socket, reqId: RequestId | undefined, data?: object): void {
-  if (reqId !== undefined) ctx.send(ws, ackFrame(reqId, data));
-}
+export type { Ctx } from './spec.js';
 
 /** Throws FORBIDDEN unless the connection may publish on the channel (its namespace's publish rule). */
 async function mayPublish(ctx: Ctx, conn: Conn, topic: string): Promise<void> {
@@ -184,103 +133,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     },
   },
 
-  // Any channel whose namespace lets the sender publish: its rule, or the publish proxy (which may refuse, or
-  // answer the data to broadcast instead). Delivered as a `publication` event with the sender stamped on it.
-  publish: {
-    parse: (d, l, b) => {
-      const o = object(d, 'data');
-      return { channel: string(o['channel'], 'data.channel', 140), data: capped(object(o['data'], 'data.data'), 'data.data', l.maxStoryBytes, b) };
-    },
-    sized: true,
-    bucket: 'publish',
-    handle: async (ctx, ws, msg) => {
-      const conn = connOf(ws);
-      const { channel } = msg.data;
-      const checked = ctx.access.publish(conn, channel, ctx.channels.parse(channel), msg.data.data);
-      const rewritten = checked instanceof Promise ? await checked : undefined;
-      let data: JsonObject = msg.data.data;
-      if (rewritten !== undefined) {
-        if (!isObject(rewritten)) throw new WireError(ErrorCode.UNAVAILABLE, 'the publish proxy answered data that is not an object');
-        data = capped(rewritten, 'the publish proxy\'s data', ctx.config.maxStoryBytes);
-      }
-      // No count in the ack: how many devices listen is not the sender's to know.
-      await publishAs(ctx.pubsub, channel, conn.userId, data);
-      ack(ctx, ws, msg.id, { channel });
-    },
-  },
-
-  subscribe: {
-    parse: (d) => {
-      const o = object(d, 'data');
-      return {
-        topic: string(o['topic'], 'data.topic', 140),
-        since: o['since'] === undefined ? undefined : parsePosition(o['since'], 'data.since'),
-        token: o['token'] === undefined ? undefined : string(o['token'], 'data.token', 8192),
-      };
-    },
-    handle: async (ctx, ws, msg) => {
-      const conn = connOf(ws);
-      const { topic, since, token } = msg.data;
-      const parsed = ctx.channels.parse(topic);
-      const personal = parsed.ns.name === 'user' && parsed.id === conn.userId;
-      if (!personal) {
-        const pending = ctx.access.subscribe(conn, topic, parsed, token);
-        const grant = pending instanceof Promise ? await pending : pending;
-        if (conn.closed) return;
-        // Granted by a subscription token: it lasts as long as the token (a fresher one sent later extends it).
-        // Tracked before the join: an expiry during the history read ends the subscription it makes.
-        if (grant.exp !== undefined) {
-          if (grant.exp <= Date.now() / 1000) throw new WireError(ErrorCode.SUBSCRIPTION_TOKEN_INVALID, 'subscription token expired');
-          ctx.tokenSubscriptions.track(ws, topic, grant.exp);
-        } else ctx.tokenSubscriptions.forget(ws, topic);
-      }
-      const joinedAt = personal ? personalPosition(conn) : conn.subscriptions?.get(topic);
-      if (joinedAt) {
-        // Already live on this recoverable topic: only the missed part, if asked.
-        const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
-        ack(ctx, ws, msg.id, { topic, epoch: joinedAt.epoch, offset: joinedAt.offset, ...(r ? { recovered: r.recovered, replayed: r.replayed } : {}) });
-        return;
-      }
-      if (ws.isSubscribed(topic) || conn.subscriptions?.has(topic) === true) {
-        ack(ctx, ws, msg.id, { topic });
-        return;
-      }
-      if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
-        throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
-      }
-      conn.subscriptions ??= new Map();
-      conn.subscriptions.set(topic, null);
-      const r = await ctx.pubsub.join(ws, topic, since);
-      // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
-      if (conn.subscriptions?.has(topic) !== true) {
-        if (!conn.closed) ws.unsubscribe(topic);
-        ack(ctx, ws, msg.id, { topic });
-        return;
-      }
-      ctx.channelPresence.joined(conn, topic, parsed.ns);
-      if (!r) {
-        ack(ctx, ws, msg.id, { topic });
-        return;
-      }
-      conn.subscriptions.set(topic, { epoch: r.epoch, offset: r.offset });
-      ack(ctx, ws, msg.id, { topic, epoch: r.epoch, offset: r.offset, ...(since ? { recovered: r.recovered, replayed: r.replayed } : {}) });
-    },
-  },
-
-  unsubscribe: {
-    parse: (d) => ({ topic: string(object(d, 'data')['topic'], 'data.topic', 140) }),
-    handle: (ctx, ws, msg) => {
-      const conn = connOf(ws);
-      const topic = msg.data.topic;
-      const parsed = ctx.channels.parse(topic);
-      if (parsed.ns.name === 'user' && parsed.id === conn.userId) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
-      conn.subscriptions?.delete(topic);
-      ctx.tokenSubscriptions.forget(ws, topic);
-      ctx.channelPresence.left(conn, topic);
-      ws.unsubscribe(topic);
-      ack(ctx, ws, msg.id, { topic });
-    },
-  },
+  ...CHANNEL_MESSAGES,
 
   'presence:query': {
     parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data')['userIds'], 'data.userIds', l) }),
@@ -294,19 +147,6 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
 
   // Who is subscribed to a channel now, on every node: its namespace's presence option says whether counts or
   // members are told, its presenceRule who may ask (by default its subscribers).
-  'presence:channel': {
-    parse: (d) => ({ channel: string(object(d, 'data')['channel'], 'data.channel', 140) }),
-    handle: async (ctx, ws, msg) => {
-      const { channel } = msg.data;
-      const t = ctx.channels.parse(channel);
-      if (t.ns.presence !== 'off') {
-        const checked = ctx.access.presence(connOf(ws), channel, t);
-        if (checked !== undefined) await checked;
-      }
-      ctx.send(ws, ackFrame(msg.id, await ctx.channelPresence.query(channel, t)));
-    },
-  },
-
   'notifications:list': {
     parse: (d) => {
       const o = d === undefined ? {} : object(d, 'data');

@@ -2,6 +2,8 @@
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { ChannelTokens } from './channel-tokens.js';
+import { Subscriber } from './subscriber.js';
+import { nextOpen } from './when-open.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
 import { InboxSync } from './inbox.js';
@@ -39,6 +41,7 @@ export class StorywireClient {
   private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
   private readonly refresh: TokenRefresh;
   private readonly channelTokens: ChannelTokens;
+  private readonly subscriber: Subscriber;
 
   constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -57,6 +60,14 @@ export class StorywireClient {
     this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
     const report = (err: StorywireError) => this.events.emit('error', err);
+    this.subscriber = new Subscriber({
+      topics: this.topics,
+      resume: this.resume,
+      tokens: this.channelTokens,
+      request: (type, data, opts) => this.request(type, data, opts),
+      isConnected: () => this.isConnected,
+      report,
+    });
     this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report, this.clock);
     this.refresh = new TokenRefresh({
       source: options.token,
@@ -144,25 +155,7 @@ export class StorywireClient {
     const info = this.conn.state.info;
     if (this.isConnected && info) return Promise.resolve(info);
     if (this.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${this.state.reason?.reason ?? 'close() was called'}`, false, false));
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        offOpen();
-        offClosed();
-        this.clock.clearTimeout(timer);
-      };
-      const offOpen = this.events.once('open', (i) => {
-        done();
-        resolve(i);
-      });
-      const offClosed = this.events.once('closed', (why) => {
-        done();
-        reject(new StorywireError(ClientErrorCode.CLOSED, `closed: ${why.reason}`, false, false));
-      });
-      const timer = this.clock.setTimeout(() => {
-        done();
-        reject(new StorywireError(ClientErrorCode.TIMEOUT, `not open within ${timeoutMs} ms`, false, false));
-      }, timeoutMs);
-    });
+    return nextOpen(this.events, this.clock, timeoutMs);
   }
 
   // ---- events ----
@@ -321,16 +314,13 @@ export class StorywireClient {
     const p = this.topics.wait(topic, timeoutMs, () =>
       new StorywireError(ClientErrorCode.TIMEOUT, `subscribe ${topic}: no answer within ${timeoutMs} ms (still remembered)`, false, this.isConnected),
     );
-    if (this.isConnected) this.sendSubscribe(topic);
+    if (this.isConnected) this.subscriber.send(topic);
     return p;
   }
 
   /** Leaves a topic and forgets it (and its position). */
   async unsubscribe(topic: string, opts: RequestOptions = {}): Promise<void> {
-    this.topics.delete(topic);
-    this.resume.forget(topic);
-    this.channelTokens.forget(topic);
-    this.topics.settle(topic, new StorywireError(ClientErrorCode.CANCELLED, `subscribe ${topic}: cancelled by unsubscribe()`, false, false));
+    this.subscriber.forget(topic);
     if (this.isConnected) await this.request('unsubscribe', { topic }, { ...opts, offline: 'reject' });
   }
 
@@ -354,7 +344,7 @@ export class StorywireClient {
 
   private opened(info: ConnectedInfo, token: string): void {
     this.resume.opened(info.userId, info.topics);
-    for (const topic of this.topics) this.sendSubscribe(topic);
+    for (const topic of this.topics) this.subscriber.send(topic);
     this.requests.flush();
     // After the flush: requests queued offline go first. The refill and the reads still waiting are sent now.
     this.inbox.opened(info.limits?.['historySize']);
@@ -398,37 +388,5 @@ export class StorywireClient {
     this.lost();
     this.requests.rejectAll(`the client closed (${reason})`);
     this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));
-  }
-
-  private sendSubscribe(topic: string): void {
-    if (!this.channelTokens.has(topic)) {
-      this.subscribeWith(topic, undefined);
-      return;
-    }
-    this.channelTokens.token(topic).then(
-      (token) => {
-        if (this.isConnected && this.topics.has(topic)) this.subscribeWith(topic, token);
-      },
-      (err: StorywireError) => {
-        if (!this.topics.settle(topic, err)) this.events.emit('error', err);
-      },
-    );
-  }
-
-  private subscribeWith(topic: string, token: string | undefined): void {
-    const data = { ...this.resume.subscribeData(topic), ...(token !== undefined ? { token } : {}) };
-    this.request('subscribe', data, { offline: 'reject' }).then(
-      (ack) => {
-        if (this.topics.has(topic)) this.resume.subscribed(topic, ack, data.since);
-        if (token !== undefined) this.channelTokens.acknowledged(topic, token, () => this.isConnected && this.sendSubscribe(topic));
-        this.topics.settle(topic);
-      },
-      (err: StorywireError) => {
-        // Lost with the connection: the next connection subscribes again and settles the waiters then.
-        if (err.code === ClientErrorCode.DISCONNECTED || err.code === ClientErrorCode.NOT_CONNECTED || err.code === ClientErrorCode.CLOSED) return;
-        if (err.fromServer) this.topics.delete(topic);
-        if (!this.topics.settle(topic, err)) this.events.emit('error', err);
-      },
-    );
   }
 }

@@ -2,17 +2,8 @@
 
 const escapeAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 
-export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
-  return `<!doctype html>
-<html lang="fr">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="storywire-ws-path" content="${escapeAttr(o.wsPath)}">
-<meta name="storywire-dev" content="${o.devMode ? '1' : '0'}">
-<title>storywire · démo</title>
-<style>
-  :root { --ok: #1a9c4b; --ko: #d93025; --muted: #6b7280; --line: #e5e7eb; font-family: system-ui, sans-serif; }
+/** The page's stylesheet. */
+const STYLE = `  :root { --ok: #1a9c4b; --ko: #d93025; --muted: #6b7280; --line: #e5e7eb; font-family: system-ui, sans-serif; }
   body { margin: 0; background: #f7f7f8; color: #111827; }
   header { display: flex; gap: 1rem; align-items: center; flex-wrap: wrap; padding: .75rem 1.25rem; background: #fff; border-bottom: 1px solid var(--line); }
   header h1 { font-size: 1.15rem; margin: 0; } header h1 small { color: var(--muted); font-weight: normal; }
@@ -40,7 +31,19 @@ export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
   .person::before { content: "● "; color: var(--muted); } .person.online::before { color: var(--ok); }
   #rtt { font-variant-numeric: tabular-nums; margin-left: .5rem; }
   #log li { font-size: .8rem; font-family: ui-monospace, monospace; }
-</style>
+`;
+
+export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
+  return `<!doctype html>
+<html lang="fr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="storywire-ws-path" content="${escapeAttr(o.wsPath)}">
+<meta name="storywire-dev" content="${o.devMode ? '1' : '0'}">
+<title>storywire · démo</title>
+<style>
+${STYLE}</style>
 <script type="module" src="/demo/app.js"></script>
 </head>
 <body>

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import t from 'tap';
-import { SECRET, sign, startServer } from './helpers.js';
+import { Client, expectReject, SECRET, sign, startServer } from './helpers.js';
 
 const KEY = new TextEncoder().encode(SECRET);
 
@@ -80,6 +80,15 @@ t.test('a fresher token sent in band keeps the subscription past the first one',
   t.equal(next.type, 'chapter:paid', 'still subscribed after the first token expired');
 });
 
-t.test('sign helper still works for plain tokens', async (t) => {
+t.test('a subscription token cannot open a connection, nor refresh one', async (t) => {
+  const h = await startServer(t, {}, { CHANNELS_FILE: channelsFile() });
+  const token = await subToken('alice', 'premium-story:7', Math.floor(Date.now() / 1000) + 3600);
+  const refused = await expectReject(Client.open(`${h.url}?token=${token}`));
+  t.equal(refused.status, 401, 'the upgrade is refused');
+  t.match(JSON.stringify(refused.body), /subscription token/);
+  const alice = await h.connect('alice');
+  await alice.type('connected');
+  const refreshed = await alice.request('auth', { token });
+  t.equal(refreshed.error?.code, 'TOKEN_INVALID', 'auth with a subscription token is refused');
   t.ok((await sign('x')).split('.').length === 3);
 });

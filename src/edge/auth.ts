@@ -263,6 +263,8 @@ export function principalFromClaims(payload: JWTPayload, config: Config, claimNa
   if (typeof sub !== 'string' || !ID_PATTERN.test(sub)) {
     throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (sub must be a string of 1-128 characters [A-Za-z0-9_.@|+=-])', 401);
   }
+  // A subscription token grants one channel: it must not open (or refresh) a whole connection.
+  if (payload['channel'] !== undefined) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (a subscription token, with a channel claim, cannot open a connection)', 401);
   // JSON allows 1e400 (Infinity): an expiry must be a real second, or absent.
   if (payload.exp !== undefined && !Number.isFinite(payload.exp)) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (exp must be a finite number)', 401);
   // Most users carry no permission at all: they share one empty set instead of holding ~170 bytes each.

@@ -302,5 +302,31 @@ for (const impl of impls) {
       t.same(held.map(title), ['U8', 'U7', 'S1']);
       t.equal(await storedBytes(), held.reduce((n, f) => n + Buffer.byteLength(f), 0), 'the books count exactly what is held');
     });
+
+    t.test('HISTORY_MAX_BYTES drops the oldest user-sent events anywhere before any other', async (t) => {
+      const pad = 'x'.repeat(900);
+      const frame = (n: string) => `,"n":"${n}","pad":"${pad}"}`;
+      const { history: h, append, appendUser, storedBytes } = await impl.make(t, { size: 20, ttlMs: DAY, maxBytes: 10_000, userSize: 10 });
+      // Older system events in two topics, then user-sent ones flooding three recipients.
+      for (const topic of ['user:p', 'user:q']) for (const n of ['S1', 'S2']) await append(topic, head(topic), frame(`${topic} ${n}`));
+      for (let i = 0; i < 8; i++) for (const topic of ['user:p', 'user:q', 'user:w']) await appendUser(topic, head(topic), frame(`${topic} U${i}`));
+      const held = (await Promise.all(['user:p', 'user:q', 'user:w'].map((topic) => h.latest(topic, 20)))).flat();
+      const names = held.map(title);
+      for (const n of ['user:p S1', 'user:p S2', 'user:q S1', 'user:q S2']) t.ok(names.includes(n), `${n}, older than every user-sent one, is kept`);
+      t.ok(names.includes('user:w U7'), 'the newest user-sent one is kept');
+      t.notOk(names.includes('user:p U0'), 'the oldest user-sent ones went');
+      const bytes = held.reduce((n, f) => n + Buffer.byteLength(f), 0);
+      t.ok(bytes <= 10_000, `at most the bound is held (${bytes} bytes)`);
+      t.ok(bytes > 10_000 - 2 * Buffer.byteLength(held[0]!), 'and only what had to go went');
+      t.equal(await storedBytes(), bytes, 'the books count exactly what is held');
+      // With no user-sent event left, the oldest of any goes, as before.
+      const p = await h.position('user:p');
+      t.equal((await h.since('user:p', p.epoch, 0, p.offset)).recovered, false, 'a resume across the dropped user-sent ones: not recovered');
+      for (let i = 0; i < 12; i++) await append('user:x', head('user:x'), frame(`user:x S${i}`));
+      const after = (await Promise.all(['user:p', 'user:q', 'user:w', 'user:x'].map((topic) => h.latest(topic, 20)))).flat().map(title);
+      t.notOk(after.some((n) => / U\d$/.test(n)), 'every user-sent one went first');
+      t.notOk(after.includes('user:p S1'), 'then the oldest system one');
+      t.ok(after.includes('user:x S11'));
+    });
   });
 }

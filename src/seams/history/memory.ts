@@ -1,5 +1,6 @@
 // In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics, and a
-// bound on the bytes of every topic's events together (the oldest event anywhere dropped first).
+// bound on the bytes of every topic's events together (the oldest user-sent event anywhere dropped first, then
+// the oldest of any).
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
@@ -72,6 +73,9 @@ export class MemoryHistory implements InTurnHistory {
    */
   private aged: Aged[] = [];
   private head = 0;
+  /** The user-sent ones among them, oldest first: the byte bound drops these before any other. */
+  private agedUsers: Aged[] = [];
+  private userHead = 0;
   /** Bytes and count of the events held in the streams. */
   private bytes = 0;
   private held = 0;
@@ -187,6 +191,7 @@ export class MemoryHistory implements InTurnHistory {
     this.held++;
     if (user) s.users++;
     this.aged.push({ s, e });
+    if (user) this.agedUsers.push({ s, e });
     if (this.bytes > this.maxBytes) this.dropForBytes();
     // Entries that left by count, age or eviction stay in the queue: compacted once they are half of it.
     if (this.aged.length - this.head > 2 * this.held + 64 || (this.head > 1024 && this.head * 2 > this.aged.length)) this.compact();
@@ -198,10 +203,17 @@ export class MemoryHistory implements InTurnHistory {
   }
 
   /**
-   * The oldest events, whichever their topic, until the bytes are within the bound. The first live entry of
-   * the queue is always its stream's oldest (a stream drops oldest first), so it is dropped from the front.
+   * The oldest user-sent events, whichever their topic, then the oldest of any, until the bytes are within the
+   * bound: user-sent events cannot push the others out of the byte bound either. The first live entry of
+   * agedUsers is its stream's oldest user-sent one, and the first live entry of aged its stream's oldest (a
+   * stream drops oldest first, and oldest user-sent first).
    */
   private dropForBytes(): void {
+    while (this.bytes > this.maxBytes && this.userHead < this.agedUsers.length) {
+      const a = this.agedUsers[this.userHead]!;
+      this.agedUsers[this.userHead++] = undefined as unknown as Aged;
+      if (this.alive(a)) this.dropOldestUser(a.s);
+    }
     while (this.bytes > this.maxBytes && this.head < this.aged.length) {
       const a = this.aged[this.head]!;
       this.aged[this.head++] = undefined as unknown as Aged;
@@ -217,6 +229,9 @@ export class MemoryHistory implements InTurnHistory {
     }
     this.aged = live;
     this.head = 0;
+    // Every user-sent entry is in both queues: compacted together, agedUsers is never the longer.
+    this.agedUsers = this.agedUsers.slice(this.userHead).filter((a) => this.alive(a));
+    this.userHead = 0;
   }
 
   readonly now = {

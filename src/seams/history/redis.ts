@@ -16,7 +16,10 @@
 //   hsizes      hash topic -> bytes held in s:<topic>; hage: zset topic -> Redis ms of its oldest held event.
 //               The byte bound drops from the oldest topic of hage; topics whose keys expired are swept from
 //               both by every RECORD (two at a time), so the books converge without a timer.
-// hz, hbytes, hsizes and hage are the only keys shared by all topics: with Redis Cluster (a later issue) they
+//   huage       zset topic -> Redis ms of its oldest user-sent entry (the head of hu:<topic>): the byte bound
+//               drops user-sent events (the oldest anywhere) before any other. A place another trim left
+//               behind (the entry gone, the keys expired) is put right, or removed, when the bound reaches it.
+// hz, hbytes, hsizes, hage and huage are the only keys shared by all topics: with Redis Cluster (a later issue) they
 // would need a slot of their own and the byte bound a different design; every other key of a topic is
 // named by the topic alone.
 // A user-sent entry deleted for the share leaves a hole in the stream's offsets: a replay across it is
@@ -64,27 +67,24 @@ local function trim_age(s, minms)
   redis.call('XTRIM', s, 'MINID', minms)
   return -sum(old)
 end
+-- Drops the oldest event anywhere (or, with none held, zeroes the total).
+local function bound_any(B, prefix)
+  local oldest = redis.call('ZRANGE', B[3], 0, 0)
+  if #oldest == 0 then
+    redis.call('SET', B[1], 0)
+    return
+  end
+  local topic = oldest[1]
+  local s = prefix .. 's:' .. topic
+  local first = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
+  if #first > 0 then redis.call('XDEL', s, first[1][1]) end
+  rebook(B, topic, s, -sum(first))
+end
 -- Topics of the age index whose oldest event is past the age: trimmed (or forgotten once their keys expired).
 local function sweep(B, prefix, minms, limit)
   for _, topic in ipairs(redis.call('ZRANGEBYSCORE', B[3], '-inf', '(' .. minms, 'LIMIT', 0, limit)) do
     local s = prefix .. 's:' .. topic
     rebook(B, topic, s, trim_age(s, minms))
-  end
-end
--- Drops the oldest events anywhere until the total is within maxBytes (at most limit of them per call).
-local function bound(B, prefix, maxBytes, limit)
-  for _ = 1, limit do
-    if tonumber(redis.call('GET', B[1]) or '0') <= maxBytes then return end
-    local oldest = redis.call('ZRANGE', B[3], 0, 0)
-    if #oldest == 0 then
-      redis.call('SET', B[1], 0)
-      return
-    end
-    local topic = oldest[1]
-    local s = prefix .. 's:' .. topic
-    local first = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
-    if #first > 0 then redis.call('XDEL', s, first[1][1]) end
-    rebook(B, topic, s, -sum(first))
   end
 end
 -- The ids at the head of a user list (hu:) whose entry left the stream (by count, age or bytes).
@@ -109,6 +109,36 @@ local function drop_users(s, u, share)
     prune(s, u)
   end
   return -freed
+end
+-- After the user list of topic changed: its place in the user age index UA (its oldest user-sent entry).
+local function reindex(UA, topic, s, u)
+  prune(s, u)
+  local first = redis.call('LINDEX', u, 0)
+  if first then redis.call('ZADD', UA, entry_ms(first), topic) else redis.call('ZREM', UA, topic) end
+end
+-- Drops the oldest user-sent events anywhere, then the oldest events anywhere, until the total is within
+-- maxBytes (at most limit steps per call). A place in UA left behind by another trim (an entry gone, a key
+-- expired) is put right when it comes first.
+local function bound(B, UA, prefix, maxBytes, limit)
+  for _ = 1, limit do
+    if tonumber(redis.call('GET', B[1]) or '0') <= maxBytes then return end
+    local users = redis.call('ZRANGE', UA, 0, 0, 'WITHSCORES')
+    if #users > 0 then
+      local topic = users[1]
+      local s, u = prefix .. 's:' .. topic, prefix .. 'hu:' .. topic
+      prune(s, u)
+      local first = redis.call('LINDEX', u, 0)
+      if first and entry_ms(first) <= tonumber(users[2]) then
+        redis.call('LPOP', u)
+        local e = redis.call('XRANGE', s, first, first)
+        redis.call('XDEL', s, first)
+        rebook(B, topic, s, -sum(e))
+      end
+      reindex(UA, topic, s, u)
+    else
+      bound_any(B, prefix)
+    end
+  end
 end
 -- The epoch told for a topic with no history (see the layout above).
 local function empty_epoch(hz, candidate, ttl, now)
@@ -160,8 +190,8 @@ end
 if #out - 3 ~= math.min(upTo, current) - from then return {epoch, current, 0} end
 return out`;
 
-// KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, user list, and the
-// idempotency record when the publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms,
+// KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, user list, user age
+// index, and the idempotency record when the publish has a key; ARGV: head, tail, new epoch candidate, max length, ttl ms,
 // origin tag ("*" or "*<node>/<token>"), idempotency window ms, request fingerprint, max bytes, key prefix,
 // topic, ifStreamExists ("1": store only into an existing history), user ("1": a user-sent event), user share
 // (user-sent entries held at most; 0: a user-sent event is never stored, answered like a topic without history). Appends and publishes in one step, so every
@@ -175,13 +205,14 @@ return out`;
 // backplane/redis/scripts.ts). The frame it builds is wire/position.ts's numberedFrame(), byte for byte.
 // After the append: the age bound and the user share of the topic (the oldest user-sent entry deleted, before
 // the count bound, so that a user-sent event never pushes out another), its count bound, then the byte bound
-// over every topic (oldest event first), and two expired topics swept from the books.
+// over every topic (the oldest user-sent event first, then the oldest of any), and two expired topics swept
+// from the books.
 export const RECORD = `${BOOKS}
 local B = {KEYS[6], KEYS[7], KEYS[8]}
-local U = KEYS[9]
+local U, UA = KEYS[9], KEYS[10]
 local expected = redis.call('SCARD', KEYS[3])
-if KEYS[10] then
-  local prior = redis.call('GET', KEYS[10])
+if KEYS[11] then
+  local prior = redis.call('GET', KEYS[11])
   if prior then
     local fp, epoch, off = string.match(prior, '^(%S*) (%S+) (%d+)$')
     if fp ~= ARGV[8] then return {-3} end
@@ -214,14 +245,14 @@ if over > 0 then
   delta = delta - sum(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over))
   redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[4])
 end
-prune(KEYS[2], U)
 rebook(B, topic, KEYS[2], delta)
+reindex(UA, topic, KEYS[2], U)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', U, ttl)
-bound(B, ARGV[10], tonumber(ARGV[9]), 100)
+bound(B, UA, ARGV[10], tonumber(ARGV[9]), 100)
 sweep(B, ARGV[10], now - ttl, 2)
-if KEYS[10] then redis.call('SET', KEYS[10], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
+if KEYS[11] then redis.call('SET', KEYS[11], ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
 local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
@@ -284,9 +315,9 @@ export class RedisHistory implements ClusterHistory {
   }
 
   /** The keys of one topic, then the books (see the layout). */
-  keysOf(topic: string): { h: string; s: string; u: string; hz: string; books: [string, string, string] } {
+  keysOf(topic: string): { h: string; s: string; u: string; hz: string; books: [string, string, string]; uage: string } {
     const k = this.key;
-    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')] };
+    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage') };
   }
 
   async position(topic: string): Promise<Position> {

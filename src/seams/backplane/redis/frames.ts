@@ -61,7 +61,7 @@ export class Frames {
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
     const { size, ttlMs, maxBytes, userSize } = this.history.options;
     const k = this.history.keysOf(topic);
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u];
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {

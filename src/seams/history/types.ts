@@ -15,9 +15,10 @@
 //   A topic with nothing yet has offset 0.
 // - since(topic, epoch, offset, upTo) returns the stored frames with offset in (offset, upTo], in order,
 //   when the epoch matches and none of them has been trimmed; otherwise `recovered: false`.
-// - History is bounded by a count and an age per topic, and by HISTORY_MAX_BYTES over every topic (the
-//   oldest event anywhere first); what falls out is gone for good, and a resume from before it is not
-//   recovered.
+// - History is bounded by a count and an age per topic, by a share of the count for user-sent events
+//   (RecordOptions.user: past it the topic's oldest user-sent one goes, never another), and by
+//   HISTORY_MAX_BYTES over every topic (the oldest user-sent event anywhere first, then the oldest of any);
+//   what falls out is gone for good, and a resume from before it, or across it, is not recovered.
 // Read state of the notifications in `user:<id>`'s history is its own seam (seams/readstate).
 
 export interface Position {

@@ -328,5 +328,18 @@ for (const impl of impls) {
       t.notOk(after.includes('user:p S1'), 'then the oldest system one');
       t.ok(after.includes('user:x S11'));
     });
+
+    t.test('HISTORY_MAX_BYTES after the user-sent events fell out by count: the oldest of any goes, the books stay exact', async (t) => {
+      const pad = 'x'.repeat(900);
+      const frame = (n: string) => `,"n":"${n}","pad":"${pad}"}`;
+      const { history: h, append, appendUser, storedBytes } = await impl.make(t, { size: 3, ttlMs: DAY, maxBytes: 4_000, userSize: 2 });
+      for (const n of ['U1', 'U2']) await appendUser('user:k', head('user:k'), frame(n));
+      for (const n of ['S1', 'S2', 'S3']) await append('user:k', head('user:k'), frame(n));
+      t.same((await h.latest('user:k', 5)).map(title), ['S3', 'S2', 'S1'], 'the user-sent ones fell out by count');
+      for (const n of ['T1', 'T2']) await append('story:k', head('story:k'), frame(n));
+      const held = [...(await h.latest('user:k', 5)), ...(await h.latest('story:k', 5))];
+      t.same(held.map(title), ['S3', 'S2', 'T2', 'T1'], 'the oldest event of any (S1) went for the bytes');
+      t.equal(await storedBytes(), held.reduce((n, f) => n + Buffer.byteLength(f), 0), 'the books count exactly what is held');
+    });
   });
 }

@@ -72,16 +72,23 @@ t.test('proxy: NOTIFY_PROXY naming no proxy of CHANNELS_FILE stops the start', a
   t.throws(() => createServer(noFile, { logger: log }), /NOTIFY_PROXY "app" is not a proxy of CHANNELS_FILE \(NOTIFY_POLICY=proxy; CHANNELS_FILE is not set\)/);
 });
 
-t.test('a user-sent notification to a recipient without a history is delivered live only, not stored', async (t) => {
+t.test('a user-sent notification begins no history for a recipient who is nobody yet, and does for one online', async (t) => {
   const h = await startServer(t, {}, { NOTIFY_POLICY: 'any' });
   const alice = await h.connect('alice');
+  // "ghost" has never connected and the backend never wrote to them: a made-up id, nothing may be kept.
+  t.match(await alice.request('send:notification', note('ghost')), { type: 'ack' });
+  const ghost = await h.connect('ghost');
+  const none = await ghost.request('notifications:list');
+  t.same(none.data.notifications, [], 'nothing stored for a made-up recipient');
+  // bob is online (a verified token): he is real, the notification begins his history and stays in his inbox.
   const bob = await h.connect('bob');
+  await bob.type('connected');
   t.match(await alice.request('send:notification', note('bob')), { type: 'ack' });
   const live = await bob.type('notification:received');
   t.equal(live.data.origin, 'user');
-  t.notOk('offset' in live, 'live only: no position');
+  t.equal(typeof (live as { offset?: unknown }).offset, 'number', 'stored: it carries a position');
   const list = await bob.request('notifications:list');
-  t.same(list.data.notifications, [], 'nothing stored: a user cannot make a history for someone');
+  t.equal(list.data.notifications.length, 1, "in the online recipient's inbox");
 });
 
 t.test('inbox flush: 50 junk notifications from 5 users never push a system one out', async (t) => {

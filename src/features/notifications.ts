@@ -1,5 +1,6 @@
 // sendNotificationToUser: a notification to each user's personal topic, on all of their connections; one a
-// user sent (`origin: "user"`) is stored only into a history that exists, within the user-sent share of it.
+// user sent (`origin: "user"`) is stored only into a history that exists (or for a recipient known to be real:
+// approved by the notify proxy, or online now), within the user-sent share of it.
 import { randomUUID } from 'node:crypto';
 import { idFromKey, type KeyedPublish } from '../pubsub/idempotency.js';
 import { emitAll, type PubSub, type StoreOption } from '../pubsub/pubsub.js';
@@ -28,14 +29,17 @@ export function sendNotification(
   from: string | null,
   keyed?: KeyedPublish,
   origin: Origin = 'system',
+  /** A user-sent notification may begin the recipient's history (the backend approved the pair, or the recipient is online). */
+  mayBeginHistory = false,
 ): { notification: Notification; delivered: Promise<number> } {
   const ts = Date.now();
   const id = keyed === undefined ? randomUUID() : idFromKey('notification', keyed.key);
   const notification: Notification = { id, title: input.title, message: input.message, type: input.type, data: input.data, from, origin, ts };
   const emit = (userId: string) => {
     const topic = userTopic(userId);
-    // A user cannot make a history for a recipient (nor flush one): live only without one, and a share of it.
-    const store: StoreOption | undefined = origin === 'user' ? { ifStreamExists: true, user: true, stored: undefined } : undefined;
+    // A user cannot make a history for a made-up recipient (nor flush one): live only without one unless the
+    // recipient is known to be real, and a share of it.
+    const store: StoreOption | undefined = origin === 'user' ? { ifStreamExists: !mayBeginHistory, user: true, stored: undefined } : undefined;
     return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), store);
   };
   // One recipient (every client-sent notification) needs no gathering of results.

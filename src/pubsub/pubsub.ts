@@ -59,7 +59,8 @@ export async function emitAll(emits: Promise<number>[]): Promise<number> {
  * the event was stored, false when it was delivered live only (also for a live-only topic).
  */
 export interface StoreOption {
-  readonly ifStreamExists: true;
+  /** Stored only into a history that exists (else live only); false: stored as any event, within the share. */
+  readonly ifStreamExists: boolean;
   /** A user-sent event: held within the history's user-sent share (RecordOptions.user). */
   readonly user?: true;
   stored: boolean | undefined;
@@ -215,11 +216,16 @@ export class PubSub {
         return Promise.resolve(0);
       }
     }
-    if (store) {
+    if (store?.ifStreamExists) {
       // Only a history read in the turn can say, in the turn it stores, that the topic has a stream.
       const appended = t.history.sync ? t.history.append(topic, head, frame.slice(head.length), { ifStreamExists: true, user: store.user === true }) : undefined;
       store.stored = appended !== undefined;
       return this.send(topic, appended === undefined ? frame : appended.frame, except);
+    }
+    if (store) {
+      // Stored as any event (it may begin the topic's history), within the user-sent share when it is one.
+      store.stored = true;
+      if (t.history.sync) return this.send(topic, t.history.append(topic, head, frame.slice(head.length), { user: store.user === true })!.frame, except);
     }
     const appended = t.history.append(topic, head, frame.slice(head.length));
     if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
@@ -247,7 +253,7 @@ export class PubSub {
       this.excepts.set(token, except);
     }
     const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: true, user: store.user === true }) : backplane.publishRecorded(topic, head, tail, token, idem);
+    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: store.ifStreamExists, user: store.user === true }) : backplane.publishRecorded(topic, head, tail, token, idem);
     return recorded.then(
       (appended) => {
         forget();

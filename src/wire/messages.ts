@@ -68,7 +68,10 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       // NOTIFY_POLICY and NOTIFY_TYPES; decided in this turn unless the notify proxy is asked.
       const checked = ctx.notify.checkNotify(conn, msg.data.userId, msg.data.notification.type);
       if (checked !== undefined) await checked;
-      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, conn.userId, undefined, 'user');
+      // A recipient the notify proxy approved, or one online now (a connection is a verified token), is real: the
+      // notification may begin their history. A made-up id is neither: live only, nothing kept.
+      const real = ctx.notify.policy === 'proxy' || (await ctx.presence.isOnline(msg.data.userId).catch(() => false));
+      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, conn.userId, undefined, 'user', real);
       await r.delivered;
       // Not how many devices got it: that would tell a stranger how many the recipient has online.
       ack(ctx, ws, msg.id, { id: r.notification.id });

@@ -172,6 +172,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'idempotencyMaxKeys', env: 'IDEMPOTENCY_MAX_KEYS', kind: 'int', default: 100000, min: 1, max: 10000000, doc: 'Keys each node remembers (in memory mode, the whole idempotency store; in cluster mode, for live-only topics): past it the oldest is forgotten first.' },
 ];
 
+/** User-sent notifications a personal topic's history and inbox hold at most (NOTIFY_USER_SHARE of HISTORY_SIZE). */
+export const userShareOf = (config: Pick<Config, 'historySize' | 'notifyUserShare'>): number => Math.floor((config.historySize * config.notifyUserShare) / 100);
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly problems: readonly string[]) {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createBackplane } from './seams/backplane/index.js';
+import { loadChannels } from './wire/topics.js';
 
 type Server = import('./edge/server.js').StorywireServer;
 
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
-  const backplane = await createBackplane(config, log);
+  const backplane = await createBackplane(config, log, undefined, loadChannels(config).historyLimits);
   let server: Server;
   try {
     server = createServer(config, { logger: log, backplane });
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
 function configure(): { config: Config; devApiKey: boolean } {
   try {
     const config = loadConfig(process.env, process.argv.slice(2));
+    // CHANNELS_FILE checked here too: its problems are configuration errors, named one per line.
+    loadChannels(config);
     if (config.production || config.apiKey !== undefined) return { config, devApiKey: false };
     return { config: Object.freeze({ ...config, apiKey: randomBytes(24).toString('base64url') }), devApiKey: true };
   } catch (err) {

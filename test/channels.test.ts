@@ -164,3 +164,24 @@ t.test('history per namespace: "history": false is not recoverable (the ack has 
   t.same(r.data, { topic: 'chapter-comments:42-c1' }, 'a position on it is ignored: nothing is replayed');
   t.ok(await late.none((f) => f.type === 'comment:new'), 'the comment sent before bob joined is not replayed');
 });
+
+t.test("a namespace's own history size: events past it fall out, a resume across them is recovered: false", async (t) => {
+  const file = join(mkdtempSync(join(tmpdir(), 'storywire-channels-')), 'channels.json');
+  writeFileSync(file, JSON.stringify({ namespaces: { room: { subscribe: 'public', history: { size: 2, ttlS: 3600 } } } }));
+  const h = await startServer(t, {}, { CHANNELS_FILE: file });
+  const c = await h.connect('alice');
+  await c.type('connected');
+  const joined = await c.request('subscribe', { topic: 'room:1' });
+  for (const n of [1, 2, 3, 4]) await h.server.publish('room:1', 'room:said', { n });
+  for (const n of [1, 2, 3, 4]) t.equal((await c.next((f) => f.type === 'room:said')).data.n, n);
+  const again = await h.connect('alice');
+  await again.type('connected');
+  const lost = await again.request('subscribe', { topic: 'room:1', since: { epoch: joined.data.epoch, offset: 1 } });
+  t.equal(lost.data.recovered, false, 'offset 2 fell out of a history of 2');
+  const kept = await again.request('subscribe', { topic: 'room:2' });
+  t.equal(typeof kept.data.offset, 'number');
+  const third = await h.connect('alice');
+  await third.type('connected');
+  const ok = await third.request('subscribe', { topic: 'room:1', since: { epoch: joined.data.epoch, offset: 2 } });
+  t.same({ recovered: ok.data.recovered, replayed: ok.data.replayed }, { recovered: true, replayed: 2 }, 'the last 2 are kept');
+});

@@ -15,6 +15,8 @@ interface Limits {
   maxBytes?: number;
   /** User-sent entries held per topic (NOTIFY_USER_SHARE of HISTORY_SIZE). */
   userSize?: number;
+  /** A topic's own limits (its namespace's history). */
+  perTopic?: (topic: string) => { size: number; ttlMs: number } | undefined;
 }
 
 interface Fixture {
@@ -134,6 +136,25 @@ for (const impl of impls) {
       t.equal((await h.since('user:a', epoch, 1, 5)).recovered, false, 'offset 2 fell out of a history of 3');
       t.equal((await h.since('user:a', 'other', 4, 5)).recovered, false, 'another epoch');
       t.same(await h.latest('user:a', 2), [frames[4]!.frame, frames[3]!.frame], 'newest first');
+    });
+
+    t.test("a namespace's own limits: its count and its age, other topics the store's", async (t) => {
+      const perTopic = (topic: string) => (topic.startsWith('room:') ? { size: 2, ttlMs: 300 } : undefined);
+      const { history: h, append } = await impl.make(t, { size: 10, ttlMs: DAY, perTopic });
+      for (const i of [1, 2, 3, 4]) {
+        await append('room:1', head('room:1'), `,"n":${i}}`);
+        await append('story:1', head('story:1'), `,"n":${i}}`);
+      }
+      t.equal((await h.latest('room:1', 10)).length, 2, 'room:1 keeps its namespace size, 2');
+      t.equal((await h.latest('story:1', 10)).length, 4, 'story:1 keeps the store size, 10');
+      const room = await h.position('room:1');
+      t.equal((await h.since('room:1', room.epoch, 1, 4)).recovered, false, 'offset 2 fell out of room:1');
+      t.equal((await h.since('room:1', room.epoch, 2, 4)).recovered, true);
+      // The age: room:1's events outlive their 300 ms, story:1's a day.
+      const deadline = Date.now() + 10_000;
+      while ((await h.latest('room:1', 10)).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      t.same(await h.latest('room:1', 10), [], "room:1's events are dropped at its namespace's age");
+      t.equal((await h.latest('story:1', 10)).length, 4, "story:1's are not");
     });
 
     t.test('a position at the head replays nothing and is recovered; one past it is not', async (t) => {

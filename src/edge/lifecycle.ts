@@ -67,7 +67,8 @@ export class Lifecycle {
         maxPresenceIds: config.maxPresenceIds,
         maxNotificationBytes: config.maxNotificationBytes,
         maxStoryBytes: config.maxStoryBytes,
-        historySize: config.historySize,
+        // The personal topic's: what the SDK's inbox can expect the server to keep.
+        historySize: d.ctx.channels.namespace('user')?.history?.size ?? config.historySize,
       },
     });
   }

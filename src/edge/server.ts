@@ -1,7 +1,7 @@
 // Composition of one node: config, metrics, the backplane and history seams, pubsub, the features, the
 // WebSocket lifecycle (lifecycle.ts), the HTTP API (api/), listen and shutdown. Wiring only.
 import pino, { type Logger } from 'pino';
-import type { Config } from '../config.js';
+import { userShareOf, type Config } from '../config.js';
 import { createFacade, type Facade } from '../api/facade.js';
 import { registerDemo } from '../api/demo.js';
 import { Reply } from '../api/http.js';
@@ -28,7 +28,7 @@ import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { heartbeatFrame } from '../wire/frames.js';
 import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
-import { loadChannels, userTopic } from '../wire/topics.js';
+import { loadChannels, userTopic, type Channels } from '../wire/topics.js';
 import { Access } from '../policy/access.js';
 import { NotifyPolicy } from '../policy/notify.js';
 import { ProxyMetrics } from '../policy/proxy.js';
@@ -85,7 +85,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
-  const { history, presenceStore, readState, channelPresenceStore } = storesOf(config, options, backplane);
+  const { history, presenceStore, readState, channelPresenceStore } = storesOf(config, options, backplane, channels);
   const connections = new Connections(config, metrics, log);
   const pubsub = new PubSub(app, topology(backplane, history), metrics, Math.max(4096, config.maxBackpressureBytes / 4), {
     checkAll: () => connections.checkBackpressure(),
@@ -95,7 +95,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
-  const inbox = new Inbox(history, readState, pubsub, config.historySize, userShareOf(config));
+  const inbox = new Inbox(history, readState, pubsub, channels.namespace('user')?.history?.size ?? config.historySize, userShareOf(config));
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, (ws, topic) => channelPresence.left(ws.getUserData().conn, topic));
   const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence }, verifier, connections);
@@ -183,17 +183,16 @@ function registerHttp(app: UWS.TemplatedApp, adminApp: UWS.TemplatedApp | undefi
   }
 }
 
-/** User-sent notifications a personal topic's history and inbox hold at most (NOTIFY_USER_SHARE of HISTORY_SIZE). */
-const userShareOf = (config: Config): number => Math.floor((config.historySize * config.notifyUserShare) / 100);
 
 /** The stores of one node: those given, else the ones a cluster backplane shares, else in memory. */
 function storesOf(
   config: Config,
   options: ServerOptions,
   backplane: Backplane,
+  channels: Channels,
 ): { history: HistoryStore; presenceStore: PresenceStore; readState: ReadStateStore; channelPresenceStore: ChannelPresenceStore } {
   const shared = backplane.single ? undefined : backplane.stores;
-  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes, userSize: userShareOf(config) });
+  const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes, userSize: userShareOf(config), perTopic: channels.historyLimits });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
   const readState =
     options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);

@@ -30,6 +30,12 @@ export interface ParsedTopic {
   readonly id: string | undefined;
 }
 
+/** The namespace part of a channel name (`stories` for `stories`, `story` for `story:42`). */
+function nsName(topic: string): string {
+  const colon = topic.indexOf(':');
+  return colon === -1 ? topic : topic.slice(0, colon);
+}
+
 /** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
 const EPHEMERAL: ReadonlySet<string> = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
 
@@ -51,6 +57,7 @@ export function builtinNamespaces(config: Pick<Config, 'historySize' | 'historyT
 /** The registry of one server: built-in namespaces, overridden and extended by CHANNELS_FILE. */
 export class Channels {
   private readonly byName: ReadonlyMap<string, Namespace>;
+  private readonly limitsByName = new Map<string, { readonly size: number; readonly ttlMs: number }>();
   /** Token claims that some rule reads: only these are kept on a connection. */
   readonly claims: ReadonlySet<string>;
 
@@ -66,7 +73,14 @@ export class Channels {
     }
     this.byName = byName;
     this.claims = claims;
+    for (const ns of byName.values()) if (ns.history) this.limitsByName.set(ns.name, { size: ns.history.size, ttlMs: ns.history.ttlS * 1000 });
   }
+
+  /**
+   * A channel's history limits (its namespace's `history`, in ms) for the history stores; undefined for a
+   * namespace without history. Bound, so that a store can hold it as a plain function.
+   */
+  readonly historyLimits = (topic: string): { readonly size: number; readonly ttlMs: number } | undefined => this.limitsByName.get(nsName(topic));
 
   namespace(name: string): Namespace | undefined {
     return this.byName.get(name);

@@ -3,16 +3,19 @@
 // server ~60 ms of start-up and about 4 MiB of surviving heap, which makes V8 double its young generation.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
+import { userShareOf, type Config } from '../../config.js';
+import type { RedisHistoryOptions } from '../history/redis.js';
 import { MemoryBackplane } from './memory.js';
 import type { Backplane } from './types.js';
 
 /**
  * The backplane the configuration asks for. A Redis backplane is connected before it is returned; when
  * Redis is not reachable within `connectTimeoutMs` it is returned anyway (degraded: local connections only)
- * and joins the cluster when Redis comes up.
+ * and joins the cluster when Redis comes up. `historyLimits`: each namespace's own history (the channel
+ * registry's `historyLimits`), as the memory history's in edge/server.ts; without it every topic has
+ * HISTORY_SIZE and HISTORY_TTL_S.
  */
-export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000): Promise<Backplane> {
+export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000, historyLimits?: RedisHistoryOptions['perTopic']): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
   if (config.redisUrl === undefined) return new MemoryBackplane(nodeId);
   const { RedisBackplane } = await import('./redis/backplane.js');
@@ -26,8 +29,8 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
       size: config.historySize,
       ttlMs: config.historyTtlS * 1000,
       maxBytes: config.historyMaxBytes,
-      // NOTIFY_USER_SHARE of HISTORY_SIZE, as the memory history's (edge/server.ts).
-      userSize: Math.floor((config.historySize * config.notifyUserShare) / 100),
+      userSize: userShareOf(config),
+      ...(historyLimits ? { perTopic: historyLimits } : {}),
     },
     idempotencyMs: config.idempotencyTtlS * 1000,
     log,

@@ -22,6 +22,9 @@ interface Stream {
   epoch: string;
   offset: number;
   entries: Ring<Entry>;
+  /** Its namespace's limits (HistoryLimits.perTopic), or the store's. */
+  readonly size: number;
+  readonly ttlMs: number;
   /** User-sent entries held. */
   users: number;
   /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
@@ -50,6 +53,8 @@ export interface HistoryLimits {
    * is dropped, never another, so user-sent events cannot push the others out. 0: they are never stored.
    */
   userSize?: number;
+  /** A topic's own limits (its namespace's `history`, CHANNELS_FILE); undefined: `size` and `ttlMs`. */
+  perTopic?: (topic: string) => { readonly size: number; readonly ttlMs: number } | undefined;
 }
 
 
@@ -103,7 +108,9 @@ export class MemoryHistory implements InTurnHistory {
     if (s) {
       s.used = true;
     } else if (create) {
-      s = { epoch: this.fresh, offset: 0, entries: new Ring(this.limits.size), users: 0, used: true, gone: false };
+      const own = this.limits.perTopic?.(topic);
+      const size = own?.size ?? this.limits.size;
+      s = { epoch: this.fresh, offset: 0, entries: new Ring(size), size, ttlMs: own?.ttlMs ?? this.limits.ttlMs, users: 0, used: true, gone: false };
       this.streams.set(topic, s);
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
@@ -149,7 +156,7 @@ export class MemoryHistory implements InTurnHistory {
    * offsets it leaves out make a resume across it `recovered: false` (sinceNow), never a silent gap.
    */
   private dropOldestUser(s: Stream): void {
-    const kept = new Ring<Entry>(this.limits.size);
+    const kept = new Ring<Entry>(s.size);
     let found = false;
     for (const e of s.entries.toArray()) {
       if (!found && e.user) {
@@ -163,7 +170,7 @@ export class MemoryHistory implements InTurnHistory {
   /** Drops what is over the age (the ring itself keeps the count). */
   private trim(s: Stream, now: number): void {
     const { entries } = s;
-    while (entries.length > 0 && now - entries.at(0).at > this.limits.ttlMs) this.dropOldest(s);
+    while (entries.length > 0 && now - entries.at(0).at > s.ttlMs) this.dropOldest(s);
   }
 
   /**
@@ -182,9 +189,9 @@ export class MemoryHistory implements InTurnHistory {
     const offset = ++s.offset;
     const frame = numberedFrame(head, s.epoch, offset, tail);
     const bytes = Buffer.byteLength(frame);
-    if (user && s.users >= this.userSize) this.dropOldestUser(s);
+    if (user && s.users >= Math.min(this.userSize, s.size)) this.dropOldestUser(s);
     // A full ring drops its oldest: account for it before it goes.
-    if (s.entries.length === this.limits.size) this.dropOldest(s);
+    if (s.entries.length === s.size) this.dropOldest(s);
     const e: Entry = { offset, at: now, frame, bytes, user, gone: false };
     s.entries.push(e);
     this.bytes += bytes;

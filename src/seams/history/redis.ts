@@ -296,6 +296,8 @@ export interface RedisHistoryOptions {
    * `size`): past it the oldest user-sent one is deleted, never another. 0: user-sent events are never stored.
    */
   userSize?: number;
+  /** A topic's own limits (its namespace's `history`, CHANNELS_FILE); undefined: `size` and `ttlMs`. */
+  perTopic?: (topic: string) => { readonly size: number; readonly ttlMs: number } | undefined;
 }
 
 /** A candidate for hz: 12 characters of [A-Za-z0-9_-] (kept only when hz is missing). */
@@ -314,6 +316,11 @@ export class RedisHistory implements ClusterHistory {
     for (const [name, lua] of Object.entries(HISTORY_SCRIPTS)) cmd.defineCommand(name, { lua });
   }
 
+  /** A topic's count and age limits: its namespace's, or the store's. Every script of a topic is given the same. */
+  limitsOf(topic: string): { readonly size: number; readonly ttlMs: number } {
+    return this.options.perTopic?.(topic) ?? this.options;
+  }
+
   /** The keys of one topic, then the books (see the layout). */
   keysOf(topic: string): { h: string; s: string; u: string; hz: string; books: [string, string, string]; uage: string } {
     const k = this.key;
@@ -322,13 +329,13 @@ export class RedisHistory implements ClusterHistory {
 
   async position(topic: string): Promise<Position> {
     const k = this.keysOf(topic);
-    const [epoch, offset] = (await hs(this.cmd).POSITION(2, k.h, k.hz, emptyEpochBase(), this.options.ttlMs).catch(unavailable)) as [string, number];
+    const [epoch, offset] = (await hs(this.cmd).POSITION(2, k.h, k.hz, emptyEpochBase(), this.limitsOf(topic).ttlMs).catch(unavailable)) as [string, number];
     return { epoch, offset };
   }
 
   async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
     const k = this.keysOf(topic);
-    const r = (await hs(this.cmd).SINCE(6, k.h, k.s, k.hz, ...k.books, epoch, offset, upTo, this.options.ttlMs, emptyEpochBase(), topic).catch(unavailable)) as [string, number, number, ...string[]];
+    const r = (await hs(this.cmd).SINCE(6, k.h, k.s, k.hz, ...k.books, epoch, offset, upTo, this.limitsOf(topic).ttlMs, emptyEpochBase(), topic).catch(unavailable)) as [string, number, number, ...string[]];
     const [curEpoch, curOffset, recovered, ...frames] = r;
     return { recovered: recovered === 1, frames: recovered === 1 ? frames : [], position: { epoch: curEpoch, offset: curOffset } };
   }
@@ -346,7 +353,7 @@ export class RedisHistory implements ClusterHistory {
 
   async latest(topic: string, limit: number): Promise<string[]> {
     const entries = await this.cmd.xrevrange(this.key(`s:${topic}`), '+', '-', 'COUNT', limit).catch(unavailable);
-    const cutoff = Date.now() - this.options.ttlMs;
+    const cutoff = Date.now() - this.limitsOf(topic).ttlMs;
     return entries.filter(([id]) => Number(id.split('-')[0]) >= cutoff).map(([, fields]) => fields[3]!);
   }
 

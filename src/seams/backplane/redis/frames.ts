@@ -59,7 +59,8 @@ export class Frames {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-    const { size, ttlMs, maxBytes, userSize } = this.history.options;
+    const { maxBytes, userSize } = this.history.options;
+    const { size, ttlMs } = this.history.limitsOf(topic);
     const k = this.history.keysOf(topic);
     const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));

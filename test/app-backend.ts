@@ -14,6 +14,8 @@ export interface AppBackend {
   readonly asked: Record<string, unknown>[];
   /** A CHANNELS_FILE with proxy "app" pointing here and these namespaces. */
   channelsFile: string;
+  /** The backend goes down: its port closed, its kept-alive connections cut. */
+  close(): Promise<void>;
 }
 
 export async function appBackend(t: Teardown, decide: (body: Record<string, unknown>) => object, namespaces: Record<string, unknown> = {}): Promise<AppBackend> {
@@ -28,14 +30,15 @@ export async function appBackend(t: Teardown, decide: (body: Record<string, unkn
     });
   });
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    app.closeAllConnections();
-    return new Promise((resolve) => app.close(resolve));
-  });
+  t.teardown(() => (app.listening ? close() : undefined));
   const dir = mkdtempSync(join(tmpdir(), 'sw-app-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const channelsFile = join(dir, 'channels.json');
   const url = `http://127.0.0.1:${(app.address() as AddressInfo).port}/storywire`;
   writeFileSync(channelsFile, JSON.stringify({ proxies: { app: { url, cacheTtlMs: 600000 } }, namespaces }));
-  return { asked, channelsFile };
+  const close = () => {
+    app.closeAllConnections();
+    return new Promise<void>((resolve) => app.close(() => resolve()));
+  };
+  return { asked, channelsFile, close };
 }

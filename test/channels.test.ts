@@ -185,3 +185,14 @@ t.test("a namespace's own history size: events past it fall out, a resume across
   const ok = await third.request('subscribe', { topic: 'room:1', since: { epoch: joined.data.epoch, offset: 2 } });
   t.same({ recovered: ok.data.recovered, replayed: ok.data.replayed }, { recovered: true, replayed: 2 }, 'the last 2 are kept');
 });
+
+t.test('an id with ":" or whitespace is INVALID_TOPIC whatever the namespace pattern lets through', async (t) => {
+  const file = join(mkdtempSync(join(tmpdir(), 'storywire-channels-')), 'channels.json');
+  // The start-up check samples "a:b" and "a b"; this pattern passes it and would let "x:1" through.
+  writeFileSync(file, JSON.stringify({ namespaces: { room: { id: '[a-z]:[0-9]|[a-z]+', subscribe: 'public' } } }));
+  const h = await startServer(t, {}, { CHANNELS_FILE: file });
+  const c = await h.connect('alice');
+  await c.type('connected');
+  t.equal((await c.request('subscribe', { topic: 'room:x:1' })).error?.code, 'INVALID_TOPIC');
+  t.equal((await c.request('subscribe', { topic: 'room:abc' })).type, 'ack');
+});

@@ -30,6 +30,8 @@ export interface ParsedTopic {
   readonly id: string | undefined;
 }
 
+const UNSAFE_ID = /[:\s]/;
+
 /** The namespace part of a channel name (`stories` for `stories`, `story` for `story:42`). */
 function nsName(topic: string): string {
   const colon = topic.indexOf(':');
@@ -93,7 +95,8 @@ export class Channels {
     if (ns !== undefined) {
       if (colon === -1 && ns.id === null) return { ns, id: undefined };
       const id = topic.slice(colon + 1);
-      if (colon !== -1 && ns.id !== null && ns.id.test(id)) return { ns, id };
+      // Whatever an operator's id pattern allows, an id never holds ':' or whitespace (topics, keys, logs).
+      if (colon !== -1 && ns.id !== null && ns.id.test(id) && !UNSAFE_ID.test(id)) return { ns, id };
     }
     throw new WireError(ErrorCode.INVALID_TOPIC, `unknown topic "${topic.slice(0, 140)}": use one of ${this.forms()}`);
   }

@@ -280,6 +280,7 @@ function handlerContext(
     log,
     metrics,
     ...features,
+    localConnections: (userId) => connections.of(userId),
     send(ws, frame) {
       if (ws.getUserData().conn.closed) return;
       ws.send(frame);

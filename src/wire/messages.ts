@@ -70,8 +70,9 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       if (checked !== undefined) await checked;
       // A recipient the notify proxy approved, or one online now (a connection is a verified token), is real: the
       // notification may begin their history. A made-up id is neither: live only, nothing kept.
-      const real = ctx.notify.policy === 'proxy' || (await ctx.presence.isOnline(msg.data.userId).catch(() => false));
-      const r = sendNotification(ctx.pubsub, [msg.data.userId], msg.data.notification, conn.userId, undefined, 'user', real);
+      const to = msg.data.userId;
+      const real = ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0 || (await ctx.presence.isOnline(to).catch(() => false));
+      const r = sendNotification(ctx.pubsub, [to], msg.data.notification, conn.userId, undefined, 'user', real);
       await r.delivered;
       // Not how many devices got it: that would tell a stranger how many the recipient has online.
       ack(ctx, ws, msg.id, { id: r.notification.id });

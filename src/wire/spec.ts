@@ -33,6 +33,8 @@ export interface Ctx {
   readonly channelPresence: ChannelPresence;
   /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
   readonly notify: NotifyPolicy;
+  /** Connections of the user open on this node (no lookup beyond it). */
+  localConnections(userId: string): number;
   /** Sends one frame if the socket is still open. */
   send(ws: Socket, frame: string): void;
   /** Re-verifies a token for a live connection (auth refresh). */

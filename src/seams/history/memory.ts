@@ -156,6 +156,11 @@ export class MemoryHistory implements InTurnHistory {
    * offsets it leaves out make a resume across it `recovered: false` (sinceNow), never a silent gap.
    */
   private dropOldestUser(s: Stream): void {
+    // The oldest of all is user-sent (always so when users alone write to the topic): the ring's own drop.
+    if (s.entries.at(0).user) {
+      this.dropOldest(s);
+      return;
+    }
     const kept = new Ring<Entry>(s.size);
     let found = false;
     for (const e of s.entries.toArray()) {

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { MemoryBackplane } from '../src/seams/backplane/memory.js';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import type { Backplane } from '../src/seams/backplane/types.js';
-import { SLACK_MS, skipReason, startRedis, until, type TestRedis } from './cluster/redis.js';
+import { SLACK_MS, skipReason, redisPerTest, until, type TestRedis } from './cluster/redis.js';
 
 interface Impl {
   name: string;
@@ -47,15 +47,7 @@ const collect = (bp: Backplane) => {
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.shared) {
-      redis = await startRedis(t);
-      const base = redis.prefix;
-      let n = 0;
-      // Each test its own keys and channels.
-      t.beforeEach(() => {
-        redis!.prefix = `${base}${++n}:`;
-      });
-    }
+    if (impl.shared) redis = await redisPerTest(t);
 
     t.test('publish with no other node resolves; own frames never come back', async (t) => {
       const a = await impl.node(t, 'a');

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryChannelPresence } from '../src/seams/channel-presence/memory.js';
 import type { ChannelPresenceStore } from '../src/seams/channel-presence/types.js';
-import { skipReason, startRedis, until, type TestRedis } from './cluster/redis.js';
+import { skipReason, redisPerTest, until, type TestRedis } from './cluster/redis.js';
 
 type Tap = Test;
 
@@ -56,14 +56,7 @@ const sorted = (xs: readonly string[]) => [...xs].sort();
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.shared) {
-      redis = await startRedis(t);
-      const base = redis.prefix;
-      let n = 0;
-      t.beforeEach(() => {
-        redis!.prefix = `${base}${++n}:`;
-      });
-    }
+    if (impl.shared) redis = await redisPerTest(t);
 
     t.test('distinct users: two devices count once, each leaves on its own', async (t) => {
       const { store: p } = await impl.node(t, 'a');

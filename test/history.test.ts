@@ -7,7 +7,7 @@ import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryHistory } from '../src/seams/history/memory.js';
 import type { RedisHistory } from '../src/seams/history/redis.js';
 import { NO_STREAM, type Appended, type HistoryReads } from '../src/seams/history/types.js';
-import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
+import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
 
 interface Limits {
   size: number;
@@ -109,15 +109,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.name === 'redis') {
-      redis = await startRedis(t);
-      const base = redis.prefix;
-      let n = 0;
-      // Each test its own keys.
-      t.beforeEach(() => {
-        redis!.prefix = `${base}${++n}:`;
-      });
-    }
+    if (impl.name === 'redis') redis = await redisPerTest(t);
 
     t.test('offsets count up; since replays what is still held, in order', async (t) => {
       // A day: in Redis a resume from the empty position continues into a history begun in the same

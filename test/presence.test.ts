@@ -4,7 +4,7 @@ import pino from 'pino';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryPresence } from '../src/seams/presence/memory.js';
 import type { PresenceStore } from '../src/seams/presence/types.js';
-import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
+import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
 
 type Tap = Test;
 
@@ -34,15 +34,7 @@ const impls: Impl[] = [
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.shared) {
-      redis = await startRedis(t);
-      const base = redis.prefix;
-      let n = 0;
-      // Each test its own keys and channels.
-      t.beforeEach(() => {
-        redis!.prefix = `${base}${++n}:`;
-      });
-    }
+    if (impl.shared) redis = await redisPerTest(t);
 
     t.test('first and last connection, leave and settle', async (t) => {
       const p = await impl.store(t, 'a');

@@ -6,7 +6,7 @@ import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryHistory } from '../src/seams/history/memory.js';
 import { MemoryReadState } from '../src/seams/readstate/memory.js';
 import type { ReadStateStore } from '../src/seams/readstate/types.js';
-import { skipReason, startRedis, type TestRedis } from './cluster/redis.js';
+import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
 
 interface Fixture {
   store: ReadStateStore;
@@ -65,14 +65,7 @@ const ids = (s: { ids: ReadonlySet<string> }) => [...s.ids].sort();
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.name === 'redis') {
-      redis = await startRedis(t);
-      const base = redis.prefix;
-      let n = 0;
-      t.beforeEach(() => {
-        redis!.prefix = `${base}${++n}:`;
-      });
-    }
+    if (impl.name === 'redis') redis = await redisPerTest(t);
 
     t.test('a user never marked has nothing read', async (t) => {
       const { store, notify } = await impl.make(t);

@@ -73,6 +73,20 @@ const accepts = (port: number) =>
   });
 
 /** `persistent`: an append-only file fsynced on every write, so that a restart (even a SIGKILL) keeps every key. */
+/**
+ * A redis-server for a contract suite (startRedis), each of the suite's tests under a key prefix of its own:
+ * the tests of one implementation never see each other's keys.
+ */
+export async function redisPerTest(t: Tap & { beforeEach(fn: () => void): void }): Promise<TestRedis> {
+  const redis = await startRedis(t);
+  const base = redis.prefix;
+  let n = 0;
+  t.beforeEach(() => {
+    redis.prefix = `${base}${++n}:`;
+  });
+  return redis;
+}
+
 export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): Promise<TestRedis> {
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
   if (process.env['REDIS_URL']) return { url: process.env['REDIS_URL'], prefix };

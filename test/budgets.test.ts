@@ -86,6 +86,18 @@ t.test('RATE_LIMIT_CLOSE_AFTER still counts per connection: a connection that ke
   t.equal((await a.closed).code, CloseCode.RATE_LIMITED);
 });
 
+t.test('binary frames draw from the budget too: a flood of them is refused, then closed with 4100', async (t) => {
+  const h = await startServer(t, { rateLimitPerS: 1, rateLimitBurst: 2, rateLimitCloseAfter: 3 });
+  const a = await h.connect('alice');
+  await a.type('connected');
+  for (let i = 0; i < 6; i++) a.ws.send(Buffer.from('{"type":"ping"}'), { binary: true });
+  const first = await a.next((f) => f.type === 'error');
+  t.equal(first.error?.code, 'BINARY_NOT_SUPPORTED', 'within the burst: told why');
+  t.equal((await a.next((f) => f.type === 'error')).error?.code, 'BINARY_NOT_SUPPORTED');
+  t.equal((await a.next((f) => f.type === 'error')).error?.code, 'RATE_LIMITED', 'past it: rate limited, as text frames are');
+  t.equal((await a.closed).code, CloseCode.RATE_LIMITED, 'and closed once it keeps going');
+});
+
 /** Opens a raw socket offering in-band refusals; resolves with its close. */
 function inBand(url: string): Promise<{ code: number; reason: string }> {
   return new Promise((resolve, reject) => {

@@ -152,16 +152,18 @@ export class Lifecycle {
       ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${this.d.config.maxPayloadBytes} bytes`);
       return;
     }
-    if (isBinary) {
-      replyError(this.d.ctx, ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
-      return;
-    }
     const conn = ws.getUserData().conn;
     // The user's and the address's buckets, looked up on the first message (most connections only listen)
-    // and cached on the connection: a reconnect finds them as the last connection left them.
+    // and cached on the connection: a reconnect finds them as the last connection left them. Every frame
+    // draws from them, binary ones too: an error reply is work the sender must pay for.
     conn.rates ??= this.budgets.forConnection(conn.userId, conn.ip);
     const rates = conn.rates;
     const refusedBy = rates.takeAll();
+    if (isBinary) {
+      if (refusedBy !== undefined) rateLimited(this.d.ctx, ws, rates, undefined, limitOf(this.d.ctx, 'all', refusedBy));
+      else replyError(this.d.ctx, ws, new WireError(ErrorCode.BINARY_NOT_SUPPORTED, 'binary frames are not supported: send JSON text frames'), undefined);
+      return;
+    }
     let msg: ClientMessage;
     try {
       msg = parseFrame(this.decoder.decode(data), this.limits, data.byteLength);

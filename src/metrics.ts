@@ -1,5 +1,9 @@
 // Prometheus metrics (prom-client), one registry per server so that several servers can share a process.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CloseCode } from './wire/codes.js';
+
+/** Close codes kept as labels: any other one a client sends would be a new time series each. */
+const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([...Array.from({ length: 16 }, (_, i) => 1000 + i), ...Object.values(CloseCode)]);
 
 export type ConnectOutcome = 'accepted' | '400' | '401' | '403' | '429' | '503';
 
@@ -116,8 +120,9 @@ export class Metrics {
     Metrics.count(this.connectionsTotal, outcome);
   }
 
+  /** The close code's label: a code of RFC 6455 (1000-1015) or storywire's own, else `other` (a client picks it). */
   closed(code: number): void {
-    Metrics.count(this.closes, String(code));
+    Metrics.count(this.closes, KNOWN_CLOSE_CODES.has(code) ? String(code) : 'other');
   }
 
   async text(): Promise<string> {

@@ -52,10 +52,23 @@ t.test('/metrics needs the API key on the public port and its counters move with
   t.ok(metric(after, 'storywire_messages_out_total') >= 7, 'connected x2, pong, acks, story:new x2, notifications');
   bob.close();
   await bob.closed;
-  await new Promise((r) => setTimeout(r, 50));
-  const last = await scrape();
+  // The server sees the close after the client does: wait for it in the metrics themselves.
+  const settled = async (pred: (text: string) => boolean): Promise<string> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const text = await scrape();
+      if (pred(text) || Date.now() > deadline) return text;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const last = await settled((x) => metric(x, 'storywire_connections_open') === 1);
   t.equal(metric(last, 'storywire_connections_open'), 1);
   t.equal(metric(last, 'storywire_connection_closes_total', 'code="1006"'), 1);
+  // A close code the client picks is not a label of its own: a stranger cannot grow the metric series.
+  author.ws.close(4321, 'mine');
+  const odd = await settled((x) => metric(x, 'storywire_connections_open') === 0);
+  t.equal(metric(odd, 'storywire_connection_closes_total', 'code="other"'), 1, `an unknown close code is counted as other: ${odd.split('\n').filter((l) => l.startsWith('storywire_connection_closes_total')).join('; ')}`);
+  t.notMatch(odd, /code="4321"/);
 });
 
 t.test('ADMIN_PORT serves the API and open metrics; the public port does not', async (t) => {

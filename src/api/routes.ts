@@ -183,7 +183,7 @@ function registerPublishing(route: Route, deps: ApiDeps): void {
     const from = b['from'] === undefined || b['from'] === null ? null : id(b['from'], 'body.from');
     const k = keyed(input);
     const r = server.sendNotificationToUser(userIds, notification, from, k);
-    return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: userIds.length, delivered }), [k]);
+    return settled(r.delivered, (delivered) => ({ id: r.notification.id, recipients: new Set(userIds).size, delivered }), [k]);
   });
 
   route('post', '/v1/stories', (input) => {

@@ -31,6 +31,10 @@ t.test('POST /v1/notifications: one user, a list, the from field', async (t) => 
   t.equal((await carol.type('notification:received')).data.from, 'system-likes');
   const r3 = await api(h, 'POST', '/v1/notifications', { userId: 'nobody-online', notification: { title: 'x', message: 'y' } });
   t.match(r3, { status: 200, body: { delivered: 0 } }, 'an offline user: accepted, delivered to nobody');
+  const r4 = await api(h, 'POST', '/v1/notifications', { userIds: ['carol', 'carol', 'carol'], notification: { title: 'once', message: 'y' } });
+  t.match(r4.body, { recipients: 1, delivered: 1 }, 'a user named three times is one recipient, notified once');
+  t.equal((await carol.next((f) => f.type === 'notification:received' && f.data.title === 'once')).data.title, 'once');
+  t.ok(await carol.none((f) => f.type === 'notification:received' && f.data.title === 'once'), 'and only once');
 });
 
 t.test('story, story updated, chapter endpoints', async (t) => {

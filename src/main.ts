@@ -34,6 +34,9 @@ async function main(): Promise<void> {
     log.warn(`NOTIFY_POLICY=any${process.env['NOTIFY_POLICY'] === undefined ? ' (the default outside production)' : ''}: any user may send notifications to any user (spam, phishing, inbox flooding). Set NOTIFY_POLICY=backend or proxy for a real deployment.`);
   }
   log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
+  if (config.production && config.allowedOrigins === undefined) {
+    log.warn('production without ALLOWED_ORIGINS: any web page may open a connection with a user\'s token (set ALLOWED_ORIGINS to your sites)');
+  }
   await printCredentials(config, devApiKey, server, port, log);
   onSignals(config, server, log);
 }

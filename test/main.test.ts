@@ -62,3 +62,18 @@ t.test('refuses to start on the pure-JS uWS fallback', async (t) => {
   t.equal(await p.exited, 1);
   t.match(p.output(), /native uWebSockets\.js binary did not load/);
 });
+
+t.test('production without ALLOWED_ORIGINS starts, and warns that any origin may connect', async (t) => {
+  const p = run({ NODE_ENV: 'production', JWT_SECRET: 'production-secret-production-secret-0123' });
+  t.teardown(() => p.child.kill('SIGKILL'));
+  await waitFor(p.output, /storywire listening/);
+  t.ok(await waitFor(p.output, /production without ALLOWED_ORIGINS/), 'the warning is logged');
+  p.child.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+  const q = run({ NODE_ENV: 'production', JWT_SECRET: 'production-secret-production-secret-0123', ALLOWED_ORIGINS: 'https://app.example' });
+  t.teardown(() => q.child.kill('SIGKILL'));
+  await waitFor(q.output, /storywire listening/);
+  q.child.kill('SIGTERM');
+  t.equal(await q.exited, 0);
+  t.notMatch(q.output(), /production without ALLOWED_ORIGINS/, 'no warning once it is set');
+});

@@ -34,6 +34,7 @@ export interface Config {
   readonly maxStoryBytes: number;
   readonly apiKey: string | undefined;
   readonly adminPort: number | undefined;
+  readonly adminHost: string;
   readonly maxBodyBytes: number;
   readonly maxBatch: number;
   readonly drainMs: number;
@@ -158,7 +159,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'historyMaxTopics', env: 'HISTORY_MAX_TOPICS', kind: 'int', default: 10000, min: 1, max: 10000000, doc: 'In-memory mode: topics with history kept; the least recently used is dropped whole (its clients then get `recovered: false`).' },
   { key: 'historyMaxBytes', env: 'HISTORY_MAX_BYTES', kind: 'int', default: 268435456, min: 65536, max: 1099511627776, doc: 'Bytes of stored events (UTF-8 frames) over all recoverable topics, in memory per node, in Redis for the whole cluster; past it the oldest user-sent events (`origin: "user"`) are dropped first, then the oldest of any (a resume from before them gets `recovered: false`).' },
   { key: 'apiKey', env: 'API_KEY', kind: 'string', default: undefined, doc: 'Service credential of the backend HTTP API and /metrics (`Authorization: Bearer <key>`, at least 16 characters). Unset: generated and printed in dev, API disabled in production.' },
-  { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (same HOST) instead of the WebSocket port.' },
+  { key: 'adminPort', env: 'ADMIN_PORT', kind: 'int', default: undefined, min: 0, max: 65535, doc: 'Serve the HTTP API and /metrics on this port (on ADMIN_HOST) instead of the WebSocket port; /metrics needs no key there.' },
+  { key: 'adminHost', env: 'ADMIN_HOST', kind: 'string', default: '127.0.0.1', doc: 'Interface of ADMIN_PORT: loopback unless told otherwise (its /metrics is open), e.g. `0.0.0.0` behind a private network.' },
   { key: 'maxBodyBytes', env: 'MAX_BODY_BYTES', kind: 'int', default: 65536, min: 1024, max: 16 * 1024 * 1024, doc: 'Largest HTTP API request body; larger gets 413.' },
   { key: 'maxBatch', env: 'MAX_BATCH', kind: 'int', default: 100, min: 1, max: 10000, doc: 'Events in one batch `POST /v1/publish`.' },
   { key: 'drainMs', env: 'DRAIN_MS', kind: 'int', default: 5000, min: 0, max: 600000, doc: 'On SIGTERM/SIGINT, time over which open connections are closed in batches.' },

@@ -229,8 +229,7 @@ class Listening {
     return this.stopping !== undefined;
   }
 
-  private listenOn(target: UWS.TemplatedApp, p: number): Promise<UWS.us_listen_socket> {
-    const { host } = this.config;
+  private listenOn(target: UWS.TemplatedApp, p: number, host = this.config.host): Promise<UWS.us_listen_socket> {
     return new Promise((resolve, reject) => {
       target.listen(host, p, (ls) => (ls ? resolve(ls) : reject(new Error(`could not listen on ${host}:${p}`))));
     });
@@ -240,7 +239,7 @@ class Listening {
     this.listenSocket = await this.listenOn(this.app, this.config.port);
     this.port = uws.us_socket_local_port(this.listenSocket as unknown as UWS.us_socket);
     if (this.adminApp) {
-      this.adminSocket = await this.listenOn(this.adminApp, this.config.adminPort!);
+      this.adminSocket = await this.listenOn(this.adminApp, this.config.adminPort!, this.config.adminHost);
       this.adminPort = uws.us_socket_local_port(this.adminSocket as unknown as UWS.us_socket);
     }
     this.timers.push(

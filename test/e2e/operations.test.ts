@@ -85,6 +85,18 @@ t.test('ADMIN_PORT serves the API and open metrics; the public port does not', a
   t.equal((await fetch(`${pub}/readyz`)).status, 200, 'health on both');
 });
 
+t.test('ADMIN_PORT listens on 127.0.0.1 by default (its /metrics is open), whatever HOST is; ADMIN_HOST moves it', async (t) => {
+  // Loopback only: the public port on 127.0.0.2, so that "not on HOST" can be seen without leaving the machine.
+  const reach = (host: string, port: number) => fetch(`http://${host}:${port}/healthz`).then((r) => r.status, () => 'refused');
+  const h = await startServer(t, { apiKey: KEY, adminPort: 0 }, { HOST: '127.0.0.2' });
+  t.equal(await reach('127.0.0.2', h.port), 200, 'the public port on HOST');
+  t.equal(await reach('127.0.0.2', h.server.adminPort!), 'refused', 'the admin port is not on HOST');
+  t.equal(await reach('127.0.0.1', h.server.adminPort!), 200, 'but on 127.0.0.1');
+  const moved = await startServer(t, { apiKey: KEY, adminPort: 0 }, { ADMIN_HOST: '127.0.0.2' });
+  t.equal(await reach('127.0.0.2', moved.server.adminPort!), 200, 'ADMIN_HOST=127.0.0.2: there');
+  t.equal(await reach('127.0.0.1', moved.server.adminPort!), 'refused', 'and only there');
+});
+
 t.test('shutdown: readiness goes false, clients closed with 4000 in batches over the drain time', async (t) => {
   const h = await startServer(t, { adminPort: 0 });
   const clients = await Promise.all(Array.from({ length: 20 }, (_, i) => h.connect(`u${i}`)));

@@ -68,10 +68,8 @@ export class Access {
     const v = this.verdict(rule, conn, t);
     if (v === true) return OPEN;
     if (v === false) throw refused('subscribe to', topic, rule);
-    // Decided already (the proxy's cache): answered in this turn, without a request body or a promise.
-    const known = v.decided('subscribe', decisionKey('subscribe', conn.userId, topic));
-    if (known !== undefined) return subscribeGrant(known, topic);
-    return this.ask(v, 'subscribe', conn, topic, {}, true).then((d) => subscribeGrant(d, topic));
+    const d = this.ask(v, 'subscribe', conn, topic);
+    return d instanceof Promise ? d.then((x) => subscribeGrant(x, topic)) : subscribeGrant(d, topic);
   }
 
   /**
@@ -83,7 +81,7 @@ export class Access {
     const v = this.verdict(rule, conn, t);
     if (v === true) return undefined;
     if (v === false) throw new WireError(ErrorCode.FORBIDDEN, refused('publish on', topic, rule).message);
-    return this.ask(v, 'publish', conn, topic, { data }, false).then((d) => {
+    return v.ask('publish', { ...this.body(conn, topic), data }).then((d) => {
       if (!d.allow) throw new WireError(ErrorCode.FORBIDDEN, `not allowed to publish on ${topic.slice(0, 140)}: ${d.reason}`);
       return d.data;
     });
@@ -102,14 +100,26 @@ export class Access {
       const why = rule === 'subscribers' ? 'only its subscribers may (subscribe first)' : rule === 'none' || rule === 'token' ? 'nobody may' : rule === 'owner' ? 'only its owner may' : `needs ${ruleText(rule)}`;
       throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `${at}: ${why}`);
     }
-    return this.ask(v, 'presence', conn, topic, {}, true).then((d) => {
+    const check = (d: ProxyDecision) => {
       if (!d.allow) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, `${at}: ${d.reason}`);
-    });
+    };
+    const d = this.ask(v, 'presence', conn, topic);
+    if (d instanceof Promise) return d.then(check);
+    check(d);
+    return undefined;
   }
 
-  private ask(proxy: BackendProxy, kind: ProxyKind, conn: Conn, channel: string, extra: Record<string, unknown>, cached: boolean): Promise<ProxyDecision> {
-    const body = { user: conn.userId, channel, connection: { id: conn.id, ip: conn.ip }, ...extra };
-    return proxy.ask(kind, body, cached ? decisionKey(kind, conn.userId, channel) : undefined);
+  /**
+   * A cached decision about this user on this channel (one Map lookup: no request body, no promise), else the
+   * backend's, cached under decisionKey (what a revocation forgets). `extra`: more of the request body.
+   */
+  ask(proxy: BackendProxy, kind: ProxyKind, conn: Conn, channel: string, extra?: Readonly<Record<string, unknown>>): ProxyDecision | Promise<ProxyDecision> {
+    const key = decisionKey(kind, conn.userId, channel);
+    return proxy.decided(kind, key) ?? proxy.ask(kind, extra ? { ...this.body(conn, channel), ...extra } : this.body(conn, channel), key);
+  }
+
+  private body(conn: Conn, channel: string): { user: string; channel: string; connection: { id: string; ip: string } } {
+    return { user: conn.userId, channel, connection: { id: conn.id, ip: conn.ip } };
   }
 
   private async subscriptionToken(conn: Conn, topic: string, token: string): Promise<Grant> {

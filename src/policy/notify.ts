@@ -6,7 +6,7 @@ import type { Conn } from '../edge/conn.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { presenceTopic, userTopic, type Channels, type ParsedTopic } from '../wire/topics.js';
 import type { Access } from './access.js';
-import { decisionKey, type BackendProxy } from './proxy.js';
+import type { BackendProxy } from './proxy.js';
 
 /** What a presence:query answers: the allowed ids that are online, and the ids the user may not watch. */
 export interface PresenceAnswer {
@@ -49,12 +49,8 @@ export class NotifyPolicy {
   mayNotify(conn: Conn, recipient: string): boolean | Promise<boolean> {
     if (this.policy === 'any') return true;
     if (this.proxy === undefined) return false;
-    const key = decisionKey('notify', conn.userId, recipient);
-    // Decided already: in this turn, without a request body or a promise.
-    const known = this.proxy.decided('notify', key);
-    if (known !== undefined) return known.allow;
-    const body = { user: conn.userId, channel: userTopic(recipient), recipient, connection: { id: conn.id, ip: conn.ip } };
-    return this.proxy.ask('notify', body, key).then((d) => d.allow);
+    const d = this.access.ask(this.proxy, 'notify', conn, userTopic(recipient), { recipient });
+    return d instanceof Promise ? d.then((x) => x.allow) : d.allow;
   }
 
   /**
@@ -110,9 +106,9 @@ export class NotifyPolicy {
       if (v === true) allowed.push(id);
       else if (v === false) forbidden.push(id);
       else {
-        const channel = presenceTopic(id);
-        const body = { user: conn.userId, channel, connection: { id: conn.id, ip: conn.ip } };
-        asks.push(v.ask('presence', body, `presence ${conn.userId} ${channel}`).then((d) => void (d.allow ? allowed : forbidden).push(id)));
+        const d = this.access.ask(v, 'presence', conn, presenceTopic(id));
+        if (!(d instanceof Promise)) (d.allow ? allowed : forbidden).push(id);
+        else asks.push(d.then((x) => void (x.allow ? allowed : forbidden).push(id)));
       }
     }
     if (asks.length > 0) {

@@ -55,6 +55,23 @@ t.test('memory mode: the subscription ends, the client is told, the channel stop
   t.ok(await bob.none(revoked('author:x'), 50), 'and no notice');
 });
 
+t.test('a revoked or left channel stops the typing indicator shown there', async (t) => {
+  const h = await startServer(t, {}, { API_KEY });
+  const alice = await h.connect('alice');
+  const bob = await h.connect('bob');
+  for (const c of [alice, bob]) await subscribed(c, 'story:42');
+  t.match(await bob.request('typing:start', { target: 'story:42' }), { type: 'ack', data: { relayed: true } });
+  await alice.next((f) => f.type === 'user:typing' && f.data.userId === 'bob');
+  t.same((await api(h, 'POST', '/v1/channels/unsubscribe', { userId: 'bob', channel: 'story:42' })).body, { revoked: 1 });
+  const stopped = await alice.next((f) => f.type === 'user:stopped_typing');
+  t.same(stopped.data, { userId: 'bob', target: 'story:42' }, 'revoked: stopped at once, not at the typing timeout');
+  await subscribed(bob, 'story:42');
+  await bob.request('typing:start', { target: 'story:42' });
+  await alice.next((f) => f.type === 'user:typing' && f.data.userId === 'bob');
+  await bob.request('unsubscribe', { topic: 'story:42' });
+  t.same((await alice.next((f) => f.type === 'user:stopped_typing')).data, { userId: 'bob', target: 'story:42' }, 'left: stopped too');
+});
+
 t.test('memory mode: an automatic topic can be revoked; the default reason', async (t) => {
   const h = await startServer(t, {}, { API_KEY });
   const alice = await h.connect('alice');

@@ -141,7 +141,7 @@ export class Connections {
    * joining it, is told `unsubscribed` (SUBSCRIPTION_REVOKED) and stops receiving it, in the same turn, so
    * that no event of the topic reaches it after the notice. Returns how many connections were subscribed.
    */
-  unsubscribe(userId: string, topic: string, reason: string): number {
+  unsubscribe(userId: string, topic: string, reason: string, left?: (ws: Socket, topic: string) => void): number {
     let frame: string | undefined;
     let n = 0;
     this.byUser.each(userId, (ws) => {
@@ -154,6 +154,7 @@ export class Connections {
         conn.subscriptions?.delete(topic);
         ws.unsubscribe(topic);
       });
+      left?.(ws, topic);
       n++;
     });
     if (n > 0) this.log.info({ userId, topic, unsubscribed: n }, 'subscription revoked by the backend');

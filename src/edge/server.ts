@@ -30,6 +30,7 @@ import type { Ctx } from '../wire/messages.js';
 import { limitsOf } from '../wire/protocol.js';
 import { loadChannels, userTopic, type Channels } from '../wire/topics.js';
 import { Access } from '../policy/access.js';
+import type { Socket } from './conn.js';
 import { NotifyPolicy } from '../policy/notify.js';
 import { ProxyMetrics } from '../policy/proxy.js';
 import { TokenSubscriptions } from '../policy/expiry.js';
@@ -97,8 +98,16 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, channels.namespace('user')?.history?.size ?? config.historySize, userShareOf(config));
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
-  const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, (ws, topic) => channelPresence.left(ws.getUserData().conn, topic));
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence }, verifier, connections);
+  // A subscription ended (unsubscribe, revocation, its token's expiry): what rests on it goes with it.
+  const left = (ws: Socket, topic: string): void => {
+    const conn = ws.getUserData().conn;
+    tokenSubscriptions.forget(ws, topic);
+    channelPresence.left(conn, topic);
+    // Its typing indicator there too (subscribing was what let it type): the others see it stop now.
+    typing.stop(ws, conn.userId, topic);
+  };
+  const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, left);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, left }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -120,9 +129,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   // A revocation on this node: the subscriptions end, and no proxy keeps the decision that granted them.
   const revoke = (userId: string, channel: string, reason: string): number => {
     for (const proxy of access.proxies.values()) proxy.forget(decisionKey('subscribe', userId, channel));
-    const n = connections.unsubscribe(userId, channel, reason);
-    channelPresence.revoked(userId, channel);
-    return n;
+    return connections.unsubscribe(userId, channel, reason, left);
   };
   backplane.onUnsubscribe(revoke);
 
@@ -270,7 +277,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'notify' | 'channelPresence'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

@@ -37,24 +37,13 @@ export class ChannelPresence {
     this.settled(this.store.add(channel, conn.userId, conn.id), conn, channel);
   }
 
-  /** A connection left a channel: unsubscribe, revocation, subscription token expiry. */
+  /** A connection left a channel: unsubscribe, revocation, subscription token expiry (the server's `left`). */
   left(conn: Conn, channel: string): void {
     if (this.byConn.size === 0) return;
     const channels = this.byConn.get(conn);
     if (channels === undefined || !channels.delete(channel)) return;
     if (channels.size === 0) this.byConn.delete(conn);
     this.settled(this.store.remove(channel, conn.userId, conn.id), conn, channel);
-  }
-
-  /**
-   * A user's subscriptions to a channel ended on this node (a revocation): every tracked connection of the
-   * user no longer subscribed to it leaves.
-   */
-  revoked(userId: string, channel: string): void {
-    if (this.byConn.size === 0) return;
-    for (const [conn, channels] of this.byConn) {
-      if (conn.userId === userId && channels.has(channel) && conn.subscriptions?.has(channel) !== true) this.left(conn, channel);
-    }
   }
 
   /** A connection closed: it leaves every channel it was counted in. */

@@ -102,8 +102,7 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
       const parsed = ctx.channels.parse(topic);
       if (parsed.ns.name === 'user' && parsed.id === conn.userId) throw new WireError(ErrorCode.TOPIC_FORBIDDEN, 'the personal topic cannot be left');
       conn.subscriptions?.delete(topic);
-      ctx.tokenSubscriptions.forget(ws, topic);
-      ctx.channelPresence.left(conn, topic);
+      ctx.left(ws, topic);
       ws.unsubscribe(topic);
       ack(ctx, ws, msg.id, { topic });
     },

@@ -33,6 +33,8 @@ export interface Ctx {
   readonly channelPresence: ChannelPresence;
   /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
   readonly notify: NotifyPolicy;
+  /** A subscription of the socket ended (unsubscribe, revocation, token expiry): what rests on it is dropped. */
+  left(ws: Socket, topic: string): void;
   /** Connections of the user open on this node (no lookup beyond it). */
   localConnections(userId: string): number;
   /** Sends one frame if the socket is still open. */

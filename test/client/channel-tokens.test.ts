@@ -7,7 +7,7 @@ import { SignJWT } from 'jose';
 import t from 'tap';
 import { SECRET, startServer } from '../helpers.js';
 import type { StorywireError } from '../../src/client/index.js';
-import { client, next } from './util.js';
+import { client, next, tapped, until } from './util.js';
 
 const KEY = new TextEncoder().encode(SECRET);
 
@@ -55,4 +55,38 @@ t.test('a failing subscription token provider rejects subscribe with TOKEN_PROVI
   t.match(err.message, /backend down/);
   const bare = client(t, { url: h.url, token: await h.token('bob') });
   t.throws(() => bare.subscribe('premium-story:7', { token: true }), TypeError);
+});
+
+t.test('after a cut connection the SDK asks for a fresh subscription token and joins the gated channel again', async (t) => {
+  const h = await startServer(t, {}, { CHANNELS_FILE: channelsFile() });
+  const tap = tapped();
+  const asked: string[] = [];
+  const alice = client(t, {
+    url: h.url,
+    WebSocket: tap.WebSocket,
+    token: await h.token('alice'),
+    reconnect: { minDelayMs: 10, maxDelayMs: 50 },
+    subscriptionToken: async ({ channel }) => {
+      asked.push(channel);
+      return new SignJWT({ channel }).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setExpirationTime(Math.floor(Date.now() / 1000) + 3600).sign(KEY);
+    },
+  });
+  await alice.subscribe('premium-story:7', { token: true });
+  t.same(asked, ['premium-story:7']);
+  const reopened = next(alice, 'open');
+  tap.cut();
+  await reopened;
+  await until(() => asked.length === 2, 10_000, 'the provider asked again');
+  // Subscribed again on the new connection: the channel's events reach the client.
+  const got = next(alice, 'event', (type) => type === 'chapter:paid', 10_000);
+  const deadline = Date.now() + 10_000;
+  // The resubscribe's ack may still be on its way: publish until one arrives (bounded).
+  let arrived = false;
+  got.then(() => (arrived = true), () => {});
+  while (!arrived && Date.now() < deadline) {
+    await h.server.publish('premium-story:7', 'chapter:paid', { n: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await got;
+  t.same(asked, ['premium-story:7', 'premium-story:7'], 'one fresh token per connection');
 });

@@ -9,7 +9,8 @@ import type { Conn, Held, Refused } from './conn.js';
 import { ErrorCode, WireError, errorBody, refusalCloseCode } from '../wire/codes.js';
 import type { Position } from '../seams/history/types.js';
 import { statusLine } from '../api/http.js';
-import { BucketStore, Counts, clientAddress } from './rates.js';
+import { BucketStore, Counts } from './rates.js';
+import { ClientAddresses } from './address.js';
 import type { ConnectOutcome, Metrics } from '../metrics.js';
 import { parseSinceParam } from '../wire/protocol.js';
 import type { UWS } from '../uws.js';
@@ -73,7 +74,7 @@ class UpgradeHandler implements Upgrades {
   private readonly nodeId: string;
   private readonly pendingByUser = new Counts();
   private readonly allowedOrigins: ReadonlySet<string> | undefined;
-  private readonly proxyHeader: string | undefined;
+  private readonly addresses: ClientAddresses;
   /**
    * Single node with a shared-secret key: an upgrade is decided and made in the handler itself, with no
    * promise, timer or abort handler (a third of a handshake's server CPU, profiled).
@@ -95,7 +96,7 @@ class UpgradeHandler implements Upgrades {
     this.connections = deps.connections;
     this.nodeId = deps.backplane.nodeId;
     this.allowedOrigins = config.allowedOrigins && !config.allowedOrigins.includes('*') ? new Set(config.allowedOrigins) : undefined;
-    this.proxyHeader = config.trustProxyHeader?.toLowerCase();
+    this.addresses = new ClientAddresses(config.trustedProxies, config.trustProxyHeader);
     this.verifyNow = deps.backplane.single ? deps.verifier.verifyNow : undefined;
     this.handshakesByIp = new BucketStore({ ratePerS: config.handshakesPerSPerIp, burst: config.handshakeBurstPerIp }, config.rateBudgetMaxKeys);
     this.handshakesByUser = new BucketStore({ ratePerS: config.handshakesPerSPerUser, burst: config.handshakeBurstPerUser }, config.rateBudgetMaxKeys);
@@ -114,7 +115,7 @@ class UpgradeHandler implements Upgrades {
       secKey: req.getHeader('sec-websocket-key'),
       secExtensions: req.getHeader('sec-websocket-extensions'),
       source: extractToken(req.getHeader('authorization'), req.getHeader('sec-websocket-protocol'), req.getQuery('token') ?? ''),
-      ip: clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), this.proxyHeader ? req.getHeader(this.proxyHeader) : ''),
+      ip: this.addresses.of(res, req),
     };
     let resumeFrom: Position | undefined;
     try {

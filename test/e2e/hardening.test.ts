@@ -88,7 +88,7 @@ t.test('per-address limit is checked before any JWT work; trusted proxy header o
   const spoof = await expectReject(Client.open(`${h.url}?token=${await sign('c')}`, { headers: { 'x-forwarded-for': '10.1.1.1' } }));
   t.equal(spoof.status, 429, 'the forwarded header is ignored when not trusted');
 
-  const p = await startServer(t, { maxConnectionsPerIp: 1, trustProxyHeader: 'X-Forwarded-For' });
+  const p = await startServer(t, { maxConnectionsPerIp: 1, trustedProxies: ['127.0.0.1'] });
   const via = (ip: string) => Client.open(p.url, { headers: { 'x-forwarded-for': `1.2.3.4, ${ip}` } });
   const one = await Client.open(`${p.url}?token=${await sign('a')}`, { headers: { 'x-forwarded-for': '9.9.9.9, 10.0.0.1' } });
   t.teardown(() => one.close());

@@ -2,6 +2,8 @@
 import { resolveReconnect, systemClock } from './backoff.js';
 import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { ChannelTokens } from './channel-tokens.js';
+import type { Conversation } from './conversation.js';
+import { Conversations } from './conversations.js';
 import { Subscriber } from './subscriber.js';
 import { nextOpen } from './when-open.js';
 import { Connection } from './connection.js';
@@ -12,8 +14,9 @@ import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
 import { Topics } from './topics.js';
 import { TokenRefresh } from './refresh.js';
+import { TypingSender } from './typing.js';
 import type {
-  ChapterInput, ClientEventName, ClientEvents, ClientOptions, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, Delivery,
+  ChapterInput, ClientEventName, ClientEvents, ClientOptions, Clock, ConnectedInfo, ConnectionState, ConnectionStatus, ConversationOptions, Delivery,
   EventMeta, Id, NotificationInput, OfflinePolicy, Positions, RequestOptions, ServerEventType, ServerEvents, StoryInput,
   WebSocketConstructor,
 } from './types.js';
@@ -24,7 +27,8 @@ type Listener<K extends ClientEventName> = (...args: ClientEvents[K]) => void;
 
 const SERVER_EVENTS: ReadonlySet<string> = new Set<ServerEventType>([
   'notification:received', 'user:online', 'user:offline', 'story:new', 'story:updated', 'chapter:new', 'user:typing',
-  'user:stopped_typing', 'profile:updated', 'notifications:read', 'publication', 'unsubscribed',
+  'user:stopped_typing', 'profile:updated', 'notifications:read', 'publication', 'unsubscribed', 'chat:message', 'chat:edited',
+  'chat:deleted', 'chat:receipt', 'chat:read',
 ]);
 
 export class StorywireClient {
@@ -37,8 +41,9 @@ export class StorywireClient {
   private readonly topics: Topics;
   private readonly resume: Resume;
   private readonly inbox: InboxSync;
-  private readonly typingSent = new Map<string, number>();
-  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy; typingThrottleMs: number };
+  private readonly typing: TypingSender;
+  private readonly chats: Conversations;
+  private readonly o: { requestTimeoutMs: number; offline: OfflinePolicy };
   private readonly refresh: TokenRefresh;
   private readonly channelTokens: ChannelTokens;
   private readonly subscriber: Subscriber;
@@ -51,7 +56,6 @@ export class StorywireClient {
     this.o = {
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       offline: options.offline ?? 'queue',
-      typingThrottleMs: options.typingThrottleMs ?? 2_000,
     };
     this.topics = new Topics(this.clock);
     this.channelTokens = new ChannelTokens(options.subscriptionToken, this.clock, options.refreshLeadMs ?? 60_000);
@@ -60,15 +64,29 @@ export class StorywireClient {
     this.resume = new Resume(options.resumeFrom, options.resume !== false, (t) => this.topics.has(t), (info) => this.events.emit('resync', info));
     this.requests = new Requests(this.clock, options.maxQueue ?? 100, (text) => this.conn.write(text));
     const report = (err: StorywireError) => this.events.emit('error', err);
+    const request = <T>(type: string, data: unknown, opts: RequestOptions) => this.request<T>(type, data, opts);
+    this.typing = new TypingSender(this.clock, options.typingThrottleMs ?? 2_000, request);
     this.subscriber = new Subscriber({
       topics: this.topics,
       resume: this.resume,
       tokens: this.channelTokens,
-      request: (type, data, opts) => this.request(type, data, opts),
+      request,
       isConnected: () => this.isConnected,
       report,
+      joined: (topic, ack, asked) => this.chats.joined(topic, ack, asked),
     });
-    this.inbox = new InboxSync(this.notifications, (type, data, opts) => this.request(type, data, opts), () => this.isConnected, report, this.clock);
+    this.chats = new Conversations({
+      clock: this.clock,
+      requestTimeoutMs: this.o.requestTimeoutMs,
+      typing: this.typing,
+      userId: () => this.conn.state.info?.userId,
+      position: (channel) => this.resume.positions[channel],
+      request,
+      subscribe: (channel, token) => this.subscribe(channel, token === undefined ? {} : { token }),
+      unsubscribe: (channel) => this.unsubscribe(channel),
+      replay: (channel, since) => this.subscriber.replay(channel, since),
+    });
+    this.inbox = new InboxSync(this.notifications, request, () => this.isConnected, report, this.clock);
     this.refresh = new TokenRefresh({
       source: options.token,
       clock: this.clock,
@@ -170,34 +188,16 @@ export class StorywireClient {
     this.events.off(name, fn);
   }
 
-  // The seed's names.
-  onNewStory(fn: (s: ServerEvents['story:new'], meta: EventMeta) => void): () => void {
-    return this.on('story:new', fn);
-  }
-  onStoryUpdated(fn: (s: ServerEvents['story:updated'], meta: EventMeta) => void): () => void {
-    return this.on('story:updated', fn);
-  }
-  onNewChapter(fn: (c: ServerEvents['chapter:new'], meta: EventMeta) => void): () => void {
-    return this.on('chapter:new', fn);
-  }
-  onNotification(fn: (n: ServerEvents['notification:received'], meta: EventMeta) => void): () => void {
-    return this.on('notification:received', fn);
-  }
-  onUserOnline(fn: (u: ServerEvents['user:online'], meta: EventMeta) => void): () => void {
-    return this.on('user:online', fn);
-  }
-  onUserOffline(fn: (u: ServerEvents['user:offline'], meta: EventMeta) => void): () => void {
-    return this.on('user:offline', fn);
-  }
-  onUserTyping(fn: (t: ServerEvents['user:typing'], meta: EventMeta) => void): () => void {
-    return this.on('user:typing', fn);
-  }
-  onUserStoppedTyping(fn: (t: ServerEvents['user:stopped_typing'], meta: EventMeta) => void): () => void {
-    return this.on('user:stopped_typing', fn);
-  }
-  onProfileUpdated(fn: (p: ServerEvents['profile:updated'], meta: EventMeta) => void): () => void {
-    return this.on('profile:updated', fn);
-  }
+  // The seed's names, one line each.
+  onNewStory(fn: (s: ServerEvents['story:new'], meta: EventMeta) => void): () => void { return this.on('story:new', fn); }
+  onStoryUpdated(fn: (s: ServerEvents['story:updated'], meta: EventMeta) => void): () => void { return this.on('story:updated', fn); }
+  onNewChapter(fn: (c: ServerEvents['chapter:new'], meta: EventMeta) => void): () => void { return this.on('chapter:new', fn); }
+  onNotification(fn: (n: ServerEvents['notification:received'], meta: EventMeta) => void): () => void { return this.on('notification:received', fn); }
+  onUserOnline(fn: (u: ServerEvents['user:online'], meta: EventMeta) => void): () => void { return this.on('user:online', fn); }
+  onUserOffline(fn: (u: ServerEvents['user:offline'], meta: EventMeta) => void): () => void { return this.on('user:offline', fn); }
+  onUserTyping(fn: (t: ServerEvents['user:typing'], meta: EventMeta) => void): () => void { return this.on('user:typing', fn); }
+  onUserStoppedTyping(fn: (t: ServerEvents['user:stopped_typing'], meta: EventMeta) => void): () => void { return this.on('user:stopped_typing', fn); }
+  onProfileUpdated(fn: (p: ServerEvents['profile:updated'], meta: EventMeta) => void): () => void { return this.on('profile:updated', fn); }
 
   // ---- requests ----
 
@@ -279,36 +279,38 @@ export class StorywireClient {
     return (await this.request<{ online: string[] }>('presence:query', { userIds }, opts)).online;
   }
 
-  /** Typing in `user:<id>` or `story:<id>`; throttled per target. Resolves true when a frame was sent. */
-  async startTyping(target: string, opts: RequestOptions = {}): Promise<boolean> {
-    const now = this.clock.now();
-    const last = this.typingSent.get(target);
-    if (last !== undefined && now - last < this.o.typingThrottleMs) return false;
-    this.typingSent.set(target, now);
-    try {
-      await this.request('typing:start', { target }, { ...opts, offline: opts.offline ?? 'reject' });
-      return true;
-    } catch (err) {
-      if (this.typingSent.get(target) === now) this.typingSent.delete(target);
-      throw err;
-    }
+  /** Typing in `user:<id>`, `story:<id>` or a conversation; throttled per target. Resolves true when a frame was sent. */
+  startTyping(target: string, opts?: RequestOptions): Promise<boolean> {
+    return this.typing.start(target, opts);
   }
 
   /** Ends a typing indicator started by startTyping(); resolves false when none was running. */
-  async stopTyping(target: string, opts: RequestOptions = {}): Promise<boolean> {
-    if (!this.typingSent.delete(target)) return false;
-    await this.request('typing:stop', { target }, { ...opts, offline: opts.offline ?? 'reject' });
-    return true;
+  stopTyping(target: string, opts?: RequestOptions): Promise<boolean> {
+    return this.typing.stop(target, opts);
+  }
+
+  /**
+   * A conversation (a channel whose namespace has chat on, e.g. `conversation:c1`): joined now and on every later
+   * connection, its messages held in order and once each. The same channel twice gives the same object.
+   */
+  conversation(channel: string, options: ConversationOptions = {}): Conversation {
+    return this.chats.open(channel, options);
+  }
+
+  /** Unread counts of conversations, one request (at most the server's MAX_UNREAD_CHANNELS); the forbidden ones are left out. */
+  async unreadCounts(channels: readonly string[], opts?: RequestOptions): Promise<Record<string, number>> {
+    return (await this.request<{ counts: Record<string, number> }>('chat:unread', { channels }, opts)).counts;
   }
 
   /**
    * Joins a topic now and on every later connection. Resolves when the server acknowledges it (on the next
    * connection when offline); a server refusal rejects and forgets the topic. A TIMEOUT leaves it remembered.
-   * `token: true`: a channel the app gates with subscription tokens, asked from the `subscriptionToken` option.
+   * `token: true`: a channel the app gates with subscription tokens, asked from the `subscriptionToken` option;
+   * a string: that subscription token (not renewed: the subscription ends when it expires).
    */
-  subscribe(topic: string, opts: { timeoutMs?: number; token?: boolean } = {}): Promise<void> {
+  subscribe(topic: string, opts: { timeoutMs?: number; token?: boolean | string } = {}): Promise<void> {
     if (this.conn.state.status === 'closed') return Promise.reject(new StorywireError(ClientErrorCode.CLOSED, 'subscribe: the client is closed', false, false));
-    if (opts.token) this.channelTokens.gate(topic);
+    if (opts.token) this.channelTokens.gate(topic, typeof opts.token === 'string' ? opts.token : undefined);
     this.topics.add(topic);
     const timeoutMs = opts.timeoutMs ?? this.o.requestTimeoutMs;
     const p = this.topics.wait(topic, timeoutMs, () =>
@@ -356,7 +358,10 @@ export class StorywireClient {
     if (f.type === 'heartbeat') {
       this.events.emit('heartbeat', f.ts ?? Date.now());
     } else if (f.topic !== undefined) {
-      if (this.resume.event(f.topic, f.epoch, f.offset) === 'duplicate') return;
+      const verdict = this.resume.event(f.topic, f.epoch, f.offset);
+      // Before duplicates are dropped: a conversation takes a replay it asked for, applied once by message id.
+      this.chats.frame(f, this.conn.state.info && `user:${this.conn.state.info.userId}`);
+      if (verdict === 'duplicate') return;
       if (typeof f.epoch === 'string' && typeof f.offset === 'number' && f.topic === `user:${this.conn.state.info?.userId}`) this.inbox.position(f.epoch, f.offset);
       const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
         ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
@@ -380,13 +385,15 @@ export class StorywireClient {
     this.refresh.stop();
     this.channelTokens.lost();
     this.inbox.lost();
-    this.typingSent.clear();
+    this.typing.lost();
+    this.chats.lost();
     this.requests.connectionLost();
   }
 
   private ended(reason: string): void {
     this.lost();
     this.requests.rejectAll(`the client closed (${reason})`);
+    this.chats.clientClosed(reason);
     this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));
   }
 }

@@ -4,6 +4,7 @@ import { StorywireClient, type ClientOptions } from './client.js';
 export { StorywireClient, type ClientOptions } from './client.js';
 export { NotificationStore, type StoredNotification, type NotificationChange } from './store.js';
 export { inboxDifferences } from './compare.js';
+export type { Conversation, PendingMessage } from './conversation.js';
 export { CloseCode, ServerErrorCode, ClientErrorCode, StorywireError, reconnectPolicy, type ReconnectPolicy } from './codes.js';
 export { backoffDelay, backoffCap, RECONNECT_DEFAULTS } from './backoff.js';
 export { jwtExp } from './token.js';

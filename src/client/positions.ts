@@ -20,8 +20,12 @@ export function checkPosition(p: unknown, what: string): Position {
   return { epoch: o.epoch, offset: o.offset as number };
 }
 
+/**
+ * A topic that may have a position: a channel with an id (`user:<id>`, `story:<id>`, `conversation:<id>`, any
+ * namespace with history). Whether it has history is the server's to say: positions come from its acks and events.
+ */
 export function isRecoverable(topic: string): boolean {
-  return topic.startsWith('user:') || topic.startsWith('story:');
+  return /^[a-z][a-z0-9-]{0,31}:./.test(topic);
 }
 
 export class PositionTracker {
@@ -29,7 +33,7 @@ export class PositionTracker {
 
   constructor(seed: Positions = {}) {
     for (const [topic, p] of Object.entries(seed)) {
-      if (!isRecoverable(topic)) throw new TypeError(`storywire: resumeFrom["${topic}"]: only user:<id> and story:<id> topics have positions`);
+      if (!isRecoverable(topic)) throw new TypeError(`storywire: resumeFrom["${topic}"]: only channels with an id (user:<id>, story:<id>, conversation:<id>, ...) have positions`);
       this.set(topic, checkPosition(p, `resumeFrom["${topic}"]`));
     }
   }

@@ -1,5 +1,5 @@
-// Resume across connections: `?since=` for the personal topic, `subscribe.since` for stories, resync reports, event de-duplication.
-import { isRecoverable, PositionTracker, type Verdict } from './positions.js';
+// Resume across connections: `?since=` for the personal topic, `subscribe.since` for channels with history, resync reports, event de-duplication.
+import { PositionTracker, type Verdict } from './positions.js';
 import { jwtSub } from './token.js';
 import type { JoinPosition, Position, Positions, ResyncInfo } from './types.js';
 
@@ -51,9 +51,12 @@ export class Resume {
     if (joined) this.joined(this.personal, joined, asked);
   }
 
-  /** The data of a `subscribe`: `since` only for a recoverable topic not live yet on this connection. */
+  /**
+   * The data of a `subscribe`: `since` for a topic with a position (only the server's acks and numbered events
+   * give one: a topic with history), not live yet on this connection.
+   */
   subscribeData(topic: string): { topic: string; since?: Position } {
-    const since = this.enabled && topic !== this.personal && isRecoverable(topic) ? this.tracker.get(topic) : undefined;
+    const since = this.enabled && topic !== this.personal ? this.tracker.get(topic) : undefined;
     return since ? { topic, since } : { topic };
   }
 

@@ -5,7 +5,7 @@ import type { ChannelTokens } from './channel-tokens.js';
 import { ClientErrorCode, StorywireError } from './codes.js';
 import type { Resume } from './resume.js';
 import type { Topics } from './topics.js';
-import type { RequestOptions } from './types.js';
+import type { Position, RequestOptions } from './types.js';
 
 export interface SubscriberDeps {
   topics: Topics;
@@ -15,6 +15,8 @@ export interface SubscriberDeps {
   isConnected(): boolean;
   /** Errors no subscribe() call is waiting for. */
   report(err: StorywireError): void;
+  /** A subscribe of this connection was acknowledged (after its position was taken), with the `since` it sent. */
+  joined(topic: string, ack: unknown, asked: Position | undefined): void;
 }
 
 export class Subscriber {
@@ -37,6 +39,18 @@ export class Subscriber {
     );
   }
 
+  /**
+   * Asks again, on a subscription already live, for the events the history holds after `since` up to where this
+   * connection joined (protocol.md, "subscribe"): they arrive before the ack. A gated channel sends its token again.
+   */
+  async replay(topic: string, since: Position): Promise<unknown> {
+    const { tokens } = this.d;
+    const token = tokens.has(topic) ? (tokens.current(topic) ?? (await tokens.token(topic))) : undefined;
+    const ack = await this.d.request('subscribe', { topic, since, ...(token !== undefined ? { token } : {}) }, { offline: 'reject' });
+    if (token !== undefined) tokens.acknowledged(topic, token, () => this.d.isConnected() && this.send(topic));
+    return ack;
+  }
+
   /** unsubscribe(): the topic, its position and its tokens forgotten; its waiting subscribe() calls cancelled. */
   forget(topic: string): void {
     this.d.topics.delete(topic);
@@ -50,9 +64,11 @@ export class Subscriber {
     const data = { ...resume.subscribeData(topic), ...(token !== undefined ? { token } : {}) };
     this.d.request('subscribe', data, { offline: 'reject' }).then(
       (ack) => {
-        if (topics.has(topic)) resume.subscribed(topic, ack as Parameters<Resume['subscribed']>[1], data.since);
+        const held = topics.has(topic);
+        if (held) resume.subscribed(topic, ack as Parameters<Resume['subscribed']>[1], data.since);
         if (token !== undefined) tokens.acknowledged(topic, token, () => this.d.isConnected() && this.send(topic));
         topics.settle(topic);
+        if (held) this.d.joined(topic, ack, data.since);
       },
       (err: StorywireError) => {
         // Lost with the connection: the next connection subscribes again and settles the waiters then.

@@ -39,5 +39,7 @@ t.test('seeds and positions are validated', async (t) => {
   for (const bad of [null, {}, { epoch: 'a:b', offset: 1 }, { epoch: 'e', offset: -1 }, { epoch: 'e', offset: 1.5 }, { epoch: '', offset: 1 }]) {
     t.throws(() => checkPosition(bad, 'p'), TypeError, JSON.stringify(bad));
   }
-  t.throws(() => new PositionTracker({ 'author:1': { epoch: 'e', offset: 1 } }), TypeError);
+  // Which namespaces keep history is the server's to say: any channel with an id may be seeded, not a lone channel.
+  t.throws(() => new PositionTracker({ stories: { epoch: 'e', offset: 1 } }), TypeError);
+  t.same(new PositionTracker({ 'conversation:c1': { epoch: 'e', offset: 3 } }).snapshot(), { 'conversation:c1': { epoch: 'e', offset: 3 } });
 });

@@ -31,23 +31,24 @@ async function main(): Promise<void> {
   }
   const port = await server.listen();
   if (config.notifyPolicy === 'any') {
-    log.warn(`NOTIFY_POLICY=any${process.env['NOTIFY_POLICY'] === undefined ? ' (the default outside production)' : ''}: any user may send notifications to any user (spam, phishing, inbox flooding). Set NOTIFY_POLICY=backend or proxy for a real deployment.`);
+    log.warn(`NOTIFY_POLICY=any${process.env['NOTIFY_POLICY'] === undefined ? ' (the dev-mode default)' : ''}: any user may send notifications to any user (spam, phishing, inbox flooding). Set NOTIFY_POLICY=backend or proxy for a real deployment.`);
   }
-  log.info({ port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind }, 'storywire listening');
-  if (config.production && config.allowedOrigins === undefined) {
+  const admin = server.adminPort === undefined ? {} : { admin: hostPort(config.adminHost, server.adminPort) };
+  log.info({ address: hostPort(config.host, port), ...admin, port, host: config.host, path: config.wsPath, nodeId: server.nodeId, backplane: backplane.kind, dev: config.dev }, 'storywire listening');
+  if (!config.dev && config.allowedOrigins === undefined) {
     log.warn('production without ALLOWED_ORIGINS: any web page may open a connection with a user\'s token (set ALLOWED_ORIGINS to your sites)');
   }
   await printCredentials(config, devApiKey, server, port, log);
   onSignals(config, server, log);
 }
 
-/** The process's configuration, with a generated API key in dev; a bad one exits 1 with every problem named. */
+/** The process's configuration, with a generated API key in dev mode only; a bad one exits 1 with every problem named. */
 function configure(): { config: Config; devApiKey: boolean } {
   try {
     const config = loadConfig(process.env, process.argv.slice(2));
     // CHANNELS_FILE checked here too: its problems are configuration errors, named one per line.
     loadChannels(config);
-    if (config.production || config.apiKey !== undefined) return { config, devApiKey: false };
+    if (!config.dev || config.apiKey !== undefined) return { config, devApiKey: false };
     return { config: Object.freeze({ ...config, apiKey: randomBytes(24).toString('base64url') }), devApiKey: true };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -59,7 +60,7 @@ function configure(): { config: Config; devApiKey: boolean } {
 /** Dev mode: the generated API key and a token that works, printed with ready-to-paste commands. */
 async function printCredentials(config: Config, devApiKey: boolean, server: Server, port: number, log: pino.Logger): Promise<void> {
   if (devApiKey) {
-    const base = `http://localhost:${server.adminPort ?? port}`;
+    const base = server.adminPort === undefined ? `http://${urlHost(config.host)}:${port}` : `http://${urlHost(config.adminHost)}:${server.adminPort}`;
     printLines([
       '',
       '  storywire dev API key (backend HTTP API and /metrics; set API_KEY to choose one):',
@@ -71,17 +72,22 @@ async function printCredentials(config: Config, devApiKey: boolean, server: Serv
   } else if (config.apiKey === undefined) {
     log.warn('production without API_KEY: the backend HTTP API is disabled (answers 503)');
   }
-  if (!server.devMode) return;
+  if (!config.dev) return;
+  if (/prod/i.test(process.env['NODE_ENV'] ?? '')) log.warn(`DEV MODE although NODE_ENV=${process.env['NODE_ENV']}: storywire does not read NODE_ENV; dev mode is on because --dev or STORYWIRE_DEV asked for it`);
+  if (!server.devMode) {
+    log.warn('DEV MODE (--dev / STORYWIRE_DEV): relaxed defaults (NOTIFY_POLICY any, public presence, demo page). Never run like this in production.');
+    return;
+  }
   const token = await server.signDevToken('demo', ['stories:publish']);
-  const url = `ws://localhost:${port}${config.wsPath}`;
-  log.warn('DEV MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; tokens are signed with a random secret that dies with this process. Never run like this in production.');
+  const url = `ws://${urlHost(config.host)}:${port}${config.wsPath}`;
+  log.warn('DEV MODE (--dev / STORYWIRE_DEV) without JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL: tokens are signed with a random secret that dies with this process, and GET /dev/token mints them for loopback peers. Never run like this in production.');
   printLines([
     '',
     '  storywire dev credentials (valid 24 h, user "demo", may publish stories):',
     `    token:   ${token}`,
     `    connect: npx wscat -c "${url}?token=${token}"`,
     `    browser: new WebSocket("${url}", ["storywire.v1", "bearer.${token}"])`,
-    ...(config.demoPage ? [`    demo:    http://localhost:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
+    ...(config.demoPage ? [`    demo:    http://${urlHost(config.host)}:${port}/  (open it in two tabs with ?user=alice and ?user=bob)`] : []),
     '',
   ]);
 }
@@ -111,6 +117,18 @@ function onSignals(config: Config, server: Server, log: pino.Logger): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** `host:port` as a listener is written: IPv6 in brackets. */
+function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The host to put in a URL that reaches this listener from the same machine. */
+function urlHost(host: string): string {
+  if (host === '0.0.0.0') return 'localhost';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 /** Writes the lines to stdout, the last one ended by a newline too. */

@@ -2,14 +2,40 @@
 import t from 'tap';
 import { ConfigError, OPTIONS, flagsToEnv, loadConfig } from '../src/config.js';
 
+const KEY = { JWT_SECRET: 'x'.repeat(32) };
+
 t.test('defaults', async (t) => {
-  const c = loadConfig({});
-  t.match(c, { port: 9001, host: '0.0.0.0', wsPath: '/ws', production: false, maxPayloadBytes: 16384, heartbeatIntervalMs: 25000, typingTimeoutMs: 5000 });
+  const c = loadConfig(KEY);
+  t.match(c, { port: 9001, host: '0.0.0.0', wsPath: '/ws', dev: false, production: true, maxPayloadBytes: 16384, heartbeatIntervalMs: 25000, typingTimeoutMs: 5000 });
   t.ok(Object.isFrozen(c));
 });
 
+t.test('dev mode only when asked: --dev, STORYWIRE_DEV=1 or true, dev: true in code', async (t) => {
+  for (const [env, argv] of [[{}, ['--dev']], [{ STORYWIRE_DEV: '1' }, []], [{ STORYWIRE_DEV: 'true' }, []], [{ STORYWIRE_DEV: ' TRUE ' }, []], [{}, ['--dev=1']], [{}, ['--storywire-dev']]] as const) {
+    const c = loadConfig(env, argv);
+    t.match(c, { dev: true, production: false, host: '127.0.0.1', demoPage: true, notifyPolicy: 'any' }, `${JSON.stringify(env)} ${argv.join(' ')}: dev mode, no key needed, loopback`);
+  }
+  t.match(loadConfig({}, [], { dev: true }), { dev: true, host: '127.0.0.1' }, 'embedded: the dev override');
+  t.equal(loadConfig({ HOST: '0.0.0.0' }, ['--dev']).host, '0.0.0.0', 'HOST given: dev mode binds it');
+  for (const off of ['0', 'false', 'FALSE', '']) t.match(loadConfig({ ...KEY, STORYWIRE_DEV: off }), { dev: false, host: '0.0.0.0' }, `STORYWIRE_DEV="${off}": off`);
+  t.match(loadConfig({ STORYWIRE_DEV: '1', ...KEY }, ['--dev', '0']), { dev: false }, 'the flag wins');
+  for (const bad of ['yes', 'on', '2', 'production', 'dev']) {
+    t.throws(() => loadConfig({ ...KEY, STORYWIRE_DEV: bad }), new RegExp(`STORYWIRE_DEV must be 1 or true \\(on\\), 0 or false \\(off\\), got "${bad}"`), `STORYWIRE_DEV=${bad} is a config error naming it`);
+  }
+});
+
+t.test('NODE_ENV selects nothing: without dev mode a key is required and the safe defaults apply, whatever it says', async (t) => {
+  for (const nodeEnv of [undefined, 'production', 'Production', 'prod', 'production ', 'development', 'dev', 'test']) {
+    const env = nodeEnv === undefined ? {} : { NODE_ENV: nodeEnv };
+    const label = nodeEnv === undefined ? 'NODE_ENV unset' : `NODE_ENV="${nodeEnv}"`;
+    t.throws(() => loadConfig(env), /no JWT key: set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL, or start in dev mode \(--dev or STORYWIRE_DEV=1\)/, `${label}, no key: refused`);
+    t.match(loadConfig({ ...env, ...KEY }), { dev: false, production: true, host: '0.0.0.0', demoPage: false, notifyPolicy: 'backend' }, `${label}, a key: the safe defaults`);
+  }
+  t.throws(() => loadConfig(KEY, ['--node-env', 'development']), /unknown flag --node-env/, 'no --node-env flag either');
+});
+
 t.test('flags win over env, both forms of flag', async (t) => {
-  const c = loadConfig({ PORT: '1000', HOST: '::1' }, ['--port', '2000', '--host=127.0.0.1', '--presence-broadcast']);
+  const c = loadConfig({ ...KEY, PORT: '1000', HOST: '::1' }, ['--port', '2000', '--host=127.0.0.1', '--presence-broadcast']);
   t.equal(c.port, 2000);
   t.equal(c.host, '127.0.0.1');
   t.equal(c.presenceBroadcast, true);
@@ -29,11 +55,9 @@ t.test('every problem is reported at once, naming the variable', async (t) => {
   }
 });
 
-t.test('production needs a key; two keys are refused', async (t) => {
-  t.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production needs JWT_SECRET/);
+t.test('two keys are refused', async (t) => {
   t.throws(() => loadConfig({ JWT_SECRET: 'x'.repeat(32), JWT_JWKS_URL: 'https://a/jwks' }), /only one of/);
   t.throws(() => loadConfig({ JWT_JWKS_URL: 'ftp://a' }), /JWT_JWKS_URL must be an http/);
-  t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }).production, true);
 });
 
 t.test('every option has a distinct env name and a doc line', async (t) => {
@@ -43,8 +67,8 @@ t.test('every option has a distinct env name and a doc line', async (t) => {
 });
 
 t.test('cluster options: REDIS_URL, NODE_ID, NODE_LEASE_MS, REDIS_PREFIX', async (t) => {
-  t.match(loadConfig({}), { redisUrl: undefined, nodeId: undefined, nodeLeaseMs: 10000, redisPrefix: 'storywire:' });
-  t.match(loadConfig({ REDIS_URL: 'redis://:pw@10.0.0.5:6379/2', NODE_ID: 'eu-1.a', NODE_LEASE_MS: '3000' }), { redisUrl: 'redis://:pw@10.0.0.5:6379/2', nodeId: 'eu-1.a', nodeLeaseMs: 3000 });
+  t.match(loadConfig(KEY), { redisUrl: undefined, nodeId: undefined, nodeLeaseMs: 10000, redisPrefix: 'storywire:' });
+  t.match(loadConfig({ ...KEY, REDIS_URL: 'redis://:pw@10.0.0.5:6379/2', NODE_ID: 'eu-1.a', NODE_LEASE_MS: '3000' }), { redisUrl: 'redis://:pw@10.0.0.5:6379/2', nodeId: 'eu-1.a', nodeLeaseMs: 3000 });
   t.throws(() => loadConfig({ REDIS_URL: 'http://localhost:6379' }), /REDIS_URL must be a redis:\/\//);
   t.throws(() => loadConfig({ NODE_ID: 'has space' }), /NODE_ID must be/);
   t.throws(() => loadConfig({ NODE_LEASE_MS: '100' }), /NODE_LEASE_MS must be between/);

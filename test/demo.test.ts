@@ -1,16 +1,20 @@
+import { request } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import pino from 'pino';
 import WebSocket from 'ws';
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
+import { devTokenRefusal } from '../src/api/demo.js';
 import { createServer } from '../src/edge/server.js';
 import { StorywireClient } from '../src/client/index.js';
 import { SECRET, startServer } from './helpers.js';
 
-t.test('DEMO_PAGE defaults to on, off in production, and can be set either way', async (t) => {
-  t.equal(loadConfig({ JWT_SECRET: SECRET }).demoPage, true);
-  t.equal(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: 'production' }).demoPage, false);
-  t.equal(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: 'production', DEMO_PAGE: 'true' }).demoPage, true);
-  t.equal(loadConfig({ JWT_SECRET: SECRET, DEMO_PAGE: 'off' }).demoPage, false);
+t.test('DEMO_PAGE defaults to on in dev mode, off otherwise (whatever NODE_ENV says), and can be set either way', async (t) => {
+  t.equal(loadConfig({ JWT_SECRET: SECRET, STORYWIRE_DEV: '1' }).demoPage, true);
+  t.equal(loadConfig({ JWT_SECRET: SECRET }).demoPage, false);
+  t.equal(loadConfig({ JWT_SECRET: SECRET, NODE_ENV: 'development' }).demoPage, false);
+  t.equal(loadConfig({ JWT_SECRET: SECRET, DEMO_PAGE: 'true' }).demoPage, true);
+  t.equal(loadConfig({ JWT_SECRET: SECRET, STORYWIRE_DEV: '1', DEMO_PAGE: 'off' }).demoPage, false);
   t.throws(() => loadConfig({ DEMO_PAGE: 'maybe' }), /DEMO_PAGE must be true or false/);
 });
 
@@ -46,7 +50,7 @@ t.test('DEMO_PAGE=false: none of the routes exist', async (t) => {
 });
 
 t.test('dev mode: /dev/token mints a publishing token for a name', async (t) => {
-  const server = createServer(loadConfig({ HOST: '127.0.0.1', PORT: '0' }), { logger: pino({ level: 'silent' }) });
+  const server = createServer(loadConfig({ PORT: '0' }, ['--dev']), { logger: pino({ level: 'silent' }) });
   const port = await server.listen();
   t.teardown(() => server.close());
   t.ok(server.devMode);
@@ -64,4 +68,58 @@ t.test('dev mode: /dev/token mints a publishing token for a name', async (t) => 
   t.equal(info.userId, 'alice');
   t.ok(info.permissions.includes('stories:publish'));
   t.match(await (await fetch(`http://127.0.0.1:${port}/`)).text(), '<meta name="storywire-dev" content="1">');
+});
+
+/** This machine's first address that is not loopback (the peer address of a connection made to it). */
+function outsideAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address;
+}
+
+/** GET on 127.0.0.1:port with the given headers (node:http: fetch may not set Host). */
+function get(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+t.test('dev mode: /dev/token only to this machine: a loopback peer and Host, no proxy header', async (t) => {
+  const server = createServer(loadConfig({ HOST: '0.0.0.0', PORT: '0' }, ['--dev']), { logger: pino({ level: 'silent' }) });
+  const port = await server.listen();
+  t.teardown(() => server.close());
+  t.equal((await get(port, '/dev/token?user=alice', { host: `localhost:${port}` })).status, 200, 'Host localhost');
+  t.equal((await get(port, '/dev/token?user=alice', { host: `127.0.0.1:${port}` })).status, 200, 'Host 127.0.0.1');
+  const rebound = await get(port, '/dev/token?user=alice', { host: `evil.example:${port}` });
+  t.match(rebound, { status: 403, body: { error: { code: 'FORBIDDEN', message: /loopback Host/ } } }, 'a DNS-rebinding page (foreign Host) is refused');
+  for (const h of ['x-forwarded-for', 'forwarded', 'x-real-ip']) {
+    t.match(await get(port, '/dev/token?user=alice', { host: 'localhost', [h]: '203.0.113.9' }), { status: 403, body: { error: { code: 'FORBIDDEN', message: /through a proxy/ } } }, `${h}: refused`);
+  }
+  const outside = outsideAddress();
+  if (outside === undefined) {
+    t.fail('this test needs a non-loopback IPv4 interface to connect from');
+    return;
+  }
+  const res = await fetch(`http://${outside}:${port}/dev/token?user=alice`);
+  t.equal(res.status, 403, `a peer at ${outside} is refused`);
+  t.match(await res.json(), { error: { code: 'FORBIDDEN', message: /loopback peers only/ } });
+  t.equal((await fetch(`http://${outside}:${port}/`)).status, 200, 'the demo page itself is served to it (HOST=0.0.0.0 was asked for)');
+});
+
+t.test('devTokenRefusal: IPv4, IPv6 as uWS writes it, IPv4-mapped', async (t) => {
+  const header = (host: string) => (name: string) => (name === 'host' ? host : '');
+  for (const peer of ['127.0.0.1', '127.1.2.3', '0000:0000:0000:0000:0000:0000:0000:0001', '0000:0000:0000:0000:0000:ffff:7f00:0001']) {
+    t.equal(devTokenRefusal(peer, header('localhost:9001')), undefined, `${peer}: served`);
+  }
+  for (const peer of ['10.0.0.1', '192.0.2.2', '0000:0000:0000:0000:0000:ffff:0a00:0001', 'fd00:0000:0000:0000:0000:0000:0000:0002', '']) {
+    t.match(devTokenRefusal(peer, header('localhost')), /loopback peers only/, `${peer || '(empty)'}: refused`);
+  }
+  for (const host of ['localhost', 'LOCALHOST:9001', '127.0.0.1', '[::1]:9001']) t.equal(devTokenRefusal('127.0.0.1', header(host)), undefined, `Host ${host}`);
+  for (const host of ['', 'localhost.evil.example', '127.0.0.1.nip.io', 'evil.example:9001']) t.match(devTokenRefusal('127.0.0.1', header(host)), /loopback Host/, `Host ${host || '(none)'}`);
 });

@@ -26,8 +26,9 @@ export async function sign(sub: string | undefined, claims: Record<string, unkno
   return jwt.sign(key);
 }
 
+/** A server in dev mode with a key (the relaxed defaults most tests use); env `{ STORYWIRE_DEV: '0' }` gives the production ones. */
 export async function startServer(t: Teardown, overrides: Partial<Config> = {}, env: Record<string, string> = {}, options: ServerOptions = {}): Promise<Harness> {
-  const config = loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1', PORT: '0', ...env }, [], overrides);
+  const config = loadConfig({ JWT_SECRET: SECRET, HOST: '127.0.0.1', PORT: '0', STORYWIRE_DEV: '1', ...env }, [], overrides);
   const server = createServer(config, { logger: pino({ level: process.env['TEST_LOG'] ?? 'silent' }), ...options });
   const port = await server.listen();
   t.teardown(() => server.close());

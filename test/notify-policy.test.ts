@@ -6,15 +6,16 @@ import { createServer } from '../src/edge/server.js';
 import { appBackend } from './app-backend.js';
 import { SECRET, startServer } from './helpers.js';
 
-const PROD = { NODE_ENV: 'production' };
+const PROD = { STORYWIRE_DEV: '0' };
 const note = (userId: string, type = 'message') => ({ userId, notification: { title: 'salut', message: 'm', type } });
 
-t.test('defaults: backend in production, any in dev', async (t) => {
-  t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }).notifyPolicy, 'backend');
-  t.equal(loadConfig({}).notifyPolicy, 'any');
-  t.equal(loadConfig({ NOTIFY_POLICY: 'backend' }).notifyPolicy, 'backend');
-  t.throws(() => loadConfig({ NOTIFY_POLICY: 'everyone' }), /NOTIFY_POLICY must be one of backend, proxy, any/);
-  t.throws(() => loadConfig({ NOTIFY_POLICY: 'proxy' }), /NOTIFY_POLICY=proxy needs NOTIFY_PROXY/);
+t.test('defaults: backend unless dev mode, any in dev mode', async (t) => {
+  t.equal(loadConfig({ JWT_SECRET: SECRET }).notifyPolicy, 'backend');
+  t.equal(loadConfig({ NODE_ENV: 'development', JWT_SECRET: SECRET }).notifyPolicy, 'backend', 'NODE_ENV plays no part');
+  t.equal(loadConfig({ STORYWIRE_DEV: '1' }).notifyPolicy, 'any');
+  t.equal(loadConfig({ STORYWIRE_DEV: '1', NOTIFY_POLICY: 'backend' }).notifyPolicy, 'backend');
+  t.throws(() => loadConfig({ STORYWIRE_DEV: '1', NOTIFY_POLICY: 'everyone' }), /NOTIFY_POLICY must be one of backend, proxy, any/);
+  t.throws(() => loadConfig({ STORYWIRE_DEV: '1', NOTIFY_POLICY: 'proxy' }), /NOTIFY_POLICY=proxy needs NOTIFY_PROXY/);
 });
 
 t.test('production default: a client cannot notify anyone; the backend still can, origin "system"', async (t) => {
@@ -45,7 +46,7 @@ t.test('NOTIFY_TYPES: a client-chosen type outside the list is refused; no type 
   t.match(await alice.request('send:notification', note('bob', 'security-alert')), { type: 'error', error: { code: 'INVALID_PAYLOAD', message: /"security-alert" is not allowed \(allowed: like, follower, info\)/ } });
   t.match(await alice.request('send:notification', note('bob', 'like')), { type: 'ack' });
   t.match(await alice.request('send:notification', { userId: 'bob', notification: { title: 't', message: '' } }), { type: 'ack' });
-  t.same(loadConfig({}).notifyTypes, ['follower', 'like', 'comment', 'message'], "the default: the seed's types");
+  t.same(loadConfig({ JWT_SECRET: SECRET }).notifyTypes, ['follower', 'like', 'comment', 'message'], "the default: the seed's types");
 });
 
 t.test('proxy: the backend approves each sender -> recipient pair, asked once per pair', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap';
 import { appBackend } from './app-backend.js';
 import { startServer } from './helpers.js';
 
-const PROD = { NODE_ENV: 'production', PRESENCE_GRACE_MS: '0' };
+const PROD = { STORYWIRE_DEV: '0', PRESENCE_GRACE_MS: '0' };
 
 t.test('production default: only the ids of the watch claim; the others are forbidden, their state never told', async (t) => {
   const h = await startServer(t, {}, PROD);

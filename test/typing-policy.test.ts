@@ -3,7 +3,7 @@ import t from 'tap';
 import { appBackend } from './app-backend.js';
 import { startServer } from './helpers.js';
 
-const PROD = { NODE_ENV: 'production' };
+const PROD = { STORYWIRE_DEV: '0' };
 
 t.test('abuse: typing onto a stranger\'s phone is refused under the defaults', async (t) => {
   const h = await startServer(t, {}, PROD);

@@ -1,5 +1,6 @@
 // The demo page: GET / (HTML), the compiled SDK and page script from dist/, and GET /dev/token in dev mode.
 import { readFileSync } from 'node:fs';
+import { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import { ID_PATTERN } from '../edge/auth.js';
 import type { Config } from '../config.js';
@@ -22,16 +23,34 @@ function fail(res: UWS.HttpResponse, code: ErrorCode, message: string): void {
   json(res, statusLine(errorSpec(code).status), errorBody(code, message));
 }
 
-/**
- * Registers the demo routes when config.demoPage is on. `server` is read only when a request arrives
- * (the routes are registered while the server object is still being built).
- */
 /** What the demo routes need of the server: dev mode, and a dev token. */
 export interface DevTokens {
   readonly devMode: boolean;
   signDevToken(userId: string, roles?: readonly string[], ttlS?: number): Promise<string>;
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+/** A Host a page on this machine uses; any other name is what a DNS-rebinding page would send. */
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/i;
+const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as const;
+
+/**
+ * Why a /dev/token request is refused, or undefined when it comes from this machine: a loopback peer (uWS
+ * writes IPv6 in full, IPv4-mapped ones included), a loopback Host, no proxy in between.
+ */
+export function devTokenRefusal(peer: string, header: (name: string) => string): string | undefined {
+  if (!LOOPBACK.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return 'dev tokens are served to loopback peers only';
+  if (FORWARDING_HEADERS.some((h) => header(h) !== '')) return 'dev tokens are not served through a proxy';
+  if (!LOOPBACK_HOST.test(header('host'))) return 'dev tokens are served to a loopback Host only (localhost, 127.0.0.1, [::1])';
+  return undefined;
+}
+
+/**
+ * Registers the demo routes when config.demoPage is on. `server` is read only when a request arrives
+ * (the routes are registered while the server object is still being built).
+ */
 export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger, server: () => DevTokens): void {
   if (!config.demoPage) return;
   const cache = new Map<string, string>();
@@ -70,11 +89,14 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
   app.get('/wire/codes.js', (res) => serveFile(res, 'wire/codes.js'));
   app.get('/demo/:file', serve('demo', (name) => name === 'app.js'));
 
-  // Dev mode only (no JWT key configured, which production refuses): a token for any name, allowed to publish.
+  // Dev mode without a JWT key only (--dev; without it no key is refused at start): a token for any name,
+  // allowed to publish, for this machine only.
   app.get('/dev/token', (res, req) => {
     const user = new URLSearchParams(req.getQuery() ?? '').get('user') ?? '';
     const s = server();
-    if (!s.devMode) return fail(res, ErrorCode.NOT_FOUND, 'dev tokens exist only in dev mode (no JWT key configured)');
+    if (!s.devMode) return fail(res, ErrorCode.NOT_FOUND, 'dev tokens exist only in dev mode without a JWT key (--dev)');
+    const refused = devTokenRefusal(Buffer.from(res.getRemoteAddressAsText()).toString(), (h) => req.getHeader(h));
+    if (refused !== undefined) return fail(res, ErrorCode.FORBIDDEN, refused);
     if (!ID_PATTERN.test(user)) return fail(res, ErrorCode.INVALID_PAYLOAD, 'user must be 1-128 characters [A-Za-z0-9_.@|+=-]');
     let aborted = false;
     res.onAborted(() => (aborted = true));

@@ -53,10 +53,10 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** A real `storywire` process in dev mode (no JWT key: /dev/token mints tokens), resolved once it listens. */
+/** A real `storywire` process in dev mode (`--dev`, no JWT key: /dev/token mints tokens), resolved once it listens. */
 async function startProcess(t: Teardown, port: number): Promise<ChildProcess> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' };
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], PORT: String(port), LOG_LEVEL: 'info' };
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), '--dev'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });

@@ -202,7 +202,7 @@ t.test('every file the server accepts is valid for the schema', async (t) => {
 t.test('node src/main.ts with a bad CHANNELS_FILE exits 1 naming every problem', async (t) => {
   const file = write({ namespaces: { room: { subscribe: 'everyone', typing: 'yes' }, story: { id: null } } });
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('../src/main.ts', import.meta.url).pathname], {
-    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', CHANNELS_FILE: file },
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', STORYWIRE_DEV: '1', CHANNELS_FILE: file },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.teardown(() => child.kill('SIGKILL'));
@@ -236,7 +236,7 @@ const BUILTIN: [topic: string, dev: string, production: string][] = [
 
 t.test('without a file the built-in namespaces decide subscribe as before (dev and production)', async (t) => {
   for (const mode of ['dev', 'production'] as const) {
-    const h = await startServer(t, {}, mode === 'production' ? { NODE_ENV: 'production' } : {});
+    const h = await startServer(t, {}, mode === 'production' ? { STORYWIRE_DEV: '0' } : {});
     // alice follows carol: her token lists carol in `watch` (read in production only).
     const alice = await h.connect('alice', { watch: ['carol'] });
     await alice.type('connected');

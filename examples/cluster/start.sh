@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Three storywire nodes and a Redis on this machine behind HAProxy (loopback only). Ctrl-C stops everything.
+# Three storywire nodes and a Redis on this machine behind HAProxy (on loopback unless LB_HOST says otherwise). Ctrl-C stops everything.
 #   examples/cluster/start.sh            # public port 8080, nodes 9101-9103, Redis 6390
+#   LB_HOST=0.0.0.0 examples/cluster/start.sh   # HAProxy reachable from other machines too
 # Then open the printed demo URLs in two browser tabs: each tab says which node it landed on.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export LB_PORT=${LB_PORT:-8080} NODE1_PORT=${NODE1_PORT:-9101} NODE2_PORT=${NODE2_PORT:-9102} NODE3_PORT=${NODE3_PORT:-9103}
+export LB_HOST=${LB_HOST:-127.0.0.1} LB_PORT=${LB_PORT:-8080} NODE1_PORT=${NODE1_PORT:-9101} NODE2_PORT=${NODE2_PORT:-9102} NODE3_PORT=${NODE3_PORT:-9103}
 REDIS_PORT=${REDIS_PORT:-6390}
 export DEMO_HTML="$PWD/examples/cluster/demo.html"
 
@@ -21,6 +22,8 @@ npm run build >/dev/null
 export JWT_SECRET=${JWT_SECRET:-$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')}
 export API_KEY=${API_KEY:-$(node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))')}
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" HOST=127.0.0.1 LOG_LEVEL=${LOG_LEVEL:-warn}
+# HAProxy reaches the nodes from 127.0.0.1: its X-Forwarded-For is believed from there, and only from there.
+export TRUSTED_PROXIES=127.0.0.1
 logs=$(mktemp -d)
 pids=()
 stop() {

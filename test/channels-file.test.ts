@@ -76,11 +76,21 @@ const BAD: { name: string; doc: unknown; problems: string[]; schemaSees: boolean
   {
     name: 'unknown namespace field',
     doc: { namespaces: { room: { subscribe: 'public', colour: 'red' } } },
-    problems: ['namespaces.room.colour: unknown field (use id, subscribe, publish, history, presence, presenceRule, typing)'],
+    problems: ['namespaces.room.colour: unknown field (use id, subscribe, publish, history, presence, presenceRule, typing, chat)'],
     schemaSees: true,
   },
   { name: 'unknown rule word', doc: { namespaces: { room: { subscribe: 'everyone' } } }, problems: [`namespaces.room.subscribe: "everyone" is not a rule (use ${RULE_WORDS})`], schemaSees: true },
-  { name: '"subscribers" outside presenceRule', doc: { namespaces: { room: { subscribe: 'subscribers' } } }, problems: ['namespaces.room.subscribe: "subscribers" is a rule of presenceRule only'], schemaSees: true },
+  { name: '"subscribers" as a subscribe rule', doc: { namespaces: { room: { subscribe: 'subscribers' } } }, problems: ['namespaces.room.subscribe: "subscribers" is a rule of publish and presenceRule only'], schemaSees: true },
+  { name: 'chat of another type', doc: { namespaces: { room: { chat: 'on' } } }, problems: ['namespaces.room.chat: must be false, true or {"receipts": true|false}'], schemaSees: true },
+  {
+    name: 'chat with an unknown field, receipts not a boolean',
+    doc: { namespaces: { room: { history: { size: 10, ttlS: 60 }, chat: { receipts: 'yes', typing: true } } } },
+    problems: ['namespaces.room.chat.typing: unknown field (use receipts)', 'namespaces.room.chat.receipts: must be true or false'],
+    schemaSees: true,
+  },
+  { name: 'chat without history', doc: { namespaces: { room: { subscribe: 'token', chat: true } } }, problems: ['namespaces.room.chat: needs ids and "history" (chat messages are numbered and kept)'], schemaSees: false },
+  { name: 'the built-in conversation without history', doc: { namespaces: { conversation: { history: false } } }, problems: ['namespaces.conversation.chat: needs ids and "history" (chat messages are numbered and kept)'], schemaSees: false },
+  { name: 'chat on one channel', doc: { namespaces: { lobby: { id: null, history: { size: 10, ttlS: 60 }, chat: true } } }, problems: ['namespaces.lobby.chat: needs ids and "history" (chat messages are numbered and kept)'], schemaSees: false },
   { name: 'rule of another type', doc: { namespaces: { room: { publish: 3 } } }, problems: [`namespaces.room.publish: must be a rule: ${RULE_WORDS}`], schemaSees: true },
   { name: 'empty rule object', doc: { namespaces: { room: { presenceRule: {} } } }, problems: ['namespaces.room.presenceRule: a rule object needs "permission", "claim" or "proxy"'], schemaSees: true },
   {
@@ -188,6 +198,8 @@ const GOOD: { name: string; doc: unknown }[] = [
   { name: 'history forms', doc: { namespaces: { a: { history: false }, b: { history: null }, c: { history: { size: 1, ttlS: 1 } }, d: { history: { size: 100000, ttlS: 31536000 } } } } },
   { name: 'one-channel namespace', doc: { namespaces: { lobby: { id: null, subscribe: 'public', presence: 'counts', presenceRule: 'public', typing: false } } } },
   { name: 'presence of subscribers', doc: { namespaces: { room: { subscribe: 'public', presence: 'members', presenceRule: 'subscribers' } } } },
+  { name: 'chat forms, publish by subscribers', doc: { namespaces: { a: { history: { size: 10, ttlS: 60 }, chat: true, publish: 'subscribers' }, b: { history: { size: 10, ttlS: 60 }, chat: { receipts: false } }, c: { chat: false }, d: { history: { size: 1, ttlS: 1 }, chat: {} } } } },
+  { name: 'the built-in conversation redeclared', doc: { namespaces: { conversation: { subscribe: { proxy: 'app' }, publish: { proxy: 'app' }, chat: { receipts: false } } }, proxies: { app: PROXY } } },
   { name: 'proxy limits at their bounds', doc: { namespaces: {}, proxies: { lo: { url: 'https://b.example', timeoutMs: 10, cacheTtlMs: 0, cacheMax: 0, maxInFlight: 1, headers: {} }, hi: { url: 'http://b:8080/x', timeoutMs: 60000, cacheTtlMs: 86400000, cacheMax: 10000000, maxInFlight: 100000, headers: { Authorization: 'Bearer x', 'X-App': '' } } } } },
   { name: 'built-ins redeclared', doc: { namespaces: { user: { typing: false }, story: { publish: { proxy: 'owners' } }, presence: { subscribe: 'public' }, stories: { id: null } }, proxies: { owners: PROXY } } },
 ];
@@ -232,6 +244,9 @@ const BUILTIN: [topic: string, dev: string, production: string][] = [
   ['story:a b', 'INVALID_TOPIC', 'INVALID_TOPIC'],
   ['sys:heartbeat', 'INVALID_TOPIC', 'INVALID_TOPIC'],
   ['premium-story:1', 'INVALID_TOPIC', 'INVALID_TOPIC'],
+  // Chat (issue #16): membership is the app's decision, a subscription token, in every mode.
+  ['conversation:c1', 'TOPIC_FORBIDDEN', 'TOPIC_FORBIDDEN'],
+  ['conversation:a.b', 'INVALID_TOPIC', 'INVALID_TOPIC'],
 ];
 
 t.test('without a file the built-in namespaces decide subscribe as before (dev and production)', async (t) => {

@@ -22,6 +22,8 @@ npm run build >/dev/null
 export JWT_SECRET=${JWT_SECRET:-$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')}
 export API_KEY=${API_KEY:-$(node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))')}
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" HOST=127.0.0.1 LOG_LEVEL=${LOG_LEVEL:-warn}
+# A demo: dev mode's relaxed defaults (any user may notify any user, presence:<id> open to all) for its forms.
+export STORYWIRE_DEV=1
 # HAProxy reaches the nodes from 127.0.0.1: its X-Forwarded-For is believed from there, and only from there.
 export TRUSTED_PROXIES=127.0.0.1
 logs=$(mktemp -d)

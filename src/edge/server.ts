@@ -8,6 +8,7 @@ import { Reply } from '../api/http.js';
 import { registerApi, registerOperations, type ApiDeps } from '../api/routes.js';
 import { ChannelPresence } from '../features/channel-presence.js';
 import { Inbox } from '../features/inbox.js';
+import { Chat } from '../features/chat.js';
 import { Presence } from '../features/presence.js';
 import { Typing } from '../features/typing.js';
 import { Metrics } from '../metrics.js';
@@ -99,6 +100,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const inbox = new Inbox(history, readState, pubsub, channels.namespace('user')?.history?.size ?? config.historySize, userShareOf(config));
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
   // A subscription ended (unsubscribe, revocation, its token's expiry): what rests on it goes with it.
+  const chat = new Chat(pubsub, history, channels, access, config);
   const left = (ws: Socket, topic: string): void => {
     const conn = ws.getUserData().conn;
     tokenSubscriptions.forget(ws, topic);
@@ -107,7 +109,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     typing.stop(ws, conn.userId, topic);
   };
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, left);
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, left }, verifier, connections);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, chat, left }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -277,7 +279,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence' | 'chat'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

@@ -74,14 +74,14 @@ export class Access {
 
   /**
    * Throws FORBIDDEN unless the connection may publish on the channel. With a publish proxy, resolves to the
-   * data the backend wants broadcast (undefined: as sent).
+   * data the backend wants broadcast (undefined: as sent). `extra`: more of the request body (chat's `chat`).
    */
-  publish(conn: Conn, topic: string, t: ParsedTopic, data: unknown): undefined | Promise<unknown> {
+  publish(conn: Conn, topic: string, t: ParsedTopic, data: unknown, extra?: Readonly<Record<string, unknown>>): undefined | Promise<unknown> {
     const rule = t.ns.publish;
     const v = this.verdict(rule, conn, t);
     if (v === true) return undefined;
     if (v === false) throw new WireError(ErrorCode.FORBIDDEN, refused('publish on', topic, rule).message);
-    return v.ask('publish', { ...this.body(conn, topic), data }).then((d) => {
+    return v.ask('publish', { ...this.body(conn, topic), data, ...extra }).then((d) => {
       if (!d.allow) throw new WireError(ErrorCode.FORBIDDEN, `not allowed to publish on ${topic.slice(0, 140)}: ${d.reason}`);
       return d.data;
     });
@@ -145,6 +145,6 @@ function subscribeGrant(d: ProxyDecision, topic: string): Grant {
 }
 
 function refused(what: string, topic: string, rule: Rule): WireError {
-  const why = rule === 'none' ? 'nobody may' : rule === 'token' ? 'a subscription token is needed to' : rule === 'owner' ? 'only its owner may' : `needs ${ruleText(rule)} to`;
+  const why = rule === 'none' ? 'nobody may' : rule === 'token' ? 'a subscription token is needed to' : rule === 'owner' ? 'only its owner may' : rule === 'subscribers' ? 'only its subscribers (subscribe first) may' : `needs ${ruleText(rule)} to`;
   return new WireError(ErrorCode.TOPIC_FORBIDDEN, `not allowed to ${what} ${topic.slice(0, 140)}: ${why} ${what.split(' ')[0]}`);
 }

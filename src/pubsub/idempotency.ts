@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import type { Idempotency } from '../seams/backplane/types.js';
+import type { Position } from '../seams/history/types.js';
 
 /** 1 to 255 visible ASCII characters, no space (the header's value as the IETF draft and Stripe use it). */
 const KEY = /^[\x21-\x7e]{1,255}$/;
@@ -68,12 +69,17 @@ export function keyedFrom(options: PublishOptions | KeyedPublish | undefined, ki
 export type Claim = 'new' | 'duplicate' | 'conflict';
 
 /**
- * The keys this node has seen, each for `ttlMs`, at most `maxKeys` (the oldest forgotten first). Serves
- * every keyed publish in memory mode, and the keyed live-only frames a node delivers in cluster mode.
+ * The keys this node has seen, each for `ttlMs` (or the window its claim names), at most `maxKeys` (the oldest
+ * forgotten first). Serves every keyed publish in memory mode, and the keyed live-only frames a node delivers in
+ * cluster mode. A key of a recoverable topic also keeps where its publish was stored (record).
  */
 export class IdempotencyStore {
-  /** Insertion order is age order: a key is never refreshed, so the first entry is always the oldest. */
-  private readonly seen = new Map<string, { fingerprint: string; until: number }>();
+  /**
+   * Insertion order is claim order: a key is never refreshed, so the first entry is the oldest claimed. With
+   * windows of different lengths it may outlive keys behind it: those stay, never answered (claim reads `until`),
+   * until the bound or their turn at the front comes.
+   */
+  private readonly seen = new Map<string, { fingerprint: string; until: number; at: Position | undefined }>();
 
   constructor(
     private readonly ttlMs: number,
@@ -85,7 +91,7 @@ export class IdempotencyStore {
   }
 
   /** Records the key unless it is known: then says whether it stood for the same request. */
-  claim(key: string, print: string, now = Date.now()): Claim {
+  claim(key: string, print: string, now = Date.now(), ttlMs = this.ttlMs): Claim {
     const prior = this.seen.get(key);
     if (prior !== undefined && prior.until > now) return prior.fingerprint === print ? 'duplicate' : 'conflict';
     if (prior !== undefined) this.seen.delete(key);
@@ -93,7 +99,18 @@ export class IdempotencyStore {
       if (this.seen.size < this.maxKeys && v.until > now) break;
       this.seen.delete(k);
     }
-    this.seen.set(key, { fingerprint: print, until: now + this.ttlMs });
+    this.seen.set(key, { fingerprint: print, until: now + ttlMs, at: undefined });
     return 'new';
+  }
+
+  /** Where the publish claimed under `key` was stored (its topic's history position). */
+  record(key: string, at: Position): void {
+    const entry = this.seen.get(key);
+    if (entry !== undefined) entry.at = { epoch: at.epoch, offset: at.offset };
+  }
+
+  /** The position record() kept for a key, if its publish was stored. */
+  storedAt(key: string): Position | undefined {
+    return this.seen.get(key)?.at;
   }
 }

@@ -2,7 +2,7 @@
 // (deliver: what reaches this node's connections). Joins, and this node's interest in topics, are join.ts.
 import type { UWS } from '../uws.js';
 import { Unconfirmed, type Backplane, type ClusterBackplane, type Idempotency } from '../seams/backplane/types.js';
-import { NO_STREAM, type Position } from '../seams/history/types.js';
+import { NO_STREAM, type Appended, type Position } from '../seams/history/types.js';
 import type { Topology } from '../seams/topology.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { DEFAULT_CHANNELS, type Channels } from '../wire/topics.js';
@@ -64,6 +64,8 @@ export interface StoreOption {
   /** A user-sent event: held within the history's user-sent share (RecordOptions.user). */
   readonly user?: true;
   stored: boolean | undefined;
+  /** Set by emit when the event was stored: its position (a duplicate's is Idempotency.original). */
+  at?: Position;
 }
 
 const conflict = () => new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
@@ -208,28 +210,38 @@ export class PubSub {
     const head = frame.slice(0, typePart.length + topicPart.length);
     const t = this.topology;
     if (!t.single) return this.record(t.backplane, topic, head, frame, except, idem, store);
+    const keyed = idem && `${topic}\n${idem.key}`;
     if (idem !== undefined) {
-      const claim = this.idempotency.claim(`${topic}\n${idem.key}`, idem.fingerprint);
+      const claim = this.idempotency.claim(keyed!, idem.fingerprint, Date.now(), idem.ttlMs);
       if (claim === 'conflict') return Promise.reject(conflict());
       if (claim === 'duplicate') {
         idem.duplicate = true;
+        idem.original = this.idempotency.storedAt(keyed!);
         return Promise.resolve(0);
       }
     }
-    if (store?.ifStreamExists) {
-      // Only a history read in the turn can say, in the turn it stores, that the topic has a stream.
-      const appended = t.history.sync ? t.history.append(topic, head, frame.slice(head.length), { ifStreamExists: true, user: store.user === true }) : undefined;
+    const tail = frame.slice(head.length);
+    const stored = (a: Appended): Promise<number> => {
+      if (store) store.at = { epoch: a.epoch, offset: a.offset };
+      if (keyed !== undefined) this.idempotency.record(keyed, a);
+      return this.send(topic, a.frame, except);
+    };
+    if (store && t.history.sync) {
+      // Only a history read in the turn can say, in the turn it stores, that the topic has a stream. Stored as any
+      // event otherwise (it may begin the topic's history), within the user-sent share when it is one.
+      const appended = t.history.append(topic, head, tail, { ifStreamExists: store.ifStreamExists, user: store.user === true });
       store.stored = appended !== undefined;
-      return this.send(topic, appended === undefined ? frame : appended.frame, except);
+      // Not stored (no stream, or a user share of 0): live only, unnumbered.
+      return appended === undefined ? this.send(topic, frame, except) : stored(appended);
     }
-    if (store) {
-      // Stored as any event (it may begin the topic's history), within the user-sent share when it is one.
-      store.stored = true;
-      if (t.history.sync) return this.send(topic, t.history.append(topic, head, frame.slice(head.length), { user: store.user === true })!.frame, except);
+    if (store?.ifStreamExists) {
+      store.stored = false;
+      return this.send(topic, frame, except);
     }
-    const appended = t.history.append(topic, head, frame.slice(head.length));
-    if (!(appended instanceof Promise)) return this.send(topic, appended.frame, except);
-    return appended.then((a) => this.send(topic, a.frame, except));
+    if (store) store.stored = true;
+    const appended = t.history.append(topic, head, tail);
+    if (!(appended instanceof Promise)) return stored(appended);
+    return appended.then(stored);
   }
 
   /**
@@ -264,6 +276,7 @@ export class PubSub {
           return this.send(topic, frame, except, idem);
         }
         if (store) store.stored = true;
+        if (store && appended !== undefined) store.at = { epoch: appended.epoch, offset: appended.offset };
         return appended === undefined ? 0 : local;
       },
       (err: unknown) => {

@@ -78,6 +78,7 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
       conn.subscriptions ??= new Map();
       conn.subscriptions.set(topic, null);
       const r = await ctx.pubsub.join(ws, topic, since);
+      ctx.chat.checkJoin(conn, parsed);
       // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
       if (conn.subscriptions?.has(topic) !== true) {
         if (!conn.closed) ws.unsubscribe(topic);

@@ -3,12 +3,15 @@
 // themselves (what a namespace allows) live in the registry, topics.ts.
 
 /**
- * Who may do something on a channel. `proxy` names an entry of the file's `proxies`. `subscribers` (presenceRule
- * only): the asking connection is subscribed to the channel.
+ * Who may do something on a channel. `proxy` names an entry of the file's `proxies`. `subscribers` (publish and
+ * presenceRule only): the asking connection is subscribed to the channel (let in by the subscribe rule).
  */
 export type Rule = 'public' | 'owner' | 'none' | 'token' | 'subscribers' | { readonly permission?: string; readonly claim?: string } | { readonly proxy: string };
 
 export type PresenceMode = 'off' | 'counts' | 'members';
+
+/** Chat on a namespace (protocol.md section 14): off, or on with read receipts announced to members or not. */
+export type ChatSpec = false | { readonly receipts: boolean };
 
 export interface NamespaceSpec {
   /** The id rule (a regular expression the whole id must match); null: one channel named like the namespace. */
@@ -21,6 +24,8 @@ export interface NamespaceSpec {
   /** Who may ask for a channel's presence (counts or members); default "subscribers". */
   readonly presenceRule: Rule;
   readonly typing: boolean;
+  /** Whether its channels take `chat:*` messages (a chat namespace has ids and history). */
+  readonly chat: ChatSpec;
 }
 
 export interface ProxySpec {
@@ -41,7 +46,7 @@ export interface ChannelsFile {
 
 export const NAMESPACE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const RULE_WORDS = new Set(['public', 'owner', 'none', 'token']);
-const NAMESPACE_KEYS = new Set(['id', 'subscribe', 'publish', 'history', 'presence', 'presenceRule', 'typing']);
+const NAMESPACE_KEYS = new Set(['id', 'subscribe', 'publish', 'history', 'presence', 'presenceRule', 'typing', 'chat']);
 const PROXY_KEYS = new Set(['url', 'timeoutMs', 'cacheTtlMs', 'cacheMax', 'maxInFlight', 'headers']);
 /** Header names a proxy may not set: the request's framing is storywire's. */
 const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host', 'transfer-encoding', 'connection']);
@@ -115,11 +120,11 @@ function checkProxy(at: string, raw: unknown, problems: string[]): ProxySpec | u
   };
 }
 
-function checkRule(at: string, raw: unknown, proxies: ReadonlyMap<string, ProxySpec>, problems: string[], presence = false): Rule | undefined {
+function checkRule(at: string, raw: unknown, proxies: ReadonlyMap<string, ProxySpec>, problems: string[], subscribers = false): Rule | undefined {
   if (typeof raw === 'string') {
-    if (RULE_WORDS.has(raw) || (presence && raw === 'subscribers')) return raw as Rule;
+    if (RULE_WORDS.has(raw) || (subscribers && raw === 'subscribers')) return raw as Rule;
     if (raw === 'subscribers') {
-      problems.push(`${at}: "subscribers" is a rule of presenceRule only`);
+      problems.push(`${at}: "subscribers" is a rule of publish and presenceRule only`);
       return undefined;
     }
     problems.push(`${at}: "${raw.slice(0, 40)}" is not a rule (use "public", "owner", "none", "token", {"permission": ...}, {"claim": ...} or {"proxy": ...})`);
@@ -175,7 +180,7 @@ function checkNamespace(at: string, raw: unknown, proxies: ReadonlyMap<string, P
   }
   for (const key of ['subscribe', 'publish', 'presenceRule'] as const) {
     if (raw[key] === undefined) continue;
-    const rule = checkRule(`${at}.${key}`, raw[key], proxies, problems, key === 'presenceRule');
+    const rule = checkRule(`${at}.${key}`, raw[key], proxies, problems, key !== 'subscribe');
     if (rule !== undefined) ns[key] = rule;
   }
   if (raw['history'] !== undefined) {
@@ -199,6 +204,17 @@ function checkNamespace(at: string, raw: unknown, proxies: ReadonlyMap<string, P
   if (raw['typing'] !== undefined) {
     if (typeof raw['typing'] !== 'boolean') problems.push(`${at}.typing: must be true or false`);
     else ns.typing = raw['typing'];
+  }
+  if (raw['chat'] !== undefined) {
+    const c = raw['chat'];
+    if (c === false) ns.chat = false;
+    else if (c === true) ns.chat = { receipts: true };
+    else if (!isObj(c)) problems.push(`${at}.chat: must be false, true or {"receipts": true|false}`);
+    else {
+      for (const key of Object.keys(c)) if (key !== 'receipts') problems.push(`${at}.chat.${key}: unknown field (use receipts)`);
+      if (c['receipts'] !== undefined && typeof c['receipts'] !== 'boolean') problems.push(`${at}.chat.receipts: must be true or false`);
+      ns.chat = { receipts: c['receipts'] !== false };
+    }
   }
   return ns;
 }

@@ -1,6 +1,6 @@
 // One spec per client message type: how its data is parsed and bounded, the rate bucket and the permission
 // it needs, and what it does. Adding a message type is one entry here (or in channel-messages.ts for the
-// channel messages), its member of ClientMessage (protocol.ts) and its section of protocol.md.
+// channel messages, chat-messages.ts for chat), its member of ClientMessage (protocol.ts) and its section of protocol.md.
 import { hasPermission } from '../edge/auth.js';
 import { connOf, type Conn, type Socket } from '../edge/conn.js';
 import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
@@ -28,6 +28,7 @@ import {
 } from './protocol.js';
 import { STORIES, storyTopic } from './topics.js';
 import { CHANNEL_MESSAGES } from './channel-messages.js';
+import { CHAT_MESSAGES } from './chat-messages.js';
 import { ack, type Ctx, type Spec } from './spec.js';
 
 export type { Ctx } from './spec.js';
@@ -138,6 +139,8 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
   },
 
   ...CHANNEL_MESSAGES,
+
+  ...CHAT_MESSAGES,
 
   'presence:query': {
     parse: (d, l) => ({ userIds: parseUserIds(object(d, 'data')['userIds'], 'data.userIds', l) }),

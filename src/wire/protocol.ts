@@ -23,6 +23,14 @@ export interface ChapterInput extends JsonObject {
   title: string;
 }
 
+/** A chat message as a client sends it (protocol.md section 14); its byte limits are checked by the chat feature. */
+export interface ChatSendInput {
+  channel: string;
+  clientMsgId: string;
+  text: string;
+  data: JsonObject | undefined;
+}
+
 /** Every message a client may send. messages.ts has a spec for each member, or it does not compile. */
 export type ClientMessage =
   | { type: 'ping'; id: RequestId | undefined }
@@ -39,7 +47,8 @@ export type ClientMessage =
   | { type: 'presence:query'; id: RequestId | undefined; data: { userIds: string[] } }
   | { type: 'presence:channel'; id: RequestId | undefined; data: { channel: string } }
   | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
-  | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } };
+  | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } }
+  | { type: 'chat:send'; id: RequestId | undefined; data: ChatSendInput };
 
 export type ClientType = ClientMessage['type'];
 

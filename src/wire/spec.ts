@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Socket } from '../edge/conn.js';
 import type { ChannelPresence } from '../features/channel-presence.js';
+import type { Chat } from '../features/chat.js';
 import type { Inbox } from '../features/inbox.js';
 import type { Presence } from '../features/presence.js';
 import type { Typing } from '../features/typing.js';
@@ -31,6 +32,8 @@ export interface Ctx {
   readonly tokenSubscriptions: TokenSubscriptions;
   /** Who is subscribed to a channel of a namespace with presence on. */
   readonly channelPresence: ChannelPresence;
+  /** Chat messages in the channels of chat namespaces (protocol.md section 14). */
+  readonly chat: Chat;
   /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
   readonly notify: NotifyPolicy;
   /** A subscription of the socket ended (unsubscribe, revocation, token expiry): what rests on it is dropped. */

@@ -6,10 +6,10 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import { ID_PATTERN } from '../edge/auth.js';
-import { checkChannelsFile, type NamespaceSpec, type ProxySpec, type Rule } from './channels-file.js';
+import { checkChannelsFile, type ChatSpec, type NamespaceSpec, type ProxySpec, type Rule } from './channels-file.js';
 import { ErrorCode, WireError } from './codes.js';
 
-export type { NamespaceSpec, ProxySpec, Rule } from './channels-file.js';
+export type { ChatSpec, NamespaceSpec, ProxySpec, Rule } from './channels-file.js';
 
 export const STORIES = 'stories';
 export const PRESENCE_ALL = 'presence';
@@ -39,12 +39,15 @@ function nsName(topic: string): string {
 }
 
 /** Events that are never stored nor numbered, even on recoverable topics: they are only true now. */
-const EPHEMERAL: ReadonlySet<string> = new Set(['user:typing', 'user:stopped_typing', 'notifications:read']);
+const EPHEMERAL: ReadonlySet<string> = new Set(['user:typing', 'user:stopped_typing', 'notifications:read', 'chat:read', 'chat:receipt']);
+
+/** The built-in `conversation` namespace's history: what a member offline for a while can still resume. */
+export const CONVERSATION_HISTORY = { size: 1000, ttlS: 2592000 } as const;
 
 /** The built-in namespaces: today's behaviour, with the safe defaults of issue #15 (see protocol.md, "Channels"). */
 export function builtinNamespaces(config: Pick<Config, 'historySize' | 'historyTtlS' | 'publishPermission' | 'production'>): Map<string, NamespaceSpec> {
   const history = { size: config.historySize, ttlS: config.historyTtlS };
-  const base = { id: ID_PATTERN, publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false } as const;
+  const base = { id: ID_PATTERN, publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false, chat: false } as const;
   return new Map<string, NamespaceSpec>([
     ['user', { ...base, subscribe: 'owner', history, typing: true }],
     // A story's chapters are written by its author: the token lists the author's story ids (`stories` claim).
@@ -53,6 +56,12 @@ export function builtinNamespaces(config: Pick<Config, 'historySize' | 'historyT
     // Who may watch whom: the people the token lists (`watch` claim, e.g. who the user follows). Dev: anyone.
     ['presence', { ...base, subscribe: config.production ? { claim: 'watch' } : 'public' }],
     [STORIES, { ...base, id: null, subscribe: 'public', publish: { permission: config.publishPermission } }],
+    // Chat (protocol.md section 14): membership is the app's decision (a subscription token; fails closed without
+    // a backend), and a member may send because it was let in.
+    [
+      'conversation',
+      { ...base, id: /^[A-Za-z0-9_-]{1,64}$/, subscribe: 'token', publish: 'subscribers', history: CONVERSATION_HISTORY, presence: 'members', typing: true, chat: { receipts: true } },
+    ],
   ]);
 }
 
@@ -117,6 +126,11 @@ export class Channels {
     return this.isRecoverable(topic) && !EPHEMERAL.has(type);
   }
 
+  /** The chat option of a channel's namespace (false for a topic of no namespace). */
+  chatOf(topic: string): ChatSpec {
+    return this.nsOf(topic)?.chat ?? false;
+  }
+
   /** A typing target: a channel of a namespace that allows typing. */
   checkTypingTarget(target: string): ParsedTopic {
     const t = this.parse(target);
@@ -155,9 +169,11 @@ export function loadChannels(config: Config): Channels {
   for (const [name, spec] of file.namespaces) {
     const base = builtin.get(name);
     // A new namespace starts from nothing allowed: it says what it allows.
-    const merged = { id: ID_PATTERN, subscribe: 'none', publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false, ...base, ...spec } as NamespaceSpec;
+    const merged = { id: ID_PATTERN, subscribe: 'none', publish: 'none', history: null, presence: 'off', presenceRule: 'subscribers', typing: false, chat: false, ...base, ...spec } as NamespaceSpec;
     if (REQUIRED.includes(name) && (merged.id === null) !== (name === STORIES)) problems.push(`namespaces.${name}.id: ${name === STORIES ? 'must stay null (one channel)' : 'cannot be null (the server publishes to its ids)'}`);
     if (merged.subscribe === 'owner' && merged.id === null) problems.push(`namespaces.${name}.subscribe: "owner" needs ids (the id is the user's own)`);
+    // Chat messages are numbered, kept and edited in place: a chat namespace keeps history, one channel per id.
+    if (merged.chat !== false && (merged.history === null || merged.id === null)) problems.push(`namespaces.${name}.chat: needs ids and "history" (chat messages are numbered and kept)`);
     namespaces.set(name, merged);
   }
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `CHANNELS_FILE ${config.channelsFile}: ${p}`));

@@ -1,0 +1,36 @@
+// The chat messages (protocol.md section 14): their parsers and handlers; what they do is features/chat.ts.
+// Byte limits (MAX_CHAT_BYTES) and the per-conversation rate (CHAT_RATE_PER_S) are the feature's: they hold
+// for a proxy's rewritten message too.
+import { connOf } from '../edge/conn.js';
+import { invalid, object, string, type JsonObject } from './protocol.js';
+import { ack, type Spec } from './spec.js';
+
+export type ChatType = 'chat:send';
+
+/** A clientMsgId: 1-64 characters [A-Za-z0-9_-] (the SDK sends a UUID). */
+const CLIENT_MSG_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+const channel = (o: JsonObject): string => string(o['channel'], 'data.channel', 140);
+
+/** A message's text: a non-empty string (its byte limit is the feature's). */
+const text = (v: unknown): string => {
+  if (typeof v !== 'string' || v.length === 0) throw invalid('data.text must be a non-empty string');
+  return v;
+};
+
+const extra = (v: unknown): JsonObject | undefined => (v === undefined || v === null ? undefined : object(v, 'data.data'));
+
+export const CHAT_MESSAGES: { [K in ChatType]: Spec<K> } = {
+  'chat:send': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      const id = o['clientMsgId'];
+      if (typeof id !== 'string' || !CLIENT_MSG_ID.test(id)) throw invalid('data.clientMsgId must be 1-64 characters [A-Za-z0-9_-] (a UUID)');
+      return { channel: channel(o), clientMsgId: id, text: text(o['text']), data: extra(o['data']) };
+    },
+    handle: async (ctx, ws, msg) => {
+      const sent = await ctx.chat.send(connOf(ws), msg.data);
+      ack(ctx, ws, msg.id, sent);
+    },
+  },
+};

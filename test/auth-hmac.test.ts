@@ -75,6 +75,12 @@ t.test('accepts and refuses exactly what jose does', async (t) => {
     ['audience in a list', forge(hs, { sub: 'u1', aud: ['x', 'ws'] }), { ...base, audience: 'ws' }],
     ['audience wrong', forge(hs, { sub: 'u1', aud: 'x' }), { ...base, audience: 'ws' }],
     ['audience missing', forge(hs, { sub: 'u1' }), { ...base, audience: 'ws' }],
+    ['typ required and right', forge({ alg: 'HS256', typ: 'at+jwt' }, { sub: 'u1' }), { ...base, typ: 'at+jwt' }],
+    ['typ required, other case and application/', forge({ alg: 'HS256', typ: 'Application/AT+JWT' }, { sub: 'u1' }), { ...base, typ: 'at+jwt' }],
+    ['typ required and wrong', forge(hs, { sub: 'u1' }), { ...base, typ: 'at+jwt' }],
+    ['typ required and missing', forge({ alg: 'HS256' }, { sub: 'u1' }), { ...base, typ: 'at+jwt' }],
+    ['typ required, not a string', forge({ alg: 'HS256', typ: 1 }, { sub: 'u1' }), { ...base, typ: 'at+jwt' }],
+    ['typ required, expired too', forge({ alg: 'HS256', typ: 'JWT' }, { sub: 'u1', exp: now - 60 }), { ...base, typ: 'at+jwt' }],
   ];
   for (const [name, token, opts] of cases) {
     t.equal(viaFastPath(token, opts), await viaJose(token, opts), name);

@@ -82,6 +82,8 @@ export interface ApiDeps {
   /** The channel registry: which topics exist. */
   channels: Channels;
   isReady(): boolean;
+  /** False until the JWKS (JWT_JWKS_URL) was fetched once: no token can be verified before. */
+  keysReady(): boolean;
   /** False while the backplane cannot reach the other nodes (cluster mode only). */
   backplaneUp(): boolean;
 }
@@ -93,8 +95,9 @@ export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMet
   app.get('/readyz', (res) => {
     // Degraded is still ready: the node serves its local connections, and in a Redis outage every node is
     // degraded alike, so taking them out of the load balancer would turn a partial outage into a total one.
-    if (deps.isReady()) res.writeHeader('content-type', 'application/json').end(deps.backplaneUp() ? '{"status":"ready"}' : '{"status":"degraded"}');
-    else res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end('{"status":"draining"}');
+    const notReady = !deps.isReady() ? '{"status":"draining"}' : !deps.keysReady() ? '{"status":"starting","reason":"JWKS not fetched yet"}' : undefined;
+    if (notReady === undefined) res.writeHeader('content-type', 'application/json').end(deps.backplaneUp() ? '{"status":"ready"}' : '{"status":"degraded"}');
+    else res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end(notReady);
   });
   if (!withMetrics) return;
   // On ADMIN_PORT /metrics is open (keep that port private); on the public port it needs the API key.

@@ -1,18 +1,10 @@
 // Token extraction from an upgrade request and JWT verification with jose -> Principal.
 import { createHmac, createPublicKey, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import {
-  createLocalJWKSet,
-  createRemoteJWKSet,
-  errors as joseErrors,
-  jwtVerify,
-  SignJWT,
-  type FlattenedJWSInput,
-  type JSONWebKeySet,
-  type JWSHeaderParameters,
-  type JWTPayload,
-} from 'jose';
+import pino, { type Logger } from 'pino';
+import { errors as joseErrors, jwtVerify, SignJWT, type FlattenedJWSInput, type JWSHeaderParameters, type JWTPayload } from 'jose';
 import type { Config } from '../config.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
+import { RemoteKeySet } from './jwks.js';
 
 /** Who a connection belongs to, from a verified token. */
 export interface Principal {
@@ -72,36 +64,21 @@ export function hasPermission(p: Principal, permission: string): boolean {
 type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<unknown>;
 type KeyInput = Uint8Array | KeyObject | KeyResolver;
 
-/**
- * A remote JWKS that survives its endpoint going down: keys fetched before keep verifying (a refetch
- * that fails falls back to the last good set), while a kid never seen is refused (no key to check it).
- */
-export function resilientJwks(url: URL, cacheMaxAgeMs: number, timeoutMs: number): KeyResolver {
-  const remote = createRemoteJWKSet(url, { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: cacheMaxAgeMs });
-  let lastGood: JSONWebKeySet | undefined;
-  return async (header, token) => {
-    try {
-      const key = await remote(header, token);
-      lastGood = remote.jwks() ?? lastGood;
-      return key;
-    } catch (err) {
-      const unreachable = !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err.code === 'ERR_JOSE_GENERIC';
-      if (unreachable && lastGood) return createLocalJWKSet(lastGood)(header, token);
-      throw err;
-    }
-  };
-}
-
 export interface Verifier {
   verify(token: string): Promise<Principal>;
   /** Checks signature, expiry, issuer and audience only: the claims set (subscription tokens). */
   verifyPayload(token: string): Promise<JWTPayload>;
   /** The same check, synchronously, when the key is a shared secret (HS*): set then, undefined otherwise. */
   readonly verifyNow: ((token: string) => Principal) | undefined;
-  /** Set when no key was configured outside production: a random HS256 secret for local use only. */
+  /** Set when no key was configured in dev mode: a random HS256 secret for local use only. */
   readonly devSecret: Uint8Array | undefined;
   /** True when verification needs nothing from the network (a secret or a public key, no JWKS): it cannot hang. */
   readonly local: boolean;
+  /** False until the JWKS was fetched once (readiness); always true for a secret or a public key. */
+  readonly ready: boolean;
+  /** Starts fetching the JWKS and keeping it fresh (nothing without one). */
+  start(): void;
+  stop(): void;
 }
 
 function algorithmsForKey(key: KeyObject): string[] {
@@ -122,71 +99,120 @@ function algorithmsForKey(key: KeyObject): string[] {
 }
 
 const MAX_TOKEN_LENGTH = 8192;
+const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
-export function createVerifier(config: Config, claimNames: ReadonlySet<string> = new Set()): Verifier {
-  let key: KeyInput;
-  let algorithms: string[];
-  let devSecret: Uint8Array | undefined;
+interface Keys {
+  key: KeyInput;
+  algorithms: string[];
+  devSecret: Uint8Array | undefined;
+  keySet: RemoteKeySet | undefined;
+}
+
+/** The configured key (a secret, a public key or a JWKS), or a throwaway secret in dev mode, and its algorithms. */
+function keysOf(config: Config, log: Logger): Keys {
   if (config.jwtSecret !== undefined) {
-    key = new TextEncoder().encode(config.jwtSecret);
-    algorithms = [...(config.jwtAlgorithms ?? ['HS256'])];
-  } else if (config.jwtPublicKey !== undefined) {
-    const pem = config.jwtPublicKey.replaceAll('\\n', '\n');
-    const publicKey = createPublicKey(pem);
-    key = publicKey;
-    algorithms = [...(config.jwtAlgorithms ?? algorithmsForKey(publicKey))];
-  } else if (config.jwtJwksUrl !== undefined) {
-    key = resilientJwks(new URL(config.jwtJwksUrl), config.jwtJwksCacheMs, config.upgradeTimeoutMs);
-    algorithms = [...(config.jwtAlgorithms ?? ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])];
-  } else {
-    if (config.production) throw new WireError(ErrorCode.INTERNAL, 'no JWT key configured in production', 500);
-    devSecret = new Uint8Array(randomBytes(32));
-    key = devSecret;
-    algorithms = ['HS256'];
+    return { key: new TextEncoder().encode(config.jwtSecret), algorithms: [...(config.jwtAlgorithms ?? ['HS256'])], devSecret: undefined, keySet: undefined };
   }
-  const options = {
+  if (config.jwtPublicKey !== undefined) {
+    const publicKey = createPublicKey(config.jwtPublicKey.replaceAll('\\n', '\n'));
+    return { key: publicKey, algorithms: [...(config.jwtAlgorithms ?? algorithmsForKey(publicKey))], devSecret: undefined, keySet: undefined };
+  }
+  if (config.jwtJwksUrl !== undefined) {
+    const keySet = new RemoteKeySet({ url: new URL(config.jwtJwksUrl), cacheMaxAgeMs: config.jwtJwksCacheMs, timeoutMs: config.upgradeTimeoutMs, maxBytes: config.jwtJwksMaxBytes, cooldownMs: Math.min(30_000, config.jwtJwksCacheMs), log });
+    return { key: keySet.resolve, algorithms: [...(config.jwtAlgorithms ?? ASYMMETRIC)], devSecret: undefined, keySet };
+  }
+  if (config.production) throw new WireError(ErrorCode.INTERNAL, 'no JWT key configured outside dev mode', 500);
+  const devSecret = new Uint8Array(randomBytes(32));
+  return { key: devSecret, algorithms: ['HS256'], devSecret, keySet: undefined };
+}
+
+/**
+ * Connection tokens (upgrade, `auth`) get every check: signature, time claims, JWT_ISSUER, JWT_AUDIENCE, JWT_TYP,
+ * JWT_REQUIRE_EXP, JWT_MAX_TTL_S. Subscription tokens (verifyPayload), which the app's backend mints for one
+ * channel, get the first four: their `exp` is required and bounds the subscription (section 13 of protocol.md).
+ */
+export function createVerifier(config: Config, claimNames: ReadonlySet<string> = new Set(), log: Logger = pino({ level: 'silent' })): Verifier {
+  const { key, algorithms, devSecret, keySet } = keysOf(config, log);
+  if (config.production && config.jwtIssuer === undefined && config.jwtAudience === undefined) {
+    log.warn('neither JWT_AUDIENCE nor JWT_ISSUER is set: any token signed with this key is accepted, including one the same issuer minted for another service. Set JWT_AUDIENCE (and JWT_ISSUER) to what your tokens carry.');
+  }
+  const claimsOnly = {
     algorithms,
     clockTolerance: config.jwtClockToleranceS,
     ...(config.jwtIssuer !== undefined ? { issuer: config.jwtIssuer } : {}),
     ...(config.jwtAudience !== undefined ? { audience: config.jwtAudience } : {}),
   };
+  const connection = config.jwtTyp !== undefined ? { ...claimsOnly, typ: config.jwtTyp } : claimsOnly;
+  const lifetime = lifetimeCheck(config);
 
   // Shared secrets are checked synchronously with node:crypto: jose goes through WebCrypto, which imports
   // the key again on every call and runs the HMAC on the thread pool; profiled, that was ~60 % of the
   // server CPU of a handshake (bench/RESULTS.md). Asymmetric keys and JWKS stay with jose.
-  const hmac = key instanceof Uint8Array ? hmacVerifier(key, algorithms, options) : undefined;
-
-  const tooLong = () => new WireError(ErrorCode.TOKEN_INVALID, 'token too long', 401);
-  const verifyNow = hmac
-    ? (token: string): Principal => {
-        if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
-        return principalFromClaims(hmac(token), config, claimNames);
-      }
-    : undefined;
-
-  async function verify(token: string): Promise<Principal> {
-    if (verifyNow) return verifyNow(token);
-    return principalFromClaims(await verifyPayload(token), config, claimNames);
-  }
-
-  async function verifyPayload(token: string): Promise<JWTPayload> {
-    if (token.length > MAX_TOKEN_LENGTH) throw tooLong();
-    if (hmac) return hmac(token);
-    let payload: JWTPayload;
+  const hmacConnection = key instanceof Uint8Array ? hmacVerifier(key, algorithms, connection) : undefined;
+  const hmacClaims = key instanceof Uint8Array ? hmacVerifier(key, algorithms, claimsOnly) : undefined;
+  const bounded = (token: string): string => {
+    if (token.length > MAX_TOKEN_LENGTH) throw new WireError(ErrorCode.TOKEN_INVALID, 'token too long', 401);
+    return token;
+  };
+  const viaJose = async (token: string, opts: typeof connection): Promise<JWTPayload> => {
     try {
       // jwtVerify is overloaded on the key kind; the union is resolved at run time by jose itself.
-      ({ payload } = await jwtVerify(token, key as Uint8Array, options));
+      return (await jwtVerify(bounded(token), key as Uint8Array, opts)).payload;
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw new WireError(ErrorCode.TOKEN_EXPIRED, 'token expired', 401);
-      if (err instanceof joseErrors.JWKSTimeout) throw new WireError(ErrorCode.UNAVAILABLE, 'key set unavailable', 503);
-      if (err instanceof joseErrors.JWKSNoMatchingKey) throw new WireError(ErrorCode.TOKEN_INVALID, 'token invalid (no key with this kid)', 401);
-      if (!(err instanceof joseErrors.JOSEError) && typeof key === 'function') throw new WireError(ErrorCode.UNAVAILABLE, 'key set unavailable', 503);
-      const reason = err instanceof joseErrors.JOSEError ? err.code : 'malformed';
-      throw new WireError(ErrorCode.TOKEN_INVALID, `token invalid (${reason})`, 401);
+      throw joseRefusal(err, keySet !== undefined);
+    }
+  };
+  const verifyNow = hmacConnection ? (token: string): Principal => principalFromClaims(lifetime(hmacConnection(bounded(token))), config, claimNames) : undefined;
+  return {
+    verifyNow,
+    verify: async (token) => verifyNow?.(token) ?? principalFromClaims(lifetime(await viaJose(token, connection)), config, claimNames),
+    verifyPayload: async (token) => (hmacClaims ? hmacClaims(bounded(token)) : viaJose(token, claimsOnly)),
+    devSecret,
+    local: keySet === undefined,
+    get ready() {
+      return keySet?.ready ?? true;
+    },
+    start: () => keySet?.start(),
+    stop: () => keySet?.stop(),
+  };
+}
+
+/** jose's error for a refused token -> ours; with a JWKS, whatever is not about the token is the key set's outage. */
+function joseRefusal(err: unknown, remote: boolean): WireError {
+  if (err instanceof WireError) return err;
+  if (err instanceof joseErrors.JWTExpired) return new WireError(ErrorCode.TOKEN_EXPIRED, 'token expired', 401);
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return invalidToken('no key with this kid');
+  if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'typ') return invalidToken('typ header: JWT_TYP');
+  if (!(err instanceof joseErrors.JOSEError) && remote) return new WireError(ErrorCode.UNAVAILABLE, 'key set unavailable', 503);
+  return invalidToken(err instanceof joseErrors.JOSEError ? err.code : 'malformed');
+}
+
+/**
+ * JWT_REQUIRE_EXP and JWT_MAX_TTL_S, on connection tokens (upgrade, `auth` refresh): a token without
+ * `exp` is refused when expiry is required, one whose `exp` is more than JWT_MAX_TTL_S (plus the clock
+ * tolerance) away is refused always (so no connection lives past that without a refresh).
+ */
+function lifetimeCheck(config: Pick<Config, 'jwtRequireExp' | 'jwtMaxTtlS' | 'jwtClockToleranceS'>): (payload: JWTPayload) => JWTPayload {
+  const { jwtRequireExp: required, jwtMaxTtlS: maxTtlS, jwtClockToleranceS: tolerance } = config;
+  return (payload) => {
+    const exp = payload.exp;
+    if (exp === undefined) {
+      if (required) throw invalidToken('no exp claim: tokens must expire (JWT_REQUIRE_EXP)');
+      return payload;
+    }
+    if (maxTtlS > 0 && typeof exp === 'number' && exp - Date.now() / 1000 > maxTtlS + tolerance) {
+      throw invalidToken(`exp is more than JWT_MAX_TTL_S (${maxTtlS} s) away`);
     }
     return payload;
-  }
-  return { verify, verifyPayload, verifyNow, devSecret, local: typeof key !== 'function' };
+  };
+}
+
+/**
+ * An `auth` refresh on a connection whose deadline is `current`: a token without `exp` cannot remove the
+ * deadline (whatever JWT_REQUIRE_EXP says); its own `exp` was bounded by JWT_MAX_TTL_S when it was verified.
+ */
+export function checkRefresh(current: number | undefined, next: Principal): void {
+  if (current !== undefined && next.exp === undefined) throw invalidToken('no exp claim: a refresh cannot remove the connection\'s expiry');
 }
 
 // A Map, not an object literal: an `alg` such as "constructor" must not find an inherited entry.
@@ -215,11 +241,15 @@ interface ClaimOptions {
   clockTolerance: number;
   issuer?: string;
   audience?: string;
+  /** The `typ` header required (JWT_TYP), compared as jose does: case-insensitive, `application/` implied. */
+  typ?: string;
 }
+
+const normalizeTyp = (v: string): string => (v.includes('/') ? v.toLowerCase() : `application/${v.toLowerCase()}`);
 
 /**
  * HS256/384/512 compact JWS verification with node:crypto, and the claim checks jose's jwtVerify makes
- * for the options storywire uses (exp, nbf, iat type, iss, aud, clock tolerance). Same error codes.
+ * for the options storywire uses (typ, exp, nbf, iat type, iss, aud, clock tolerance). Same error codes.
  */
 export function hmacVerifier(secret: Uint8Array, algorithms: readonly string[], opts: ClaimOptions): (token: string) => JWTPayload {
   const key = createSecretKey(secret);
@@ -241,6 +271,8 @@ export function hmacVerifier(secret: Uint8Array, algorithms: readonly string[], 
     const sig = Buffer.from(s, 'base64url');
     if (sig.length !== mac.length || !timingSafeEqual(sig, mac)) throw invalidToken('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
     const payload = decodeJson(p) as JWTPayload;
+    const typ = header['typ'];
+    if (opts.typ !== undefined && (typeof typ !== 'string' || normalizeTyp(typ) !== normalizeTyp(opts.typ))) throw invalidToken('typ header: JWT_TYP');
     const now = Math.floor(Date.now() / 1000);
     for (const claim of ['iat', 'nbf', 'exp'] as const) {
       if (payload[claim] !== undefined && typeof payload[claim] !== 'number') throw invalidToken('ERR_JWT_CLAIM_VALIDATION_FAILED');

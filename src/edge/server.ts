@@ -36,7 +36,7 @@ import { NotifyPolicy } from '../policy/notify.js';
 import { ProxyMetrics } from '../policy/proxy.js';
 import { TokenSubscriptions } from '../policy/expiry.js';
 import { decisionKey } from '../policy/proxy.js';
-import { createVerifier, signDevToken } from './auth.js';
+import { checkRefresh, createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
 import { Lifecycle } from './lifecycle.js';
 import { createUpgrades } from './upgrade.js';
@@ -80,7 +80,7 @@ export interface StorywireServer extends Facade {
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
   const log = options.logger ?? pino({ level: config.logLevel });
   const metrics = new Metrics();
-  const { channels, verifier, access, notify } = policiesOf(config, metrics);
+  const { channels, verifier, access, notify } = policiesOf(config, metrics, log);
   const backplane: Backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
   const nodeId = backplane.nodeId;
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
@@ -121,6 +121,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       presence.stop();
       tokenSubscriptions.stop();
       access.close();
+      verifier.stop();
     },
     () => backplane.close(),
   );
@@ -151,7 +152,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       return sockets.ready;
     },
     devMode: verifier.devSecret !== undefined,
-    listen: () => sockets.listen(),
+    listen: () => {
+      // The JWKS is fetched from now on; /readyz stays 503 until it was (an upgrade before then gets UNAVAILABLE).
+      verifier.start();
+      return sockets.listen();
+    },
     shutdown: (drainMs = config.drainMs) => sockets.shutdown(drainMs),
 
     close() {
@@ -163,7 +168,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
   };
 
-  registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, backplaneUp: () => backplane.up });
+  registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, keysReady: () => verifier.ready, backplaneUp: () => backplane.up });
   return server;
 }
 
@@ -172,9 +177,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
  * the token verifier (it keeps the claims the rules read), the rules, and the notification policy (NOTIFY_PROXY
  * names a proxy of CHANNELS_FILE: an unknown one is a ConfigError too).
  */
-function policiesOf(config: Config, metrics: Metrics) {
+function policiesOf(config: Config, metrics: Metrics, log: Logger) {
   const channels = loadChannels(config);
-  const verifier = createVerifier(config, channels.claims);
+  const verifier = createVerifier(config, channels.claims, log);
   const access = new Access(channels, verifier, channels.proxies.size > 0 ? new ProxyMetrics(metrics.registry) : undefined);
   return { channels, verifier, access, notify: new NotifyPolicy(config, access, channels) };
 }
@@ -300,6 +305,7 @@ function handlerContext(
       if (next.userId !== conn.userId) {
         throw new WireError(ErrorCode.TOKEN_SUBJECT_MISMATCH, 'the new token is for another user');
       }
+      checkRefresh(conn.exp, next);
       if (!conn.closed) connections.refresh(ws, next);
       return { exp: next.exp };
     },

@@ -116,6 +116,7 @@ function command(kind: ServerKind, storywireRoot: string): { script: string; fla
     case 'storywire': {
       const script = join(storywireRoot, 'dist', 'main.js');
       if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" first`);
+      // Production mode is what runs without --dev; NODE_ENV is for checkouts older than that (--storywire-root), which read it.
       return { script, flags: startFlags(storywireRoot), env: { NODE_ENV: 'production', LOG_LEVEL: 'warn', ...STORYWIRE_LOAD_ENV } };
     }
     case 'uws':

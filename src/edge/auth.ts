@@ -324,9 +324,9 @@ export function principalFromClaims(payload: JWTPayload, config: Config, claimNa
   return principal;
 }
 
-/** Signs an HS256 token with the dev secret (dev mode only). */
-export async function signDevToken(secret: Uint8Array, userId: string, roles: readonly string[], ttlS = 24 * 3600, config?: Config): Promise<string> {
-  const jwt = new SignJWT({ roles: [...roles] })
+/** Signs an HS256 token with the dev secret (dev mode only); `claims` are added (a subscription token's `channel`). */
+export async function signDevToken(secret: Uint8Array, userId: string, roles: readonly string[], ttlS = 24 * 3600, config?: Config, claims: Record<string, unknown> = {}): Promise<string> {
+  const jwt = new SignJWT({ ...claims, roles: [...roles] })
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(userId)
     .setIssuedAt()

@@ -17,7 +17,7 @@ const DISCONNECT_CODES = new Set<number>([CloseCode.RECONNECT, CloseCode.SHUTDOW
 const RESERVED_TYPES = new Set(['connected', 'heartbeat', 'pong', 'ack', 'error']);
 const TYPE_PATTERN = /^[a-z][a-z0-9_]*(?::[a-z0-9_]+)*$/;
 
-interface Input {
+export interface Input {
   params: string[];
   query: string;
   body: unknown;
@@ -31,7 +31,7 @@ function keyed(input: Input, part = ''): KeyedPublish | undefined {
   if (input.key === undefined) return undefined;
   return new KeyedPublish(part === '' ? input.key : `${input.key}#${part}`, fingerprint(input.route, input.params.join('/'), part, JSON.stringify(input.body)));
 }
-type Handler = (input: Input) => Promise<[number, unknown]> | [number, unknown];
+export type Handler = (input: Input) => Promise<[number, unknown]> | [number, unknown];
 
 const bad = (message: string) => new WireError(ErrorCode.INVALID_PAYLOAD, message, 400);
 
@@ -117,10 +117,10 @@ export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMet
   });
 }
 
-type Route = (method: 'get' | 'post', pattern: string, handler: Handler) => void;
+export type Route = (method: 'get' | 'post', pattern: string, handler: Handler) => void;
 
 /** Registers a route: API key, Idempotency-Key, capped JSON body, the handler's [status, body] or its error. */
-function router(app: UWS.TemplatedApp, deps: ApiDeps): Route {
+export function router(app: UWS.TemplatedApp, deps: Pick<ApiDeps, 'config' | 'log'>): Route {
   const { config, log } = deps;
   return (method, pattern, handler) => {
     app.any(pattern, (res) => {
@@ -261,7 +261,12 @@ function registerUsers(route: Route, deps: ApiDeps): void {
     return [200, { online }];
   });
 
-  route('post', '/v1/users/:id/disconnect', async ({ params, body }) => {
+  route('post', '/v1/users/:id/disconnect', disconnectUser(server));
+}
+
+/** `POST /v1/users/:id/disconnect` (the admin view's disconnect is this same handler). */
+export function disconnectUser(server: Pick<Facade, 'disconnectUser'>): Handler {
+  return async ({ params, body }) => {
     const userId = id(params[0], 'path id');
     const b = object(body ?? {}, 'body');
     const code = b['code'] === undefined ? CloseCode.TOKEN_REVOKED : b['code'];
@@ -271,5 +276,5 @@ function registerUsers(route: Route, deps: ApiDeps): void {
     const closed = await server.disconnectUser(userId, code, reason);
     if (closed === 0) return [errorSpec(ErrorCode.NOT_FOUND).status, { closed, ...errorBody(ErrorCode.NOT_FOUND, `user ${userId} has no open connection`) }];
     return [200, { closed }];
-  });
+  };
 }

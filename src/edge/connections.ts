@@ -35,6 +35,16 @@ export class Connections {
     return this.byUser.count(userId);
   }
 
+  /** A user's open sockets on this node (a copy: the admin view's user lookup). */
+  socketsOf(userId: string): Socket[] {
+    return this.byUser.of(userId);
+  }
+
+  /** Calls `fn` for every open socket of this node (the admin view's topic counts). */
+  forEachSocket(fn: (ws: Socket) => void): void {
+    this.byUser.forEach(fn);
+  }
+
   /** The second at which a connection's token stops being valid (tolerance included, as at upgrade). */
   private expiryOf(ws: Socket): number | undefined {
     const exp = ws.getUserData().conn.exp;

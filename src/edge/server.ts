@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import { userShareOf, type Config } from '../config.js';
 import { createFacade, type Facade } from '../api/facade.js';
 import { registerDemo } from '../api/demo.js';
+import { registerAdminView } from '../admin/routes.js';
 import { Reply } from '../api/http.js';
 import { registerApi, registerOperations, type ApiDeps } from '../api/routes.js';
 import { ChannelPresence } from '../features/channel-presence.js';
@@ -169,6 +170,17 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   };
 
   registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, keysReady: () => verifier.ready, backplaneUp: () => backplane.up });
+  registerAdminView(app, adminApp, {
+    config,
+    log,
+    metrics,
+    nodeId,
+    backplane,
+    connections,
+    onlineUsers: (userIds) => server.onlineUsers(userIds),
+    disconnectUser: (userId, code, reason) => server.disconnectUser(userId, code, reason),
+    durationS: (conn) => upgrades.durationS(conn),
+  });
   return server;
 }
 

@@ -37,6 +37,8 @@
 //   same way: it resolves with how many connections they unsubscribed, or rejects; onUnsubscribe registers
 //   the handler a node runs when asked.
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
+// - A cluster backplane also tells what the shared store holds for the admin view (nodes(), userConnections()):
+//   read-only, and UNAVAILABLE while the store is unreachable.
 
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from '../history/types.js';
@@ -86,6 +88,21 @@ export interface ClusterStores {
   readonly readState: ReadStateStore;
   /** Who is subscribed to a channel with presence on, on every node (presence:channel). */
   readonly channelPresence: ChannelPresenceStore;
+}
+
+/** A node of the cluster as the shared store has it (the admin view). */
+export interface ClusterNode {
+  readonly nodeId: string;
+  /** Its lease is live (false: dead or cut off, not swept yet). */
+  readonly alive: boolean;
+  /** Connections it registered in presence. */
+  readonly connections: number;
+}
+
+/** One connection of a user, somewhere in the cluster. */
+export interface UserConnection {
+  readonly connectionId: string;
+  readonly nodeId: string;
 }
 
 /** What every backplane does. Which kind it is, and what comes with that, is declared by `single`. */
@@ -142,6 +159,10 @@ export interface ClusterBackplane extends BackplaneCore {
    * from then on this node knows the topic is at `position` at least (what a later gap is measured from).
    */
   barrier(topic: string, position: Position): Promise<void>;
+  /** The registered nodes, sorted by id (the admin view); rejects with UNAVAILABLE when the store is unreachable. */
+  nodes(): Promise<ClusterNode[]>;
+  /** A user's connections on every node, as presence has them; rejects with UNAVAILABLE when the store is unreachable. */
+  userConnections(userId: string): Promise<UserConnection[]>;
 }
 
 export type Backplane = SingleNodeBackplane | ClusterBackplane;

@@ -12,7 +12,7 @@ import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
 import { RedisChannelPresence } from '../../channel-presence/redis.js';
-import type { ClusterBackplane, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler } from '../types.js';
+import type { ClusterBackplane, ClusterNode, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler, UserConnection } from '../types.js';
 import { Control } from './control.js';
 import { Frames } from './frames.js';
 import { RedisKeys } from './keys.js';
@@ -20,6 +20,7 @@ import type { Link } from './link.js';
 import { Membership } from './membership.js';
 import { RedisPresence } from './presence.js';
 import { SCRIPTS } from './scripts.js';
+import { clusterNodes, userConnections } from './view.js';
 
 export interface RedisBackplaneOptions {
   url: string;
@@ -147,6 +148,14 @@ export class RedisBackplane implements ClusterBackplane, Link {
 
   barrier(topic: string, position: Position): Promise<void> {
     return this.frames.barrier(topic, position);
+  }
+
+  nodes(): Promise<ClusterNode[]> {
+    return clusterNodes(this);
+  }
+
+  userConnections(userId: string): Promise<UserConnection[]> {
+    return userConnections(this, userId);
   }
 
   interest(topic: string, on: boolean): void {

@@ -60,10 +60,10 @@ export interface Idempotency {
   duplicate: boolean;
   /** How long the key is remembered, ms; unset: IDEMPOTENCY_TTL_S (a chat channel's is its history's TTL). */
   readonly ttlMs?: number;
-}
-
   /** Set with `duplicate` on a recoverable topic, when known: where the first publish under the key was stored. */
   original?: Position | undefined;
+}
+
 /**
  * A publish the cluster could not confirm on every node that listens. `stored` says whether an event of a
  * recoverable topic is in the history (and so reaches every subscriber, now or when it resumes): true, false,

@@ -6,7 +6,7 @@ import { configTable } from '../src/config.js';
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
 t.test('README starts with the two commands', async (t) => {
-  t.match(readme.slice(0, 1500), /npm install && npm start/);
+  t.match(readme.slice(0, 1500), /npm install && npm start -- --dev/, "the first command asks for dev mode (nothing else starts it)");
   t.match(readme.slice(0, 1500), /npm test/);
 });
 

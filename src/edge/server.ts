@@ -74,8 +74,8 @@ export interface StorywireServer extends Facade {
   shutdown(drainMs?: number): Promise<void>;
   /** shutdown(0). */
   close(): Promise<void>;
-  /** Dev mode only: a token for `userId` signed with the dev secret. */
-  signDevToken(userId: string, roles?: readonly string[], ttlS?: number): Promise<string>;
+  /** Dev mode only: a token for `userId` signed with the dev secret, with `claims` added (a subscription token's `channel`). */
+  signDevToken(userId: string, roles?: readonly string[], ttlS?: number, claims?: Record<string, unknown>): Promise<string>;
 }
 
 export function createServer(config: Config, options: ServerOptions = {}): StorywireServer {
@@ -163,9 +163,9 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     close() {
       return server.shutdown(0);
     },
-    async signDevToken(userId, roles = [], ttlS) {
+    async signDevToken(userId, roles = [], ttlS, claims) {
       if (!verifier.devSecret) throw new Error('signDevToken is only available in dev mode (no JWT key configured)');
-      return signDevToken(verifier.devSecret, userId, roles, ttlS, config);
+      return signDevToken(verifier.devSecret, userId, roles, ttlS, config, claims);
     },
   };
 

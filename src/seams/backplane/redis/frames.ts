@@ -75,7 +75,7 @@ export class Frames {
         size,
         ttlMs,
         exceptToken === undefined ? '*' : `*${link.nodeId}/${exceptToken}`,
-        this.idempotencyMs,
+        idem?.ttlMs ?? this.idempotencyMs,
         idem?.fingerprint ?? '',
         maxBytes ?? Number.MAX_SAFE_INTEGER,
         link.keys.prefix,
@@ -95,6 +95,8 @@ export class Frames {
     if (r[0] === -2) throw new Unconfirmed('stored (recoverable), but a node listening to this topic is not connected to Redis', true);
     if (r[0] === 2) {
       idem!.duplicate = true;
+      // Where the first publish under the key was stored (RECORD keeps it with the key).
+      idem!.original = { epoch: r[1]!, offset: r[2]! };
       return undefined;
     }
     if (r[0] === 3) return NO_STREAM;

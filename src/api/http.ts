@@ -39,7 +39,7 @@ export class Reply {
     this.raw(status, JSON.stringify(body), { 'content-type': 'application/json', ...headers });
   }
 
-  /** closeConnection: used when the rest of a request body is not read (413), so it cannot be mistaken for the next request. */
+  /** closeConnection: after a 413, whose body may not have been read to its end (it cannot be mistaken for the next request). */
   raw(status: number, body: string, headers: Record<string, string>, closeConnection = false): void {
     if (this.aborted || this.done) return;
     this.done = true;
@@ -66,30 +66,62 @@ export class Reply {
   }
 }
 
+/** A body over the limit is still read and dropped, up to the larger of this and 4x the limit... */
+export const DISCARD_MIN_BYTES = 16 * 1024 * 1024;
+/** ...and for at most this long, before the 413 is sent and the connection closed. */
+export const DISCARD_MS = 5000;
+
 /**
- * Reads the whole body (plain or chunked) up to maxBytes. Rejects with 413 as soon as it is known to be
- * larger, without buffering the rest; the Reply must already be created (it registers onAborted).
+ * Reads the whole body (plain or chunked) up to maxBytes; the Reply must already be created (it registers
+ * onAborted). A larger body is refused with 413, but only once it was read to its end and dropped (never
+ * kept): a client that writes its whole body before it reads (Node's http and fetch, Python's urllib, curl
+ * without `Expect`) would otherwise meet a closed socket (EPIPE, ECONNRESET) instead of the answer, like
+ * nginx's lingering close. Dropping is bounded: past max(DISCARD_MIN_BYTES, 4 x maxBytes) bytes, declared or
+ * read, or DISCARD_MS, the 413 goes at once (the connection is closed after any 413).
  */
 export function readBody(reply: Reply, contentLength: string, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    if (contentLength && Number(contentLength) > maxBytes) {
-      reject(new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `body is ${contentLength} bytes, the limit is ${maxBytes}`, 413));
-      return;
+    const declared = contentLength === '' ? Number.NaN : Number(contentLength);
+    const dropAtMost = Math.max(DISCARD_MIN_BYTES, 4 * maxBytes);
+    let refusal: WireError | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const refuse = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(refusal);
+    };
+    const startDropping = (message: string) => {
+      refusal = new WireError(ErrorCode.PAYLOAD_TOO_LARGE, message, 413);
+      timer = setTimeout(refuse, DISCARD_MS).unref();
+    };
+    if (declared > maxBytes) {
+      startDropping(`body is ${contentLength} bytes, the limit is ${maxBytes}`);
+      if (declared > dropAtMost) {
+        refuse();
+        return;
+      }
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
     reply.res.onData((chunk, isLast) => {
-      if (failed) return;
+      if (settled) return;
       size += chunk.byteLength;
-      if (size > maxBytes) {
-        failed = true;
-        reject(new WireError(ErrorCode.PAYLOAD_TOO_LARGE, `body is over the limit of ${maxBytes} bytes`, 413));
+      if (refusal === undefined && size > maxBytes) {
+        startDropping(`body is over the limit of ${maxBytes} bytes`);
+        chunks.length = 0;
+      }
+      if (refusal !== undefined) {
+        if (isLast || size > dropAtMost) refuse();
         return;
       }
       // uWS neuters the ArrayBuffer after the callback: copy it.
       chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
-      if (isLast) resolve(Buffer.concat(chunks, size));
+      if (isLast) {
+        settled = true;
+        resolve(Buffer.concat(chunks, size));
+      }
     });
   });
 }

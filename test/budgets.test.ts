@@ -172,3 +172,94 @@ t.test('TokenBucket: refills from the clock up to its burst; retryS says when th
   t.notOk(b.full(500));
   t.ok(b.full(10_000), 'full again after a long pause');
 });
+
+// What a request returns is paid for (issue #17, item 6): a 66-byte notifications:list answered ~200 KiB, as
+// often as the message budget allowed. Inbox pages and replays draw on the user's history-read budget.
+const big = (i: number) => ({ title: `n${i}`, message: 'x'.repeat(3000), type: 'info', data: undefined });
+
+t.test('a user looping notifications:list is RATE_LIMITED once HISTORY_READ_BURST_BYTES is sent; others are not', async (t) => {
+  const burst = 65536;
+  const h = await startServer(t, { historySize: 10, historyReadBytesPerS: 1024, historyReadBurstBytes: burst, rateLimitPerS: 1000, rateLimitBurst: 1000 });
+  for (let i = 0; i < 10; i++) h.server.sendNotificationToUser('alice', big(i));
+  h.server.sendNotificationToUser('bob', big(0));
+  const a = await h.connect('alice');
+  await a.type('connected');
+  const started = Date.now();
+  let answered = 0;
+  let sent = 0;
+  let refused: { code: string; message: string } | undefined;
+  for (let i = 0; i < 50 && refused === undefined; i++) {
+    const r = await a.request('notifications:list');
+    if (r.type === 'ack') {
+      answered++;
+      sent += JSON.stringify(r).length;
+    } else refused = r.error;
+  }
+  const page = sent / answered;
+  t.ok(page > 30_000, `a page is ${Math.round(page)} bytes`);
+  t.equal(refused?.code, 'RATE_LIMITED', 'the loop is refused');
+  t.match(refused?.message, /bytes of history per second per user/, 'and told which budget ran out');
+  // Answered while the budget is above zero: the burst, one page over it at most, and what 1 KiB/s refilled.
+  const allowed = burst + page + 1024 * Math.ceil((Date.now() - started) / 1000);
+  t.ok(sent <= allowed, `${sent} bytes sent for ${answered} lists, at most ${allowed} allowed`);
+  t.ok(answered >= Math.ceil(burst / page), `the burst's worth is answered (${answered} lists)`);
+  t.equal((await a.request('ping')).type, 'pong', 'other messages are not refused: the message budget is untouched');
+  const a2 = await h.connect('alice');
+  await a2.type('connected');
+  t.equal((await a2.request('notifications:list')).error?.code, 'RATE_LIMITED', "alice's other connection shares her budget");
+  const b = await h.connect('bob');
+  await b.type('connected');
+  t.equal((await b.request('notifications:list')).type, 'ack', 'bob has a budget of his own');
+});
+
+t.test('replays draw on the same budget: a resume at connect is charged (never refused), subscribe with since is refused past it', async (t) => {
+  const h = await startServer(t, { historySize: 10, historyReadBytesPerS: 1024, historyReadBurstBytes: 40_000, rateLimitPerS: 1000, rateLimitBurst: 1000 });
+  for (let i = 0; i < 10; i++) h.server.sendNotificationToUser('alice', big(i));
+  for (let i = 0; i < 10; i++) await h.server.broadcastNewChapter({ storyId: '9', id: `c${i}`, title: 'x'.repeat(3000) });
+  const first = await h.connect('alice');
+  const epoch = (await first.type('connected')).data.topics['user:alice'].epoch as string;
+  first.close();
+  // ~31 KB replayed at connect: within the burst, and charged.
+  const a = await Client.open(`${h.url}?token=${await sign('alice')}&since=${epoch}:0`);
+  t.teardown(() => a.close());
+  t.match((await a.type('connected')).data.topics['user:alice'], { recovered: true, replayed: 10 });
+  const story = await a.request('subscribe', { topic: 'story:9', since: { epoch: 'none', offset: 0 } });
+  t.equal(story.type, 'ack', 'a resume that replays nothing costs nothing');
+  t.equal((await a.request('unsubscribe', { topic: 'story:9' })).type, 'ack');
+  const storyEpoch = story.data.epoch as string;
+  const outcomes: string[] = [];
+  for (let i = 0; i < 10 && !outcomes.includes('RATE_LIMITED'); i++) {
+    const r = await a.request('subscribe', { topic: 'story:9', since: { epoch: storyEpoch, offset: 0 } });
+    outcomes.push(r.type === 'ack' ? `replayed ${r.data.replayed}` : r.error!.code);
+    if (r.type === 'ack') await a.request('unsubscribe', { topic: 'story:9' });
+  }
+  t.same(outcomes, ['replayed 10', 'RATE_LIMITED'], "31 KB at connect + 31 KB of story spend 40 KB: the next replay is refused");
+  const again = await a.request('subscribe', { topic: 'user:alice', since: { epoch, offset: 0 } });
+  t.equal(again.error?.code, 'RATE_LIMITED', 'so is a replay of the personal topic');
+  t.equal((await a.request('subscribe', { topic: 'story:9' })).type, 'ack', 'a subscribe without since reads no history: not refused');
+});
+
+t.test('a normal client under the defaults: a full inbox replayed, listed and three stories resumed, twice, never refused', async (t) => {
+  const h = await startServer(t);
+  for (let i = 0; i < 50; i++) h.server.sendNotificationToUser('alice', { ...big(i), message: 'x'.repeat(3500) });
+  for (const s of ['1', '2', '3']) for (let i = 0; i < 20; i++) await h.server.broadcastNewChapter({ storyId: s, id: `c${i}`, title: 'x'.repeat(7000) });
+  const first = await h.connect('alice');
+  const epoch = (await first.type('connected')).data.topics['user:alice'].epoch as string;
+  first.close();
+  let bytes = 0;
+  for (let round = 0; round < 2; round++) {
+    const c = await Client.open(`${h.url}?token=${await sign('alice')}&since=${epoch}:0`);
+    t.teardown(() => c.close());
+    t.match((await c.type('connected')).data.topics['user:alice'], { recovered: true, replayed: 50 });
+    const list = await c.request('notifications:list', { limit: 50 });
+    t.equal(list.type, 'ack', `round ${round}: the inbox is listed`);
+    bytes += 2 * JSON.stringify(list).length;
+    for (const s of ['1', '2', '3']) {
+      const r = await c.request('subscribe', { topic: `story:${s}`, since: { epoch: 'old', offset: 0 } });
+      const resumed = await c.request('subscribe', { topic: `story:${s}`, since: { epoch: r.data.epoch, offset: 0 } });
+      t.match(resumed, { type: 'ack', data: { recovered: true } }, `round ${round}: story ${s} resumed`);
+    }
+    c.close();
+  }
+  t.ok(bytes > 700_000, `the inbox alone sent ${bytes} bytes over the two rounds`);
+});

@@ -56,6 +56,7 @@ export class Lifecycle {
         publish: { ratePerS: config.publishRatePerSPerIp, burst: config.publishBurstPerIp },
       },
       config.rateBudgetMaxKeys,
+      { ratePerS: config.historyReadBytesPerS, burst: config.historyReadBurstBytes },
     );
     this.alongWith = [...(config.autoSubscribeStories ? [STORIES] : []), ...(config.presenceBroadcast ? [PRESENCE_ALL] : [])];
     this.connectedFrame = connectedFrameTemplate({
@@ -124,6 +125,9 @@ export class Lifecycle {
     const resumeFrom = personalPosition(conn);
     const welcome = (r: JoinResult | undefined) => {
       setPersonalPosition(conn, r);
+      // A resume's replay is never refused (the upgrade budgets bound reconnects) but is charged: a user whose
+      // reconnects replay megabytes finds its inbox pages and replays refused until the budget refills.
+      if (r !== undefined && r.replayedBytes > 0) this.budgets.readBucket(userId).charge(r.replayedBytes, Date.now());
       const permissions = conn.permissions.size === 0 ? [] : [...conn.permissions];
       // No position while the history store is unreachable (cluster without Redis).
       const position = r && { epoch: r.epoch, offset: r.offset, ...(resumeFrom ? { recovered: r.recovered === true, replayed: r.replayed } : {}) };

@@ -36,6 +36,15 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes `n` tokens whether they are there or not: the bucket may go below zero, a debt the clock repays
+   * before ready() says yes again (a cost known only once the answer is built).
+   */
+  charge(n: number, now: number): void {
+    this.ready(now);
+    this.tokens -= n;
+  }
+
   /** Full at `now`: it carries no information (a new bucket would be the same), so it can be forgotten. */
   full(now: number): boolean {
     this.ready(now);
@@ -108,12 +117,14 @@ export type Payer = 'user' | 'address';
 /**
  * The message budgets of one node: per user (`sub`) and per client address, each kind in its own store,
  * kept across reconnects. In a cluster every node keeps its own (the budgets are split per node).
+ * Besides them, each user's history-read budget, in bytes: what inbox pages and replays send it.
  */
 export class Budgets {
   private readonly user: Record<BucketKind, BucketStore>;
   private readonly address: Record<BucketKind, BucketStore>;
+  private readonly reads: BucketStore;
 
-  constructor(userSpecs: RateSpecs, addressSpecs: RateSpecs, maxKeys: number) {
+  constructor(userSpecs: RateSpecs, addressSpecs: RateSpecs, maxKeys: number, readSpec: RateSpec) {
     const stores = (specs: RateSpecs) => ({
       all: new BucketStore(specs.all, maxKeys),
       notify: new BucketStore(specs.notify, maxKeys),
@@ -121,6 +132,12 @@ export class Budgets {
     });
     this.user = stores(userSpecs);
     this.address = stores(addressSpecs);
+    this.reads = new BucketStore(readSpec, maxKeys);
+  }
+
+  /** The user's history-read budget: one token per byte of history sent by request (HISTORY_READ_*). */
+  readBucket(userId: string): TokenBucket {
+    return this.reads.get(userId);
   }
 
   /** A connection's view of its payers' buckets (the general ones looked up now, the others on first use). */
@@ -144,6 +161,7 @@ export class ConnectionRates {
   private addressNotify: TokenBucket | undefined;
   private userPublish: TokenBucket | undefined;
   private addressPublish: TokenBucket | undefined;
+  private userRead: TokenBucket | undefined;
   /** RATE_LIMITED replies since the last accepted message. */
   strikes = 0;
 
@@ -171,6 +189,18 @@ export class ConnectionRates {
     this.userPublish ??= this.budgets.bucket('user', 'publish', this.userId);
     this.addressPublish ??= this.budgets.bucket('address', 'publish', this.ip);
     return takeBoth(this.userPublish, this.addressPublish, now);
+  }
+
+  /** A request that reads history is answered while the user's history-read budget is above zero. */
+  mayRead(now = Date.now()): boolean {
+    this.userRead ??= this.budgets.readBucket(this.userId);
+    return this.userRead.ready(now);
+  }
+
+  /** The bytes of history an answer sent, taken from the user's budget (below zero if need be). */
+  chargeRead(bytes: number, now = Date.now()): void {
+    this.userRead ??= this.budgets.readBucket(this.userId);
+    this.userRead.charge(bytes, now);
   }
 }
 
@@ -249,11 +279,4 @@ export class Counts {
     if (n <= 0) this.map.delete(key);
     else this.map.set(key, n);
   }
-}
-
-/** The client address: the peer, or with a trusted proxy header its last (proxy-appended) entry. */
-export function clientAddress(peer: string, proxyHeaderValue: string): string {
-  if (!proxyHeaderValue) return peer;
-  const parts = proxyHeaderValue.split(',');
-  return parts[parts.length - 1]!.trim() || peer;
 }

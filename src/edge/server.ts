@@ -1,7 +1,7 @@
 // Composition of one node: config, metrics, the backplane and history seams, pubsub, the features, the
 // WebSocket lifecycle (lifecycle.ts), the HTTP API (api/), listen and shutdown. Wiring only.
 import pino, { type Logger } from 'pino';
-import { userShareOf, type Config } from '../config.js';
+import { ConfigError, userShareOf, type Config } from '../config.js';
 import { createFacade, type Facade } from '../api/facade.js';
 import { registerDemo } from '../api/demo.js';
 import { registerAdminView } from '../admin/routes.js';
@@ -10,6 +10,7 @@ import { registerApi, registerOperations, type ApiDeps } from '../api/routes.js'
 import { ChannelPresence } from '../features/channel-presence.js';
 import { Inbox } from '../features/inbox.js';
 import { Chat } from '../features/chat.js';
+import { ChatReads } from '../features/chat-reads.js';
 import { Presence } from '../features/presence.js';
 import { Typing } from '../features/typing.js';
 import { Metrics } from '../metrics.js';
@@ -24,6 +25,8 @@ import { MemoryPresence } from '../seams/presence/memory.js';
 import type { PresenceStore } from '../seams/presence/types.js';
 import { MemoryChannelPresence } from '../seams/channel-presence/memory.js';
 import type { ChannelPresenceStore } from '../seams/channel-presence/types.js';
+import { MemoryChatReads } from '../seams/chat-reads/memory.js';
+import type { ChatReadStore } from '../seams/chat-reads/types.js';
 import { MemoryReadState } from '../seams/readstate/memory.js';
 import type { ReadStateStore } from '../seams/readstate/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
@@ -41,6 +44,7 @@ import { checkRefresh, createVerifier, signDevToken } from './auth.js';
 import { Connections } from './connections.js';
 import { Lifecycle } from './lifecycle.js';
 import { createUpgrades } from './upgrade.js';
+import { withProxies } from './descriptors.js';
 import { uws, type UWS } from '../uws.js';
 
 export interface ServerOptions {
@@ -51,6 +55,7 @@ export interface ServerOptions {
   presence?: PresenceStore;
   readState?: ReadStateStore;
   channelPresence?: ChannelPresenceStore;
+  chatReads?: ChatReadStore;
 }
 
 export interface StorywireServer extends Facade {
@@ -84,6 +89,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const { channels, verifier, access, notify } = policiesOf(config, metrics, log);
   const backplane: Backplane = options.backplane ?? new MemoryBackplane(config.nodeId);
   const nodeId = backplane.nodeId;
+  const maxConnections = connectionCap(config, channels, !backplane.single, log);
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
   const app = uws.App();
@@ -98,10 +104,12 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
-  const inbox = new Inbox(history, readState, pubsub, channels.namespace('user')?.history?.size ?? config.historySize, userShareOf(config));
+  const inbox = new Inbox(history, readState, pubsub, { historySize: channels.namespace('user')?.history?.size ?? config.historySize, userShare: userShareOf(config), cacheBytes: config.inboxCacheBytes });
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
   // A subscription ended (unsubscribe, revocation, its token's expiry): what rests on it goes with it.
   const chat = new Chat(pubsub, history, channels, access, config);
+  const chatReadStore = options.chatReads ?? (backplane.single ? new MemoryChatReads(config.historyMaxTopics * 10) : backplane.stores.chatReads);
+  const chatReads = new ChatReads(pubsub, history, channels, access, chatReadStore, chat, config.maxUnreadChannels);
   const left = (ws: Socket, topic: string): void => {
     const conn = ws.getUserData().conn;
     tokenSubscriptions.forget(ws, topic);
@@ -110,7 +118,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     typing.stop(ws, conn.userId, topic);
   };
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, left);
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, chat, left }, verifier, connections);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, chat, chatReads, left }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -126,7 +134,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
     () => backplane.close(),
   );
-  const upgrades = createUpgrades({ config, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => sockets.shuttingDown });
+  const upgrades = createUpgrades({ config, maxConnections, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => sockets.shuttingDown });
   app.ws(config.wsPath, new Lifecycle({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }).behavior());
 
   backplane.onDisconnect((userId, code, reason) => connections.disconnect(userId, code, reason));
@@ -196,6 +204,19 @@ function policiesOf(config: Config, metrics: Metrics, log: Logger) {
   return { channels, verifier, access, notify: new NotifyPolicy(config, access, channels) };
 }
 
+/**
+ * MAX_CONNECTIONS once the backend proxies are known (their sockets join the open-files reserve), before
+ * anything listens: one the limit cannot hold stops the start. Logged when it follows the limit.
+ */
+function connectionCap(config: Config, channels: Channels, redis: boolean, log: Logger): number {
+  const budget = withProxies(config.maxConnections, config.openFiles, redis, [...channels.proxies.values()].map((p) => p.maxInFlight));
+  if (budget.problem !== undefined) throw new ConfigError([budget.problem]);
+  const { limit, derived } = config.openFiles;
+  if (limit === undefined) log.info({ maxConnections: budget.maxConnections, platform: process.platform }, 'open-files limit not readable here: MAX_CONNECTIONS is not checked against it');
+  else if (derived) log.info({ maxConnections: budget.maxConnections, openFilesLimit: limit }, 'MAX_CONNECTIONS derived from the open-files limit');
+  return budget.maxConnections;
+}
+
 /** The HTTP side: health and metrics, the backend API (on ADMIN_PORT when set), the demo page, 404s. */
 function registerHttp(app: UWS.TemplatedApp, adminApp: UWS.TemplatedApp | undefined, server: StorywireServer, apiDeps: ApiDeps): void {
   const { config, log } = apiDeps;
@@ -220,10 +241,16 @@ function storesOf(
   const shared = backplane.single ? undefined : backplane.stores;
   const history = options.history ?? shared?.history ?? new MemoryHistory({ size: config.historySize, ttlMs: config.historyTtlS * 1000, maxTopics: config.historyMaxTopics, maxBytes: config.historyMaxBytes, userSize: userShareOf(config), perTopic: channels.historyLimits });
   const presenceStore = options.presence ?? shared?.presence ?? new MemoryPresence();
-  const readState =
-    options.readState ?? shared?.readState ?? new MemoryReadState({ maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 }, async (userId) => (await history.position(userTopic(userId))).epoch);
+  const readState = options.readState ?? shared?.readState ?? memoryReadState(config, history);
   const channelPresenceStore = options.channelPresence ?? shared?.channelPresence ?? new MemoryChannelPresence();
   return { history, presenceStore, readState, channelPresenceStore };
+}
+
+/** Read state in this process: with a history in this process too, it goes with the topic evicted. */
+function memoryReadState(config: Config, history: HistoryStore): MemoryReadState {
+  const limits = { maxUsers: config.historyMaxTopics, maxIds: config.historySize * 2 };
+  if (history instanceof MemoryHistory) return MemoryReadState.alongside(history, limits);
+  return new MemoryReadState(limits, (userId) => history.position(userTopic(userId)));
 }
 
 /** The listen sockets, the node's timers (heartbeat, sweep) and the graceful stop. */
@@ -296,7 +323,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence' | 'chat'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence' | 'chat' | 'chatReads'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

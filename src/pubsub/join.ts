@@ -17,7 +17,15 @@ export interface JoinResult extends Position {
   /** Set when the join asked to resume from a position. */
   recovered: boolean | undefined;
   replayed: number;
+  /** UTF-8 bytes of the replayed frames: what the user's history-read budget is charged. */
+  replayedBytes: number;
 }
+
+const bytesOf = (frames: readonly string[]): number => {
+  let n = 0;
+  for (const f of frames) n += Buffer.byteLength(f);
+  return n;
+};
 
 export interface JoinOptions {
   /** Runs first inside the same cork, before any replayed frame (the `connected` frame on open). */
@@ -134,7 +142,7 @@ export class Joins {
         recovered = replay.recovered;
         frames = replay.frames;
       }
-      result = { epoch: position.epoch, offset: position.offset, recovered, replayed: frames.length };
+      result = { epoch: position.epoch, offset: position.offset, recovered, replayed: frames.length, replayedBytes: bytesOf(frames) };
     }
     this.enter(ws, topic, options, result, frames);
     return result;
@@ -216,7 +224,7 @@ export class Joins {
         recovered = replay.recovered;
         frames.push(...replay.frames);
       }
-      const result = { ...position, recovered, replayed: frames.length };
+      const result = { ...position, recovered, replayed: frames.length, replayedBytes: bytesOf(frames) };
       // Every frame numbered up to the position read must have reached this node (or never will,
       // having been published before it listened): then the buffer holds exactly what came after.
       if (!t.single) await t.backplane.barrier(topic, position);
@@ -242,7 +250,7 @@ export class Joins {
       });
       this.metrics.messagesOut.inc(r.frames.length);
     }
-    return { ...joinedAt, recovered: r.recovered, replayed: r.frames.length };
+    return { ...joinedAt, recovered: r.recovered, replayed: r.frames.length, replayedBytes: bytesOf(r.frames) };
   }
 
   /** Undefined when frames of these topics already reach this node from the others, else when they do. */

@@ -45,6 +45,8 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
         token: o['token'] === undefined ? undefined : string(o['token'], 'data.token', 8192),
       };
     },
+    // A resume replays what was missed: the user's history-read budget pays for it.
+    readsHistory: (msg) => msg.data.since !== undefined,
     handle: async (ctx, ws, msg) => {
       const conn = connOf(ws);
       const { topic, since, token } = msg.data;
@@ -65,6 +67,7 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
       if (joinedAt) {
         // Already live on this recoverable topic: only the missed part, if asked.
         const r = since ? await ctx.pubsub.replay(ws, topic, since, joinedAt) : undefined;
+        if (r) conn.rates?.chargeRead(r.replayedBytes);
         ack(ctx, ws, msg.id, { topic, epoch: joinedAt.epoch, offset: joinedAt.offset, ...(r ? { recovered: r.recovered, replayed: r.replayed } : {}) });
         return;
       }
@@ -75,10 +78,11 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
       if ((conn.subscriptions?.size ?? 0) >= ctx.config.maxSubscriptions) {
         throw new WireError(ErrorCode.SUBSCRIPTION_LIMIT, `at most ${ctx.config.maxSubscriptions} subscriptions per connection`);
       }
+      ctx.chat.checkJoin(conn, parsed);
       conn.subscriptions ??= new Map();
       conn.subscriptions.set(topic, null);
       const r = await ctx.pubsub.join(ws, topic, since);
-      ctx.chat.checkJoin(conn, parsed);
+      if (r) conn.rates?.chargeRead(r.replayedBytes);
       // An unsubscribe handled while the history was read already answered: the join must not subscribe after it.
       if (conn.subscriptions?.has(topic) !== true) {
         if (!conn.closed) ws.unsubscribe(topic);

@@ -51,6 +51,11 @@ export function ackFrame(id: RequestId | undefined, data?: object): string {
   return ackSerializer(id === undefined ? { type: 'ack', data, ts: Date.now() } : { type: 'ack', id, data, ts: Date.now() });
 }
 
+/** ackFrame() with `data` already serialized (a cached answer): the same bytes as ackFrame(id, JSON.parse(data)). */
+export function ackFrameJson(id: RequestId | undefined, data: string): string {
+  return `{"type":"ack","ts":${Date.now()}${id === undefined ? '' : `,"id":${J(id)}`},"data":${data}}`;
+}
+
 const errorSerializer = serializer('error');
 export function errorFrame(id: RequestId | undefined, code: ErrorCode, message: string): string {
   const { error } = errorBody(code, message);

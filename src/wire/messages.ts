@@ -7,7 +7,7 @@ import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
 import { sendNotification } from '../features/notifications.js';
 import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
 import { CloseCode, ErrorCode, WireError } from './codes.js';
-import { ackFrame, errorFrame, pongFrame } from './frames.js';
+import { ackFrame, ackFrameJson, errorFrame, pongFrame } from './frames.js';
 import {
   FrameError,
   capped,
@@ -162,9 +162,14 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       }
       return { limit: o['limit'] };
     },
+    readsHistory: () => true,
     handle: async (ctx, ws, msg) => {
-      const inbox = await ctx.inbox.list(connOf(ws).userId, msg.data.limit);
-      ctx.send(ws, ackFrame(msg.id, inbox));
+      const conn = connOf(ws);
+      // The page served last when nothing in it changed since (no parse, no serialization); charged by size.
+      const page = await ctx.inbox.listJson(conn.userId, msg.data.limit);
+      const frame = ackFrameJson(msg.id, page.json);
+      ctx.send(ws, frame);
+      conn.rates?.chargeRead(page.bytes + frame.length - page.json.length);
     },
   },
 
@@ -254,6 +259,11 @@ export function limitOf(ctx: Ctx, bucket: BucketKind, payer: Payer): string {
   return `at most ${ip ? c.publishRatePerSPerIp : c.publishRatePerS} publications per second ${ip ? 'from this address' : 'per user'}`;
 }
 
+/** The refusal's wording for a message that reads history past the user's budget. */
+function readLimitOf(ctx: Ctx): string {
+  return `at most ${ctx.config.historyReadBytesPerS} bytes of history per second per user (notifications:list, replays)`;
+}
+
 /** Runs a parsed message through its spec: its bucket, its permission, its handler; errors become replies. */
 export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: ConnectionRates): void {
   const spec = MESSAGES[msg.type] as Spec<ClientType>;
@@ -263,6 +273,10 @@ export function dispatch(ctx: Ctx, ws: Socket, msg: ClientMessage, rates: Connec
       rateLimited(ctx, ws, rates, msg.id, limitOf(ctx, spec.bucket, refusedBy));
       return;
     }
+  }
+  if (spec.readsHistory?.(msg) === true && !rates.mayRead()) {
+    rateLimited(ctx, ws, rates, msg.id, readLimitOf(ctx));
+    return;
   }
   rates.strikes = 0;
   ctx.metrics.messageIn(msg.type);

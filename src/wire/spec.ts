@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { Socket } from '../edge/conn.js';
 import type { ChannelPresence } from '../features/channel-presence.js';
 import type { Chat } from '../features/chat.js';
+import type { ChatReads } from '../features/chat-reads.js';
 import type { Inbox } from '../features/inbox.js';
 import type { Presence } from '../features/presence.js';
 import type { Typing } from '../features/typing.js';
@@ -34,6 +35,8 @@ export interface Ctx {
   readonly channelPresence: ChannelPresence;
   /** Chat messages in the channels of chat namespaces (protocol.md section 14). */
   readonly chat: Chat;
+  /** Read positions and unread counts in those channels. */
+  readonly chatReads: ChatReads;
   /** Who may notify whom, the notification types a client may choose, who may watch whose presence. */
   readonly notify: NotifyPolicy;
   /** A subscription of the socket ended (unsubscribe, revocation, token expiry): what rests on it is dropped. */
@@ -58,6 +61,11 @@ export interface Spec<K extends ClientType> {
   bucket?: 'notify' | 'publish';
   /** The permission it needs: PUBLISH_PERMISSION. */
   needsPublish?: true;
+  /**
+   * The message (by what it asks) sends the sender history: it is answered only while the user's history-read
+   * budget is above zero (else RATE_LIMITED), and the handler charges what it sent (protocol.md section 8).
+   */
+  readsHistory?: (msg: Message<K>) => boolean;
   handle: Handler<K>;
 }
 

@@ -86,6 +86,7 @@ export class MemoryHistory implements InTurnHistory {
   private held = 0;
   private readonly maxBytes: number;
   private readonly userSize: number;
+  private evicted: ((topic: string) => void) | undefined;
 
   constructor(private readonly limits: HistoryLimits) {
     this.maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -95,6 +96,14 @@ export class MemoryHistory implements InTurnHistory {
   /** Bytes of the events held (for tests and metrics). */
   get storedBytes(): number {
     return this.bytes;
+  }
+
+  /**
+   * Told the topic whose history was evicted whole (HISTORY_MAX_TOPICS), in the turn it goes: what counts in
+   * its epoch (the read state of a personal topic) goes with it. One listener.
+   */
+  onEvicted(listener: (topic: string) => void): void {
+    this.evicted = listener;
   }
 
   /** The topics that have a stream, sorted (for tests). */
@@ -124,6 +133,7 @@ export class MemoryHistory implements InTurnHistory {
       this.streams.delete(topic);
       if (!s.used) {
         this.forget(s);
+        this.evicted?.(topic);
         break;
       }
       s.used = false;

@@ -8,8 +8,13 @@
 // - Read state belongs to the current epoch of `user:<id>`: when that topic gets a new epoch, `allUpTo`
 //   starts at 0 again (offsets restart at 1, so an old `allUpTo` would mark new notifications read). Ids
 //   marked in an older epoch may still be listed: ids are unique, they never name a newer notification.
-// - Bounded like the history it refers to (memory: users and ids per user; Redis: HISTORY_TTL_S); a store
-//   that cannot be reached rejects with UNAVAILABLE.
+// - Kept as long as the history it refers to, and no longer: a mark while `user:<id>` has no history stores
+//   nothing (there is nothing to read), and read state goes when that history goes (memory: with the topic
+//   evicted at HISTORY_MAX_TOPICS; Redis: it expires after the personal topic's history TTL, the user
+//   namespace's own when CHANNELS_FILE sets one). So a notification still held never comes back unread, and
+//   read state nobody can see takes no room from read state someone can.
+// - Bounded (memory: users and ids per user; Redis: by that TTL); a store that cannot be reached rejects
+//   with UNAVAILABLE.
 
 export interface ReadState {
   /** Every notification at or below this offset is read. */

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
 import { RedisReadState } from '../../readstate/redis.js';
+import { RedisChatReads } from '../../chat-reads/redis.js';
 import { RedisChannelPresence } from '../../channel-presence/redis.js';
 import type { ClusterBackplane, ClusterNode, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler, UserConnection } from '../types.js';
 import { Control } from './control.js';
@@ -80,7 +81,8 @@ export class RedisBackplane implements ClusterBackplane, Link {
     const history = new RedisHistory(this.cmd, (name: string) => this.keys.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
     const presence = new RedisPresence(this, this.cmd, this.keys, options.graceMs);
     const channelPresence = new RedisChannelPresence(this, this.cmd, (name) => this.keys.key(name));
-    this.stores = { history, presence, readState: new RedisReadState(this.cmd, (name) => this.keys.key(name), history.options.ttlMs), channelPresence };
+    const chatReads = new RedisChatReads(this.cmd, (name) => this.keys.key(name));
+    this.stores = { history, presence, readState: new RedisReadState(this.cmd, (name) => this.keys.key(name), (userId) => history.limitsOf(`user:${userId}`).ttlMs), channelPresence, chatReads };
     this.frames = new Frames(this, history, options.idempotencyMs ?? 600_000);
     this.control = new Control(this);
     this.membership = new Membership(this, this.frames, presence, options.leaseMs, channelPresence);

@@ -42,8 +42,8 @@ export interface ChatLimits {
   readonly rateBudgetMaxKeys: number;
 }
 
-/** A backend's own message id: 1-128 visible ASCII characters. */
-const BACKEND_ID = /^[\x21-\x7e]{1,128}$/;
+/** A backend's own message id: 1-128 visible ASCII characters but `"` and `\\` (stored frames are read by their head). */
+const BACKEND_ID = /^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/;
 
 /** A numbered chat event as the history keeps it: `{"type","topic","data","ts"}` (the position is spliced in). */
 export const chatFrame = (type: string, topic: string, data: object, ts: number): string => JSON.stringify({ type, topic, data, ts });
@@ -165,7 +165,7 @@ export class Chat {
       out.data = answer['data'];
     }
     if (answer['id'] !== undefined) {
-      if (typeof answer['id'] !== 'string' || !BACKEND_ID.test(answer['id'])) throw new WireError(ErrorCode.UNAVAILABLE, 'the publish proxy answered an id that is not 1-128 visible ASCII characters', 503);
+      if (typeof answer['id'] !== 'string' || !BACKEND_ID.test(answer['id'])) throw new WireError(ErrorCode.UNAVAILABLE, 'the publish proxy answered an id that is not 1-128 visible ASCII characters (no quote, no backslash)', 503);
       out.id = answer['id'];
     }
     try {

@@ -3,9 +3,10 @@
 // for a proxy's rewritten message too.
 import { connOf } from '../edge/conn.js';
 import { invalid, object, string, type JsonObject } from './protocol.js';
+import { ackFrame } from './frames.js';
 import { ack, type Spec } from './spec.js';
 
-export type ChatType = 'chat:send';
+export type ChatType = 'chat:send' | 'chat:read' | 'chat:unread';
 
 /** A clientMsgId: 1-64 characters [A-Za-z0-9_-] (the SDK sends a UUID). */
 const CLIENT_MSG_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -31,6 +32,31 @@ export const CHAT_MESSAGES: { [K in ChatType]: Spec<K> } = {
     handle: async (ctx, ws, msg) => {
       const sent = await ctx.chat.send(connOf(ws), msg.data);
       ack(ctx, ws, msg.id, sent);
+    },
+  },
+
+  'chat:read': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      const offset = o['offset'];
+      if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw invalid('data.offset must be a non-negative integer');
+      return { channel: channel(o), offset };
+    },
+    handle: async (ctx, ws, msg) => {
+      ack(ctx, ws, msg.id, await ctx.chatReads.read(connOf(ws), ws, msg.data.channel, msg.data.offset));
+    },
+  },
+
+  // Always answered (like presence:query): the counts are what it asks for.
+  'chat:unread': {
+    parse: (d) => {
+      const list = object(d, 'data')['channels'];
+      // The count limit is MAX_UNREAD_CHANNELS (the feature's); a frame cannot hold more than this many anyway.
+      if (!Array.isArray(list) || list.length > 10000) throw invalid('data.channels must be an array of channel names');
+      return { channels: list.map((c, i) => string(c, `data.channels[${i}]`, 140)) };
+    },
+    handle: async (ctx, ws, msg) => {
+      ctx.send(ws, ackFrame(msg.id, await ctx.chatReads.unread(connOf(ws), msg.data.channels)));
     },
   },
 };

@@ -48,7 +48,9 @@ export type ClientMessage =
   | { type: 'presence:channel'; id: RequestId | undefined; data: { channel: string } }
   | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
   | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } }
-  | { type: 'chat:send'; id: RequestId | undefined; data: ChatSendInput };
+  | { type: 'chat:send'; id: RequestId | undefined; data: ChatSendInput }
+  | { type: 'chat:read'; id: RequestId | undefined; data: { channel: string; offset: number } }
+  | { type: 'chat:unread'; id: RequestId | undefined; data: { channels: string[] } };
 
 export type ClientType = ClientMessage['type'];
 

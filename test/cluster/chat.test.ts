@@ -68,6 +68,18 @@ t.test('chat across two nodes', { skip: skipReason }, async (t) => {
     aliceB.close();
   });
 
+  t.test('a read on one node: synced to the user\'s device on the other, announced to the members there', async (t) => {
+    const aliceB = await member(b!, 'alice');
+    const last = bobGot[bobGot.length - 1]!;
+    const read = await aliceA.request('chat:read', { channel: C1, offset: last.offset });
+    t.same(read.data, { channel: C1, offset: last.offset, unread: 0 });
+    t.match((await aliceB.next((f) => f.type === 'chat:read')).data, { channel: C1, offset: last.offset, unread: 0 });
+    t.same((await bobB.next((f) => f.type === 'chat:receipt')).data, { userId: 'alice', offset: last.offset });
+    await send(bobB, 'b-1', 'from bob');
+    t.same((await aliceB.request('chat:unread', { channels: [C1] })).data, { counts: { [C1]: 1 }, forbidden: [] }, 'the position is the cluster\'s');
+    aliceB.close();
+  });
+
   t.test('a member offline resumes on the other node by epoch and offset', async (t) => {
     const last = bobGot[bobGot.length - 1]!;
     bobB.close();

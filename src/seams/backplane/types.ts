@@ -45,6 +45,7 @@ import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from
 import type { PresenceStore } from '../presence/types.js';
 import type { ChannelPresenceStore } from '../channel-presence/types.js';
 import type { ReadStateStore } from '../readstate/types.js';
+import type { ChatReadStore } from '../chat-reads/types.js';
 
 /**
  * `exceptToken`: set on numbered frames this node published with a connection to leave out.
@@ -88,6 +89,8 @@ export interface ClusterStores {
   readonly readState: ReadStateStore;
   /** Who is subscribed to a channel with presence on, on every node (presence:channel). */
   readonly channelPresence: ChannelPresenceStore;
+  /** How far each member has read each conversation (chat:read, chat:unread). */
+  readonly chatReads: ChatReadStore;
 }
 
 /** A node of the cluster as the shared store has it (the admin view). */

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { ErrorCode, errorBody, errorSpec } from '../wire/codes.js';
 import { statusLine } from './http.js';
 import { demoHtml } from '../demo/page.js';
+import { registerDemoChat } from './demo-chat.js';
 import type { UWS } from '../uws.js';
 
 /** <root>/dist/, from src/api/demo.ts (tsx) and from dist/api/demo.js (built) alike: the browser needs compiled JS. */
@@ -26,7 +27,7 @@ function fail(res: UWS.HttpResponse, code: ErrorCode, message: string): void {
 /** What the demo routes need of the server: dev mode, and a dev token. */
 export interface DevTokens {
   readonly devMode: boolean;
-  signDevToken(userId: string, roles?: readonly string[], ttlS?: number): Promise<string>;
+  signDevToken(userId: string, roles?: readonly string[], ttlS?: number, claims?: Record<string, unknown>): Promise<string>;
 }
 
 const LOOPBACK = new BlockList();
@@ -87,7 +88,7 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
   app.get('/client/:file', serve('client', () => true));
   // The SDK takes the wire code tables from the server's own module (it has no Node imports).
   app.get('/wire/codes.js', (res) => serveFile(res, 'wire/codes.js'));
-  app.get('/demo/:file', serve('demo', (name) => name === 'app.js'));
+  app.get('/demo/:file', serve('demo', (name) => name === 'app.js' || name === 'chat.js'));
 
   // Dev mode without a JWT key only (--dev; without it no key is refused at start): a token for any name,
   // allowed to publish, for this machine only.
@@ -107,5 +108,12 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
         if (!aborted) res.cork(() => fail(res, ErrorCode.INTERNAL, 'internal error'));
       },
     );
+  });
+  // The app's part in the chat panel: membership, subscription tokens and the message store (src/api/demo-chat.ts).
+  registerDemoChat(app, {
+    log,
+    devMode: () => server().devMode,
+    refusal: (res, req) => devTokenRefusal(Buffer.from(res.getRemoteAddressAsText()).toString(), (h) => req.getHeader(h)),
+    signSubscriptionToken: (userId, channel, ttlS) => server().signDevToken(userId, [], ttlS, { channel }),
   });
 }

@@ -1,5 +1,6 @@
 // The demo page's behaviour, written against the SDK only (no framework): runs in the browser as /demo/app.js.
 import { StorywireClient, type ConnectionState, type NotificationStore, type StorywireError } from '../client/index.js';
+import { chatStarted, chatToken, openChat } from './chat.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -115,8 +116,15 @@ function start(user: string, token: string): void {
   renderPeople();
   $('stories').replaceChildren();
   // In dev mode the provider mints a token per attempt: after a server restart (new dev secret) it still gets in.
-  const c = new StorywireClient({ url: wsUrl, token: dev ? () => devToken(user) : token, reconnect: { minDelayMs: 250, maxDelayMs: 3000 } });
+  const c = new StorywireClient({
+    url: wsUrl,
+    token: dev ? () => devToken(user) : token,
+    reconnect: { minDelayMs: 250, maxDelayMs: 3000 },
+    // The app's backend decides who is in a conversation: here the dev backend signs the subscription tokens.
+    ...(dev ? { subscriptionToken: ({ channel }: { channel: string }) => chatToken(channel) } : {}),
+  });
   client = c;
+  chatStarted(c, user, log);
   c.watchState(renderState);
   c.notifications.onChange((_change, store) => renderNotifications(store));
   renderNotifications(c.notifications);
@@ -237,4 +245,9 @@ $('login-hint').textContent = dev
   ? 'Mode dev : le serveur signe un jeton pour ce nom. Ouvrez un second onglet avec un autre nom pour vous parler.'
   : 'Le serveur vérifie les jetons avec sa clé : collez un JWT valide.';
 $<HTMLInputElement>('user').value = params.get('user') ?? `lecteur-${Math.random().toString(36).slice(2, 6)}`;
-if (dev && params.has('user')) start($<HTMLInputElement>('user').value, '');
+if (dev && params.has('user')) {
+  start($<HTMLInputElement>('user').value, '');
+  // ?chat=bob opens the conversation with bob at once.
+  const peer = params.get('chat');
+  if (peer) openChat(peer).catch((e: Error) => log(`conversation : ${e.message}`));
+}

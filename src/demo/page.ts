@@ -31,6 +31,9 @@ const STYLE = `  :root { --ok: #1a9c4b; --ko: #d93025; --muted: #6b7280; --line:
   .person::before { content: "● "; color: var(--muted); } .person.online::before { color: var(--ok); }
   #rtt { font-variant-numeric: tabular-nums; margin-left: .5rem; }
   #log li { font-size: .8rem; font-family: ui-monospace, monospace; }
+  #chat-messages li.mine { text-align: right; } #chat-messages li.pending { color: var(--muted); }
+  #chat-messages .tick { margin-left: .3rem; } #chat-messages li.read .tick { color: var(--ok); }
+  #chat-typing { min-height: 1.2em; font-style: italic; }
 `;
 
 export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
@@ -82,6 +85,13 @@ ${STYLE}</style>
       <button id="notify-send" type="submit">Envoyer</button>
     </form>
     <p class="meta" id="notify-result"></p>
+  </section>
+  <section class="card" id="chat">
+    <h2><span id="chat-title">Conversation</span> <span id="chat-unread" class="badge" data-count="0">0</span> <button id="chat-mark-read" class="link" type="button" disabled>marquer comme lu</button></h2>
+    <form id="chat-open-form"><input id="chat-with" placeholder="parler avec (id)" required><button type="submit">Ouvrir</button></form>
+    <ol id="chat-messages"></ol>
+    <p id="chat-typing" class="meta" aria-live="polite"></p>
+    <form id="chat-form"><input id="chat-text" placeholder="votre message" autocomplete="off" disabled><button id="chat-send" type="submit" disabled>Envoyer</button></form>
   </section>
   <section class="card">
     <h2>Qui est en ligne</h2>

@@ -73,7 +73,8 @@ export class Conversation {
   private unread = 0;
   private readonly pendingSends = new Map<string, PendingMessage>();
   private readonly typists = new Set<string>();
-  private readonly read = new Map<string, number>();
+  /** Each other member's announced read position, with the epoch it was announced in. */
+  private readonly read = new Map<string, Position>();
   private typingTimer: unknown;
   private readonly sleeping = new Set<() => void>();
   /** Rejected by end(): what a send waits on loses to it. */
@@ -91,8 +92,10 @@ export class Conversation {
     this.endSignal.catch(() => undefined);
     this.o = { history: options.history ?? 50, typingIdleMs: options.typingIdleMs ?? 3000, timeoutMs: options.timeoutMs ?? host.requestTimeoutMs };
     host.subscribe(channel, options.token).catch((err: StorywireError) => {
-      // A refusal (not a member, a bad token) ends the conversation; a TIMEOUT leaves it joining.
-      if (err.fromServer || err.code === ClientErrorCode.TOKEN_PROVIDER) this.end(err);
+      // The server's refusal (not a member, a bad token) ends the conversation. The app's token provider failing
+      // fails what waits for the join, and the next connection asks it again; a TIMEOUT leaves it joining.
+      if (err.fromServer) void this.end(err);
+      else if (err.code === ClientErrorCode.TOKEN_PROVIDER) this.rejectWaiters(err);
     });
   }
 
@@ -116,7 +119,11 @@ export class Conversation {
   }
   /** The read position each other member announced (`chat:receipt`), by user id. */
   get receipts(): Readonly<Record<string, number>> {
-    return Object.fromEntries(this.read);
+    return Object.fromEntries([...this.read].map(([userId, p]) => [userId, p.offset]));
+  }
+  /** The other members whose announced read position covers `m` (a receipt counts in the epoch it came in). */
+  readBy(m: ChatMessage): string[] {
+    return [...this.read].filter(([, p]) => p.epoch === m.epoch && p.offset >= m.offset).map(([userId]) => userId);
   }
   /** True while the channel is joined on the live connection. */
   get isJoined(): boolean {
@@ -235,8 +242,7 @@ export class Conversation {
   async close(): Promise<void> {
     if (this.ended) return;
     await this.stopTyping();
-    this.end(new StorywireError(ClientErrorCode.CANCELLED, `${this.channel}: the conversation was closed`, false, false));
-    await this.host.unsubscribe(this.channel).catch(() => undefined);
+    await this.end(new StorywireError(ClientErrorCode.CANCELLED, `${this.channel}: the conversation was closed`, false, false));
   }
 
   // ---- from the client (the Conversations registry) ----
@@ -299,7 +305,8 @@ export class Conversation {
         return;
       case 'chat:receipt':
         if (typeof d?.['userId'] === 'string' && typeof d['offset'] === 'number') {
-          this.read.set(d['userId'], d['offset']);
+          const epoch = this.joinedAt?.epoch ?? this.host.position(this.channel)?.epoch ?? '';
+          this.read.set(d['userId'], { epoch, offset: d['offset'] });
           this.events.emit('receipt', { userId: d['userId'], offset: d['offset'] });
         }
         return;
@@ -308,7 +315,7 @@ export class Conversation {
         if (typeof d?.['userId'] === 'string' && d['userId'] !== this.host.userId()) this.typist(d['userId'], f.type === 'user:typing');
         return;
       case 'unsubscribed':
-        this.end(new StorywireError(String(d?.['code'] ?? 'SUBSCRIPTION_REVOKED'), `${this.channel}: ${String(d?.['reason'] ?? 'subscription ended')}`, true, false));
+        void this.end(new StorywireError(String(d?.['code'] ?? 'SUBSCRIPTION_REVOKED'), `${this.channel}: ${String(d?.['reason'] ?? 'subscription ended')}`, true, false));
         return;
     }
   }
@@ -380,15 +387,18 @@ export class Conversation {
     });
   }
 
-  private end(err: StorywireError): void {
-    if (this.ended) return;
+  /** The conversation is over: nothing waits any more, and the client forgets the channel. */
+  private end(err: StorywireError): Promise<void> {
+    if (this.ended) return Promise.resolve();
     this.ended = err;
+    const left = this.host.unsubscribe(this.channel).catch(() => undefined);
     this.signalEnd(err);
     this.lost();
     this.host.clock.clearTimeout(this.typingTimer);
     this.host.detach(this.channel);
     this.rejectWaiters(err);
     for (const wake of [...this.sleeping]) wake();
+    return left;
   }
 
   private rejectWaiters(err: StorywireError): void {

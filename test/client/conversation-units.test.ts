@@ -202,6 +202,8 @@ t.test('edits, deletes, receipts and typing reach the conversation; my own typin
   await until(() => seen.length === 5, 5000, 'five changes');
   t.same(seen, ['typing bob true', 'edit m1 m1!', 'typing bob false', 'receipt bob 3', 'delete m1']);
   t.same(conv.receipts, { bob: 3 });
+  t.same(conv.readBy(conv.messages[0]!), ['bob'], 'm1 (offset 2) is covered by bob\'s read position 3');
+  t.same(conv.readBy({ ...conv.messages[0]!, epoch: 'F' }), [], 'a receipt counts in its own epoch only');
   t.match(conv.messages[0], { id: 'm1', deleted: true, deletedAt: 6 });
   t.notOk('text' in conv.messages[0]!, 'no text once deleted');
 });

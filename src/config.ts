@@ -1,5 +1,6 @@
 // Environment variables and --flags -> one validated, frozen Config; every problem reported at once.
 import { trustedProxiesProblems } from './edge/address.js';
+import { connectionBudget, descriptorReserve, openFilesLimit, type OpenFiles } from './edge/descriptors.js';
 
 export interface Config {
   /**
@@ -75,6 +76,8 @@ export interface Config {
   readonly handshakesPerSPerUser: number;
   readonly handshakeBurstPerUser: number;
   readonly maxConnections: number;
+  /** The open-files limit read at start, and whether maxConnections follows it (edge/descriptors.ts). */
+  readonly openFiles: OpenFiles;
   readonly maxConnectionsPerUser: number;
   readonly maxConnectionsPerIp: number;
   readonly trustProxyHeader: string;
@@ -178,7 +181,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'handshakeBurstPerIp', env: 'HANDSHAKE_BURST_PER_IP', kind: 'int', default: 500, min: 1, max: 10000000, doc: 'Burst of upgrades from one address.' },
   { key: 'handshakesPerSPerUser', env: 'HANDSHAKES_PER_S_PER_USER', kind: 'int', default: 2, min: 1, max: 10000000, doc: 'WebSocket upgrades per second of one user (checked once its token is verified); more get 429 `RATE_LIMITED`.' },
   { key: 'handshakeBurstPerUser', env: 'HANDSHAKE_BURST_PER_USER', kind: 'int', default: 30, min: 1, max: 10000000, doc: 'Burst of upgrades of one user.' },
-  { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: 19000, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503 (19000 fits a 20000 open-files limit).' },
+  { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: undefined, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503. Unset: the open-files limit (RLIMIT_NOFILE, read at start on Linux) minus the descriptors the node keeps for itself (64, +4 with REDIS_URL, + each backend proxy\'s `maxInFlight`), at most 1000000, logged at start; 19000 where the limit cannot be read. Set: it must fit under the limit with that reserve, or the start stops naming both numbers.' },
   { key: 'maxConnectionsPerUser', env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: 16, min: 1, max: 100000, doc: 'Concurrent connections of one user; more get 429 `CONNECTION_LIMIT`.' },
   { key: 'maxConnectionsPerIp', env: 'MAX_CONNECTIONS_PER_IP', kind: 'int', default: 1000, min: 1, max: 10000000, doc: 'Concurrent connections (and upgrades in progress) from one address; more get 429.' },
   { key: 'trustedProxies', env: 'TRUSTED_PROXIES', kind: 'list', default: undefined, doc: 'Comma-separated addresses and CIDR blocks (IPv4 and IPv6, e.g. `10.0.0.0/8,fd00::/8,127.0.0.1`) of the reverse proxies in front of this node. A request whose TCP peer is one of them has its client address read from TRUST_PROXY_HEADER: every line of it, the right-most entry that is not a trusted proxy. Unset: the header is ignored and the client address is the TCP peer. That address is what the per-address limits and budgets count, what logs and backend proxies (`connection.ip`) see.' },
@@ -320,6 +323,13 @@ export function loadConfig(
   out['demoPage'] ??= dev;
   // Dev keeps the demo page's alice <-> bob notifications working (main.ts warns).
   out['notifyPolicy'] ??= dev ? 'any' : 'backend';
+  // MAX_CONNECTIONS follows the open-files limit when unset, and must fit under it when set (createServer
+  // checks it again once CHANNELS_FILE's proxies, whose sockets count too, are known).
+  const openFiles: OpenFiles = Object.freeze({ limit: openFilesLimit(), derived: out['maxConnections'] === undefined });
+  const budget = connectionBudget(out['maxConnections'] as number | undefined, descriptorReserve(out['redisUrl'] !== undefined), openFiles.limit);
+  if (budget.problem !== undefined) problems.push(budget.problem);
+  else out['maxConnections'] = budget.maxConnections;
+  out['openFiles'] = openFiles;
   // Room for the personal topic of every connection this node may hold, and as many more.
   if (typeof out['maxConnections'] === 'number') out['historyMaxTopics'] ??= Math.max(10000, 2 * out['maxConnections']);
   out['jwtRequireExp'] ??= !dev;

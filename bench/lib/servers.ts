@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childEnv, stopChild, track } from './children.js';
-import { listenersOn, socketInodes } from './proc.js';
+import { listenersOn, maxOpenFiles, socketInodes } from './proc.js';
 import type { Endpoint, ServerKind } from './wire.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -73,7 +73,9 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
  * load that real backends spread over many. Builds that predate these options ignore them.
  */
 export const STORYWIRE_LOAD_ENV: Readonly<Record<string, string>> = {
-  MAX_CONNECTIONS: '10000000',
+  // As many as the open-files limit holds beside what storywire keeps for itself (64, +4 with Redis:
+  // src/edge/descriptors.ts): a larger value stops a build that checks it (older builds ignore the limit).
+  MAX_CONNECTIONS: String(Math.min(10_000_000, maxOpenFiles('self') - 68)),
   MAX_CONNECTIONS_PER_IP: '10000000',
   RATE_LIMIT_PER_S: '100000',
   RATE_LIMIT_BURST: '100000',

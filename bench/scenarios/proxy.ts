@@ -19,7 +19,7 @@ import { PROFILE_DIR, result, us2ms, type Ctx } from '../lib/context.js';
 import { Histogram, median } from '../lib/hist.js';
 import { benchToken } from '../lib/jwt.js';
 import { Meter, round, waitQuiet, type CpuFigures } from '../lib/measure.js';
-import { cpuSeconds } from '../lib/proc.js';
+import { cpuSeconds, maxOpenFiles } from '../lib/proc.js';
 import { fmt, type Result } from '../lib/report.js';
 import { ROOT, startServer, type ServerHandle } from '../lib/servers.js';
 import { BENCH_MARK, benchTag, nowUs, openClient, readUint, type ServerKind } from '../lib/wire.js';
@@ -265,7 +265,8 @@ export async function proxy(ctx: Ctx, kind: ServerKind, run: number): Promise<vo
       profName: `storywire-proxy-${new Date().toISOString().replace(/[:.]/g, '-')}`,
       nodeArgs: opts.serverNodeArgs,
       storywireRoot: opts.storywireRoot,
-      env: { ...opts.storywireEnv, CHANNELS_FILE: file },
+      // The proxy's sockets (maxInFlight) join what storywire keeps beside its connections (src/edge/descriptors.ts).
+      env: { MAX_CONNECTIONS: String(maxOpenFiles('self') - 68 - PROXY_LIMITS.inflight), ...opts.storywireEnv, CHANNELS_FILE: file },
     });
     const srv = server;
     const dropped = { n: 0 };

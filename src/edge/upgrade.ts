@@ -17,6 +17,8 @@ import type { UWS } from '../uws.js';
 
 export interface UpgradeDeps {
   config: Config;
+  /** MAX_CONNECTIONS as the open-files limit allows it (descriptors.ts). */
+  maxConnections: number;
   log: Logger;
   metrics: Metrics;
   verifier: Verifier;
@@ -135,7 +137,7 @@ class UpgradeHandler implements Upgrades {
     const { config, connections } = this;
     if (this.deps.shuttingDown()) throw new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503);
     if (this.allowedOrigins && origin && !this.allowedOrigins.has(origin)) throw new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403);
-    if (connections.size + this.pendingUpgrades >= config.maxConnections) throw new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503);
+    if (connections.size + this.pendingUpgrades >= this.deps.maxConnections) throw new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503);
     if (connections.byAddress.get(a.ip) >= config.maxConnectionsPerIp) throw new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${a.ip}`, 429);
     const fromIp = this.handshakesByIp.get(a.ip);
     if (!fromIp.take()) throw new RetryLater(`too many connection attempts from ${a.ip}: at most ${config.handshakesPerSPerIp} per second`, fromIp.retryS());

@@ -1,9 +1,10 @@
 // File descriptors (issue #17, item 4): MAX_CONNECTIONS follows the open-files limit when unset and must fit
 // under it when set, so that a full node refuses upgrades with 503 instead of spinning in uWS's accept loop.
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import t from 'tap';
 import { connectionBudget, descriptorReserve, openFilesLimit, RESERVE_BASE, RESERVE_REDIS, withProxies } from '../src/edge/descriptors.js';
-import { Client, expectReject, SECRET, sign } from './helpers.js';
+import { Client, expectReject, SECRET, sign, startServer } from './helpers.js';
 
 const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -100,4 +101,27 @@ t.test('under `ulimit -n 200` with MAX_CONNECTIONS unset: 136, logged; the 137th
   t.equal(health.status, 200, 'the node at its cap still has descriptors to answer with');
   p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
+});
+
+t.test('what bounds sockets that never become WebSockets: uWS closes an HTTP socket about 10 s after it opens', async (t) => {
+  const h = await startServer(t);
+  // README "File descriptors" relies on it: a silent socket and one trickling its headers alike.
+  const closed = (trickle: boolean) =>
+    new Promise<number>((resolve, reject) => {
+      const opened = Date.now();
+      const s = net.connect(h.port, '127.0.0.1', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+      const header = 'X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+      let i = 0;
+      const drip = trickle ? setInterval(() => s.write(header[i++ % header.length]!), 1000) : undefined;
+      const deadline = setTimeout(() => reject(new Error('still open after 30 s')), 30_000);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearInterval(drip);
+        clearTimeout(deadline);
+        resolve(Date.now() - opened);
+      });
+    });
+  const [silent, trickling] = await Promise.all([closed(false), closed(true)]);
+  t.ok(silent < 30_000, `silent: closed after ${silent} ms`);
+  t.ok(trickling < 30_000, `trickling its headers: closed after ${trickling} ms`);
 });

@@ -69,9 +69,8 @@ async function printCredentials(config: Config, devApiKey: boolean, server: Serv
       `               -d '{"id":"1","title":"Le Petit Prince"}' ${base}/v1/stories`,
       '',
     ]);
-  } else if (config.apiKey === undefined) {
-    log.warn('production without API_KEY: the backend HTTP API is disabled (answers 503)');
   }
+  // Without API_KEY outside dev mode the server itself warns that the API is disabled.
   if (!config.dev) return;
   if (/prod/i.test(process.env['NODE_ENV'] ?? '')) log.warn(`DEV MODE although NODE_ENV=${process.env['NODE_ENV']}: storywire does not read NODE_ENV; dev mode is on because --dev or STORYWIRE_DEV asked for it`);
   if (!server.devMode) {

@@ -2,7 +2,7 @@
 // bad config and a missing native uWS refuse to start.
 import { spawn } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Client } from './helpers.js';
 
 const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
@@ -31,7 +31,7 @@ async function waitFor(get: () => string, re: RegExp, ms = 15000): Promise<RegEx
 }
 
 /** Stops a started process with SIGTERM and expects a clean exit. */
-async function stop(t: Tap.Test, p: ReturnType<typeof run>): Promise<void> {
+async function stop(t: Test, p: ReturnType<typeof run>): Promise<void> {
   p.child.kill('SIGTERM');
   t.equal(await p.exited, 0, 'exits 0 on SIGTERM');
 }
@@ -51,7 +51,7 @@ t.test('--dev: random secret, printed token and API key, on 127.0.0.1 (the addre
   t.equal(api.status, 200, 'the printed API key works');
   t.equal((await fetch(`http://127.0.0.1:${port}/dev/token?user=alice`)).status, 200, '/dev/token answers a loopback peer');
   if (outside === undefined) t.fail('this test needs a non-loopback IPv4 interface');
-  else await t.rejects(fetch(`http://${outside}:${port}/`), {}, `nothing listens on ${outside}`);
+  else await t.rejects(fetch(`http://${outside}:${port}/`), `nothing listens on ${outside}`);
   const c = await Client.open(`ws://127.0.0.1:${port}/ws?token=${token}`);
   t.teardown(() => c.close());
   t.equal((await c.type('connected')).data.userId, 'demo');
@@ -95,7 +95,7 @@ t.test('with a JWT key and no dev mode: no API key generated or printed (the API
     t.teardown(() => p.child.kill('SIGKILL'));
     const label = nodeEnv === undefined ? 'NODE_ENV unset' : `NODE_ENV="${nodeEnv}"`;
     const port = Number((await waitFor(p.output, /"address":"127\.0\.0\.1:(\d+)"/))[1]);
-    await waitFor(p.output, /production without API_KEY: the backend HTTP API is disabled/);
+    await waitFor(p.output, /API_KEY is not set: the backend HTTP API answers 503/);
     const api = await fetch(`http://127.0.0.1:${port}/v1/stories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     t.equal(api.status, 503, `${label}: the API is disabled`);
     t.equal((await fetch(`http://127.0.0.1:${port}/dev/token?user=a`)).status, 404, `${label}: no /dev/token (no demo page either)`);

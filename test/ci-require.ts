@@ -1,6 +1,6 @@
-// CI_REQUIRE=redis,chromium (set by .ci/run, which installs both): a suite whose dependency is missing fails
+// CI_REQUIRE=redis,chromium,prometheus (set by .ci/run, which installs them): a suite whose dependency is missing fails
 // instead of skipping, so that a CI machine cannot pass by running less. Unset (a developer's machine), it skips.
-export type Requirement = 'redis' | 'chromium';
+export type Requirement = 'redis' | 'chromium' | 'prometheus';
 
 const REQUIRED = new Set((process.env['CI_REQUIRE'] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''));
 

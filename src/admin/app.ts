@@ -49,7 +49,9 @@ class Chart {
     if (this.values.length > CHART_POINTS) this.values.shift();
     const max = Math.max(1, ...this.values);
     const step = 300 / (CHART_POINTS - 1);
-    const points = this.values.map((y, i) => `${(i * step).toFixed(1)},${(78 - (y / max) * 74).toFixed(1)}`).join(' ');
+    // The newest point at the right edge: the line grows from the right as readings come in.
+    const left = 300 - (this.values.length - 1) * step;
+    const points = this.values.map((y, i) => `${(left + i * step).toFixed(1)},${(78 - (y / max) * 74).toFixed(1)}`).join(' ');
     const svg = $(`#chart-${this.id}`);
     svg.querySelector('polyline')?.setAttribute('points', points);
     svg.setAttribute('data-points', String(this.values.length));
@@ -76,7 +78,7 @@ function showStats(s: Stats): void {
   const pRefused = p ? sum(p.counters.connections) - (p.counters.connections['accepted'] ?? 0) : undefined;
   const inRate = rate(inTotal, p && sum(p.counters.messagesIn), dtS);
   const outRate = rate(c.messagesOut, p?.counters.messagesOut, dtS);
-  setFigure('connections', fmt(s.connections.open), `${fmt(s.connections.onlineUsers)} users online`);
+  setFigure('connections', fmt(s.connections.open), `${fmt(s.connections.onlineUsers)} ${s.connections.onlineUsers === 1 ? 'user' : 'users'} online`);
   setFigure('in', fmt(inRate, 1), `${fmt(inTotal)} in all`);
   setFigure('out', fmt(outRate, 1), `${fmt(c.messagesOut)} in all`);
   setFigure('notifications', fmt(rate(c.notificationsDelivered, p?.counters.notificationsDelivered, dtS), 1), `${fmt(c.notificationsDelivered)} delivered`);

@@ -17,6 +17,7 @@ const STYLE = `  :root { --ok: #1a9c4b; --ko: #d93025; --muted: #6b7280; --line:
   #login { margin: 2rem 1.25rem; max-width: 28rem; flex-direction: column; align-items: stretch; }
   .error { color: var(--ko); min-height: 1.2em; margin: .3rem 0; }
   main { padding: 1rem 1.25rem; display: grid; gap: 1rem; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); }
+  figure { margin: 0; }
   .card { background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .8rem 1rem; }
   .wide { grid-column: 1 / -1; }
   h2 { font-size: 1rem; margin: 0 0 .6rem; }

@@ -84,15 +84,15 @@ t.test('as the publish proxy: each message stored once by idempotencyKey, its id
   const b = bob.conversation(channel, { token: true });
   await until(() => a.isJoined && b.isJoined, 5000, 'both joined');
   const sent = await a.send('Bonjour Bob');
-  t.equal(sent.id, 'msg-1', 'the id is the one the backend stored it under');
+  t.match(sent.id, /^msg-[0-9a-f]{8}-1$/, 'the id is the one the backend stored it under');
   await until(() => b.messages.length === 1, 5000, 'bob got it');
-  t.match(b.messages[0], { id: 'msg-1', text: 'Bonjour Bob', senderId: 'alice' });
+  t.match(b.messages[0], { id: sent.id, text: 'Bonjour Bob', senderId: 'alice' });
 
   // A retry of the same clientMsgId (what the SDK sends after a timeout): the same message, stored once.
   const again = await alice.request<{ id: string; duplicate: boolean }>('chat:send', { channel, clientMsgId: sent.clientMsgId, text: 'Bonjour Bob' });
-  t.match(again, { id: 'msg-1', duplicate: true });
+  t.match(again, { id: sent.id, duplicate: true });
   const stored = (await d.get(`/dev/chat/messages?user=bob&channel=${channel}`)).body;
-  t.same(stored.messages.map((m: { id: string; text: string; idempotencyKey: string }) => [m.id, m.text, m.idempotencyKey]), [['msg-1', 'Bonjour Bob', `alice:${sent.clientMsgId}`]]);
+  t.same(stored.messages.map((m: { id: string; text: string; idempotencyKey: string }) => [m.id, m.text, m.idempotencyKey]), [[sent.id, 'Bonjour Bob', `alice:${sent.clientMsgId}`]]);
   t.equal((await d.get(`/dev/chat/messages?user=carol&channel=${channel}`)).status, 403, 'the store shows a conversation to its members only');
   const c = await d.member('carol', 'bob');
   await c.whenOpen();
@@ -104,14 +104,21 @@ t.test('the store by itself: a retried key, edits and deletes by the sender only
   const chat = new DemoChat();
   const { channel } = chat.conversation('alice', 'bob');
   const send = (user: string, key: string, text: string) => chat.decide({ kind: 'publish', user, channel, data: { text }, chat: { op: 'send', clientMsgId: key, idempotencyKey: `${user}:${key}` } });
-  t.same(send('alice', 'k1', 'a'), { allow: true, data: { id: 'msg-1' } });
-  t.same(send('alice', 'k1', 'a'), { allow: true, data: { id: 'msg-1' } }, 'a retry: the same id');
-  t.same(send('bob', 'k1', 'b'), { allow: true, data: { id: 'msg-2' } }, 'another sender\'s key is another message');
+  const first = send('alice', 'k1', 'a') as unknown as { data: { id: string } };
+  t.match(first, { allow: true, data: { id: /^msg-[0-9a-f]{8}-1$/ } });
+  t.same(send('alice', 'k1', 'a'), first, 'a retry: the same id');
+  const other = send('bob', 'k1', 'b') as unknown as { data: { id: string } };
+  t.not(other.data.id, first.data.id, 'another sender\'s key is another message');
+  const restarted = new DemoChat();
+  restarted.conversation('alice', 'bob');
+  const afterRestart = restarted.decide({ kind: 'publish', user: 'alice', channel, data: { text: 'a' }, chat: { op: 'send', idempotencyKey: 'alice:k9' } }) as unknown as { data: { id: string } };
+  t.not(afterRestart.data.id, first.data.id, 'a restarted backend does not give an id again (clients hold messages by id)');
   t.match(send('carol', 'k2', 'c'), { allow: false, reason: /not a member/ });
-  t.match(chat.decide({ kind: 'publish', user: 'bob', channel, data: { text: 'x' }, chat: { op: 'edit', messageId: 'msg-1' } }), { allow: false, reason: /only its sender/ });
-  t.same(chat.decide({ kind: 'publish', user: 'alice', channel, data: { text: 'a!' }, chat: { op: 'edit', messageId: 'msg-1' } }), { allow: true });
-  t.same(chat.decide({ kind: 'publish', user: 'alice', channel, chat: { op: 'delete', messageId: 'msg-1' } }), { allow: true });
-  t.match(chat.messages(channel), [{ id: 'msg-1', text: 'a!', deleted: true }, { id: 'msg-2', text: 'b' }]);
+  const messageId = first.data.id;
+  t.match(chat.decide({ kind: 'publish', user: 'bob', channel, data: { text: 'x' }, chat: { op: 'edit', messageId } }), { allow: false, reason: /only its sender/ });
+  t.same(chat.decide({ kind: 'publish', user: 'alice', channel, data: { text: 'a!' }, chat: { op: 'edit', messageId } }), { allow: true });
+  t.same(chat.decide({ kind: 'publish', user: 'alice', channel, chat: { op: 'delete', messageId } }), { allow: true });
+  t.match(chat.messages(channel), [{ id: messageId, text: 'a!', deleted: true }, { id: other.data.id, text: 'b' }]);
   t.same(chat.decide({ kind: 'subscribe', user: 'bob', channel }), { allow: true }, 'as a subscribe proxy: members in');
   t.match(chat.decide('garbage'), { allow: false });
   for (let i = 0; i < 1005; i++) send('alice', `n${i}`, 'x');

@@ -1,7 +1,7 @@
 // The demo's dev backend for chat (dev mode only, to this machine only): it plays the app. It decides who is in
 // a demo conversation (one per pair of users), signs their subscription tokens, and, as the conversation
 // namespace's publish proxy (examples/demo-channels.json), stores each message once by its idempotencyKey.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ID_PATTERN } from '../edge/auth.js';
 import type { UWS } from '../uws.js';
@@ -34,6 +34,8 @@ export class DemoChat {
   private readonly byKey = new Map<string, StoredMessage>();
   private readonly byChannel = new Map<string, StoredMessage[]>();
   private seq = 0;
+  /** Ids must not repeat after a restart of this process (a client holds messages by id across it). */
+  private readonly run = randomBytes(4).toString('hex');
 
   /** The conversation of two users (the same for both, whoever asks): `conversation:dm-<hash of the pair>`. */
   conversation(a: string, b: string): { channel: string; members: string[] } {
@@ -80,7 +82,7 @@ export class DemoChat {
     const key = `${channel}\n${idempotencyKey}`;
     const held = this.byKey.get(key);
     if (held) return held;
-    const m: StoredMessage = { id: `msg-${++this.seq}`, idempotencyKey, channel, senderId, text, ...(data ? { data } : {}) };
+    const m: StoredMessage = { id: `msg-${this.run}-${++this.seq}`, idempotencyKey, channel, senderId, text, ...(data ? { data } : {}) };
     const list = this.byChannel.get(channel) ?? [];
     list.push(m);
     if (list.length > DEMO_LIMITS.messagesPerConversation) for (const gone of list.splice(0, list.length - DEMO_LIMITS.messagesPerConversation)) this.byKey.delete(`${channel}\n${gone.idempotencyKey}`);

@@ -56,6 +56,7 @@ export async function openChat(other: string): Promise<void> {
   const cv = c.conversation(channel, { token: true });
   conv = cv;
   $('chat-title').textContent = `Conversation avec ${other}`;
+  $('chat').dataset['channel'] = channel;
   for (const on of [cv.onMessage, cv.onEdit, cv.onDelete, cv.onReceipt, cv.onUnread] as const) on.call(cv, () => render());
   cv.onTyping(() => renderTyping());
   render();

@@ -1,6 +1,7 @@
 // Composition root: config -> logger -> backplane -> server -> listen; dev credentials; signals.
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
+import { cliInfo } from './cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createBackplane } from './seams/backplane/index.js';
 import { loadChannels } from './wire/topics.js';
@@ -8,6 +9,12 @@ import { loadChannels } from './wire/topics.js';
 type Server = import('./edge/server.js').StorywireServer;
 
 async function main(): Promise<void> {
+  // --help and --version answer without a configuration (no JWT key needed to read the help).
+  const info = cliInfo(process.argv.slice(2));
+  if (info !== undefined) {
+    process.stdout.write(info);
+    return;
+  }
   const { config, devApiKey } = configure();
   const log = pino({ level: config.logLevel });
   // Imported here so that a missing native uWS binary is reported as a clean start-up error.

@@ -10,6 +10,12 @@ export interface ChaosOptions {
   token(userId: string): Promise<string>;
   clients: number;
   durationMs: number;
+  /**
+   * The run goes on past `durationMs` until this many sockets were cut and notifications published (for
+   * tests, where a busy machine fires timers late: the run is then bounded by what happened, not by time).
+   */
+  minCuts?: number;
+  minPublished?: number;
   /** Notifications published per second, all users together, each to one random user. */
   ratePerS: number;
   /** Every `chaosEveryMs`, this share of the open clients gets its socket cut (terminated: no close frame). */
@@ -177,6 +183,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   }, o.chaosEveryMs);
 
   await sleep(o.durationMs);
+  while (cuts < (o.minCuts ?? 0) || sent < (o.minPublished ?? 0)) await sleep(20);
   clearInterval(chaos);
   clearInterval(publisher);
   while (inFlight.size > 0) await Promise.all([...inFlight]);

@@ -4,6 +4,9 @@ import pino from 'pino';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../src/config.js';
 import { createServer, type ServerOptions, type StorywireServer } from '../src/edge/server.js';
+import { WAIT_MS } from './wait.js';
+
+export { until, WAIT_MS } from './wait.js';
 
 export const SECRET = 'test-secret-test-secret-test-secret-0123456789';
 const KEY = new TextEncoder().encode(SECRET);
@@ -51,8 +54,8 @@ export type Frame = { type: string; id?: string | number; topic?: string; data?:
 
 /** A `ws` client that queues every frame and lets a test await the next one matching a predicate. */
 export class Client {
-  /** Deadline of next()/request() when none is given (the cluster suites raise it for loaded CI machines). */
-  static defaultTimeoutMs = 3000;
+  /** Deadline of next()/request() when none is given. */
+  static defaultTimeoutMs = WAIT_MS;
   readonly frames: Frame[] = [];
   private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   private nextId = 1;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { WAIT_MS } from './wait.js';
 import { Registry } from 'prom-client';
 import { BackendProxy, DEFAULT_REASON, MAX_ANSWER_BYTES, ProxyMetrics, decisionKey, type ProxyDecision } from '../src/policy/proxy.js';
 import type { ProxySpec } from '../src/wire/channels-file.js';
@@ -77,7 +78,7 @@ async function unavailable(p: Promise<unknown>): Promise<WireError> {
   throw new Error('expected UNAVAILABLE, got a decision');
 }
 
-async function until(ok: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
+async function until(ok: () => boolean | Promise<boolean>, what: string, ms = WAIT_MS): Promise<void> {
   const end = Date.now() + ms;
   while (!(await ok())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

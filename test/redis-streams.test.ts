@@ -5,6 +5,7 @@ import { TopicStreams } from '../src/seams/backplane/redis/streams.js';
 import { framePosition } from '../src/wire/position.js';
 import type { RedisHistory } from '../src/seams/history/redis.js';
 import type { Replay } from '../src/seams/history/types.js';
+import { WAIT_MS } from './wait.js';
 
 type History = Pick<RedisHistory, 'since' | 'rewound'>;
 
@@ -152,7 +153,7 @@ t.test('a history read that fails is tried again by itself, up to the head, with
   s.receive('user:bob', frame('E1', 1));
   s.receive('user:bob', frame('E1', 3));
   h.calls[0]!.release(false);
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + WAIT_MS;
   while (h.calls.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   t.equal(h.calls.length, 2, 'retried without a reconnect');
   t.same(offsets(), [1], 'nothing skipped meanwhile');

@@ -8,6 +8,7 @@ import t from 'tap';
 import { SECRET, startServer } from '../helpers.js';
 import type { StorywireError } from '../../src/client/index.js';
 import { client, next, tapped, until } from './util.js';
+import { WAIT_MS } from '../wait.js';
 
 const KEY = new TextEncoder().encode(SECRET);
 
@@ -79,7 +80,7 @@ t.test('after a cut connection the SDK asks for a fresh subscription token and j
   await until(() => asked.length === 2, 10_000, 'the provider asked again');
   // Subscribed again on the new connection: the channel's events reach the client.
   const got = next(alice, 'event', (type) => type === 'chapter:paid', 10_000);
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + WAIT_MS;
   // The resubscribe's ack may still be on its way: publish until one arrives (bounded).
   let arrived = false;
   got.then(() => (arrived = true), () => {});

@@ -1,5 +1,6 @@
 // Helpers for the SDK tests: clients wired to `ws`, waits with deadlines, a manual clock, a scripted fake server, a freezable TCP proxy, cut sockets, gated tokens.
 import net from 'node:net';
+import { WAIT_MS } from '../wait.js';
 import WebSocket, { WebSocketServer } from 'ws';
 import { StorywireClient, type ClientOptions, type ClientEventName, type ClientEvents, type Clock, type WebSocketConstructor } from '../../src/client/index.js';
 
@@ -35,8 +36,9 @@ export function next<K extends ClientEventName>(
   });
 }
 
-/** Polls pred every 10 ms until it holds; rejects after timeoutMs. */
-export async function until(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+/** Polls pred every 10 ms until it holds; `timeoutMs` below WAIT_MS is raised to it (a deadline bounds a hang, it is not what a test asserts). */
+export async function until(pred: () => boolean, timeoutMs = WAIT_MS, what = 'condition'): Promise<void> {
+  timeoutMs = Math.max(timeoutMs, WAIT_MS);
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);

@@ -5,7 +5,7 @@ import { api, skipReason, startNodes, startRedis } from './redis.js';
 
 /** The next frame matching pred, then none like it: exactly once. */
 async function once(t: Tap, c: Client, pred: (f: Frame) => boolean, what: string): Promise<Frame> {
-  const f = await c.next(pred, 3000);
+  const f = await c.next(pred);
   t.ok(await c.none(pred, 150), `${what}: exactly once`);
   return f;
 }

@@ -5,6 +5,7 @@ import t from 'tap';
 import { inboxDifferences, type StorywireClient } from '../../src/client/index.js';
 import { client, tapped } from '../client/util.js';
 import { api, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
+import { WAIT_MS } from '../wait.js';
 
 function rng(seed: number): () => number {
   return () => {
@@ -66,7 +67,7 @@ function run(persistent: boolean): void {
     await until(() => nodes.every((n) => n.backplane.up), 20_000, 'the nodes to see Redis again');
     // Publish until one is accepted: the cluster refuses publishes for a while after Redis comes back, and the
     // first accepted one tells every connected device that the history was renewed.
-    for (const end = Date.now() + 20_000; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+    for (const end = Date.now() + WAIT_MS; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
       if ((await api(nodes[0]!, 'POST', '/v1/notifications', { userId: 'bob', notification: { title: 'back', message: '' } })).status === 200) break;
     }
     // Fewer new notifications than the stores hold: what an empty Redis lost must leave the stores by itself, not
@@ -80,7 +81,7 @@ function run(persistent: boolean): void {
         last = await Promise.all(devices.map((d) => inboxDifferences(d.c).catch((e: Error) => [`check failed: ${e.message}`])));
         return last.every((l) => l.length === 0);
       };
-      for (const end = Date.now() + 20_000; !(await check()) && Date.now() < end; await new Promise((r) => setTimeout(r, 100)));
+      for (const end = Date.now() + WAIT_MS; !(await check()) && Date.now() < end; await new Promise((r) => setTimeout(r, 100)));
     } finally {
       t.same(last, [[], [], []], `every store equals the inbox (${sent} publishes tried)`);
     }

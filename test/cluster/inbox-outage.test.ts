@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { inboxDifferences, type StorywireClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { client, next } from '../client/util.js';
 import { api, skipReason, startNodes, startRedis, until, type Node, type TestRedis } from './redis.js';
+import { WAIT_MS } from '../wait.js';
 
 const needsOwnRedis = skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
 
@@ -44,10 +45,10 @@ async function notify(node: Node, title: string): Promise<number> {
 
 /** Publishes until one is answered 200 (the cluster refuses publishes for a while after Redis comes back). */
 async function notifyOnce(node: Node, title: string): Promise<void> {
-  for (const end = Date.now() + 20_000; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+  for (const end = Date.now() + WAIT_MS; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
     if ((await notify(node, title)) === 200) return;
   }
-  throw new Error(`${title}: no 200 within 20 s`);
+  throw new Error(`${title}: no 200 within ${WAIT_MS} ms`);
 }
 
 /** Both devices settle on the server's inbox (polled: reads and refills are retried on their own schedule). */

@@ -8,11 +8,10 @@ import { createServer as netServer, connect } from 'node:net';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
-import { Client, startServer, type Harness } from '../helpers.js';
+import { startServer, type Harness } from '../helpers.js';
+import { WAIT_MS } from '../wait.js';
 import { skipUnlessRequired } from '../ci-require.js';
 
-// Several nodes, a Redis and child processes share two cores here: a deadline is a failure, not a pace.
-Client.defaultTimeoutMs = 10000;
 
 /** Scheduling slack allowed on top of a promised bound (lease + sweep) on a loaded 2-core CI machine. */
 export const SLACK_MS = 1000;
@@ -52,7 +51,9 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Polls `ok` until it holds; `ms` below WAIT_MS is raised to it (a deadline bounds a hang, it is not what a test asserts). */
 async function until(ok: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  ms = Math.max(ms, WAIT_MS);
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await ok()) return;

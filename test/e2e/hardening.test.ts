@@ -1,6 +1,7 @@
 // Hardening: token lifetime, rate limits, connection limits, origins, slow consumers, floods.
 import t from 'tap';
 import { Client, expectReject, sign, startServer } from '../helpers.js';
+import { WAIT_MS } from '../wait.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -129,7 +130,7 @@ t.test('a client that stops reading is disconnected as a slow consumer; others r
   (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
   const payload = 'x'.repeat(4000);
   let sent = 0;
-  const deadline = Date.now() + 15000;
+  const deadline = Date.now() + WAIT_MS;
   let slowClosed = false;
   while (!slowClosed && Date.now() < deadline) {
     for (let i = 0; i < 25; i++, sent++) h.server.broadcastNewStory({ id: String(sent), title: payload }, null);
@@ -139,7 +140,7 @@ t.test('a client that stops reading is disconnected as a slow consumer; others r
   t.ok(slowClosed, `slow consumer disconnected after ${sent} broadcasts`);
   const metrics = await h.server.metrics.text();
   t.match(metrics, /storywire_backpressure_closes_total [1-9]/, 'counted in metrics');
-  const end = Date.now() + 10000;
+  const end = Date.now() + WAIT_MS;
   while (received < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   t.equal(received, sent, 'the healthy client received every broadcast');
   (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
@@ -185,13 +186,13 @@ t.test('two devices of one user stop reading, a third reads: the two are closed 
   const message = 'x'.repeat(4000);
   // Bursts with pauses in between, so that the reading device drains while the paused ones fill up.
   let sent = 0;
-  const deadline = Date.now() + 15000;
+  const deadline = Date.now() + WAIT_MS;
   while (h.server.connectionsOf('sam') > 1 && Date.now() < deadline) {
     for (let i = 0; i < 50; i++, sent++) h.server.sendNotificationToUser('sam', { title: 't', message, type: 'info', data: undefined });
     await new Promise((r) => setTimeout(r, 10));
   }
   t.equal(h.server.connectionsOf('sam'), 1, `both paused devices closed after ${sent} notifications`);
-  const end = Date.now() + 10000;
+  const end = Date.now() + WAIT_MS;
   while (received < sent && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   t.equal(received, sent, 'the reading device received every notification');
   for (const c of [slowA, slowB]) {
@@ -216,7 +217,7 @@ t.test('a flood from one client does not starve another client', async (t) => {
   const rtts: number[] = [];
   for (let i = 0; i < 20; i++) {
     const t0 = performance.now();
-    await other.request('ping', undefined, 2000);
+    await other.request('ping');
     rtts.push(performance.now() - t0);
   }
   stop = true;

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { Client, SECRET, expectReject, sign, startServer } from '../helpers.js';
+import { WAIT_MS } from '../wait.js';
 
 const KEY = 'test-api-key-0123456789';
 
@@ -54,7 +55,7 @@ t.test('/metrics needs the API key on the public port and its counters move with
   await bob.closed;
   // The server sees the close after the client does: wait for it in the metrics themselves.
   const settled = async (pred: (text: string) => boolean): Promise<string> => {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + WAIT_MS;
     for (;;) {
       const text = await scrape();
       if (pred(text) || Date.now() > deadline) return text;
@@ -130,7 +131,7 @@ t.test('SIGTERM on a child-process server: every client gets 4000, exit 0 in tim
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 15000;
+  const deadline = Date.now() + WAIT_MS;
   while (!/"port":\d+/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   const port = Number(/"port":(\d+)/.exec(out)![1]);
   const token = await sign('alice');

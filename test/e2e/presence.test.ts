@@ -15,7 +15,7 @@ t.test('online on the first device, offline after the last one and the grace per
   t.same((await watcher.request('presence:query', { userIds: ['bob'] })).data.online, ['bob']);
   const closedAt = Date.now();
   laptop.close();
-  const off = await watcher.type('user:offline', 3000);
+  const off = await watcher.type('user:offline');
   t.equal(off.data.userId, 'bob');
   t.ok(Date.now() - closedAt >= 150, 'offline waits for the grace period');
   t.type(off.data.lastSeen, 'number');
@@ -34,7 +34,7 @@ t.test('a reconnect within the grace period does not flap', async (t) => {
   const again = await h.connect('bob');
   t.ok(await watcher.none((f) => f.type === 'user:offline' || f.type === 'user:online', 900), 'no offline, no online');
   again.close();
-  t.equal((await watcher.type('user:offline', 3000)).data.userId, 'bob');
+  t.equal((await watcher.type('user:offline')).data.userId, 'bob');
 });
 
 t.test('presence events only reach subscribers by default', async (t) => {

@@ -5,15 +5,17 @@ import type { Config } from '../../src/config.js';
 import { Client, expectReject, sign, startServer, type Harness } from '../helpers.js';
 
 type Headers = Record<string, string | string[]>;
+/** `ws` types headers as strings; Node's http sends an array value as one header line per item. */
+const lines = (h: Headers) => h as Record<string, string>;
 
 /**
  * The address the server counts for a handshake with these headers, read from the per-address refusal
  * (MAX_CONNECTIONS_PER_IP=1 names the address): one connection holds the slot, the next one is refused.
  */
 async function addressOf(t: Test, h: Harness, headers: Headers, url = h.url): Promise<string> {
-  const first = await Client.open(`${url}?token=${await sign('holder')}`, { headers });
+  const first = await Client.open(`${url}?token=${await sign('holder')}`, { headers: lines(headers) });
   t.teardown(() => first.close());
-  const refused = await expectReject(Client.open(`${url}?token=${await sign('probe')}`, { headers }));
+  const refused = await expectReject(Client.open(`${url}?token=${await sign('probe')}`, { headers: lines(headers) }));
   first.close();
   await first.closed;
   t.equal(refused.status, 429);
@@ -47,9 +49,9 @@ t.test('from a trusted proxy: every header line is read, the right-most untruste
   t.equal(await addressOf(t, h, { 'x-forwarded-for': '6.6.6.6, 203.0.113.8' }), '203.0.113.8', 'one line, the right-most entry');
   t.equal(await addressOf(t, h, {}), '127.0.0.1', 'no header: the proxy itself');
   // Two clients behind the proxy are two addresses.
-  const one = await Client.open(`${h.url}?token=${await sign('a')}`, { headers: { 'x-forwarded-for': ['9.9.9.9', '198.51.100.1'] } });
+  const one = await Client.open(`${h.url}?token=${await sign('a')}`, { headers: lines({ 'x-forwarded-for': ['9.9.9.9', '198.51.100.1'] }) });
   t.teardown(() => one.close());
-  const two = await Client.open(`${h.url}?token=${await sign('b')}`, { headers: { 'x-forwarded-for': ['9.9.9.9', '198.51.100.2'] } });
+  const two = await Client.open(`${h.url}?token=${await sign('b')}`, { headers: lines({ 'x-forwarded-for': ['9.9.9.9', '198.51.100.2'] }) });
   t.teardown(() => two.close());
   t.pass('two clients behind one proxy each have their own slot');
 });

@@ -304,7 +304,8 @@ export class Conversation {
         }
         return;
       case 'chat:receipt':
-        if (typeof d?.['userId'] === 'string' && typeof d['offset'] === 'number') {
+        // This user's own read position (from another device) is no receipt: unreadCount follows it instead.
+        if (typeof d?.['userId'] === 'string' && typeof d['offset'] === 'number' && d['userId'] !== this.host.userId()) {
           const epoch = this.joinedAt?.epoch ?? this.host.position(this.channel)?.epoch ?? '';
           this.read.set(d['userId'], { epoch, offset: d['offset'] });
           this.events.emit('receipt', { userId: d['userId'], offset: d['offset'] });

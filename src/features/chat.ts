@@ -8,9 +8,10 @@ import type { Access } from '../policy/access.js';
 import { fingerprint, idFromKey } from '../pubsub/idempotency.js';
 import type { PubSub, StoreOption } from '../pubsub/pubsub.js';
 import type { Idempotency } from '../seams/backplane/types.js';
-import type { HistoryReads, Position } from '../seams/history/types.js';
+import type { Appended, HistoryReads, Position, Replacement } from '../seams/history/types.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
-import { isObject, type ChatSendInput, type JsonObject } from '../wire/protocol.js';
+import { numberedFrame } from '../wire/position.js';
+import { isObject, type ChatEditInput, type ChatSendInput, type JsonObject } from '../wire/protocol.js';
 import type { Channels, ParsedTopic } from '../wire/topics.js';
 
 /** A chat message as stored and sent (`chat:message` data), in its latest state. */
@@ -24,6 +25,19 @@ export interface ChatMessage {
   editedAt?: number;
   deleted?: true;
   deletedAt?: number;
+}
+
+/** The ack of `chat:edit` and `chat:delete`: the message, and where its event is. */
+export interface ChangeAck extends Position {
+  channel: string;
+  id: string;
+}
+
+/** A message found in the history: its entry (the frame as read), the message, and its frame's ts. */
+interface Found {
+  entry: Appended;
+  message: ChatMessage;
+  ts: number;
 }
 
 /** The ack of `chat:send`: the stored message, where it is, and whether this request was a retry. */
@@ -140,7 +154,8 @@ export class Chat {
     const sentAt = Date.now();
     const message: ChatMessage = { id: id ?? idFromKey('chat', `${channel}\n${key}`), clientMsgId, senderId: conn.userId, text, ...(data === undefined ? {} : { data }), sentAt };
     const idem: Idempotency = { key, fingerprint: print, ttlMs: t.ns.history!.ttlS * 1000, duplicate: false };
-    const store: StoreOption = { ifStreamExists: false, stored: undefined };
+    // Kept under its id: edits and deletions find it there.
+    const store: StoreOption = { ifStreamExists: false, key: message.id, stored: undefined };
     try {
       await this.pubsub.emit('chat:message', channel, chatFrame('chat:message', channel, message, sentAt), undefined, idem, store);
     } catch (err) {
@@ -187,6 +202,71 @@ export class Chat {
       return { channel, ...built, ...at, duplicate: true };
     }
     throw new WireError(ErrorCode.UNAVAILABLE, `this clientMsgId was sent before but its position in ${channel} is not known yet: send it again`, 503);
+  }
+
+  /**
+   * Edits one's own message: through the publish rule (its proxy may refuse or rewrite the text), then the stored
+   * message is replaced in place by its latest state and `chat:edited` is numbered and sent, in one step.
+   */
+  async edit(conn: Conn, input: ChatEditInput): Promise<ChangeAck> {
+    const t = this.member(conn, input.channel, 'edit in');
+    this.checkSize(input.text, input.data);
+    this.take(conn.userId, input.channel);
+    const found = await this.own(conn, input.channel, input.messageId, 'edit');
+    const asked = this.access.publish(conn, input.channel, t, input.data === undefined ? { text: input.text } : { text: input.text, data: input.data }, {
+      chat: { op: 'edit', messageId: input.messageId },
+    });
+    const answer = asked instanceof Promise ? await asked : undefined;
+    const rewritten = answer === undefined ? input : this.rewritten(answer, input.text, input.data);
+    const { text } = rewritten;
+    // No data given: the message keeps its own (its attachments, mentions).
+    const data = rewritten.data ?? found.message.data;
+    const editedAt = Date.now();
+    const event = { id: input.messageId, senderId: conn.userId, text, ...(data === undefined ? {} : { data }), editedAt };
+    return this.change(conn, input.channel, found, 'chat:edited', event, (m) => ({ id: m.id, clientMsgId: m.clientMsgId, senderId: m.senderId, text, ...(data === undefined ? {} : { data }), sentAt: m.sentAt, editedAt }));
+  }
+
+  /** Deletes one's own message: the stored one keeps only who sent it and when, and `chat:deleted` is sent. */
+  async remove(conn: Conn, channel: string, messageId: string): Promise<ChangeAck> {
+    const t = this.member(conn, channel, 'delete in');
+    this.take(conn.userId, channel);
+    const found = await this.own(conn, channel, messageId, 'delete');
+    const asked = this.access.publish(conn, channel, t, {}, { chat: { op: 'delete', messageId } });
+    if (asked instanceof Promise) await asked;
+    const deletedAt = Date.now();
+    const event = { id: messageId, senderId: conn.userId, deletedAt };
+    return this.change(conn, channel, found, 'chat:deleted', event, (m) => ({ id: m.id, clientMsgId: m.clientMsgId, senderId: m.senderId, sentAt: m.sentAt, deleted: true, deletedAt }));
+  }
+
+  /** A message of the channel's history by id: MESSAGE_NOT_FOUND (also deleted), FORBIDDEN when another's. */
+  private async own(conn: Conn, channel: string, messageId: string, what: string): Promise<Found> {
+    const entry = await this.history.entry(channel, messageId);
+    const parsed = entry && (JSON.parse(entry.frame) as { type: string; data: ChatMessage; ts: number });
+    if (entry === undefined || parsed === undefined || parsed.type !== 'chat:message' || parsed.data.deleted === true) {
+      throw new WireError(ErrorCode.MESSAGE_NOT_FOUND, `no message ${messageId.slice(0, 128)} in ${channel}'s history (unknown, deleted, or older than it keeps)`, 404);
+    }
+    if (parsed.data.senderId !== conn.userId) throw new WireError(ErrorCode.FORBIDDEN, `only its sender may ${what} message ${messageId.slice(0, 128)}`);
+    return { entry, message: parsed.data, ts: parsed.ts };
+  }
+
+  /**
+   * Numbers and sends the event while replacing the stored message in the same step, if the stored message is
+   * still what was read; a concurrent change (another edit, a deletion) is read again, a few times at most.
+   */
+  private async change(conn: Conn, channel: string, first: Found, type: 'chat:edited' | 'chat:deleted', event: object, latest: (m: ChatMessage) => ChatMessage): Promise<ChangeAck> {
+    let found = first;
+    const eventTs = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      const { entry, message, ts } = found;
+      const stored = chatFrame('chat:message', channel, latest(message), ts);
+      const head = stored.indexOf(',"data":');
+      const replace: Replacement = { key: message.id, expect: entry.frame, frame: numberedFrame(stored.slice(0, head), entry.epoch, entry.offset, stored.slice(head)) };
+      const store: StoreOption = { ifStreamExists: false, replace, stored: undefined };
+      await this.pubsub.emit(type, channel, chatFrame(type, channel, event, eventTs), undefined, undefined, store);
+      if (replace.done === true && store.at !== undefined) return { channel, id: message.id, ...store.at };
+      if (attempt === 3) throw new WireError(ErrorCode.UNAVAILABLE, `message ${message.id} kept changing meanwhile: try again`, 503);
+      found = await this.own(conn, channel, message.id, type === 'chat:edited' ? 'edit' : 'delete');
+    }
   }
 
   /** The chat message stored at a position of the channel, or undefined when the history no longer holds it. */

@@ -2,7 +2,7 @@
 // (deliver: what reaches this node's connections). Joins, and this node's interest in topics, are join.ts.
 import type { UWS } from '../uws.js';
 import { Unconfirmed, type Backplane, type ClusterBackplane, type Idempotency } from '../seams/backplane/types.js';
-import { NO_STREAM, type Appended, type Position } from '../seams/history/types.js';
+import { NO_STREAM, type Appended, type Position, type Replacement } from '../seams/history/types.js';
 import type { Topology } from '../seams/topology.js';
 import { ErrorCode, WireError } from '../wire/codes.js';
 import { DEFAULT_CHANNELS, type Channels } from '../wire/topics.js';
@@ -64,9 +64,21 @@ export interface StoreOption {
   /** A user-sent event: held within the history's user-sent share (RecordOptions.user). */
   readonly user?: true;
   stored: boolean | undefined;
+  /** The entry's key (RecordOptions.key: a chat message's id). */
+  readonly key?: string;
+  /** A held entry replaced in the same step (RecordOptions.replace): if it cannot be, nothing is stored or sent. */
+  readonly replace?: Replacement;
   /** Set by emit when the event was stored: its position (a duplicate's is Idempotency.original). */
   at?: Position;
 }
+
+/** The history's options of an emit's StoreOption. */
+const recordOptions = (store: StoreOption) => ({
+  ifStreamExists: store.ifStreamExists,
+  user: store.user === true,
+  ...(store.key === undefined ? {} : { key: store.key }),
+  ...(store.replace === undefined ? {} : { replace: store.replace }),
+});
 
 const conflict = () => new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
 
@@ -229,13 +241,19 @@ export class PubSub {
     if (store && t.history.sync) {
       // Only a history read in the turn can say, in the turn it stores, that the topic has a stream. Stored as any
       // event otherwise (it may begin the topic's history), within the user-sent share when it is one.
-      const appended = t.history.append(topic, head, tail, { ifStreamExists: store.ifStreamExists, user: store.user === true });
+      const appended = t.history.append(topic, head, tail, recordOptions(store));
       store.stored = appended !== undefined;
-      // Not stored (no stream, or a user share of 0): live only, unnumbered.
-      return appended === undefined ? this.send(topic, frame, except) : stored(appended);
+      // A replacement that could not be made: nothing at all. Else not stored (no stream, or a user share of 0): live only.
+      if (appended === undefined) return store.replace === undefined ? this.send(topic, frame, except) : Promise.resolve(0);
+      return stored(appended);
     }
-    if (store?.ifStreamExists) {
+    if (store?.ifStreamExists || store?.replace !== undefined) {
+      // A history read through a round trip cannot tell in the turn that a stream exists, nor replace an entry.
       store.stored = false;
+      if (store.replace !== undefined) {
+        store.replace.done = false;
+        return Promise.resolve(0);
+      }
       return this.send(topic, frame, except);
     }
     if (store) store.stored = true;
@@ -265,7 +283,7 @@ export class PubSub {
       this.excepts.set(token, except);
     }
     const forget = () => token !== undefined && setTimeout(() => this.excepts.delete(token!), 10_000).unref();
-    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, { ifStreamExists: store.ifStreamExists, user: store.user === true }) : backplane.publishRecorded(topic, head, tail, token, idem);
+    const recorded = store ? backplane.publishRecorded(topic, head, tail, token, idem, recordOptions(store)) : backplane.publishRecorded(topic, head, tail, token, idem);
     return recorded.then(
       (appended) => {
         forget();
@@ -275,7 +293,7 @@ export class PubSub {
           if (token !== undefined) this.excepts.delete(token);
           return this.send(topic, frame, except, idem);
         }
-        if (store) store.stored = true;
+        if (store) store.stored = store.replace?.done !== false;
         if (store && appended !== undefined) store.at = { epoch: appended.epoch, offset: appended.offset };
         return appended === undefined ? 0 : local;
       },

@@ -6,7 +6,15 @@ import { invalid, object, string, type JsonObject } from './protocol.js';
 import { ackFrame } from './frames.js';
 import { ack, type Spec } from './spec.js';
 
-export type ChatType = 'chat:send' | 'chat:read' | 'chat:unread';
+export type ChatType = 'chat:send' | 'chat:edit' | 'chat:delete' | 'chat:read' | 'chat:unread';
+
+/** A message id: a derived UUID, or a backend's (1-128 visible ASCII characters but `"` and `\\`). */
+const MESSAGE_ID = /^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/;
+
+const messageId = (v: unknown): string => {
+  if (typeof v !== 'string' || !MESSAGE_ID.test(v)) throw invalid('data.messageId must be a message id (1-128 visible ASCII characters)');
+  return v;
+};
 
 /** A clientMsgId: 1-64 characters [A-Za-z0-9_-] (the SDK sends a UUID). */
 const CLIENT_MSG_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -32,6 +40,26 @@ export const CHAT_MESSAGES: { [K in ChatType]: Spec<K> } = {
     handle: async (ctx, ws, msg) => {
       const sent = await ctx.chat.send(connOf(ws), msg.data);
       ack(ctx, ws, msg.id, sent);
+    },
+  },
+
+  'chat:edit': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      return { channel: channel(o), messageId: messageId(o['messageId']), text: text(o['text']), data: extra(o['data']) };
+    },
+    handle: async (ctx, ws, msg) => {
+      ack(ctx, ws, msg.id, await ctx.chat.edit(connOf(ws), msg.data));
+    },
+  },
+
+  'chat:delete': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      return { channel: channel(o), messageId: messageId(o['messageId']) };
+    },
+    handle: async (ctx, ws, msg) => {
+      ack(ctx, ws, msg.id, await ctx.chat.remove(connOf(ws), msg.data.channel, msg.data.messageId));
     },
   },
 

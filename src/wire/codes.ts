@@ -96,6 +96,8 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405 },
   UNAVAILABLE: { status: 503, close: CloseCode.UNAVAILABLE },
   IDEMPOTENCY_CONFLICT: { status: 422 },
+  // A chat message to edit or delete that the conversation's history does not hold (unknown, deleted, trimmed).
+  MESSAGE_NOT_FOUND: { status: 404 },
   TIMEOUT: { status: 503, close: CloseCode.UNAVAILABLE },
   INTERNAL: { status: 500 },
 } as const satisfies Record<string, ErrorSpec>;

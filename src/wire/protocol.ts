@@ -31,6 +31,13 @@ export interface ChatSendInput {
   data: JsonObject | undefined;
 }
 
+export interface ChatEditInput {
+  channel: string;
+  messageId: string;
+  text: string;
+  data: JsonObject | undefined;
+}
+
 /** Every message a client may send. messages.ts has a spec for each member, or it does not compile. */
 export type ClientMessage =
   | { type: 'ping'; id: RequestId | undefined }
@@ -49,6 +56,8 @@ export type ClientMessage =
   | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
   | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } }
   | { type: 'chat:send'; id: RequestId | undefined; data: ChatSendInput }
+  | { type: 'chat:edit'; id: RequestId | undefined; data: ChatEditInput }
+  | { type: 'chat:delete'; id: RequestId | undefined; data: { channel: string; messageId: string } }
   | { type: 'chat:read'; id: RequestId | undefined; data: { channel: string; offset: number } }
   | { type: 'chat:unread'; id: RequestId | undefined; data: { channels: string[] } };
 

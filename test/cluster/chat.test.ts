@@ -80,8 +80,34 @@ t.test('chat across two nodes', { skip: skipReason }, async (t) => {
     aliceB.close();
   });
 
+  t.test('an edit and a deletion on one node: replayed as the latest state on the other (the Redis overlay)', async (t) => {
+    const m = (await send(aliceA, 'e-1', 'typo')).data;
+    const d = (await send(aliceA, 'e-2', 'regret')).data;
+    t.equal((await aliceA.request('chat:edit', { channel: C1, messageId: m.id, text: 'fixed' })).type, 'ack');
+    t.equal((await aliceA.request('chat:delete', { channel: C1, messageId: d.id })).type, 'ack');
+    t.match((await bobB.next((f) => f.type === 'chat:edited')).data, { id: m.id, text: 'fixed' });
+    t.match((await bobB.next((f) => f.type === 'chat:deleted')).data, { id: d.id });
+    const carol = await b!.connect('carol');
+    await carol.type('connected');
+    backend.members.get(C1)!.add('carol');
+    const resumed = await carol.request('subscribe', { topic: C1, since: { epoch: m.epoch, offset: m.offset - 1 } });
+    t.match(resumed.data, { recovered: true, replayed: 4 });
+    const replay = [0, 1, 2, 3].map(() => carol.next((f) => f.topic === C1));
+    const frames = (await Promise.all(replay)) as Numbered[];
+    t.same(frames.map((f) => f.type), ['chat:message', 'chat:message', 'chat:edited', 'chat:deleted']);
+    t.match(frames[0]!.data, { id: m.id, text: 'fixed' });
+    t.type(frames[0]!.data.editedAt, 'number');
+    t.match(frames[1]!.data, { id: d.id, deleted: true });
+    t.notOk('text' in frames[1]!.data, 'no text kept');
+    t.match(await aliceA.request('chat:edit', { channel: C1, messageId: d.id, text: 'x' }), { type: 'error', error: { code: 'MESSAGE_NOT_FOUND' } });
+    carol.close();
+  });
+
   t.test('a member offline resumes on the other node by epoch and offset', async (t) => {
-    const last = bobGot[bobGot.length - 1]!;
+    // Where bob is: his own message's position, everything before it delivered to him live.
+    const mark = (await send(bobB, 'b-2', 'bye')).data;
+    await bobB.next((f) => f.type === 'chat:message' && f.data.clientMsgId === 'b-2');
+    const last = { epoch: mark.epoch as string, offset: mark.offset as number };
     bobB.close();
     await send(aliceA, 'm-4', 'while you were away');
     await send(aliceA, 'm-5', 'still away');

@@ -73,6 +73,7 @@ function slowReads(inner: MemoryHistory, ms: number): AsyncLocalHistory {
       return inner.since(...a);
     },
     latest: (...a) => inner.latest(...a),
+    entry: (...a) => inner.entry(...a),
     close: () => inner.close(),
   };
 }

@@ -4,7 +4,7 @@
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
 import { Ring } from './ring.js';
-import type { Appended, InTurnHistory, Position, RecordOptions, Replay } from './types.js';
+import type { Appended, InTurnHistory, Position, RecordOptions, Replacement, Replay } from './types.js';
 
 interface Entry {
   offset: number;
@@ -16,6 +16,8 @@ interface Entry {
   user: boolean;
   /** Dropped (by count, age, bytes, the user share or eviction): its place in the age queue is dead. */
   gone: boolean;
+  /** Its key (RecordOptions.key), when it was given one. */
+  key: string | undefined;
 }
 
 interface Stream {
@@ -31,6 +33,8 @@ interface Stream {
   used: boolean;
   /** Evicted whole: its entries in the age queue are dead. */
   gone: boolean;
+  /** Its held entries that have a key, by key (made by the first). */
+  keyed: Map<string, Entry> | undefined;
 }
 
 /** One stored event in the order events were stored, across topics: what the byte bound drops first. */
@@ -119,7 +123,7 @@ export class MemoryHistory implements InTurnHistory {
     } else if (create) {
       const own = this.limits.perTopic?.(topic);
       const size = own?.size ?? this.limits.size;
-      s = { epoch: this.fresh, offset: 0, entries: new Ring(size), size, ttlMs: own?.ttlMs ?? this.limits.ttlMs, users: 0, used: true, gone: false };
+      s = { epoch: this.fresh, offset: 0, entries: new Ring(size), size, ttlMs: own?.ttlMs ?? this.limits.ttlMs, users: 0, used: true, gone: false, keyed: undefined };
       this.streams.set(topic, s);
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
@@ -159,6 +163,25 @@ export class MemoryHistory implements InTurnHistory {
     this.bytes -= e.bytes;
     this.held--;
     if (e.user) s.users--;
+    if (e.key !== undefined && s.keyed?.get(e.key) === e) s.keyed.delete(e.key);
+  }
+
+  /** A held, unexpired entry of the stream by its key. */
+  private keyedEntry(s: Stream, key: string, now: number): Entry | undefined {
+    const e = s.keyed?.get(key);
+    return e === undefined || e.gone || now - e.at > s.ttlMs ? undefined : e;
+  }
+
+  /** Replaces a held entry's frame (same offset), if it is still the frame that was read. */
+  private replaced(s: Stream, r: Replacement, now: number): boolean {
+    const e = this.keyedEntry(s, r.key, now);
+    r.done = e !== undefined && e.frame === r.expect;
+    if (!r.done) return false;
+    const bytes = Buffer.byteLength(r.frame);
+    this.bytes += bytes - e!.bytes;
+    e!.bytes = bytes;
+    e!.frame = r.frame;
+    return true;
   }
 
   /**
@@ -199,16 +222,24 @@ export class MemoryHistory implements InTurnHistory {
     const now = Date.now();
     const user = options?.user === true;
     if (user && this.userSize === 0) return undefined;
-    const s = this.stream(topic, options?.ifStreamExists !== true);
-    if (s === undefined) return undefined;
+    const replace = options?.replace;
+    const s = this.stream(topic, options?.ifStreamExists !== true && replace === undefined);
+    if (s === undefined || (replace !== undefined && !this.replaced(s, replace, now))) {
+      if (replace !== undefined) replace.done = false;
+      return undefined;
+    }
     const offset = ++s.offset;
     const frame = numberedFrame(head, s.epoch, offset, tail);
     const bytes = Buffer.byteLength(frame);
     if (user && s.users >= Math.min(this.userSize, s.size)) this.dropOldestUser(s);
     // A full ring drops its oldest: account for it before it goes.
     if (s.entries.length === s.size) this.dropOldest(s);
-    const e: Entry = { offset, at: now, frame, bytes, user, gone: false };
+    const e: Entry = { offset, at: now, frame, bytes, user, gone: false, key: options?.key };
     s.entries.push(e);
+    if (e.key !== undefined) {
+      s.keyed ??= new Map();
+      s.keyed.set(e.key, e);
+    }
     this.bytes += bytes;
     this.held++;
     if (user) s.users++;
@@ -296,5 +327,11 @@ export class MemoryHistory implements InTurnHistory {
     return s.entries.toArray().slice(-limit).reverse().map((e) => e.frame);
   }
 
-  async close(): Promise<void> {}
+  async entry(topic: string, key: string): Promise<Appended | undefined> {
+    const s = this.stream(topic, false);
+    const e = s && this.keyedEntry(s, key, Date.now());
+    return e && { epoch: s!.epoch, offset: e.offset, frame: e.frame };
+  }
+
+    async close(): Promise<void> {}
 }

@@ -19,6 +19,11 @@
 //   (RecordOptions.user: past it the topic's oldest user-sent one goes, never another), and by
 //   HISTORY_MAX_BYTES over every topic (the oldest user-sent event anywhere first, then the oldest of any);
 //   what falls out is gone for good, and a resume from before it, or across it, is not recovered.
+// - An entry appended with a key is found by entry(topic, key) while it is held (not trimmed, not expired), in
+//   its latest state: an append with `replace` swaps a held entry's frame for a new one in the same step (same
+//   offset; since and latest answer the new frame), only if the entry is still the frame that was read; if not,
+//   nothing is appended and `replace.done` is false. A history of the same process (memory) and the cluster's
+//   (Redis) both keep keys and replace; one numbered here but read through a round trip need not.
 // Read state of the notifications in `user:<id>`'s history is its own seam (seams/readstate).
 
 export interface Position {
@@ -38,6 +43,24 @@ export interface RecordOptions {
    * oldest user-sent one dropped first, so that user-sent events never push out the others.
    */
   readonly user?: boolean;
+  /** The entry's key (a chat message's id): entry() finds it by that key while the history holds it. */
+  readonly key?: string;
+  /** An entry replaced in the same step (a chat edit or deletion): when it cannot be, nothing is appended. */
+  readonly replace?: Replacement;
+}
+
+/**
+ * A held entry to replace when an event is appended: found by its key, it must still be what was read (a
+ * concurrent change, or its trim, makes the replacement fail and the append with it).
+ */
+export interface Replacement {
+  readonly key: string;
+  /** The entry's frame as entry() answered it. */
+  readonly expect: string;
+  /** Its new frame: same epoch and offset (the position is part of the frame). */
+  readonly frame: string;
+  /** Set by the append: true when replaced (and the event appended), false when nothing was done. */
+  done?: boolean;
 }
 
 /** What a cluster's publishRecorded answers when `ifStreamExists` found no history: nothing stored or sent. */
@@ -61,6 +84,8 @@ export interface HistoryReads {
   since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay>;
   /** The newest `limit` stored frames of a topic, newest first. */
   latest(topic: string, limit: number): Promise<string[]>;
+  /** The entry stored under a key (RecordOptions.key), in its latest state, while the history holds it. */
+  entry(topic: string, key: string): Promise<Appended | undefined>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 // Frames over Redis: publishing (live-only frames, and numbered frames recorded in the history in the same
 // step), listening to the topics this node has interest in, the join barrier, and receiving.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
 import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
@@ -62,7 +62,8 @@ export class Frames {
     const { maxBytes, userSize } = this.history.options;
     const { size, ttlMs } = this.history.limitsOf(topic);
     const k = this.history.keysOf(topic);
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage];
+    const replace = options?.replace;
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage, k.hk, k.ho];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
@@ -83,6 +84,10 @@ export class Frames {
         options?.ifStreamExists === true ? '1' : '',
         options?.user === true ? '1' : '',
         Math.min(userSize ?? size, size),
+        options?.key ?? '',
+        replace?.key ?? '',
+        replace === undefined ? '' : createHash('sha1').update(replace.expect).digest('hex'),
+        replace?.frame ?? '',
       )) as typeof r;
     } catch (err) {
       // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with
@@ -100,6 +105,9 @@ export class Frames {
       return undefined;
     }
     if (r[0] === 3) return NO_STREAM;
+    if (replace !== undefined) replace.done = r[0] !== 4;
+    // The entry to replace was gone or had changed: nothing replaced, appended or sent.
+    if (r[0] === 4) return undefined;
     return { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
   }
 

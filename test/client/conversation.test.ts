@@ -161,3 +161,58 @@ t.test('a device joining late holds the last messages of the history; typing and
   await until(() => typing.length === 2, 5000, 'sending stops it');
   t.same(typing, ['alice true', 'alice false']);
 });
+
+t.test('edit and delete: every member holds the latest state; a member away meanwhile resumes to it; only the sender may', async (t) => {
+  const h = await startServer(t);
+  const away = gate();
+  let cut = () => {};
+  class Tapped extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      cut = () => this.terminate();
+    }
+  }
+  const bobToken = await h.token('bob');
+  const bob = await member(t, h, 'bob', {
+    WebSocket: Tapped,
+    token: async () => {
+      await away.wait();
+      return bobToken;
+    },
+  });
+  const alice = await member(t, h, 'alice');
+  const a = alice.conversation(C1, { token: true });
+  const b = bob.conversation(C1, { token: true });
+  await until(() => a.isJoined && b.isJoined, 5000, 'both joined');
+  const first = await a.send('premier');
+  const second = await a.send('second');
+  await until(() => b.messages.length === 2, 5000, 'bob has both');
+  const changes: string[] = [];
+  b.onEdit((m) => changes.push(`edit ${m.text}`));
+  b.onDelete((m) => changes.push(`delete ${m.id === second.id}`));
+  t.match(await a.edit(first.id, 'premier (revu)'), { id: first.id, offset: 3 });
+  await until(() => changes.length === 1, 5000, 'bob sees the edit');
+  t.match(b.messages[0], { id: first.id, text: 'premier (revu)', offset: 1 });
+  t.type(b.messages[0]!.editedAt, 'number');
+  const refused = (await b.edit(first.id, 'pas à moi').catch((e: StorywireError) => e)) as StorywireError;
+  t.equal(refused.code, 'FORBIDDEN', "bob cannot edit alice's message");
+
+  // Bob away: the delete happens without him, and his resume applies it.
+  away.close();
+  cut();
+  await until(() => !b.isJoined, 5000, 'bob away');
+  await a.delete(second.id);
+  away.open();
+  await until(() => changes.length === 2, 5000, 'the delete replayed');
+  t.same(changes, ['edit premier (revu)', 'delete true']);
+  t.match(b.messages[1], { id: second.id, deleted: true, offset: 2 });
+  t.notOk('text' in b.messages[1]!, 'without its text');
+  t.same(b.messages.map((m) => m.id), [first.id, second.id], 'in place, nothing added');
+  t.same(a.messages, b.messages, 'both sides hold the same state');
+
+  // A device joining now gets the latest states from the history itself.
+  const late = (await member(t, h, 'bob')).conversation(C1, { token: true });
+  await until(() => late.messages.length === 2, 5000, 'backfilled');
+  t.match(late.messages, [{ id: first.id, text: 'premier (revu)' }, { id: second.id, deleted: true }]);
+  t.equal((await a.edit('no-such-id', 'x').catch((e: StorywireError) => e.code)) as string, 'MESSAGE_NOT_FOUND');
+});

@@ -90,7 +90,10 @@ for (const [i, lines] of blocks.entries()) {
       }
       m = /^(\w+)> (.*)$/.exec(line);
       if (m) {
-        clients.get(m[1]!)!.send(m[2]!);
+        // `<subscription token for conversation:c1>`: the app's subscription token for this user and channel.
+        let text = m[2]!;
+        for (const [tag, channel] of text.matchAll(/<subscription token for ([^>]+)>/g)) text = text.replace(tag, await sign(m[1]!, { channel }));
+        clients.get(m[1]!)!.send(text);
         continue;
       }
       m = /^(\w+)< (.*)$/.exec(line);

@@ -87,6 +87,9 @@ t.test('through the publish proxy: the backend sees op and messageId, may rewrit
   const h = await startServer(t, {}, { CHANNELS_FILE: backend.channelsFile });
   const alice = await member(h, 'alice', undefined, false);
   const bob = await member(h, 'bob', undefined, false);
+  const mallory = await h.connect('mallory');
+  t.match(await mallory.request('subscribe', { topic: C1 }), { type: 'error', error: { code: 'TOPIC_FORBIDDEN', message: /not a member/ } }, 'the subscribe proxy refuses a non-member');
+  t.match(await mallory.request('chat:send', { channel: C1, clientMsgId: 'x', text: 'hi' }), { type: 'error', error: { code: 'FORBIDDEN' } });
   const m = await send(alice, 'quiet');
   t.equal(m.id, 'msg-1', 'the backend\'s id');
   t.match(await alice.request('chat:edit', { channel: C1, messageId: m.id, text: 'shout it' }), { type: 'ack', data: { id: 'msg-1' } });

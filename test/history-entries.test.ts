@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Redis } from 'ioredis';
 import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryHistory } from '../src/seams/history/memory.js';
-import { NO_STREAM, type Appended, type HistoryReads, type RecordOptions } from '../src/seams/history/types.js';
+import { NO_STREAM, type Appended, type HistoryReads, type RecordOptions, type Replacement } from '../src/seams/history/types.js';
 import { numberedFrame } from '../src/wire/position.js';
 import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
 
@@ -87,7 +87,7 @@ for (const impl of impls) {
       const a = (await append(T, head, tail('one'), { key: 'k1' }))!;
       const b = (await append(T, head, tail('two'), { key: 'k2' }))!;
       const edited = numberedFrame(head, a.epoch, a.offset, tail('ONE'));
-      const replace = { key: 'k1', expect: a.frame, frame: edited };
+      const replace: Replacement = { key: 'k1', expect: a.frame, frame: edited };
       const ev = await append(T, eventHead, ',"data":{"id":"m"},"ts":2}', { replace });
       t.equal(replace.done, true);
       t.equal(ev?.offset, 3, 'the edit event is numbered after them');
@@ -96,7 +96,7 @@ for (const impl of impls) {
       t.same(await history.latest(T, 3), [ev!.frame, b.frame, edited]);
       // Replaced again, from the state read now.
       const again = numberedFrame(head, a.epoch, a.offset, tail('deleted'));
-      const second = { key: 'k1', expect: edited, frame: again };
+      const second: Replacement = { key: 'k1', expect: edited, frame: again };
       t.ok(await append(T, eventHead, ',"data":{},"ts":3}', { replace: second }));
       t.same((await history.since(T, a.epoch, 0, 1)).frames, [again]);
     });
@@ -104,13 +104,13 @@ for (const impl of impls) {
     t.test('a replacement of an entry that changed since it was read, or is unknown: nothing done', async (t) => {
       const { history, append } = await impl.make(t, 10);
       const a = (await append(T, head, tail('one'), { key: 'k1' }))!;
-      const stale = { key: 'k1', expect: `${a.frame} `, frame: numberedFrame(head, a.epoch, a.offset, tail('x')) };
+      const stale: Replacement = { key: 'k1', expect: `${a.frame} `, frame: numberedFrame(head, a.epoch, a.offset, tail('x')) };
       t.equal(await append(T, eventHead, ',"data":{},"ts":2}', { replace: stale }), undefined);
       t.equal(stale.done, false);
-      const unknown = { key: 'nope', expect: a.frame, frame: a.frame };
+      const unknown: Replacement = { key: 'nope', expect: a.frame, frame: a.frame };
       t.equal(await append(T, eventHead, ',"data":{},"ts":2}', { replace: unknown }), undefined);
       t.equal(unknown.done, false);
-      const none = { key: 'k1', expect: a.frame, frame: a.frame };
+      const none: Replacement = { key: 'k1', expect: a.frame, frame: a.frame };
       t.equal(await append('conversation:empty', eventHead, ',"data":{},"ts":2}', { replace: none }), undefined);
       t.equal(none.done, false, 'a topic with no history');
       t.same(await history.position(T), { epoch: a.epoch, offset: 1 }, 'nothing was appended');
@@ -124,7 +124,7 @@ for (const impl of impls) {
       await append(T, head, tail('two'), { key: 'k2' });
       await append(T, head, tail('three'), { key: 'k3' });
       t.equal(await history.entry(T, 'k1'), undefined, 'trimmed');
-      const replace = { key: 'k1', expect: a.frame, frame: a.frame };
+      const replace: Replacement = { key: 'k1', expect: a.frame, frame: a.frame };
       t.equal(await append(T, eventHead, ',"data":{},"ts":2}', { replace }), undefined);
       t.ok(await history.entry(T, 'k3'));
       await lose(T);

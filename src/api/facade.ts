@@ -9,7 +9,7 @@ import type { PubSub } from '../pubsub/pubsub.js';
 import type { Backplane } from '../seams/backplane/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { rawEventFrame } from '../wire/frames.js';
-import type { ChapterInput, JsonObject, NotificationInput, StoryInput } from '../wire/protocol.js';
+import { parseNotification, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from '../wire/protocol.js';
 
 /**
  * Publishing operations resolve with the number of connections on this node handed the event, once the
@@ -37,6 +37,19 @@ export interface Facade {
   connectionsOf(userId: string): number;
 }
 
+/**
+ * A notification from embedding code, which no parser has seen (plain JavaScript may leave `type` out or pass a
+ * number as `title`): one that is not already well-formed goes through the wire's parser, which fills the
+ * defaults (`type` "info") or throws INVALID_PAYLOAD naming the field, so that nothing unserializable is stored.
+ * Sizes are the caller's business here (the HTTP route has checked them already).
+ */
+function checked(n: NotificationInput): NotificationInput {
+  if (typeof n === 'object' && n !== null && typeof n.title === 'string' && typeof n.message === 'string' && typeof n.type === 'string') return n;
+  return parseNotification(n, 'notification', UNBOUNDED);
+}
+
+const UNBOUNDED: Limits = { maxNotificationBytes: Infinity, maxStoryBytes: Infinity, maxPresenceIds: Infinity };
+
 /** Ends a user's subscription to a channel on this node; returns how many connections were subscribed. */
 export type Revoke = (userId: string, channel: string, reason: string) => number;
 
@@ -44,6 +57,7 @@ export function createFacade(pubsub: PubSub, presence: Presence, connections: Co
   return {
     sendNotificationToUser(userIds, notification, from = null, options) {
       const ids = typeof userIds === 'string' ? [userIds] : userIds;
+      notification = checked(notification);
       return sendNotification(pubsub, ids, notification, from, keyedFrom(options, 'notification', [ids, notification, from]));
     },
     broadcastNewStory: (story, authorId = null, options) => broadcastNewStory(pubsub, story, authorId, keyedFrom(options, 'story:new', [story, authorId])),

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { loadConfig } from '../src/config.js';
 import { ErrorCode, WireError } from '../src/wire/codes.js';
 import { EVENT_SCHEMAS } from '../src/wire/frame-schemas.js';
+import { CHAT_EVENT_SCHEMAS } from '../src/wire/message-schemas.js';
 import { CLIENT_TYPES, parseFrame } from '../src/wire/messages.js';
 import { limitsOf } from '../src/wire/protocol.js';
 import { specs } from '../scripts/gen-specs.js';
@@ -27,7 +28,7 @@ const partials = new Map<string, ValidateFunction>(Object.entries(schemas).map((
 function serverMessage(frame: Frame, requestTypes: Map<string | number, string>): string {
   if (frame.type === 'ack') return ackName(requestTypes.get(frame.id!) ?? 'unknown');
   if (frame.type === 'error' || frame.type === 'pong' || frame.type === 'heartbeat' || frame.type === 'connected') return pascal(frame.type);
-  return Object.hasOwn(EVENT_SCHEMAS, frame.type) ? eventName(frame.type) : 'BackendEvent';
+  return Object.hasOwn(EVENT_SCHEMAS, frame.type) || Object.hasOwn(CHAT_EVENT_SCHEMAS, frame.type) ? eventName(frame.type) : 'BackendEvent';
 }
 
 function check(t: Test, name: string, frame: unknown, label: string, partial = false): void {
@@ -68,7 +69,13 @@ t.test('every client message the server handles and every event it sends is in t
     t.ok(type === 'ping' || messages[ackName(type)], `the ack of ${type}`);
     t.ok(spec.operations[`receive${pascal(type)}`], `operation receive${pascal(type)}`);
   }
-  for (const type of Object.keys(EVENT_SCHEMAS)) t.ok(messages[eventName(type)], `event ${type}`);
+  for (const type of [...Object.keys(EVENT_SCHEMAS), ...Object.keys(CHAT_EVENT_SCHEMAS)]) t.ok(messages[eventName(type)], `event ${type}`);
+  // Every event type protocol.md section 4 lists is a message of the document (a type the server sends without a schema fails here).
+  const section4 = doc.slice(doc.indexOf('## 4. Server -> client events'), doc.indexOf('## 5.'));
+  const listed = [...section4.matchAll(/^\| ((?:`[a-z:_]+`(?:, )?)+) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`([a-z:_]+)`/g)].map((x) => x[1]!));
+  t.ok(listed.length >= 20, `${listed.length} event types in section 4`);
+  // (`ack` is one message per request type, checked above.)
+  for (const type of listed.filter((x) => x !== 'ack')) t.ok(messages[eventName(type)] ?? messages[pascal(type)], `section 4's ${type}`);
   for (const name of ['Connected', 'Heartbeat', 'Error', 'Pong', 'BackendEvent']) t.ok(messages[name], name);
   const clientNames = Object.values(spec.operations as Record<string, { action: string; title: string }>).filter((o) => o.action === 'receive').map((o) => o.title);
   t.same(clientNames.sort(), [...CLIENT_TYPES].sort(), 'no client message the server does not handle');
@@ -182,17 +189,20 @@ t.test('every frame a live server sends through the examples conforms to its sch
         if (!m) continue;
         const c = clients.get(m[1]!)!;
         if (m[2] === '>') {
+          // `<subscription token for conversation:c1>`: the app's token for this user and channel (as protocol-doc.test.ts signs it).
+          let sent = m[3]!;
+          for (const [tag, channel] of sent.matchAll(/<subscription token for ([^>]+)>/g)) sent = sent.replace(tag, await sign(m[1]!, { channel }));
           try {
-            const f = JSON.parse(m[3]!);
+            const f = JSON.parse(sent);
             if (f.id !== undefined) requestTypes.set(f.id, f.type);
           } catch {}
-          c.send(m[3]!);
+          c.send(sent);
         } else got(await c.next((f) => contains(f, JSON.parse(m[3]!))), m[1]!);
       }
       for (const [name, c] of clients) for (const f of c.frames) got(f, `${name} (not shown)`);
     });
   }
-  for (const name of ['Connected', 'Pong', 'Error', 'SendNotificationAck', 'NotificationReceivedEvent', 'StoryNewEvent', 'ChapterNewEvent', 'UserTypingEvent']) t.ok(seen.has(name), `a live ${name} was checked`);
+  for (const name of ['Connected', 'Pong', 'Error', 'SendNotificationAck', 'NotificationReceivedEvent', 'StoryNewEvent', 'ChapterNewEvent', 'UserTypingEvent', 'ChatSendAck', 'ChatMessageEvent', 'ChatEditedEvent', 'ChatDeletedEvent', 'ChatReceiptEvent', 'ChatUnreadAck']) t.ok(seen.has(name), `a live ${name} was checked`);
 });
 
 t.test('a frame unlike its schema is refused (the check bites)', async (t) => {

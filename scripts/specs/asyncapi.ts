@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { CloseCode, ErrorCode } from '../../src/wire/codes.js';
 import { EVENT_SCHEMAS, FRAME_SCHEMAS, type Schema } from '../../src/wire/frame-schemas.js';
-import { ACK_DATA_SCHEMAS, CLIENT_DATA_SCHEMAS, CONNECTED_DATA_SCHEMA, clientMessageSchema } from '../../src/wire/message-schemas.js';
+import { ACK_DATA_SCHEMAS, CHAT_EVENT_SCHEMAS, CLIENT_DATA_SCHEMAS, CONNECTED_DATA_SCHEMA, clientMessageSchema } from '../../src/wire/message-schemas.js';
 
 const ROOT = new URL('../../', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, ROOT), 'utf8');
@@ -102,6 +102,9 @@ function serverMessages(b: Built, doc: string): void {
   for (const type of Object.keys(EVENT_SCHEMAS)) {
     message(b, eventName(type), frame(type, type, position), type, documented(doc, type, false));
   }
+  for (const [type, data] of Object.entries(CHAT_EVENT_SCHEMAS)) {
+    message(b, eventName(type), frame('raw', type, position, data), type, documented(doc, type, false));
+  }
   message(b, 'BackendEvent', frame('raw', undefined, position), 'any backend type', 'An event of `POST /v1/publish` on the topic it was published on: its `type` is the backend\'s own (lowercase words separated by `:`), its `data` the backend\'s.');
   const connected = { type: 'object', properties: { type: { const: 'connected' }, data: CONNECTED_DATA_SCHEMA, ts: { type: 'integer' } }, required: ['type', 'data', 'ts'], additionalProperties: false };
   message(b, 'Connected', connected, 'connected', documented(doc, 'connected', false));
@@ -113,7 +116,7 @@ function serverMessages(b: Built, doc: string): void {
   message(b, 'Error', error, 'error', 'A request failed: `error.code` is one of protocol.md section 6.', true);
   message(b, 'Pong', frame('bare', 'pong'), 'pong', 'The answer to `ping`, with the same `id`.', true);
   message(b, 'Heartbeat', frame('bare', 'heartbeat'), 'heartbeat', documented(doc, 'heartbeat', false));
-  const sent = [...Object.keys(EVENT_SCHEMAS).map(eventName), 'BackendEvent', 'Connected', 'Heartbeat'];
+  const sent = [...[...Object.keys(EVENT_SCHEMAS), ...Object.keys(CHAT_EVENT_SCHEMAS)].map(eventName), 'BackendEvent', 'Connected', 'Heartbeat'];
   for (const name of sent) b.operations[`send${name}`] = { action: 'send', title: b.messages[name]!['title'], channel, messages: [ref(name)] };
 }
 

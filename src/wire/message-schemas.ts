@@ -25,6 +25,10 @@ export const ID_SCHEMA: Schema = {
 /** A request id: echoed in the reply. */
 export const REQUEST_ID_SCHEMA: Schema = { anyOf: [str(1, 64), { type: 'integer', minimum: -MAX_SAFE, maximum: MAX_SAFE }] };
 const topic = str(1, 140);
+/** A chat message id: a derived UUID, or a backend's (chat-messages.ts). */
+const messageId: Schema = { type: 'string', pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,128}$' };
+const chatText: Schema = { type: 'string', minLength: 1, description: 'At most MAX_CHAT_BYTES of UTF-8.' };
+const chatExtra: Schema = { type: ['object', 'null'], additionalProperties: true, description: 'At most MAX_CHAT_BYTES of JSON.' };
 const storyFields = { id: ID_SCHEMA, title: str(1, 300) };
 
 /**
@@ -64,6 +68,11 @@ export const CLIENT_DATA_SCHEMAS: Record<string, Schema | undefined> = {
   'notifications:read': {
     anyOf: [object({ all: { const: true } }, ['all'], true), object({ id: str(1, 64) }, ['id'], true)],
   },
+  'chat:send': object({ channel: topic, clientMsgId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' }, text: chatText, data: chatExtra }, ['channel', 'clientMsgId', 'text'], true),
+  'chat:edit': object({ channel: topic, messageId, text: chatText, data: chatExtra }, ['channel', 'messageId', 'text'], true),
+  'chat:delete': object({ channel: topic, messageId }, ['channel', 'messageId'], true),
+  'chat:read': object({ channel: topic, offset: { type: 'integer', minimum: 0, maximum: MAX_SAFE } }, ['channel', 'offset'], true),
+  'chat:unread': object({ channels: { type: 'array', items: topic, maxItems: 10000, description: 'At most MAX_UNREAD_CHANNELS.' } }, ['channels'], true),
 };
 
 /** A client message: `{type, id?, data}`; unknown fields are ignored. */
@@ -88,6 +97,32 @@ const inboxItem: Schema = {
 };
 const joined = { ...position, recovered: { type: 'boolean' }, replayed: count };
 
+/** A chat message as stored and sent, in its latest state (features/chat.ts, ChatMessage). */
+const chatMessage = {
+  id: { type: 'string' },
+  clientMsgId: { type: 'string' },
+  senderId: { type: 'string' },
+  text: { type: 'string' },
+  data: { type: 'object', additionalProperties: true },
+  sentAt: { type: 'integer' },
+  editedAt: { type: 'integer' },
+  deleted: { const: true },
+  deletedAt: { type: 'integer' },
+};
+const chatMessageRequired = ['id', 'clientMsgId', 'senderId', 'sentAt'];
+
+/**
+ * The `data` of the events the server writes without a serializer schema (features/chat.ts and chat-reads.ts
+ * build them with JSON.stringify); the envelope is FRAME_SCHEMAS' `raw` one.
+ */
+export const CHAT_EVENT_SCHEMAS: Record<string, Schema> = {
+  'chat:message': object(chatMessage, chatMessageRequired),
+  'chat:edited': object({ id: { type: 'string' }, senderId: { type: 'string' }, text: { type: 'string' }, data: { type: 'object', additionalProperties: true }, editedAt: { type: 'integer' } }, ['id', 'senderId', 'text', 'editedAt']),
+  'chat:deleted': object({ id: { type: 'string' }, senderId: { type: 'string' }, deletedAt: { type: 'integer' } }, ['id', 'senderId', 'deletedAt']),
+  'chat:receipt': object({ userId: { type: 'string' }, offset: count }, ['userId', 'offset']),
+  'chat:read': object({ channel: { type: 'string' }, offset: count, unread: count }, ['channel', 'offset', 'unread']),
+};
+
 /** The `data` of the `ack` answering each request type (`ping` is answered by `pong`, which has none). */
 export const ACK_DATA_SCHEMAS: Record<string, Schema | undefined> = {
   ping: undefined,
@@ -105,6 +140,11 @@ export const ACK_DATA_SCHEMAS: Record<string, Schema | undefined> = {
   'presence:channel': object({ channel: { type: 'string' }, count, members: { type: 'array', items: { type: 'string' } }, truncated: { const: true } }, ['channel', 'count']),
   'notifications:list': object({ notifications: { type: 'array', items: inboxItem }, unreadCount: count, ...position }, ['notifications', 'unreadCount', 'offset']),
   'notifications:read': object({ unreadCount: count }, ['unreadCount']),
+  'chat:send': object({ channel: { type: 'string' }, ...chatMessage, ...position, duplicate: { type: 'boolean' } }, ['channel', ...chatMessageRequired, 'epoch', 'offset', 'duplicate']),
+  'chat:edit': object({ channel: { type: 'string' }, id: { type: 'string' }, ...position }, ['channel', 'id', 'epoch', 'offset']),
+  'chat:delete': object({ channel: { type: 'string' }, id: { type: 'string' }, ...position }, ['channel', 'id', 'epoch', 'offset']),
+  'chat:read': object({ channel: { type: 'string' }, offset: count, unread: count }, ['channel', 'offset', 'unread']),
+  'chat:unread': object({ counts: { type: 'object', additionalProperties: count }, forbidden: { type: 'array', items: { type: 'string' } } }, ['counts', 'forbidden']),
 };
 
 /** The `data` of `connected`, the first frame of every connection (frames.ts, connectedFrameTemplate). */

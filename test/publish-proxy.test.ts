@@ -15,7 +15,7 @@ interface Asked {
   data?: Record<string, unknown>;
 }
 
-/** The app: members of conversation c1 are alice and bob; "spam" is refused; text is trimmed on publish. */
+/** The app: members of room c1 are alice and bob; "spam" is refused; text is trimmed on publish. */
 async function app(t: { teardown(fn: () => unknown): void }): Promise<{ url: string; asked: Asked[]; server: Server }> {
   const asked: Asked[] = [];
   const server = createServer(async (req: IncomingMessage, res) => {
@@ -23,7 +23,7 @@ async function app(t: { teardown(fn: () => unknown): void }): Promise<{ url: str
     for await (const chunk of req) body += chunk;
     const q = JSON.parse(body) as Asked;
     asked.push(q);
-    const member = ['alice', 'bob'].includes(q.user) && q.channel === 'conversation:c1';
+    const member = ['alice', 'bob'].includes(q.user) && q.channel === 'room:c1';
     let answer: unknown;
     if (q.kind === 'subscribe') answer = member ? { allow: true } : { allow: false, reason: 'not a member' };
     else if (q.kind === 'publish') {
@@ -46,7 +46,7 @@ function channelsFile(url: string): string {
     file,
     JSON.stringify({
       proxies: { app: { url, timeoutMs: 2000, cacheTtlMs: 60000 } },
-      namespaces: { conversation: { subscribe: { proxy: 'app' }, publish: { proxy: 'app' }, history: { size: 50, ttlS: 3600 }, typing: true } },
+      namespaces: { room: { subscribe: { proxy: 'app' }, publish: { proxy: 'app' }, history: { size: 50, ttlS: 3600 }, typing: true } },
     }),
   );
   return file;
@@ -60,23 +60,23 @@ t.test('publish proxy: members publish (as rewritten by the backend), spam and s
   const mallory = await h.connect('mallory');
   for (const c of [alice, bob, mallory]) await c.type('connected');
 
-  const joined = await bob.request('subscribe', { topic: 'conversation:c1' });
+  const joined = await bob.request('subscribe', { topic: 'room:c1' });
   t.equal(joined.type, 'ack', 'a member subscribes');
   t.equal(typeof joined.data.offset, 'number', 'the namespace has history: the ack carries a position');
-  const refused = await mallory.request('subscribe', { topic: 'conversation:c1' });
+  const refused = await mallory.request('subscribe', { topic: 'room:c1' });
   t.equal(refused.error?.code, 'TOPIC_FORBIDDEN', 'a stranger cannot subscribe');
   t.match(refused.error?.message, /not a member/, "the backend's reason is told");
 
-  const sent = await alice.request('publish', { channel: 'conversation:c1', data: { text: '  bonjour  ' } });
-  t.same(sent.data, { channel: 'conversation:c1' }, 'the ack tells no subscriber count');
+  const sent = await alice.request('publish', { channel: 'room:c1', data: { text: '  bonjour  ' } });
+  t.same(sent.data, { channel: 'room:c1' }, 'the ack tells no subscriber count');
   const got = await bob.next((f) => f.type === 'publication');
-  t.equal(got.topic, 'conversation:c1');
+  t.equal(got.topic, 'room:c1');
   t.same({ text: got.data.text, stored: got.data.stored, senderId: got.data.senderId }, { text: 'bonjour', stored: true, senderId: 'alice' }, "the backend's data is what is broadcast, stamped with the sender");
 
-  const spam = await alice.request('publish', { channel: 'conversation:c1', data: { text: 'buy spam' } });
+  const spam = await alice.request('publish', { channel: 'room:c1', data: { text: 'buy spam' } });
   t.equal(spam.error?.code, 'FORBIDDEN');
   t.match(spam.error?.message, /looks like spam/);
-  const stranger = await mallory.request('publish', { channel: 'conversation:c1', data: { text: 'hi' } });
+  const stranger = await mallory.request('publish', { channel: 'room:c1', data: { text: 'hi' } });
   t.equal(stranger.error?.code, 'FORBIDDEN', 'a stranger cannot publish');
   t.ok(await bob.none((f) => f.type === 'publication', 300), 'nothing refused reached the member');
   t.ok(backend.asked.some((q) => q.kind === 'publish' && q.user === 'alice' && q.data?.['text'] === '  bonjour  '), 'the backend saw the sender and the data as sent');
@@ -91,8 +91,8 @@ t.test('a backend that is down is UNAVAILABLE for subscribe and publish, never a
   await new Promise((resolve) => backend.server.close(resolve));
   const alice = await h.connect('alice');
   await alice.type('connected');
-  const sub = await alice.request('subscribe', { topic: 'conversation:c1' });
+  const sub = await alice.request('subscribe', { topic: 'room:c1' });
   t.equal(sub.error?.code, 'UNAVAILABLE', 'subscribe: the outage is said, not a refusal');
-  const pub = await alice.request('publish', { channel: 'conversation:c1', data: { text: 'x' } });
+  const pub = await alice.request('publish', { channel: 'room:c1', data: { text: 'x' } });
   t.equal(pub.error?.code, 'UNAVAILABLE', 'publish: the outage is said, not a refusal');
 });

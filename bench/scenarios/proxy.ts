@@ -30,7 +30,7 @@ export const PROXY_LIMITS = { perClient: 100, inflight: 256 } as const;
 /** The namespaces of the bench's CHANNELS_FILE: identical but for the rule under test. No history on either. */
 const NS = {
   /** subscribe and publish through the proxy */
-  proxy: 'conversation',
+  proxy: 'guarded',
   /** subscribe public, publish by permission */
   plain: 'room',
 } as const;

@@ -23,7 +23,10 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
     handle: async (ctx, ws, msg) => {
       const conn = connOf(ws);
       const { channel } = msg.data;
-      const checked = ctx.access.publish(conn, channel, ctx.channels.parse(channel), msg.data.data);
+      const parsed = ctx.channels.parse(channel);
+      // A chat channel's messages are chat:send's: numbered once per clientMsgId, within the chat limits.
+      if (ctx.channels.chatOf(channel) !== false) throw new WireError(ErrorCode.FORBIDDEN, `not allowed to publish on ${channel}: a chat channel takes chat:send, chat:edit and chat:delete, not publish`);
+      const checked = ctx.access.publish(conn, channel, parsed, msg.data.data);
       const rewritten = checked instanceof Promise ? await checked : undefined;
       let data: JsonObject = msg.data.data;
       if (rewritten !== undefined) {

@@ -143,3 +143,13 @@ t.test('a member offline resumes by epoch and offset; a history lost is recovere
   t.match(lost.data, { topic: C1, offset: 0, recovered: false, replayed: 0 });
   t.not(lost.data.epoch, first.epoch, 'a new epoch: the client refetches');
 });
+
+t.test('a chat channel takes no generic publish: its messages go through chat:send, once per clientMsgId', async (t) => {
+  const h = await startServer(t);
+  const alice = await member(h, 'alice');
+  const bob = await member(h, 'bob');
+  const r = await alice.request('publish', { channel: C1, data: { text: 'around the chat limits' } });
+  t.match(r, { type: 'error', error: { code: 'FORBIDDEN', message: /chat:send/ } });
+  t.ok(await bob.none((f) => f.topic === C1), 'nothing reached the other member');
+  t.equal((await send(alice, 'm-1', 'hello')).data.offset, 1, 'nothing was numbered either');
+});

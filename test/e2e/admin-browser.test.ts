@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { skipUnlessRequired } from '../ci-require.js';
 import { startServer } from '../helpers.js';
+import { WAIT_MS } from '../wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -33,7 +34,7 @@ t.test('admin view: login, live figures, top topics, user lookup and disconnect'
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   t.teardown(() => browser.close());
   const page = await browser.newPage();
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(WAIT_MS);
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
   const text = (selector: string) => page.locator(selector).textContent();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
 import { ARGS, CHROMIUM, ROOT, chromiumSkip, ensureBuilt, kill, startProcess } from './chromium.js';
+import { WAIT_MS } from '../wait.js';
 
 // Run in Chromium, compiled with the server's types (no DOM): the page globals used are declared for this file only.
 declare const document: { querySelector(selector: string): { textContent: string | null; getAttribute(name: string): string | null } | null; querySelectorAll(selector: string): ArrayLike<unknown> };
@@ -30,7 +31,7 @@ t.test('chat panel: send, receive in the other tab, typing, read receipt; a rest
     await browser.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  browser.setDefaultTimeout(10_000);
+  browser.setDefaultTimeout(WAIT_MS);
   const pageErrors: string[] = [];
   const alice = await browser.newPage();
   const bob = await browser.newPage();
@@ -83,7 +84,7 @@ t.test('chat panel: send, receive in the other tab, typing, read receipt; a rest
   server = await startProcess(t, port, env);
   await Promise.all([open(alice, true, 20_000), open(bob, true, 20_000)]);
   // Sent once the conversation is joined again (a fresh subscription token from the new process's secret).
-  await bob.locator('#chat-messages li.msg', { hasText: 'Pendant la coupure' }).waitFor({ timeout: 20_000 });
+  await bob.locator('#chat-messages li.msg', { hasText: 'Pendant la coupure' }).waitFor({ timeout: WAIT_MS });
   await alice.waitForFunction(() => document.querySelectorAll('#chat-messages li.pending').length === 0, null);
   await say(bob, 'Après le redémarrage');
   await alice.locator('#chat-messages li.msg', { hasText: 'Après le redémarrage' }).waitFor();

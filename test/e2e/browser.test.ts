@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
 import { skipUnlessRequired } from '../ci-require.js';
+import { WAIT_MS } from '../wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -102,7 +103,7 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
     await browser.close();
     rmSync(profile, { recursive: true, force: true });
   });
-  browser.setDefaultTimeout(10_000);
+  browser.setDefaultTimeout(WAIT_MS);
   const pageErrors: string[] = [];
   const alice = await browser.newPage();
   const bob = await browser.newPage();

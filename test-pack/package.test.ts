@@ -48,7 +48,7 @@ const packaged = (path: string) => files.has(path) || [...files].some((f) => f.s
 t.test('the tarball holds what an installed package runs and documents, and nothing of the repository else', async (t) => {
   const entries = [pkg.main, pkg.types, ...Object.values(pkg.exports as Record<string, Record<string, string>>).flatMap((e) => Object.values(e)), ...Object.values(pkg.bin as Record<string, string>)];
   for (const e of entries) t.ok(files.has(e.replace(/^\.\//, '')), `${e} (package.json entry point)`);
-  for (const f of ['dist/main.js', 'dist/cli.js', 'dist/generated/serializers.js', 'dist/demo/app.js', 'LICENSE', 'README.md', 'protocol.md', 'CHANGELOG.md', 'channels.schema.json', 'specs/asyncapi.json', 'specs/openapi.json', 'package.json']) t.ok(files.has(f), f);
+  for (const f of ['dist/main.js', 'dist/cli.js', 'dist/generated/serializers.js', 'dist/demo/app.js', 'LICENSE', 'README.md', 'protocol.md', 'SECURITY.md', 'CHANGELOG.md', 'channels.schema.json', 'specs/asyncapi.json', 'specs/openapi.json', 'package.json']) t.ok(files.has(f), f);
   const stray = [...files].filter((f) => /^(src|test|test-bench|test-pack|bench|scripts|examples\/cluster|node_modules)\//.test(f) || f.endsWith('.map'));
   t.same(stray, [], 'no sources, tests, benchmarks or source maps');
   t.ok(packed.size < 1_000_000, `${packed.size} bytes packed`);

@@ -180,6 +180,9 @@ export class Conversation {
         } catch (err) {
           const e = err as StorywireError;
           if (this.ended) throw this.ended;
+          // Not connected while still joined: the socket is closing (terminated, its close event not yet in).
+          // Wait for the next join, or the retry would spin on microtasks and starve the close event itself.
+          if (e.code === ClientErrorCode.NOT_CONNECTED) this.lost();
           if (RETRYABLE.has(e.code)) continue;
           if (!LATER.has(e.code)) throw e;
           await this.pause(backoffDelay(attempt, RETRY, this.host.clock.random));

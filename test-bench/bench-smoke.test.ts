@@ -236,10 +236,27 @@ t.test('bench smoke: chaos-cluster, socket resets against 2 nodes + redis-server
   t.equal(r.storesChecked, 4, 'every SDK store compared');
 });
 
+t.test('bench smoke: chat through the publish proxy against chat without a backend and the generic publish, 1 node and 2 + Redis', { skip: skipUnlessRequired('redis', spawnSync('sh', ['-c', 'command -v redis-server']).status === 0 ? false : 'needs redis-server on PATH') }, async (t) => {
+  const { code, stdout, stderr } = await runBench(['chat', '--messages', '40', '--pairs', '2', '--window', '4'], 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  const setups = ['1 node', '2 nodes + Redis (senders on node a, receivers on node b)'];
+  t.same(out.map((l) => `${l['scenario']}/${l['variant']}`), setups.flatMap((s) => ['chat+proxy', 'chat', 'publish'].map((v) => `${s}/${v}`)), 'one line per setup and variant, in order');
+  for (const l of out) {
+    const where = `${l['scenario']}/${l['variant']}`;
+    described(t, l, { messages: 40, pairs: 2, window: 4 });
+    t.match(l, { bench: 'chat', ok: true, errors: [], messages: 40, failed: 0, processes: l['scenario'] === '1 node' ? 1 : 3 }, `${where}: every message acked and received`);
+    // Only chat:send on the proxied namespace asks the backend: once per message.
+    t.equal(l['backendRequests'], l['variant'] === 'chat+proxy' ? 40 : 0, `${where}: backend requests`);
+    t.ok(l['messagesPerSec'] > 0 && l['p99Ms'] >= l['p50Ms'] && l['p50Ms'] > 0, `${where}: rate and latency`);
+    t.ok(Number.isFinite(l['serverCpuUsPerMessage']) && l['serverCpuUsPerMessage'] >= 0, `${where}: CPU per message`);
+  }
+});
+
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs)/, `${args.join(' ')}: names the option`);
   }
 });

@@ -65,7 +65,7 @@ export class ChatReads {
     const now = await this.history.position(channel);
     if (offset > now.offset) throw new WireError(ErrorCode.INVALID_PAYLOAD, `data.offset ${offset} is past ${channel}'s last offset (${now.offset})`);
     const advanced = await this.store.advance(conn.userId, channel, now.epoch, offset, t.ns.history!.ttlS * 1000);
-    const unread = await this.count(conn.userId, channel, now, advanced.offset);
+    const { n: unread } = await this.count(conn.userId, channel, now, advanced.offset);
     if (advanced.moved) {
       const ts = Date.now();
       const mine = userTopic(conn.userId);
@@ -81,7 +81,7 @@ export class ChatReads {
    * The unread count of each channel the user may read: subscribed on this connection, or let in by its
    * namespace's subscribe rule without a token (a proxy's cached or fresh decision). The others are `forbidden`.
    */
-  async unread(conn: Conn, channels: readonly string[]): Promise<UnreadAck> {
+  async unread(conn: Conn, channels: readonly string[]): Promise<UnreadAck & { readBytes: number }> {
     if (channels.length > this.maxChannels) throw new WireError(ErrorCode.TOO_MANY_IDS, `data.channels has ${channels.length} channels, the limit is ${this.maxChannels}`);
     const asked = [...new Set(channels)];
     const parsed = asked.map((channel) => {
@@ -97,7 +97,11 @@ export class ChatReads {
       readable.map((channel, i) => ({ channel, epoch: positions[i]!.epoch })),
     );
     const counts = await Promise.all(readable.map((channel, i) => this.count(conn.userId, channel, positions[i]!, reads[i]!)));
-    return { counts: Object.fromEntries(readable.map((channel, i) => [channel, counts[i]!])), forbidden: asked.filter((_, i) => !allowed[i]) };
+    return {
+      counts: Object.fromEntries(readable.map((channel, i) => [channel, counts[i]!.n])),
+      forbidden: asked.filter((_, i) => !allowed[i]),
+      readBytes: counts.reduce((sum, c) => sum + c.bytes, 0),
+    };
   }
 
   private async mayRead(conn: Conn, channel: string, t: ParsedTopic): Promise<boolean> {
@@ -108,14 +112,21 @@ export class ChatReads {
     return (d instanceof Promise ? await d : d).allow;
   }
 
-  /** Messages of others above `readUpTo` that the channel's history holds now (deleted ones left out). */
-  private async count(userId: string, channel: string, now: Position, readUpTo: number): Promise<number> {
-    if (readUpTo >= now.offset) return 0;
+  /**
+   * Messages of others above `readUpTo` that the channel's history holds now (deleted ones left out), and the
+   * bytes of history read to count them (charged to the user's history-read budget like a replay).
+   */
+  private async count(userId: string, channel: string, now: Position, readUpTo: number): Promise<{ n: number; bytes: number }> {
+    if (readUpTo >= now.offset) return { n: 0, bytes: 0 };
     const r = await this.history.since(channel, now.epoch, readUpTo, now.offset);
     // The read position is older than what the history holds: every held message above it.
     const frames = r.recovered ? r.frames : (await this.history.latest(channel, now.offset - readUpTo)).filter((f) => (framePosition(f)?.offset ?? 0) > readUpTo);
     let n = 0;
-    for (const f of frames) if (unreadFor(f, userId)) n++;
-    return n;
+    let bytes = 0;
+    for (const f of frames) {
+      bytes += f.length;
+      if (unreadFor(f, userId)) n++;
+    }
+    return { n, bytes };
   }
 }

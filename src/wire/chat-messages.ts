@@ -83,8 +83,13 @@ export const CHAT_MESSAGES: { [K in ChatType]: Spec<K> } = {
       if (!Array.isArray(list) || list.length > 10000) throw invalid('data.channels must be an array of channel names');
       return { channels: list.map((c, i) => string(c, `data.channels[${i}]`, 140)) };
     },
+    // Counting reads the history above each read position: paid from the history-read budget, like a replay.
+    readsHistory: () => true,
     handle: async (ctx, ws, msg) => {
-      ctx.send(ws, ackFrame(msg.id, await ctx.chatReads.unread(connOf(ws), msg.data.channels)));
+      const conn = connOf(ws);
+      const { counts, forbidden, readBytes } = await ctx.chatReads.unread(conn, msg.data.channels);
+      ctx.send(ws, ackFrame(msg.id, { counts, forbidden }));
+      conn.rates?.chargeRead(readBytes);
     },
   },
 };

@@ -97,3 +97,15 @@ t.test('chat:unread with the built-in token rule: a channel not joined on this c
   await alice.type('connected');
   t.same((await alice.request('chat:unread', { channels: [C1] })).data, { counts: {}, forbidden: [C1] }, 'nothing told of it');
 });
+
+t.test('chat:unread reads history to count, and pays for it from the history-read budget', async (t) => {
+  const h = await startServer(t, { historyReadBytesPerS: 1024, historyReadBurstBytes: 1024, chatRatePerS: 1000 });
+  const alice = await member(h, 'alice');
+  const bob = await member(h, 'bob');
+  // 20 messages of 200 characters: counting them reads ~5 KiB, past the 1 KiB budget at once.
+  for (let i = 0; i < 20; i++) await say(bob, 'x'.repeat(200));
+  t.same((await alice.request('chat:unread', { channels: [C1] })).data, { counts: { [C1]: 20 }, forbidden: [] }, 'answered while the budget is above zero');
+  const again = await alice.request('chat:unread', { channels: [C1] });
+  t.match(again, { type: 'error', error: { code: 'RATE_LIMITED', message: /bytes of history per second per user/ } }, 'then refused until it refills');
+  t.same((await bob.request('chat:unread', { channels: [C1] })).data, { counts: { [C1]: 0 }, forbidden: [] }, 'another user has a budget of their own (and nothing to read)');
+});

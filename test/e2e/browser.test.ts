@@ -1,17 +1,12 @@
 // End-to-end in headless Chromium: the demo page as two users against a real server process that is killed and restarted.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
-import { skipUnlessRequired } from '../ci-require.js';
 import { WAIT_MS } from '../wait.js';
+import { ARGS, CHROMIUM, chromiumSkip, ensureBuilt, kill, startProcess } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const GREEN = 'rgb(26, 156, 75)';
 const RED = 'rgb(217, 48, 37)';
 
@@ -22,7 +17,7 @@ declare const window: object;
 declare function getComputedStyle(element: unknown): { backgroundColor: string };
 
 /** Why the browser tests cannot run here (with CI_REQUIRE=chromium: they must, or this file fails). */
-const skip = skipUnlessRequired('chromium', existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed`);
+const skip = chromiumSkip();
 if (skip) {
   const bar = '!'.repeat(78);
   process.stderr.write(
@@ -31,61 +26,6 @@ if (skip) {
       `${bar}\n\n`,
   );
   t.comment(`BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
-}
-
-/** The page loads the compiled SDK from dist/: build it (the browser part, tsconfig.browser.json) when missing or older than its sources. */
-function ensureBuilt(): void {
-  const newest = (dir: string, ext: string) =>
-    Math.max(0, ...readdirSync(join(ROOT, dir)).filter((f) => f.endsWith(ext)).map((f) => statSync(join(ROOT, dir, f)).mtimeMs));
-  const built = ['dist/client/index.js', 'dist/demo/app.js', 'dist/wire/codes.js'].every((f) => existsSync(join(ROOT, f)));
-  // The page loads the SDK, its script and the wire code tables the SDK imports (src/wire/codes.ts).
-  const fresh =
-    built &&
-    newest('dist/client', '.js') >= newest('src/client', '.ts') &&
-    newest('dist/demo', '.js') >= newest('src/demo', '.ts') &&
-    statSync(join(ROOT, 'dist/wire/codes.js')).mtimeMs >= statSync(join(ROOT, 'src/wire/codes.ts')).mtimeMs;
-  if (built && fresh) return;
-  // Through sh with NODE_OPTIONS unset: tap instruments node children with loaders the TypeScript 7 compiler cannot run under.
-  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" node_modules/typescript/bin/tsc -p tsconfig.browser.json', process.execPath], { cwd: ROOT, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
-}
-
-interface Teardown {
-  teardown(fn: () => unknown): void;
-}
-
-/** A real `storywire` process in dev mode (`--dev`, no JWT key: /dev/token mints tokens), resolved once it listens. */
-async function startProcess(t: Teardown, port: number): Promise<ChildProcess> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], PORT: String(port), LOG_LEVEL: 'info' };
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), '--dev'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not listen within 15 s: ${err}`)), 15_000);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"msg":"storywire listening"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${err}`));
-    });
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 t.test('demo page: two users, live stories, notifications, typing, presence, ping, read state across tabs; kill and restart the server', { skip }, async (t) => {
@@ -111,7 +51,7 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
 
   const state = (p: typeof alice) => p.locator('#status').getAttribute('data-state');
   const badge = (p: typeof alice) => p.locator('#status').evaluate((el) => getComputedStyle(el).backgroundColor);
-  const waitState = (p: typeof alice, open: boolean, timeout = 10_000) =>
+  const waitState = (p: typeof alice, open: boolean, timeout = WAIT_MS) =>
     p.waitForFunction((want) => (document.querySelector('#status')?.getAttribute('data-state') === 'open') === want, open, { timeout });
 
   // Alice logs in through the form; Bob with ?user=bob, which connects on load.

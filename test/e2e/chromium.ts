@@ -5,6 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { skipUnlessRequired } from '../ci-require.js';
+import { WAIT_MS } from '../wait.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -43,7 +44,7 @@ export async function startProcess(t: Teardown, port: number, extra: Record<stri
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not listen within 15 s: ${err}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`server did not listen within ${WAIT_MS} ms: ${err}`)), WAIT_MS);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();

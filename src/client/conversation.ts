@@ -6,6 +6,7 @@ import { ClientErrorCode, ServerErrorCode, StorywireError } from './codes.js';
 import { Emitter } from './emitter.js';
 import type { ServerFrame } from './requests.js';
 import type { TypingSender } from './typing.js';
+import { Waits } from './waits.js';
 import type {
   ChatDeleted, ChatEdited, ChatMessage, ChatReadSync, ChatReceipt, ChatTyping, Clock, ConversationOptions, JoinPosition, Position, RequestOptions,
 } from './types.js';
@@ -44,10 +45,6 @@ export interface PendingMessage {
   data?: Record<string, unknown>;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(e: StorywireError): void;
-}
 
 /** Sends waiting for their ack, per conversation: past it, send() rejects with QUEUE_FULL. */
 const MAX_PENDING = 100;
@@ -68,7 +65,6 @@ export class Conversation {
   private readonly o: { history: number; typingIdleMs: number; timeoutMs: number };
   /** Where this connection joined the channel's history; undefined while not joined. */
   private joinedAt: Position | undefined;
-  private waiters: Waiter[] = [];
   private ended: StorywireError | undefined;
   private unread = 0;
   private readonly pendingSends = new Map<string, PendingMessage>();
@@ -76,10 +72,7 @@ export class Conversation {
   /** Each other member's announced read position, with the epoch it was announced in. */
   private readonly read = new Map<string, Position>();
   private typingTimer: unknown;
-  private readonly sleeping = new Set<() => void>();
-  /** Rejected by end(): what a send waits on loses to it. */
-  private readonly endSignal: Promise<never>;
-  private signalEnd: (e: StorywireError) => void = () => {};
+  private readonly waits: Waits;
 
   constructor(
     private readonly host: ConversationHost,
@@ -88,14 +81,13 @@ export class Conversation {
     options: ConversationOptions = {},
   ) {
     this.log = new ChatLog(options.maxMessages ?? 1000);
-    this.endSignal = new Promise<never>((_, reject) => (this.signalEnd = reject));
-    this.endSignal.catch(() => undefined);
+    this.waits = new Waits(host.clock);
     this.o = { history: options.history ?? 50, typingIdleMs: options.typingIdleMs ?? 3000, timeoutMs: options.timeoutMs ?? host.requestTimeoutMs };
     host.subscribe(channel, options.token).catch((err: StorywireError) => {
       // The server's refusal (not a member, a bad token) ends the conversation. The app's token provider failing
       // fails what waits for the join, and the next connection asks it again; a TIMEOUT leaves it joining.
       if (err.fromServer) void this.end(err);
-      else if (err.code === ClientErrorCode.TOKEN_PROVIDER) this.rejectWaiters(err);
+      else if (err.code === ClientErrorCode.TOKEN_PROVIDER) this.waits.fail(err);
     });
   }
 
@@ -172,7 +164,7 @@ export class Conversation {
         await this.whenJoined();
         try {
           const reply = this.host.request<Record<string, unknown>>('chat:send', payload, { offline: 'reject', timeoutMs: this.o.timeoutMs });
-          const ack = await Promise.race([reply, this.endSignal]);
+          const ack = await Promise.race([reply, this.waits.ended]);
           const m = toMessage(ack, ack['epoch'], ack['offset']);
           if (!m) throw new StorywireError(ClientErrorCode.BAD_FRAME, 'chat:send: the ack is not a stored message', true, true);
           this.apply(this.log.add(m), false);
@@ -185,7 +177,7 @@ export class Conversation {
           if (e.code === ClientErrorCode.NOT_CONNECTED) this.lost();
           if (RETRYABLE.has(e.code)) continue;
           if (!LATER.has(e.code)) throw e;
-          await this.pause(backoffDelay(attempt, RETRY, this.host.clock.random));
+          await this.waits.pause(backoffDelay(attempt, RETRY, this.host.clock.random));
         }
       }
     } finally {
@@ -254,9 +246,7 @@ export class Conversation {
   joined(ack: Partial<JoinPosition>, asked: Position | undefined): void {
     if (this.ended || typeof ack.epoch !== 'string' || typeof ack.offset !== 'number') return;
     this.joinedAt = { epoch: ack.epoch, offset: ack.offset };
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.resolve();
+    this.waits.joined();
     // Joined without a position, or the missed part could not be replayed: the last `history` events the server holds.
     const h = this.o.history;
     if (h > 0 && ack.offset > 0 && (asked === undefined || ack.recovered === false)) {
@@ -280,7 +270,7 @@ export class Conversation {
   /** The client was closed: what waits for the next join is rejected (the conversation rejoins after connect()). */
   clientClosed(reason: string): void {
     this.lost();
-    this.rejectWaiters(new StorywireError(ClientErrorCode.CLOSED, `${this.channel}: the client closed (${reason})`, false, false));
+    this.waits.fail(new StorywireError(ClientErrorCode.CLOSED, `${this.channel}: the client closed (${reason})`, false, false));
   }
 
   /** Another device of this user marked the conversation read. */
@@ -373,22 +363,7 @@ export class Conversation {
   }
 
   private whenJoined(): Promise<void> {
-    if (this.ended) return Promise.reject(this.ended);
-    if (this.joinedAt) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-  }
-
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const wake = () => {
-        this.sleeping.delete(wake);
-        this.host.clock.clearTimeout(timer);
-        if (this.ended) reject(this.ended);
-        else resolve();
-      };
-      const timer = this.host.clock.setTimeout(wake, ms);
-      this.sleeping.add(wake);
-    });
+    return this.waits.join(this.joinedAt !== undefined);
   }
 
   /** The conversation is over: nothing waits any more, and the client forgets the channel. */
@@ -396,18 +371,10 @@ export class Conversation {
     if (this.ended) return Promise.resolve();
     this.ended = err;
     const left = this.host.unsubscribe(this.channel).catch(() => undefined);
-    this.signalEnd(err);
     this.lost();
     this.host.clock.clearTimeout(this.typingTimer);
     this.host.detach(this.channel);
-    this.rejectWaiters(err);
-    for (const wake of [...this.sleeping]) wake();
+    this.waits.end(err);
     return left;
-  }
-
-  private rejectWaiters(err: StorywireError): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.reject(err);
   }
 }

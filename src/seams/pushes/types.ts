@@ -1,0 +1,72 @@
+// The push-tracking seam: per user, the stored notifications no device has received (or read) yet, each with
+// the time its push falls due; receipts and reads take them out, and due ones leave as one
+// `notification.unread` webhook event per user (a digest), once cluster-wide.
+//
+// Contract (every implementation; test/pushes.test.ts runs it against each):
+// - track(userId, n, dueAt) makes n pending, due at dueAt, unless a receipt for its epoch/offset or a read of
+//   it was recorded first (a receipt may reach another node before the publishing node tracks it) or the
+//   user already has `maxPerUser` pending (the oldest is dropped: counted as `dropped`).
+// - received(userId, epoch, offsets, unreadDueAt): each matching pending notification is no longer pending,
+//   or, with unreadDueAt (PUSH_UNREAD_DELAY_MS), stays pending until then marked `received: true`. A receipt
+//   for one not tracked yet is remembered for `receiptMemoryMs` so that a late track() skips it.
+// - read(userId, change): `{id}` takes that notification out; `{epoch, allUpTo}` every one of that epoch at
+//   or below allUpTo and every one of another epoch (the user saw everything).
+// - flushDue(now, max, target): for up to `max` users whose push is due (the due time of their oldest
+//   pending notification plus `coalesceMs`), every one of their notifications due by `now` is taken out and
+//   handed to the target as one WebhookEvent (pushEvent() below) in the same atomic step (cluster: XADD
+//   into each destination's stream in the same script), so that each is pushed once, cluster-wide. Resolves
+//   how many events were made. A destination queue that is full leaves the user's notifications pending.
+import type { WebhookEvent } from '../webhooks/types.js';
+
+/** A stored notification as the push needs it. */
+export interface TrackedNotification {
+  readonly epoch: string;
+  readonly offset: number;
+  /** The notification's id (notifications:read {id}). */
+  readonly id: string;
+  /** The notification as delivered (the frame's `data`), JSON. */
+  readonly json: string;
+}
+
+export type PushRead = { readonly id: string } | { readonly epoch: string; readonly allUpTo: number };
+
+/** Where due pushes go: the destinations' queues. */
+export interface PushTarget {
+  /** Destination names (their queues' names): a cluster store adds to their streams itself. */
+  readonly destinations: readonly string[];
+  /** An in-process store hands each event here; false: a queue is full (the notifications stay pending). */
+  enqueue(event: WebhookEvent): boolean;
+}
+
+export interface PushStoreOptions {
+  /** PUSH_COALESCE_MS: a user's push waits this long after its oldest notification fell due, gathering the others. */
+  readonly coalesceMs: number;
+  /** Pending notifications kept per user; past it the oldest is dropped. */
+  readonly maxPerUser: number;
+  /** How long a receipt or read for a notification not tracked yet is remembered. */
+  readonly receiptMemoryMs: number;
+}
+
+export interface PushStore {
+  track(userId: string, n: TrackedNotification, dueAt: number): Promise<void>;
+  received(userId: string, epoch: string, offsets: readonly number[], now: number, unreadDueAt?: number): Promise<void>;
+  read(userId: string, change: PushRead): Promise<void>;
+  flushDue(now: number, max: number, target: PushTarget): Promise<number>;
+  /** Notifications pending over all users (metrics; memory: exact, Redis: an estimate is fine). */
+  pending(): Promise<number>;
+}
+
+/** The most notifications a push lists in full; `count` says how many there were. */
+export const PUSH_MAX_LISTED = 10;
+
+/**
+ * The event a due push becomes (both stores build the same; the Redis script mirrors it byte for byte):
+ * `{userId, count, notifications: [{epoch, offset, received, notification}]}` newest first, at most
+ * PUSH_MAX_LISTED listed. The sender adds `unreadCount` and `online` when it first sends it.
+ */
+export interface PushItem {
+  readonly epoch: string;
+  readonly offset: number;
+  readonly received: boolean;
+  readonly json: string;
+}

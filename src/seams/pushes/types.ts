@@ -10,7 +10,8 @@
 //   or, with unreadDueAt (PUSH_UNREAD_DELAY_MS), stays pending until then marked `received: true`. A receipt
 //   for one not tracked yet is remembered for `receiptMemoryMs` so that a late track() skips it.
 // - read(userId, change): `{id}` takes that notification out; `{epoch, allUpTo}` every one of that epoch at
-//   or below allUpTo and every one of another epoch (the user saw everything).
+//   or below allUpTo and every one of another epoch (the user saw everything). A read is remembered like a
+//   receipt (an id; the latest {epoch, allUpTo} per user) so that a late track() of one it covers skips it.
 // - flushDue(now, max, target): for up to `max` users whose push is due (the due time of their oldest
 //   pending notification plus `coalesceMs`), every one of their notifications due by `now` is taken out and
 //   handed to the target as one WebhookEvent (pushEvent() below) in the same atomic step (cluster: XADD
@@ -48,9 +49,11 @@ export interface PushStoreOptions {
 }
 
 export interface PushStore {
-  track(userId: string, n: TrackedNotification, dueAt: number): Promise<void>;
+  /** `now` (default Date.now()): what a remembered receipt's or read's expiry is compared with. */
+  track(userId: string, n: TrackedNotification, dueAt: number, now?: number): Promise<void>;
   received(userId: string, epoch: string, offsets: readonly number[], now: number, unreadDueAt?: number): Promise<void>;
-  read(userId: string, change: PushRead): Promise<void>;
+  /** `now` (default Date.now()): when a read of a notification not tracked yet is forgotten. */
+  read(userId: string, change: PushRead, now?: number): Promise<void>;
   flushDue(now: number, max: number, target: PushTarget): Promise<number>;
   /** Notifications pending over all users (metrics; memory: exact, Redis: an estimate is fine). */
   pending(): Promise<number>;
@@ -69,4 +72,14 @@ export interface PushItem {
   readonly offset: number;
   readonly received: boolean;
   readonly json: string;
+}
+
+/**
+ * The push event for `items` (newest first, already cut to PUSH_MAX_LISTED) out of `count` taken. Its
+ * JSON.stringify is what the Redis store's script writes, byte for byte (the stored JSON is re-parsed here:
+ * it was made by JSON.stringify, so it stringifies back to the same bytes).
+ */
+export function pushEvent(id: string, now: number, userId: string, count: number, items: readonly PushItem[]): WebhookEvent {
+  const notifications = items.map((i) => ({ epoch: i.epoch, offset: i.offset, received: i.received, notification: JSON.parse(i.json) as unknown }));
+  return { id, type: 'notification.unread', ts: now, data: { userId, count, notifications } };
 }

@@ -1,8 +1,10 @@
 // Environment variables and --flags -> one validated, frozen Config; every problem reported at once.
 import { trustedProxiesProblems } from './edge/address.js';
 import { connectionBudget, descriptorReserve, openFilesLimit, type OpenFiles } from './edge/descriptors.js';
+import { urlProblem, type Option } from './option.js';
+import { WEBHOOK_OPTIONS, webhookProblems, type WebhookConfig } from './webhooks/options.js';
 
-export interface Config {
+export interface Config extends WebhookConfig {
   /**
    * Dev mode, asked for explicitly (`--dev`, `STORYWIRE_DEV=1`, or `dev: true` given to loadConfig in code):
    * the relaxed defaults, loopback by default, and without a JWT key a throwaway secret and `/dev/token`.
@@ -101,28 +103,13 @@ export interface Config {
   readonly idempotencyMaxKeys: number;
 }
 
-type Kind = 'int' | 'string' | 'bool' | 'list' | 'switch';
-
-interface Option {
-  key: keyof Config;
-  env: string;
-  /** The flag, when it is not the variable's name in kebab case. */
-  flag?: string;
-  kind: Kind;
-  default: unknown;
-  min?: number;
-  max?: number;
-  oneOf?: readonly string[];
-  doc: string;
-}
-
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const JWT_ALGORITHMS = [
   'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
 ] as const;
 
 /** Every option, its variable, default and meaning. README's configuration table is made from this list. */
-export const OPTIONS: readonly Option[] = [
+export const OPTIONS: readonly Option<keyof Config>[] = [
   { key: 'dev', env: 'STORYWIRE_DEV', flag: 'dev', kind: 'switch', default: false, doc: 'Dev mode, for a laptop (`1` or `true`; `0`, `false` or empty: off; anything else stops the start). It binds 127.0.0.1 unless HOST is set, relaxes the defaults (NOTIFY_POLICY `any`, `presence:<id>` public, DEMO_PAGE on), generates and prints an API_KEY when none is set, and without a JWT key signs tokens with a random secret that dies with the process and serves `GET /dev/token` to loopback peers. Off: a JWT key is required and every default is the safe one. NODE_ENV is not read.' },
   { key: 'port', env: 'PORT', kind: 'int', default: 9001, min: 0, max: 65535, doc: 'TCP port for WebSocket and HTTP (0 picks a free port).' },
   { key: 'host', env: 'HOST', kind: 'string', default: undefined, doc: 'Address to listen on. Default: `0.0.0.0` (every interface), `127.0.0.1` in dev mode.' },
@@ -211,6 +198,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'nodeLeaseMs', env: 'NODE_LEASE_MS', kind: 'int', default: 10000, min: 500, max: 600000, doc: 'Cluster mode: lease of a node in Redis, renewed every third of it. The users of a node that dies without cleaning up are offline within this plus a fifth of it (at most 2 s).' },
   { key: 'idempotencyTtlS', env: 'IDEMPOTENCY_TTL_S', kind: 'int', default: 600, min: 1, max: 604800, doc: 'How long a publish\'s `Idempotency-Key` is remembered, seconds: a retry with the same key within it stores and delivers nothing new. Longer than the backend retries for.' },
   { key: 'idempotencyMaxKeys', env: 'IDEMPOTENCY_MAX_KEYS', kind: 'int', default: 100000, min: 1, max: 10000000, doc: 'Keys each node remembers (in memory mode, the whole idempotency store; in cluster mode, for live-only topics): past it the oldest is forgotten first.' },
+  ...WEBHOOK_OPTIONS,
 ];
 
 /** User-sent notifications a personal topic's history and inbox hold at most (NOTIFY_USER_SHARE of HISTORY_SIZE). */
@@ -357,6 +345,7 @@ export function loadConfig(
   if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
   if (cfg.notifyPolicy === 'proxy' && cfg.notifyProxy === undefined) problems.push('NOTIFY_POLICY=proxy needs NOTIFY_PROXY (the name of a proxy of CHANNELS_FILE)');
   if (cfg.notifyTypes.some((ty) => ty.length > 64)) problems.push('NOTIFY_TYPES: a type is at most 64 characters');
+  problems.push(...webhookProblems(cfg, dev));
   if (cfg.drainMs >= cfg.shutdownTimeoutMs) problems.push(`DRAIN_MS (${cfg.drainMs}) must be less than SHUTDOWN_TIMEOUT_MS (${cfg.shutdownTimeoutMs})`);
   if (!cfg.dev && keySources.length === 0) {
     problems.push('no JWT key: set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL, or start in dev mode (--dev or STORYWIRE_DEV=1) for a throwaway local secret');
@@ -365,21 +354,10 @@ export function loadConfig(
   return Object.freeze(cfg);
 }
 
-const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
-
 /** JWT_JWKS_URL: http(s); outside dev mode https, unless the host is a loopback address (a sidecar, the tests). */
 function jwksUrlProblem(raw: string, dev: boolean, problems: string[]): void {
-  let url: URL | undefined;
-  try {
-    url = new URL(raw);
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-    problems.push(`JWT_JWKS_URL must be an http(s) URL, got "${raw}"`);
-  } else if (url.protocol === 'http:' && !dev && !LOOPBACK.test(url.hostname)) {
-    problems.push(`JWT_JWKS_URL must be https:// outside dev mode (the keys decide who is who; over http anyone on the path can swap them), got "${raw}"`);
-  }
+  const p = urlProblem('JWT_JWKS_URL', raw, dev, 'the keys decide who is who; over http anyone on the path can swap them');
+  if (p !== undefined) problems.push(p);
 }
 
 /** The README's configuration table, made from OPTIONS (test/readme.test.ts keeps README in step). */

@@ -7,6 +7,7 @@ import { broadcastNewChapter, broadcastNewStory, broadcastStoryUpdated, type Bro
 import { keyedFrom, type KeyedPublish, type PublishOptions } from '../pubsub/idempotency.js';
 import type { PubSub } from '../pubsub/pubsub.js';
 import type { Backplane } from '../seams/backplane/types.js';
+import type { Position } from '../seams/history/types.js';
 import { CloseCode, ErrorCode, WireError } from '../wire/codes.js';
 import { rawEventFrame } from '../wire/frames.js';
 import { parseNotification, type ChapterInput, type JsonObject, type Limits, type NotificationInput, type StoryInput } from '../wire/protocol.js';
@@ -53,12 +54,15 @@ const UNBOUNDED: Limits = { maxNotificationBytes: Infinity, maxStoryBytes: Infin
 /** Ends a user's subscription to a channel on this node; returns how many connections were subscribed. */
 export type Revoke = (userId: string, channel: string, reason: string) => number;
 
-export function createFacade(pubsub: PubSub, presence: Presence, connections: Connections, backplane: Backplane, revoke: Revoke): Facade {
+/** Called once per recipient whose history stored a notification (the push fallback's tracking). */
+export type OnStored = (userId: string, at: Position, notification: Notification) => void;
+
+export function createFacade(pubsub: PubSub, presence: Presence, connections: Connections, backplane: Backplane, revoke: Revoke, onStored?: OnStored): Facade {
   return {
     sendNotificationToUser(userIds, notification, from = null, options) {
       const ids = typeof userIds === 'string' ? [userIds] : userIds;
       notification = checked(notification);
-      return sendNotification(pubsub, ids, notification, from, keyedFrom(options, 'notification', [ids, notification, from]));
+      return sendNotification(pubsub, ids, notification, from, { keyed: keyedFrom(options, 'notification', [ids, notification, from]), onStored });
     },
     broadcastNewStory: (story, authorId = null, options) => broadcastNewStory(pubsub, story, authorId, keyedFrom(options, 'story:new', [story, authorId])),
     broadcastStoryUpdated: (story, authorId = null, options) => broadcastStoryUpdated(pubsub, story, authorId, keyedFrom(options, 'story:updated', [story, authorId])),

@@ -148,6 +148,7 @@ export class Lifecycle {
     }
     if (this.d.log.isLevelEnabled('info')) this.d.log.info({ userId, connectionId: conn.id, ip: conn.ip }, 'connection open');
     this.d.presence.open(userId, conn.id)?.catch((err: unknown) => this.d.log.error({ err, userId }, 'presence open failed'));
+    this.d.ctx.webhooks.connection('connection.opened', { userId, connectionId: conn.id });
   }
 
   private message(ws: Socket, data: ArrayBuffer, isBinary: boolean): void {
@@ -194,5 +195,6 @@ export class Lifecycle {
     this.d.ctx.channelPresence.closed(conn);
     if (this.d.log.isLevelEnabled('info')) this.d.log.info({ userId, connectionId: conn.id, code, durationS: this.d.upgrades.durationS(conn) }, 'connection closed');
     this.d.presence.close(userId, conn.id)?.catch((err: unknown) => this.d.log.error({ err, userId }, 'presence close failed'));
+    this.d.ctx.webhooks.connection('connection.closed', { userId, connectionId: conn.id, code });
   }
 }

@@ -46,6 +46,8 @@ import { Lifecycle } from './lifecycle.js';
 import { createUpgrades } from './upgrade.js';
 import { withProxies } from './descriptors.js';
 import { uws, type UWS } from '../uws.js';
+import { NodeWebhooks, plannedDestinations } from '../webhooks/compose.js';
+import type { Webhooks } from '../webhooks/events.js';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -67,6 +69,8 @@ export interface StorywireServer extends Facade {
   readonly port: number;
   /** The admin port actually listened on, when ADMIN_PORT is set. */
   readonly adminPort: number | undefined;
+  /** What webhook events are signed with (WEBHOOK_SECRET, or dev mode's generated one; empty without webhooks). */
+  readonly webhookSecrets: readonly string[];
   /** True when no JWT key was configured and a random dev secret is in use. */
   readonly devMode: boolean;
   /** False before listen() and from the start of a shutdown. */
@@ -102,9 +106,19 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   }, new IdempotencyStore(config.idempotencyTtlS * 1000, config.idempotencyMaxKeys), channels);
   // Subscribers who missed events the history no longer holds resume, and are told `recovered: false`.
   backplane.onHistoryLost((topic) => connections.closeSubscribers(topic, CloseCode.RECONNECT, 'history lost: reconnect to resume (recovered: false)'));
-  const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast }, log);
+  // Webhooks and the push fallback: their unread counts and presence are read when a push is first sent.
+  const hooks = new NodeWebhooks({
+    config,
+    log,
+    nodeId,
+    registry: metrics.registry,
+    cluster: backplane.single ? undefined : backplane.stores,
+    unreadCount: (userId) => inbox.list(userId, 1).then((p) => p.unreadCount),
+    online: (userId) => presence.isOnline(userId),
+  });
+  const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast, onTransition: presenceHook(hooks.webhooks) }, log);
   const typing = new Typing(pubsub, config.typingTimeoutMs);
-  const inbox = new Inbox(history, readState, pubsub, { historySize: channels.namespace('user')?.history?.size ?? config.historySize, userShare: userShareOf(config), cacheBytes: config.inboxCacheBytes });
+  const inbox = new Inbox(history, readState, pubsub, { historySize: channels.namespace('user')?.history?.size ?? config.historySize, userShare: userShareOf(config), cacheBytes: config.inboxCacheBytes, onRead: hooks.push?.read.bind(hooks.push) });
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);
   // A subscription ended (unsubscribe, revocation, its token's expiry): what rests on it goes with it.
   const chat = new Chat(pubsub, history, channels, access, config);
@@ -116,9 +130,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     channelPresence.left(conn, topic);
     // Its typing indicator there too (subscribing was what let it type): the others see it stop now.
     typing.stop(ws, conn.userId, topic);
+    if (hooks.webhooks.wants('channel.unsubscribed')) hooks.webhooks.emit('channel.unsubscribed', { userId: conn.userId, connectionId: conn.id, channel: topic });
   };
   const tokenSubscriptions = new TokenSubscriptions((ws, frame) => ctx.send(ws, frame), 1000, left);
-  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, chat, chatReads, left }, verifier, connections);
+  const ctx = handlerContext(config, log, metrics, { pubsub, presence, typing, inbox, channels, access, tokenSubscriptions, notify, channelPresence, chat, chatReads, left, push: hooks.push, webhooks: hooks.webhooks }, verifier, connections);
 
   const sockets = new Listening(
     config,
@@ -132,7 +147,11 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
       access.close();
       verifier.stop();
     },
-    () => backplane.close(),
+    async () => {
+      // Senders stop taking (what they hold stays queued: another node takes it over), then the cluster is left.
+      await hooks.stop();
+      await backplane.close();
+    },
   );
   const upgrades = createUpgrades({ config, maxConnections, log, metrics, verifier, backplane, presence: presenceStore, connections, shuttingDown: () => sockets.shuttingDown });
   app.ws(config.wsPath, new Lifecycle({ config, log, metrics, ctx, connections, pubsub, presence, typing, upgrades, single: backplane.single }).behavior());
@@ -146,7 +165,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   backplane.onUnsubscribe(revoke);
 
   const server: StorywireServer = {
-    ...createFacade(pubsub, presence, connections, backplane, revoke),
+    ...createFacade(pubsub, presence, connections, backplane, revoke, hooks.push?.stored),
+    webhookSecrets: hooks.secrets,
     config,
     log,
     metrics,
@@ -164,7 +184,10 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     listen: () => {
       // The JWKS is fetched from now on; /readyz stays 503 until it was (an upgrade before then gets UNAVAILABLE).
       verifier.start();
-      return sockets.listen();
+      return sockets.listen().then((port) => {
+        hooks.start(port);
+        return port;
+      });
     },
     shutdown: (drainMs = config.drainMs) => sockets.shutdown(drainMs),
 
@@ -204,12 +227,22 @@ function policiesOf(config: Config, metrics: Metrics, log: Logger) {
   return { channels, verifier, access, notify: new NotifyPolicy(config, access, channels) };
 }
 
+/** Presence transitions as `user.online` / `user.offline` webhooks (once per transition, cluster-wide). */
+function presenceHook(webhooks: Webhooks) {
+  return (type: 'user:online' | 'user:offline', userId: string, at: number): void => {
+    if (type === 'user:online') webhooks.emit('user.online', { userId }, at);
+    else webhooks.emit('user.offline', { userId, lastSeen: at }, at);
+  };
+}
+
 /**
  * MAX_CONNECTIONS once the backend proxies are known (their sockets join the open-files reserve), before
  * anything listens: one the limit cannot hold stops the start. Logged when it follows the limit.
  */
 function connectionCap(config: Config, channels: Channels, redis: boolean, log: Logger): number {
-  const budget = withProxies(config.maxConnections, config.openFiles, redis, [...channels.proxies.values()].map((p) => p.maxInFlight));
+  // Each webhook destination's requests in flight hold sockets too.
+  const outbound = [...[...channels.proxies.values()].map((p) => p.maxInFlight), ...plannedDestinations(config).map(() => config.webhookConcurrency)];
+  const budget = withProxies(config.maxConnections, config.openFiles, redis, outbound);
   if (budget.problem !== undefined) throw new ConfigError([budget.problem]);
   const { limit, derived } = config.openFiles;
   if (limit === undefined) log.info({ maxConnections: budget.maxConnections, platform: process.platform }, 'open-files limit not readable here: MAX_CONNECTIONS is not checked against it');
@@ -323,7 +356,7 @@ function handlerContext(
   config: Config,
   log: Logger,
   metrics: Metrics,
-  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence' | 'chat' | 'chatReads'>,
+  features: Pick<Ctx, 'pubsub' | 'presence' | 'typing' | 'inbox' | 'channels' | 'access' | 'tokenSubscriptions' | 'left' | 'notify' | 'channelPresence' | 'chat' | 'chatReads' | 'push' | 'webhooks'>,
   verifier: ReturnType<typeof createVerifier>,
   connections: Connections,
 ): Ctx {

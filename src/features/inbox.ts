@@ -37,6 +37,8 @@ export interface InboxOptions {
   userShare?: number;
   /** Characters of parsed frames and serialized pages kept in the cache over all users (INBOX_CACHE_BYTES). */
   cacheBytes: number;
+  /** Told every read once it is recorded (the push fallback: a read notification is never pushed). */
+  onRead?: ((userId: string, change: { id: string } | { epoch: string; allUpTo: number }) => void) | undefined;
 }
 
 interface StoredFrame {
@@ -134,6 +136,7 @@ export class InboxCache {
 export class Inbox {
   private readonly historySize: number;
   private readonly userShare: number;
+  private readonly onRead: InboxOptions['onRead'];
   readonly cache: InboxCache;
 
   constructor(
@@ -145,6 +148,7 @@ export class Inbox {
     this.historySize = options.historySize;
     this.userShare = options.userShare ?? options.historySize;
     this.cache = new InboxCache(options.cacheBytes);
+    this.onRead = options.onRead;
   }
 
   /** A limit above the history size asks for no more than the history holds: it is answered as that size. */
@@ -232,16 +236,18 @@ export class Inbox {
   async markRead(userId: string, change: { id: string } | { all: true }, from?: UWS.WebSocket<unknown>): Promise<number> {
     const topic = userTopic(userId);
     // One read of the inbox: the new unread count follows from it and the change.
-    const { shown, read, offset } = await this.current(userId);
+    const { shown, read, offset, epoch } = await this.current(userId);
     let event: { ids?: string[]; allUpTo?: number };
     let stillUnread: (p: Parsed) => boolean;
     if ('all' in change) {
       await this.reads.mark(userId, { allUpTo: offset });
+      this.onRead?.(userId, { epoch, allUpTo: offset });
       event = { allUpTo: offset };
       stillUnread = (p) => !isRead(p, read) && p.offset > offset;
     } else {
       if (!shown.some((p) => p.id === change.id)) throw new WireError(ErrorCode.NOT_FOUND, `no notification ${change.id} in the inbox`, 404);
       await this.reads.mark(userId, { id: change.id });
+      this.onRead?.(userId, { id: change.id });
       event = { ids: [change.id] };
       stillUnread = (p) => !isRead(p, read) && p.id !== change.id;
     }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { idFromKey, type KeyedPublish } from '../pubsub/idempotency.js';
 import { emitAll, type PubSub, type StoreOption } from '../pubsub/pubsub.js';
 import type { NotificationInput } from '../wire/protocol.js';
+import type { Position } from '../seams/history/types.js';
 import { notificationFrame } from '../wire/frames.js';
 import { userTopic } from '../wire/topics.js';
 
@@ -18,6 +19,16 @@ export interface Notification extends NotificationInput {
   ts: number;
 }
 
+/** What a send may add: its idempotency key, who sent it, and who follows what got stored (push tracking). */
+export interface SendOptions {
+  keyed?: KeyedPublish | undefined;
+  origin?: Origin;
+  /** A user-sent notification may begin the recipient's history (the backend approved the pair, or the recipient is online). */
+  mayBeginHistory?: boolean;
+  /** Called once per recipient whose history stored it, with its position (features/push.ts). */
+  onStored?: ((userId: string, at: Position, notification: Notification) => void) | undefined;
+}
+
 /**
  * Builds the notification (id and ts stamped by the server) and the delivery of it to every user. Under an
  * idempotency key the id is the key's, so that every retry names the same notification.
@@ -27,11 +38,9 @@ export function sendNotification(
   userIds: readonly string[],
   input: NotificationInput,
   from: string | null,
-  keyed?: KeyedPublish,
-  origin: Origin = 'system',
-  /** A user-sent notification may begin the recipient's history (the backend approved the pair, or the recipient is online). */
-  mayBeginHistory = false,
+  options: SendOptions = {},
 ): { notification: Notification; delivered: Promise<number> } {
+  const { keyed, origin = 'system', mayBeginHistory = false, onStored } = options;
   const ts = Date.now();
   const id = keyed === undefined ? randomUUID() : idFromKey('notification', keyed.key);
   const notification: Notification = { id, title: input.title, message: input.message, type: input.type, data: input.data, from, origin, ts };
@@ -39,8 +48,15 @@ export function sendNotification(
     const topic = userTopic(userId);
     // A user cannot make a history for a made-up recipient (nor flush one): live only without one unless the
     // recipient is known to be real, and a share of it.
-    const store: StoreOption | undefined = origin === 'user' ? { ifStreamExists: !mayBeginHistory, user: true, stored: undefined } : undefined;
-    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), store);
+    let store: StoreOption | undefined = origin === 'user' ? { ifStreamExists: !mayBeginHistory, user: true, stored: undefined } : undefined;
+    if (onStored === undefined) return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), store);
+    // Stored as without the option: it is there only to be told the position.
+    store ??= { ifStreamExists: false, stored: undefined };
+    const s = store;
+    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), s).then((n) => {
+      if (s.at !== undefined) onStored(userId, s.at, notification);
+      return n;
+    });
   };
   // One recipient (every client-sent notification) needs no gathering of results.
   const delivered = userIds.length === 1 ? emit(userIds[0]!) : emitAll([...new Set(userIds)].map(emit));

@@ -8,6 +8,8 @@ import { PRESENCE_ALL, presenceTopic } from '../wire/topics.js';
 export interface PresenceOptions {
   graceMs: number;
   broadcast: boolean;
+  /** Told every transition, once cluster-wide, watched or not (the `user.online` / `user.offline` webhooks). */
+  onTransition?: ((type: 'user:online' | 'user:offline', userId: string, at: number) => void) | undefined;
 }
 
 export class Presence {
@@ -45,17 +47,19 @@ export class Presence {
   }
 
   private leaving(userId: string, connectionId: string): void | Promise<void> {
-    if (this.options.graceMs === 0) return this.settle(userId, connectionId);
+    // Last seen when the last connection closed, not when the grace ran out.
+    const at = Date.now();
+    if (this.options.graceMs === 0) return this.settle(userId, connectionId, at);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      this.settle(userId, connectionId).catch((err: unknown) => this.log.error({ err, userId }, 'presence settle failed'));
+      this.settle(userId, connectionId, at).catch((err: unknown) => this.log.error({ err, userId }, 'presence settle failed'));
     }, this.options.graceMs);
     timer.unref();
     this.timers.add(timer);
   }
 
-  private async settle(userId: string, connectionId: string): Promise<void> {
-    if (await this.store.settle(userId, connectionId)) this.emit('user:offline', userId);
+  private async settle(userId: string, connectionId: string, at: number): Promise<void> {
+    if (await this.store.settle(userId, connectionId)) this.emit('user:offline', userId, at);
   }
 
   async online(userIds: readonly string[]): Promise<string[]> {
@@ -67,14 +71,15 @@ export class Presence {
     return (await this.online([userId])).length === 1;
   }
 
-  private emit(type: 'user:online' | 'user:offline', userId: string): void {
+  private emit(type: 'user:online' | 'user:offline', userId: string, at = Date.now()): void {
+    this.options.onTransition?.(type, userId, at);
     const topic = this.topicFor(userId);
     // Most users have no watcher: no frame is built for nobody.
     if (!this.pubsub.hasAudience(topic)) {
       this.pubsub.unheard(type);
       return;
     }
-    const data = type === 'user:online' ? { userId } : { userId, lastSeen: Date.now() };
+    const data = type === 'user:online' ? { userId } : { userId, lastSeen: at };
     this.pubsub.emit(type, topic, eventFrame(type, topic, data)).catch((err: unknown) =>
       this.log.debug({ err, userId, type }, 'presence event not sent to other nodes'),
     );

@@ -93,6 +93,7 @@ export const CHANNEL_MESSAGES: { [K in ChannelType]: Spec<K> } = {
         return;
       }
       ctx.channelPresence.joined(conn, topic, parsed.ns);
+      if (ctx.webhooks.wants('channel.subscribed')) ctx.webhooks.emit('channel.subscribed', { userId: conn.userId, connectionId: conn.id, channel: topic });
       if (!r) {
         ack(ctx, ws, msg.id, { topic });
         return;

@@ -68,6 +68,7 @@ export const CLIENT_DATA_SCHEMAS: Record<string, Schema | undefined> = {
   'notifications:read': {
     anyOf: [object({ all: { const: true } }, ['all'], true), object({ id: str(1, 64) }, ['id'], true)],
   },
+  'notifications:received': object({ epoch: str(1, 64), offsets: { type: 'array', items: { type: 'integer', minimum: 1, maximum: MAX_SAFE }, minItems: 1, maxItems: 100 } }, ['epoch', 'offsets'], true),
   'chat:send': object({ channel: topic, clientMsgId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' }, text: chatText, data: chatExtra }, ['channel', 'clientMsgId', 'text'], true),
   'chat:edit': object({ channel: topic, messageId, text: chatText, data: chatExtra }, ['channel', 'messageId', 'text'], true),
   'chat:delete': object({ channel: topic, messageId }, ['channel', 'messageId'], true),
@@ -140,6 +141,7 @@ export const ACK_DATA_SCHEMAS: Record<string, Schema | undefined> = {
   'presence:channel': object({ channel: { type: 'string' }, count, members: { type: 'array', items: { type: 'string' } }, truncated: { const: true } }, ['channel', 'count']),
   'notifications:list': object({ notifications: { type: 'array', items: inboxItem }, unreadCount: count, ...position }, ['notifications', 'unreadCount', 'offset']),
   'notifications:read': object({ unreadCount: count }, ['unreadCount']),
+  'notifications:received': object({}),
   'chat:send': object({ channel: { type: 'string' }, ...chatMessage, ...position, duplicate: { type: 'boolean' } }, ['channel', ...chatMessageRequired, 'epoch', 'offset', 'duplicate']),
   'chat:edit': object({ channel: { type: 'string' }, id: { type: 'string' }, ...position }, ['channel', 'id', 'epoch', 'offset']),
   'chat:delete': object({ channel: { type: 'string' }, id: { type: 'string' }, ...position }, ['channel', 'id', 'epoch', 'offset']),

@@ -43,6 +43,9 @@ const target = (d: unknown) => ({ target: string(object(d, 'data')['target'], 'd
 
 // Publishing handlers acknowledge once the other nodes have the event too: an ack means "delivered
 // everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
+/** Offsets in one `notifications:received` (protocol.md section 8). */
+export const MAX_RECEIPTS = 100;
+
 const MESSAGES: { [K in ClientType]: Spec<K> } = {
   ping: {
     parse: () => undefined,
@@ -73,7 +76,7 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
       // notification may begin their history. A made-up id is neither: live only, nothing kept.
       const to = msg.data.userId;
       const real = ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0 || (await ctx.presence.isOnline(to).catch(() => false));
-      const r = sendNotification(ctx.pubsub, [to], msg.data.notification, conn.userId, undefined, 'user', real);
+      const r = sendNotification(ctx.pubsub, [to], msg.data.notification, conn.userId, { origin: 'user', mayBeginHistory: real, onStored: ctx.push?.stored });
       await r.delivered;
       // Not how many devices got it: that would tell a stranger how many the recipient has online.
       ack(ctx, ws, msg.id, { id: r.notification.id });
@@ -183,6 +186,22 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     handle: async (ctx, ws, msg) => {
       const unreadCount = await ctx.inbox.markRead(connOf(ws).userId, msg.data, ws);
       ack(ctx, ws, msg.id, { unreadCount });
+    },
+  },
+
+  // Delivery receipts: these notifications of the personal topic reached this device (no push for them).
+  'notifications:received': {
+    parse: (d) => {
+      const o = object(d, 'data');
+      const epoch = string(o['epoch'], 'data.epoch', 64);
+      const offsets = o['offsets'];
+      if (!Array.isArray(offsets) || offsets.length === 0 || offsets.length > MAX_RECEIPTS) throw invalid(`data.offsets must be an array of 1 to ${MAX_RECEIPTS} offsets`);
+      for (const n of offsets) if (!(typeof n === 'number' && Number.isSafeInteger(n) && n >= 1)) throw invalid('data.offsets must hold positive integers');
+      return { epoch, offsets: offsets as number[] };
+    },
+    handle: async (ctx, ws, msg) => {
+      if (ctx.push !== undefined) await ctx.push.received(connOf(ws).userId, msg.data.epoch, msg.data.offsets);
+      ack(ctx, ws, msg.id, {});
     },
   },
 };

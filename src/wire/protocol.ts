@@ -55,6 +55,7 @@ export type ClientMessage =
   | { type: 'presence:channel'; id: RequestId | undefined; data: { channel: string } }
   | { type: 'notifications:list'; id: RequestId | undefined; data: { limit: number | undefined } }
   | { type: 'notifications:read'; id: RequestId | undefined; data: { id: string } | { all: true } }
+  | { type: 'notifications:received'; id: RequestId | undefined; data: { epoch: string; offsets: number[] } }
   | { type: 'chat:send'; id: RequestId | undefined; data: ChatSendInput }
   | { type: 'chat:edit'; id: RequestId | undefined; data: ChatEditInput }
   | { type: 'chat:delete'; id: RequestId | undefined; data: { channel: string; messageId: string } }

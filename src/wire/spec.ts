@@ -8,6 +8,8 @@ import type { Chat } from '../features/chat.js';
 import type { ChatReads } from '../features/chat-reads.js';
 import type { Inbox } from '../features/inbox.js';
 import type { Presence } from '../features/presence.js';
+import type { Push } from '../features/push.js';
+import type { Webhooks } from '../webhooks/events.js';
 import type { Typing } from '../features/typing.js';
 import type { Metrics } from '../metrics.js';
 import type { Access } from '../policy/access.js';
@@ -27,6 +29,10 @@ export interface Ctx {
   readonly presence: Presence;
   readonly typing: Typing;
   readonly inbox: Inbox;
+  /** The push fallback, when a destination takes `notification.unread` (receipts are accepted and ignored otherwise). */
+  readonly push: Push | undefined;
+  /** The backend's webhook events (connection and subscription ones are emitted by the lifecycle and subscribe). */
+  readonly webhooks: Webhooks;
   /** The channel registry, and the rules applied to a connection. */
   readonly channels: Channels;
   readonly access: Access;

@@ -40,6 +40,8 @@
 // - A cluster backplane also tells what the shared store holds for the admin view (nodes(), userConnections()):
 //   read-only, and UNAVAILABLE while the store is unreachable.
 
+import type { PushStore, PushStoreOptions } from '../pushes/types.js';
+import type { WebhookQueue, WebhookQueueOptions } from '../webhooks/types.js';
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from '../history/types.js';
 import type { PresenceStore } from '../presence/types.js';
@@ -91,6 +93,10 @@ export interface ClusterStores {
   readonly channelPresence: ChannelPresenceStore;
   /** How far each member has read each conversation (chat:read, chat:unread). */
   readonly chatReads: ChatReadStore;
+  /** A destination's webhook queue, shared by every node (each event to one of them). */
+  webhookQueue(name: string, options: WebhookQueueOptions): WebhookQueue;
+  /** The push fallback's tracking, shared by every node (each push made by one of them). */
+  pushes(options: PushStoreOptions & { readonly ttlMs: number; readonly maxDepth: number }): PushStore;
 }
 
 /** A node of the cluster as the shared store has it (the admin view). */

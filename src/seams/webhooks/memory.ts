@@ -20,7 +20,17 @@ export class MemoryWebhookQueue implements WebhookQueue {
   }
 
   async enqueue(event: WebhookEvent): Promise<boolean> {
-    if (this.waitingCount + this.held.size >= this.options.maxDepth) return false;
+    return this.offer(event);
+  }
+
+  /** There is room for one more event (the push store checks every destination before it takes anything). */
+  hasRoom(): boolean {
+    return this.waitingCount + this.held.size < this.options.maxDepth;
+  }
+
+  /** enqueue() in the turn: false, adding nothing, when full. */
+  offer(event: WebhookEvent): boolean {
+    if (!this.hasRoom()) return false;
     this.waiting.push(event);
     return true;
   }

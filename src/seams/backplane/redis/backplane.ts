@@ -13,6 +13,8 @@ import type { Appended, NoStream, Position, RecordOptions } from '../../history/
 import { RedisReadState } from '../../readstate/redis.js';
 import { RedisChatReads } from '../../chat-reads/redis.js';
 import { RedisChannelPresence } from '../../channel-presence/redis.js';
+import { RedisPushStore } from '../../pushes/redis.js';
+import { RedisWebhookQueue } from '../../webhooks/redis.js';
 import type { ClusterBackplane, ClusterNode, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler, UserConnection } from '../types.js';
 import { Control } from './control.js';
 import { Frames } from './frames.js';
@@ -82,7 +84,16 @@ export class RedisBackplane implements ClusterBackplane, Link {
     const presence = new RedisPresence(this, this.cmd, this.keys, options.graceMs);
     const channelPresence = new RedisChannelPresence(this, this.cmd, (name) => this.keys.key(name));
     const chatReads = new RedisChatReads(this.cmd, (name) => this.keys.key(name));
-    this.stores = { history, presence, readState: new RedisReadState(this.cmd, (name) => this.keys.key(name), (userId) => history.limitsOf(`user:${userId}`).ttlMs), channelPresence, chatReads };
+    const key = (name: string) => this.keys.key(name);
+    this.stores = {
+      history,
+      presence,
+      readState: new RedisReadState(this.cmd, key, (userId) => history.limitsOf(`user:${userId}`).ttlMs),
+      channelPresence,
+      chatReads,
+      webhookQueue: (name, queueOptions) => new RedisWebhookQueue(this.cmd, key, this.nodeId, name, queueOptions, this.log),
+      pushes: (pushOptions) => new RedisPushStore(this.cmd, key, pushOptions),
+    };
     this.frames = new Frames(this, history, options.idempotencyMs ?? 600_000);
     this.control = new Control(this);
     this.membership = new Membership(this, this.frames, presence, options.leaseMs, channelPresence);

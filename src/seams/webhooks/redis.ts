@@ -116,7 +116,7 @@ export class RedisWebhookQueue implements WebhookQueue {
       return e === undefined || !this.held.has(e.id);
     });
     if (entries.length < n) {
-      const read = (await this.cmd.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', n - entries.length, 'STREAMS', this.stream, '>')) as [string, Entry[]][] | null;
+      const read = (await this.cmd.xreadgroup('GROUP', GROUP, this.nodeId, 'COUNT', n - entries.length, 'STREAMS', this.stream, '>')) as [string, Entry[]][] | null;
       entries = entries.concat(read?.[0]?.[1] ?? []);
     }
     const events: { streamId: string; event: WebhookEvent }[] = [];

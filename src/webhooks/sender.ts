@@ -59,6 +59,8 @@ export class WebhookSender {
   private readonly timers = new Set<NodeJS.Timeout>();
   private pollTimer: NodeJS.Timeout | undefined;
   private running = false;
+  private polling = false;
+  private pollAgain = false;
 
   constructor(private readonly o: WebhookSenderOptions) {
     this.signer = new Signer(o.secrets);
@@ -102,11 +104,18 @@ export class WebhookSender {
 
   private schedulePoll(ms: number): void {
     if (!this.running) return;
+    if (this.polling) {
+      // One take at a time: two would both count the same free slots.
+      this.pollAgain = true;
+      return;
+    }
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => void this.poll(), ms);
   }
 
   private async poll(): Promise<void> {
+    this.polling = true;
+    this.pollAgain = false;
     const free = this.o.concurrency - this.held.size;
     let got: HeldEvent[] = [];
     if (free > 0) {
@@ -116,10 +125,11 @@ export class WebhookSender {
         this.o.log.debug({ err, destination: this.o.name }, 'webhook queue unavailable; trying again');
       }
     }
+    this.polling = false;
     if (!this.running) return; // stopped during take: what it returned stays queued (held: taken over in Redis)
     for (const h of got) void this.deliver(h);
-    // A full batch: there may be more right away.
-    this.schedulePoll(got.length > 0 && got.length === free ? 0 : this.o.pollMs);
+    // A full batch, or a slot freed during the take: there may be more right away.
+    this.schedulePoll(this.pollAgain || (got.length > 0 && got.length === free) ? 0 : this.o.pollMs);
   }
 
   private async deliver(h: HeldEvent): Promise<void> {

@@ -10,6 +10,9 @@ import type { WebhookEvent, WebhookQueue } from '../src/seams/webhooks/types.js'
 import { WebhookMetrics } from '../src/webhooks/metrics.js';
 import { WebhookSender, type WebhookSenderOptions } from '../src/webhooks/sender.js';
 import { generateSecret, verify } from '../src/webhooks/signing.js';
+import { Redis } from 'ioredis';
+import { RedisWebhookQueue } from '../src/seams/webhooks/redis.js';
+import { skipReason, startRedis } from './cluster/redis.js';
 import { until } from './wait.js';
 
 const SECRET = generateSecret();
@@ -271,4 +274,63 @@ t.test('bad options are refused', async (t) => {
   t.throws(() => rig(t, 'ftp://example.com/'), /url must be http/);
   t.throws(() => rig(t, 'http://127.0.0.1/', { concurrency: 0 }), /concurrency must be a positive integer/);
   t.throws(() => rig(t, 'http://127.0.0.1/', { secrets: ['whsec_short'] }), /webhook secret/);
+});
+
+t.test('metrics: the depth gauge reads the queue at scrape time, its last value while the queue is away; dropped()', async (t) => {
+  const registry = new Registry();
+  const metrics = new WebhookMetrics(registry);
+  const inner = new MemoryWebhookQueue('app', { maxDepth: 10, claimIdleMs: 1000 });
+  let down = false;
+  const queue: WebhookQueue = Object.assign(Object.create(inner) as WebhookQueue, {
+    depth: () => (down ? Promise.reject(new Error('Connection is closed.')) : inner.depth()),
+  });
+  metrics.watch('app', queue);
+  const depth = async () => (await registry.getSingleMetric('storywire_webhook_queue_depth')!.get()).values.find((v) => v.labels['destination'] === 'app')?.value;
+  await inner.enqueue(ev());
+  await inner.enqueue(ev());
+  t.equal(await depth(), 2);
+  down = true;
+  await inner.enqueue(ev());
+  t.equal(await depth(), 2, 'the last known value');
+  down = false;
+  t.equal(await depth(), 3);
+  metrics.dropped('app');
+  const text = await registry.metrics();
+  t.match(text, /storywire_webhook_sends_total\{destination="app",outcome="dropped"\} 1/);
+  t.match(text, /storywire_webhook_queue_depth\{destination="app"\} 3/);
+});
+
+t.test('cluster: a node dies with an event in flight; another node sends it, same webhook-id, attempts continued', { skip: skipReason }, async (t) => {
+  const redis = await startRedis(t);
+  const conn = () => {
+    const c = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    c.on('error', () => {});
+    t.teardown(() => c.disconnect());
+    return c;
+  };
+  const [ca, cb] = [conn(), conn()];
+  await until(() => ca.status === 'ready' && cb.status === 'ready', 'the Redis connections');
+  const options = { maxDepth: 10, claimIdleMs: 300 };
+  const qa = new RedisWebhookQueue(ca, (n) => redis.prefix + n, 'node-a', 'app', options);
+  const qb = new RedisWebhookQueue(cb, (n) => redis.prefix + n, 'node-b', 'app', options);
+  t.teardown(() => qb.close());
+  // Node A's first attempt fails (503), its retry hangs: A dies during it.
+  const r = await receiver(t, (req, res, n) => (n === 1 ? answer(503)(req, res) : n === 2 ? undefined : answer(200)(req, res)));
+  const a = rig(t, r.url, { queue: qa, timeoutMs: 2000 });
+  const e = ev();
+  await qa.enqueue(e);
+  a.sender.start();
+  await until(() => r.got.length === 2, "node A's retry");
+  // Node A is gone: it takes and retries nothing more (its request is cut after timeoutMs), renews nothing.
+  const stopped = a.sender.stop();
+  await qa.close();
+  t.equal(await cb.hget(`${redis.prefix}wha:app`, e.id), '1', "A's failed attempt is recorded for the next node");
+  const b = rig(t, r.url, { queue: qb });
+  b.sender.start();
+  await until(async () => (await b.count('storywire_webhook_sends_total', 'sent')) === 1, "node B's delivery");
+  t.same(r.got.map((g) => g.headers['webhook-id']), [e.id, e.id, e.id]);
+  t.equal(await qb.depth(), 0);
+  t.equal(await cb.hlen(`${redis.prefix}wha:app`), 0, 'the attempts record is deleted on ack');
+  await stopped;
+  t.equal(r.got.length, 3, 'node A sent nothing more');
 });

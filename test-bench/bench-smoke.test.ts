@@ -253,10 +253,39 @@ t.test('bench smoke: chat through the publish proxy against chat without a backe
   }
 });
 
+t.test('bench smoke: webhooks, events per second to a local receiver and the cost of push tracking on notify', async (t) => {
+  const args = ['webhooks', '--users', '200', '--batch', '100', '--clients', '20', '--rate', '100', '--seconds', '1', '--push-delay', '200', '--coalesce', '200', '--runs', '1', '--pace', '400'];
+  const { code, stdout, stderr } = await runBench(args, 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.same(out.map((l) => `${l['scenario']}/${l['variant']}`), ['throughput/burst', 'throughput/paced', 'notify-cost/push off', 'notify-cost/push+receipts', 'notify-cost/push, no receipts', 'notify-cost/ratio'], 'one line per part and variant, then the ratios');
+  for (const l of out) {
+    t.match(l, { bench: 'webhooks', ok: true, errors: [] }, `${l['scenario']}/${l['variant']}: ok`);
+    t.match(l['machine'], { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l['variant']}: machine`);
+    t.match(l['server'], { kind: 'storywire', version: /^storywire \d/ }, `${l['variant']}: server`);
+  }
+  const [burst, paced, off, receipts, none, ratio] = out as Record<string, any>[] as [Record<string, any>, Record<string, any>, Record<string, any>, Record<string, any>, Record<string, any>, Record<string, any>];
+  for (const tp of [burst, paced]) {
+    // One event per offline user, each verified sample signed right.
+    t.match(tp, { events: 200, params: { users: 200 } }, `${tp['variant']}: one notification.unread per offline user`);
+    t.ok(tp['signaturesVerified'] > 0 && tp['eventsPerSec'] > 0 && tp['p99Ms'] >= tp['p50Ms'], `${tp['variant']}: signatures verified, a rate and delays`);
+    t.ok(Number.isFinite(tp['serverCpuUsPerEvent']) && tp['serverCpuUsPerEvent'] > 0, `${tp['variant']}: CPU per event`);
+  }
+  t.equal(paced['params']['pace'], 400, 'paced: the pace asked');
+  for (const l of [off, receipts, none]) {
+    t.ok(l['notifications'] > 0 && l['delivered'] === l['notifications'], `${l['variant']}: every notification delivered once`);
+    t.ok(Number.isFinite(l['serverCpuUsPerNotification']) && l['serverCpuUsPerNotification'] > 0, `${l['variant']}: CPU per notification`);
+  }
+  t.match(off, { pushEvents: 0, receiptMessages: 0 }, 'push off: no receipts sent, nothing pushed');
+  t.ok(receipts['receiptMessages'] > 0 && receipts['pushEvents'] === 0, 'push+receipts: receipts sent and nothing pushed');
+  t.ok(none['pushEvents'] > 0 && none['notificationsPushed'] === none['notifications'], 'push, no receipts: every notification pushed');
+  t.ok(ratio['receiptsRatio'] > 0 && ratio['noReceiptsRatio'] > 0, 'the ratios to push off');
+});
+
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0'], ['webhooks', '--push-delay', '50'], ['webhooks', '--rate', 'fast']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs|push-delay|rate)/, `${args.join(' ')}: names the option`);
   }
 });

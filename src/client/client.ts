@@ -9,6 +9,7 @@ import { nextOpen } from './when-open.js';
 import { Connection } from './connection.js';
 import { Emitter } from './emitter.js';
 import { InboxSync } from './inbox.js';
+import { Receipts } from './receipts.js';
 import { Resume } from './resume.js';
 import { Requests, type ServerFrame } from './requests.js';
 import { NotificationStore } from './store.js';
@@ -47,6 +48,7 @@ export class StorywireClient {
   private readonly refresh: TokenRefresh;
   private readonly channelTokens: ChannelTokens;
   private readonly subscriber: Subscriber;
+  private readonly receipts: Receipts | undefined;
 
   constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -86,6 +88,7 @@ export class StorywireClient {
       unsubscribe: (channel) => this.unsubscribe(channel),
       replay: (channel, since) => this.subscriber.replay(channel, since),
     });
+    this.receipts = options.receipts === false ? undefined : new Receipts(this.clock, (text) => this.conn.write(text));
     this.inbox = new InboxSync(this.notifications, request, () => this.isConnected, report, this.clock);
     this.refresh = new TokenRefresh({
       source: options.token,
@@ -348,6 +351,7 @@ export class StorywireClient {
     this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.subscriber.send(topic);
     this.requests.flush();
+    this.receipts?.flush();
     // After the flush: requests queued offline go first. The refill and the reads still waiting are sent now.
     this.inbox.opened(info.limits?.['historySize']);
     this.refresh.opened(token);
@@ -362,7 +366,10 @@ export class StorywireClient {
       // Before duplicates are dropped: a conversation takes a replay it asked for, applied once by message id.
       this.chats.frame(f, this.conn.state.info && `user:${this.conn.state.info.userId}`);
       if (verdict === 'duplicate') return;
-      if (typeof f.epoch === 'string' && typeof f.offset === 'number' && f.topic === `user:${this.conn.state.info?.userId}`) this.inbox.position(f.epoch, f.offset);
+      if (typeof f.epoch === 'string' && typeof f.offset === 'number' && f.topic === `user:${this.conn.state.info?.userId}`) {
+        this.inbox.position(f.epoch, f.offset);
+        if (f.type === 'notification:received') this.receipts?.add(f.epoch, f.offset);
+      }
       const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
         ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }
         : { topic: f.topic, ts: f.ts ?? Date.now() };
@@ -383,6 +390,7 @@ export class StorywireClient {
 
   private lost(): void {
     this.refresh.stop();
+    this.receipts?.lost();
     this.channelTokens.lost();
     this.inbox.lost();
     this.typing.lost();
@@ -392,6 +400,7 @@ export class StorywireClient {
 
   private ended(reason: string): void {
     this.lost();
+    this.receipts?.clear();
     this.requests.rejectAll(`the client closed (${reason})`);
     this.chats.clientClosed(reason);
     this.topics.settleAll((topic) => new StorywireError(ClientErrorCode.CLOSED, `subscribe ${topic}: the client closed (${reason})`, false, false));

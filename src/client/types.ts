@@ -390,6 +390,11 @@ export interface ClientOptions {
   resumeFrom?: Positions;
   /** Ask the server for missed events on reconnect (`?since=`, `subscribe.since`). Default true. */
   resume?: boolean;
+  /**
+   * Acknowledge each notification received (`notifications:received`, batched per 50 ms or 100 offsets), so
+   * that the server's push fallback does not push it to this user's phone. Default true.
+   */
+  receipts?: boolean;
   /** Timers and randomness (tests). */
   clock?: Partial<Clock>;
 }

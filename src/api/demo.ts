@@ -1,11 +1,14 @@
-// The demo page: GET / (HTML), the compiled SDK and page script from dist/, and GET /dev/token in dev mode.
+// The demo page: GET / (HTML), the compiled SDK and page script from dist/, GET /dev/token in dev mode, and with
+// DEV_WEBHOOKS the server's own webhook receiver (/dev/webhooks), whose events the page's webhook log shows.
 import { readFileSync } from 'node:fs';
 import { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import { ID_PATTERN } from '../edge/auth.js';
 import type { Config } from '../config.js';
 import { ErrorCode, errorBody, errorSpec } from '../wire/codes.js';
-import { statusLine } from './http.js';
+import { DEV_WEBHOOK_PATH } from '../webhooks/compose.js';
+import { verify } from '../webhooks/signing.js';
+import { Reply, readBody, statusLine } from './http.js';
 import { demoHtml } from '../demo/page.js';
 import { registerDemoChat } from './demo-chat.js';
 import type { UWS } from '../uws.js';
@@ -24,9 +27,10 @@ function fail(res: UWS.HttpResponse, code: ErrorCode, message: string): void {
   json(res, statusLine(errorSpec(code).status), errorBody(code, message));
 }
 
-/** What the demo routes need of the server: dev mode, and a dev token. */
+/** What the demo routes need of the server: dev mode, a dev token, what the dev webhooks are signed with. */
 export interface DevTokens {
   readonly devMode: boolean;
+  readonly webhookSecrets: readonly string[];
   signDevToken(userId: string, roles?: readonly string[], ttlS?: number, claims?: Record<string, unknown>): Promise<string>;
 }
 
@@ -41,11 +45,72 @@ const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as cons
  * Why a /dev/token request is refused, or undefined when it comes from this machine: a loopback peer (uWS
  * writes IPv6 in full, IPv4-mapped ones included), a loopback Host, no proxy in between.
  */
-export function devTokenRefusal(peer: string, header: (name: string) => string): string | undefined {
-  if (!LOOPBACK.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return 'dev tokens are served to loopback peers only';
-  if (FORWARDING_HEADERS.some((h) => header(h) !== '')) return 'dev tokens are not served through a proxy';
-  if (!LOOPBACK_HOST.test(header('host'))) return 'dev tokens are served to a loopback Host only (localhost, 127.0.0.1, [::1])';
+export function devTokenRefusal(peer: string, header: (name: string) => string, what = 'dev tokens'): string | undefined {
+  if (!LOOPBACK.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')) return `${what} are served to loopback peers only`;
+  if (FORWARDING_HEADERS.some((h) => header(h) !== '')) return `${what} are not served through a proxy`;
+  if (!LOOPBACK_HOST.test(header('host'))) return `${what} are served to a loopback Host only (localhost, 127.0.0.1, [::1])`;
   return undefined;
+}
+
+/** Events the dev receiver keeps (newest first), and the body it reads at most (a push lists 10 notifications). */
+export const DEV_WEBHOOKS_KEPT = 50;
+export const DEV_WEBHOOK_MAX_BYTES = 1024 * 1024;
+
+/** The dev receiver is where events go: dev mode, DEV_WEBHOOKS, and neither URL set (compose.ts's plan). */
+export const devWebhooksServed = (config: Config): boolean =>
+  config.dev && config.devWebhooks && config.webhookUrl === undefined && config.pushWebhookUrl === undefined;
+
+/** One event as the dev receiver got it: the body's fields and the `webhook-id`. */
+interface DevWebhookEvent {
+  id: string;
+  type: string;
+  timestamp: string;
+  data: unknown;
+}
+
+/**
+ * `POST /dev/webhooks`: this server's own events (compose.ts sends them here with DEV_WEBHOOKS), checked as a
+ * receiver would (Standard Webhooks signature, capped body); `GET /dev/webhooks`: the last ones, for the page.
+ * Both from this machine only: the events say who is online and what users were told.
+ */
+function registerDevWebhooks(app: UWS.TemplatedApp, log: Logger, secrets: () => readonly string[]): void {
+  const events: DevWebhookEvent[] = [];
+  const refusal = (res: UWS.HttpResponse, req: UWS.HttpRequest) =>
+    devTokenRefusal(Buffer.from(res.getRemoteAddressAsText()).toString(), (h) => req.getHeader(h), 'dev webhooks');
+  app.post(DEV_WEBHOOK_PATH, (res, req) => {
+    const reply = new Reply(res);
+    const refused = refusal(res, req);
+    if (refused !== undefined) return reply.fail(ErrorCode.FORBIDDEN, refused);
+    // Copied now: uWS's request is gone once this callback returns.
+    const headers: Record<string, string | undefined> = {};
+    for (const h of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) headers[h] = req.getHeader(h) || undefined;
+    readBody(reply, req.getHeader('content-length'), DEV_WEBHOOK_MAX_BYTES).then(
+      (buf) => {
+        const body = buf.toString('utf8');
+        if (!secrets().some((s) => verify(s, headers, body).ok)) return reply.fail(ErrorCode.UNAUTHORIZED, 'the webhook signature does not verify');
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(body);
+        } catch {
+          return reply.fail(ErrorCode.BAD_JSON, 'body is not valid JSON');
+        }
+        const e = parsed as Partial<DevWebhookEvent> | null;
+        if (typeof e !== 'object' || e === null || typeof e.type !== 'string' || typeof e.timestamp !== 'string') return reply.fail(ErrorCode.INVALID_PAYLOAD, 'body must be {type, timestamp, data}');
+        events.unshift({ id: headers['webhook-id'] ?? '', type: e.type, timestamp: e.timestamp, data: e.data });
+        if (events.length > DEV_WEBHOOKS_KEPT) events.length = DEV_WEBHOOKS_KEPT;
+        reply.json(200, {});
+      },
+      (err: unknown) => {
+        log.debug({ err }, 'dev webhooks: body refused');
+        reply.error(err);
+      },
+    );
+  });
+  app.get(DEV_WEBHOOK_PATH, (res, req) => {
+    const refused = refusal(res, req);
+    if (refused !== undefined) return fail(res, ErrorCode.FORBIDDEN, refused);
+    json(res, '200 OK', { events });
+  });
 }
 
 /**
@@ -53,6 +118,9 @@ export function devTokenRefusal(peer: string, header: (name: string) => string):
  * (the routes are registered while the server object is still being built).
  */
 export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger, server: () => DevTokens): void {
+  // Before the page's check: the events go to this receiver with or without the page.
+  const devWebhooks = devWebhooksServed(config);
+  if (devWebhooks) registerDevWebhooks(app, log, () => server().webhookSecrets);
   if (!config.demoPage) return;
   const cache = new Map<string, string>();
 
@@ -83,7 +151,7 @@ export function registerDemo(app: UWS.TemplatedApp, config: Config, log: Logger,
       .writeHeader('cache-control', 'no-store')
       .writeHeader('content-security-policy', CSP)
       .writeHeader('x-content-type-options', 'nosniff')
-      .end(demoHtml({ wsPath: config.wsPath, devMode: server().devMode }));
+      .end(demoHtml({ wsPath: config.wsPath, devMode: server().devMode, devWebhooks }));
   });
   app.get('/client/:file', serve('client', () => true));
   // The SDK takes the wire code tables from the server's own module (it has no Node imports).

@@ -237,6 +237,62 @@ $('ping').addEventListener('click', () => {
   );
 });
 
+// The webhook log (DEV_WEBHOOKS): what the server tells the app's backend and its push sender, as the
+// server's own receiver got it; polled, because a closed app hears it only through these events.
+interface WebhookEntry {
+  id: string;
+  type: string;
+  timestamp: string;
+  data: Record<string, unknown> | null;
+}
+const str = (v: unknown): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : '?');
+
+/** One line per event type; the others show their data. */
+function webhookSummary(e: WebhookEntry): string {
+  const d = e.data ?? {};
+  if (e.type === 'notification.unread') {
+    const listed = Array.isArray(d['notifications']) ? (d['notifications'] as { notification?: { title?: unknown } }[]) : [];
+    const titles = listed.map((n) => str(n.notification?.title)).join(', ');
+    return `push à ${str(d['userId'])} : ${str(d['count'])} non reçue(s) (non lues : ${str(d['unreadCount'])}) — ${titles}`;
+  }
+  if (e.type === 'user.online' || e.type === 'user.offline') return str(d['userId']);
+  const text = JSON.stringify(d);
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+let webhooksSeen = '';
+async function pollWebhooks(): Promise<void> {
+  try {
+    const r = await fetch('/dev/webhooks', { cache: 'no-store' });
+    if (!r.ok) return;
+    const { events } = (await r.json()) as { events: WebhookEntry[] };
+    // Redrawn only when something new came (the list is newest first).
+    if ((events[0]?.id ?? '') === webhooksSeen) return;
+    webhooksSeen = events[0]?.id ?? '';
+    $('webhook-log').replaceChildren(
+      ...events.map((e) => {
+        const item = li('');
+        item.dataset['type'] = e.type;
+        const type = document.createElement('span');
+        type.className = 'type';
+        type.textContent = e.type;
+        const at = document.createElement('span');
+        at.className = 'meta';
+        at.textContent = `${time(Date.parse(e.timestamp))} `;
+        item.append(type, at, webhookSummary(e));
+        return item;
+      }),
+    );
+  } catch {
+    // The server restarts or is gone: the next poll tries again.
+  }
+}
+if (meta('storywire-dev-webhooks') === '1') {
+  $('webhooks').hidden = false;
+  void pollWebhooks();
+  setInterval(() => void pollWebhooks(), 2000);
+}
+
 // Setup: dev mode mints tokens by name (?user=alice connects at once); otherwise a JWT is pasted.
 const params = new URLSearchParams(location.search);
 $('token').hidden = dev;

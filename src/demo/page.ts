@@ -30,13 +30,14 @@ const STYLE = `  :root { --ok: #1a9c4b; --ko: #d93025; --muted: #6b7280; --line:
   .badge[data-count="0"] { background: var(--muted); }
   .person::before { content: "● "; color: var(--muted); } .person.online::before { color: var(--ok); }
   #rtt { font-variant-numeric: tabular-nums; margin-left: .5rem; }
-  #log li { font-size: .8rem; font-family: ui-monospace, monospace; }
+  #log li, #webhook-log li { font-size: .8rem; font-family: ui-monospace, monospace; }
+  #webhook-log .type { font-weight: 600; margin-right: .4rem; }
   #chat-messages li.mine { text-align: right; } #chat-messages li.pending { color: var(--muted); }
   #chat-messages .tick { margin-left: .3rem; } #chat-messages li.read .tick { color: var(--ok); }
   #chat-typing { min-height: 1.2em; font-style: italic; }
 `;
 
-export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
+export function demoHtml(o: { wsPath: string; devMode: boolean; devWebhooks?: boolean }): string {
   return `<!doctype html>
 <html lang="fr">
 <head>
@@ -44,6 +45,7 @@ export function demoHtml(o: { wsPath: string; devMode: boolean }): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="storywire-ws-path" content="${escapeAttr(o.wsPath)}">
 <meta name="storywire-dev" content="${o.devMode ? '1' : '0'}">
+<meta name="storywire-dev-webhooks" content="${o.devWebhooks ? '1' : '0'}">
 <title>storywire · démo</title>
 <style>
 ${STYLE}</style>
@@ -101,6 +103,11 @@ ${STYLE}</style>
   <section class="card">
     <h2>Ping</h2>
     <button id="ping" type="button">Envoyer un ping</button><span id="rtt"></span>
+  </section>
+  <section class="card" id="webhooks" hidden>
+    <h2>Webhooks <small class="meta">(ce que recevrait une app fermée)</small></h2>
+    <p class="hint">Les événements que ce serveur envoie à son propre récepteur (DEV_WEBHOOKS) : ceux d'un backend, et les pushes des notifications qu'aucun appareil n'a reçues.</p>
+    <ol id="webhook-log"></ol>
   </section>
   <section class="card">
     <h2>Journal</h2>

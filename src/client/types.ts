@@ -221,6 +221,8 @@ export interface ConnectedInfo {
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;
+  /** true when the server wants delivery receipts (a push fallback is on); the SDK sends them only then. */
+  receipts?: boolean;
   /** Recoverable topics joined automatically (`user:<me>`), with the position joined at (servers with history). */
   topics?: Record<string, JoinPosition>;
 }

@@ -71,6 +71,8 @@ export class Lifecycle {
         // The personal topic's: what the SDK's inbox can expect the server to keep.
         historySize: d.ctx.channels.namespace('user')?.history?.size ?? config.historySize,
       },
+      // Asked for only where a push destination reads them (section 15).
+      receipts: d.ctx.push !== undefined,
     });
   }
 

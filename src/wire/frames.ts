@@ -80,6 +80,8 @@ export interface ConnectedData {
   heartbeatIntervalMs: number;
   idleTimeoutS: number;
   limits: Record<string, number>;
+  /** Present (true) when the server tracks deliveries for the push fallback: send `notifications:received`. */
+  receipts?: boolean;
   /** Recoverable topics joined automatically, with the position the connection joined at. */
   topics: Record<string, { epoch: string; offset: number; recovered?: boolean; replayed?: number }>;
 }
@@ -96,8 +98,8 @@ export interface TopicPosition {
  * of such a string is a copy between quotes). Same bytes as a serializer would write, at a fraction of
  * the cost on the handshake path (profiled: the schema serializer was ~7 us of a ~90 us handshake).
  */
-export function connectedFrameTemplate(settings: Pick<ConnectedData, 'heartbeatIntervalMs' | 'idleTimeoutS' | 'limits'>): (data: { userId: string; connectionId: string; permissions: readonly string[]; exp: number | undefined }, topic?: string, position?: TopicPosition) => string {
-  const fixed = `"heartbeatIntervalMs":${Math.trunc(settings.heartbeatIntervalMs)},"idleTimeoutS":${Math.trunc(settings.idleTimeoutS)},"limits":${JSON.stringify(settings.limits)}`;
+export function connectedFrameTemplate(settings: Pick<ConnectedData, 'heartbeatIntervalMs' | 'idleTimeoutS' | 'limits' | 'receipts'>): (data: { userId: string; connectionId: string; permissions: readonly string[]; exp: number | undefined }, topic?: string, position?: TopicPosition) => string {
+  const fixed = `"heartbeatIntervalMs":${Math.trunc(settings.heartbeatIntervalMs)},"idleTimeoutS":${Math.trunc(settings.idleTimeoutS)},"limits":${JSON.stringify(settings.limits)}${settings.receipts === true ? ',"receipts":true' : ''}`;
   return (data, topic, position) => {
     const exp = data.exp === undefined ? '' : `"exp":${Math.trunc(data.exp)},`;
     let topics = '{}';

@@ -159,6 +159,7 @@ export const CONNECTED_DATA_SCHEMA: Schema = object(
     heartbeatIntervalMs: count,
     idleTimeoutS: count,
     limits: { type: 'object', additionalProperties: { type: 'integer' } },
+    receipts: { type: 'boolean', const: true },
     topics: { type: 'object', additionalProperties: object(joined, ['epoch', 'offset']) },
   },
   ['userId', 'connectionId', 'permissions', 'heartbeatIntervalMs', 'idleTimeoutS', 'limits', 'topics'],

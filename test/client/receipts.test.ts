@@ -8,6 +8,7 @@ import { Receipts, RECEIPT_BATCH, RECEIPT_DELAY_MS } from '../../src/client/rece
 import type { WebSocketConstructor } from '../../src/client/index.js';
 import { generateSecret, verify } from '../../src/webhooks/signing.js';
 import { startServer, type Harness } from '../helpers.js';
+import { startReceiver } from '../webhook-receiver.js';
 import { WAIT_MS } from '../wait.js';
 import { ManualClock, client, gate, next, note, until } from './util.js';
 
@@ -38,6 +39,13 @@ async function eventually(pred: () => Promise<boolean>, what: string): Promise<v
     if (Date.now() > deadline) throw new Error(`${what} not met within ${WAIT_MS} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A node with a push destination (a receiver that verifies and answers 200): it asks for receipts. */
+async function pushServer(t: Parameters<typeof startServer>[0] & { fail(m: string): void }): Promise<Harness> {
+  const secret = generateSecret();
+  const rx = await startReceiver(t, secret);
+  return startServer(t, {}, { PUSH_WEBHOOK_URL: rx.url, WEBHOOK_SECRET: secret });
 }
 
 async function receiptsIn(h: Harness): Promise<number> {
@@ -90,7 +98,7 @@ t.test('Receipts: one frame per epoch after the delay, at most 100 offsets each,
 });
 
 t.test('live notifications are acknowledged in a few frames, and the server counts them', async (t) => {
-  const h = await startServer(t);
+  const h = await pushServer(t);
   const spy = spied();
   const alice = client(t, { url: h.url, WebSocket: spy.WebSocket, token: await h.token('alice') });
   await alice.whenOpen();
@@ -112,7 +120,7 @@ t.test('live notifications are acknowledged in a few frames, and the server coun
 });
 
 t.test('notifications replayed on resume are acknowledged; receipts: false sends none', async (t) => {
-  const h = await startServer(t);
+  const h = await pushServer(t);
   const spy = spied();
   const away = gate();
   const alice = client(t, {
@@ -150,6 +158,26 @@ t.test('notifications replayed on resume are acknowledged; receipts: false sends
   // Asserting that nothing is sent: a short wait of its own, past the batching delay.
   await new Promise((r) => setTimeout(r, 4 * RECEIPT_DELAY_MS));
   t.same(quiet.receipts, [], 'no receipt with receipts: false');
+});
+
+t.test('a server without a push destination does not ask for receipts (`connected` has no `receipts`): the SDK sends none', async (t) => {
+  const h = await startServer(t);
+  const spy = spied();
+  const alice = client(t, { url: h.url, WebSocket: spy.WebSocket, token: await h.token('alice') });
+  const [info] = await next(alice, 'open');
+  t.notOk('receipts' in info, 'not asked for');
+  const pushing = await pushServer(t);
+  const bob = client(t, { url: pushing.url, WebSocket, token: await pushing.token('bob') });
+  t.equal((await next(bob, 'open'))[0].receipts, true, 'asked for by a node with PUSH_WEBHOOK_URL');
+  // The SDK decides when the frame arrives (before the event handlers run): nothing is even waiting.
+  const waiting = new Promise<number>((resolve) => alice.onNotification(() => resolve((alice as unknown as { receipts: Receipts }).receipts.waiting)));
+  await h.server.sendNotificationToUser('alice', note('n0')).delivered;
+  t.equal(await waiting, 0, 'no receipt kept for a server that did not ask');
+  const later = new Promise<number>((resolve) => bob.onNotification(() => resolve((bob as unknown as { receipts: Receipts }).receipts.waiting)));
+  await pushing.server.sendNotificationToUser('bob', note('b0')).delivered;
+  t.equal(await later, 1, 'one kept for the one that did, until the batch goes');
+  await until(() => spy.receipts.length === 0 && (bob as unknown as { receipts: Receipts }).receipts.waiting === 0, undefined, "bob's receipt sent");
+  t.same(spy.receipts, [], 'none written to the server that did not ask');
 });
 
 t.test('with PUSH_WEBHOOK_URL: a notification an SDK received is not pushed; an offline user\'s is, and so is one to receipts: false', async (t) => {

@@ -5,8 +5,8 @@
 // - enqueue() adds an event at the tail; it resolves false, adding nothing, when `maxDepth` events are
 //   already queued (the caller counts and logs it: never dropped silently).
 // - take(n) hands out up to n events nobody holds, oldest first; the caller now holds them. An event is
-//   held until ack() (sent, or given up: it leaves the queue) or release() (try again later: it stays held
-//   by the caller, who calls take() no more for it and retries it itself).
+//   held until ack() (sent, or given up: it leaves the queue); a failed attempt leaves it held by the
+//   caller, who calls take() no more for it and retries it itself after its back-off.
 // - A held event whose holder stopped renewing it (its node died: cluster) for `claimIdleMs` is handed out
 //   again by take() of another consumer, with `attempts` as recorded by failed() so far.
 // - failed(id) records one failed attempt (persisted in a cluster, so a takeover continues the count) and

@@ -5,6 +5,7 @@ import { RedisBackplane } from '../src/seams/backplane/redis/backplane.js';
 import { MemoryPresence } from '../src/seams/presence/memory.js';
 import type { PresenceStore } from '../src/seams/presence/types.js';
 import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
+import { until } from './wait.js';
 
 type Tap = Test;
 
@@ -13,7 +14,16 @@ interface Impl {
   /** Stores of several nodes that share state (Redis), or independent single nodes (memory). */
   shared: boolean;
   store(t: Tap, nodeId: string): Promise<PresenceStore>;
+  /** A shared store's node killed (no unregister: its lease runs out), with a short lease. */
+  doomed?(t: Tap, nodeId: string): Promise<{ store: PresenceStore; crash(): void }>;
   skip?: string | false;
+}
+
+async function redisNode(t: Tap, id: string, leaseMs: number): Promise<RedisBackplane> {
+  const bp = new RedisBackplane({ url: redis!.url, prefix: redis!.prefix, nodeId: id, leaseMs, graceMs: 200, log: pino({ level: 'silent' }) });
+  t.teardown(() => bp.close());
+  t.ok(await bp.connect(5000), `${id} joins the cluster`);
+  return bp;
 }
 
 let redis: TestRedis | undefined;
@@ -24,10 +34,20 @@ const impls: Impl[] = [
     shared: true,
     skip: skipReason,
     async store(t, id) {
-      const bp = new RedisBackplane({ url: redis!.url, prefix: redis!.prefix, nodeId: id, leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
-      t.teardown(() => bp.close());
-      t.ok(await bp.connect(5000), `${id} joins the cluster`);
-      return bp.stores.presence;
+      return (await redisNode(t, id, 1500)).stores.presence;
+    },
+    async doomed(t, id) {
+      const bp = await redisNode(t, id, 600);
+      return {
+        store: bp.stores.presence,
+        // What a killed process leaves: no unregister, the lease runs out.
+        crash() {
+          for (const timer of (bp as unknown as { timers: NodeJS.Timeout[] }).timers) clearInterval(timer);
+          bp.closing = true;
+          bp.cmd.disconnect();
+          bp.sub.disconnect();
+        },
+      };
     },
   },
 ];
@@ -103,6 +123,29 @@ for (const impl of impls) {
       t.equal(await a.add('u1', 'a-2'), false, 'back on another node within the grace');
       t.equal(await b.settle('u1', 'b-1'), false);
       t.same(await b.online(['u1', 'u9']), ['u1']);
+    });
+
+    // One process has no other node to lose: memory has no such case.
+    if (impl.doomed) t.test('shared: a crashed node\'s connections are reported lost once, by a survivor, with its transitions', async (t) => {
+      const survivors = [await impl.store(t, 's1'), await impl.store(t, 's2')];
+      const lost: [string, { userId: string; connectionId: string }[]][] = [];
+      const offline: string[] = [];
+      for (const s of survivors) {
+        s.onConnectionsLost((node, conns) => lost.push([node, [...conns]]));
+        s.onChange((type, userId) => type === 'user:offline' && offline.push(userId));
+      }
+      const d = await impl.doomed!(t, 'd');
+      await d.store.add('u1', 'd-1');
+      await d.store.add('u1', 'd-2');
+      await d.store.add('u2', 'd-3');
+      await survivors[0]!.add('u2', 's-1');
+      d.crash();
+      await until(() => offline.includes('u1'), 'u1 offline after the lease');
+      t.same(offline, ['u1'], 'u2 still has a connection on a survivor');
+      t.equal(lost.length, 1, 'one report, by the survivor that swept');
+      t.equal(lost[0]![0], 'd');
+      t.same(lost[0]![1].map((c) => `${c.userId}/${c.connectionId}`).sort(), ['u1/d-1', 'u1/d-2', 'u2/d-3']);
+      t.equal(await survivors[1]!.count('u2'), 1);
     });
   });
 }

@@ -117,6 +117,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     online: (userId) => presence.isOnline(userId),
   });
   const presence = new Presence(presenceStore, pubsub, { graceMs: config.presenceGraceMs, broadcast: config.presenceBroadcast, onTransition: presenceHook(hooks.webhooks) }, log);
+  // A dead node's connections, swept by this one: the connection.closed webhooks it could not send.
+  presenceStore.onConnectionsLost((nodeId, connections) => hooks.webhooks.connectionsLost(nodeId, connections));
   const typing = new Typing(pubsub, config.typingTimeoutMs);
   const inbox = new Inbox(history, readState, pubsub, { historySize: channels.namespace('user')?.history?.size ?? config.historySize, userShare: userShareOf(config), cacheBytes: config.inboxCacheBytes, onRead: hooks.push?.read.bind(hooks.push) });
   const channelPresence = new ChannelPresence(channelPresenceStore, config.maxPresenceMembers, log);

@@ -25,7 +25,7 @@ export class Webhooks {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    /** Named in the connection events (a node that dies sends no `connection.closed`: the backend can tell whose). */
+    /** Named in the connection events (a dead node's `connection.closed` names it, sent by the node that swept it). */
     private readonly nodeId: string,
     private readonly destinations: readonly Destination[],
     private readonly counter: DropCounter,
@@ -50,6 +50,13 @@ export class Webhooks {
   /** `connection.opened` / `connection.closed`, with this node's id. */
   connection(type: 'connection.opened' | 'connection.closed', data: { userId: string; connectionId: string; code?: number }): void {
     if (this.wanted.has(type)) this.emit(type, { ...data, nodeId: this.nodeId });
+  }
+
+  /** The connections of a dead node, swept by this one: `connection.closed` with 1006 and the dead node's id. */
+  connectionsLost(nodeId: string, connections: readonly { readonly userId: string; readonly connectionId: string }[]): void {
+    if (!this.wanted.has('connection.closed')) return;
+    const at = Date.now();
+    for (const c of connections) this.emit('connection.closed', { userId: c.userId, connectionId: c.connectionId, nodeId, code: 1006 }, at);
   }
 
   private offer(queue: WebhookQueue, event: WebhookEvent): void {

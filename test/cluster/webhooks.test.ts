@@ -169,7 +169,7 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
       NODE_LEASE_MS: '1500',
       PRESENCE_GRACE_MS: '300',
       WEBHOOK_URL: c.app.url,
-      WEBHOOK_EVENTS: 'user.online,user.offline',
+      WEBHOOK_EVENTS: 'user.online,user.offline,connection.opened,connection.closed',
       WEBHOOK_SECRET: c.secret,
       WEBHOOK_CLAIM_IDLE_MS: String(CLAIM_IDLE_MS),
       WEBHOOK_TIMEOUT_MS: '60000',
@@ -207,7 +207,12 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
   t.match(held, { type: 'user.online', data: { userId: 'bob' } });
 
   // A survivor joins, then the holder dies with the event unacknowledged.
-  const [survivor] = await startNodes(t, c.redis, 1, { ...webhookConfig(c), webhookClaimIdleMs: CLAIM_IDLE_MS, presenceGraceMs: 300, nodeLeaseMs: 1500 });
+  const [survivor] = await startNodes(t, c.redis, 1, {
+    ...webhookConfig(c, { webhookEvents: ['user.online', 'user.offline', 'connection.opened', 'connection.closed'] }),
+    webhookClaimIdleMs: CLAIM_IDLE_MS,
+    presenceGraceMs: 300,
+    nodeLeaseMs: 1500,
+  });
   const watcher = await survivor!.connect('watcher');
   t.equal((await watcher.request('subscribe', { topic: 'presence:bob' })).type, 'ack');
   const killedAt = Date.now();
@@ -225,5 +230,11 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
   t.equal(c.app.requests.filter((d) => d.id === held.id).length, 2, 'two attempts of the held event: the lost one and the survivor\'s');
   t.equal(count(c.app, 'user.online', 'bob'), 1, 'delivered once');
   t.equal(count(c.app, 'user.offline', 'bob'), 1, 'one user.offline for the dead node\'s user');
+  // The dead node could not say its connection closed: the node that swept it does, once, in its name.
+  const opened = c.app.delivered('connection.opened').filter((d) => d.data.userId === 'bob');
+  const closed = c.app.delivered('connection.closed').filter((d) => d.data.userId === 'bob');
+  t.equal(opened.length, 1, "bob's connection opened once");
+  t.match(opened[0]?.data, { nodeId: 'doomed' });
+  t.same(closed.map((d) => d.data), [{ userId: 'bob', connectionId: opened[0]?.data.connectionId, nodeId: 'doomed', code: 1006 }], 'its connection.closed, sent by the survivor: 1006, the dead node named');
   t.same(c.app.bad, [], 'every request verified');
 });

@@ -54,4 +54,7 @@ export class MemoryPresence implements PresenceStore {
 
   /** One process sees every transition as it happens: nothing to report afterwards. */
   onChange(): void {}
+
+  /** No other node whose connections could be lost. */
+  onConnectionsLost(): void {}
 }

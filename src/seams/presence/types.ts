@@ -12,10 +12,15 @@
 // - Transitions the store finds by itself (the connections of a crashed node removed by a surviving node,
 //   a leave whose node died before settling it, a user re-registered after an outage) are reported once,
 //   cluster-wide, through onChange; the node that receives them emits the events.
+// - The connections of a crashed node, removed by a surviving node, are reported once, cluster-wide, through
+//   onConnectionsLost (the `connection.closed` webhooks its node could not send). In one process: never.
 // - add() and remove() never fail because the store is down: the change is applied when it is back.
 //   online() and count() reject then (the caller answers UNAVAILABLE).
 
 export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
+
+/** The connections a dead node left, removed from presence by the node that swept it. */
+export type ConnectionsLost = (nodeId: string, connections: readonly { readonly userId: string; readonly connectionId: string }[]) => void;
 
 export interface PresenceStore {
   /** add() and remove() answer at once when the store is in this process (memory). */
@@ -27,4 +32,5 @@ export interface PresenceStore {
   /** Open connections of one user, on every node. */
   count(userId: string): Promise<number>;
   onChange(handler: PresenceChange): void;
+  onConnectionsLost(handler: ConnectionsLost): void;
 }

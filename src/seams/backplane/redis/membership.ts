@@ -213,6 +213,7 @@ export class Membership {
       const gone = await sc(cmd).SWEEP(scriptKeys.length, ...scriptKeys, ...flat);
       if (gone === -1) return;
       removed += flat.length / 2;
+      this.presence.connectionsLost(node, flat);
       for (const userId of gone as string[]) {
         offline.push(userId);
         this.presence.changed('user:offline', userId);

@@ -2,7 +2,7 @@
 // with the membership (membership.ts): its registrations are re-made by each re-registration and the
 // connections of a dead node removed by the sweep.
 import type { Redis } from 'ioredis';
-import type { PresenceChange, PresenceStore } from '../../presence/types.js';
+import type { ConnectionsLost, PresenceChange, PresenceStore } from '../../presence/types.js';
 import type { RedisKeys } from './keys.js';
 import { sc, unavailable } from './scripts.js';
 
@@ -24,6 +24,7 @@ export class RedisPresence implements PresenceStore {
   private readonly inflight = new Set<Promise<unknown>>();
   private changesWhileDown = 0;
   private handler: PresenceChange = () => {};
+  private lostHandler: ConnectionsLost = () => {};
 
   constructor(
     private readonly bp: PresenceNode,
@@ -38,6 +39,17 @@ export class RedisPresence implements PresenceStore {
 
   changed(type: 'user:online' | 'user:offline', userId: string): void {
     this.handler(type, userId);
+  }
+
+  onConnectionsLost(handler: ConnectionsLost): void {
+    this.lostHandler = handler;
+  }
+
+  /** The sweep removed these connections of a dead node (`flat`: connection id, user id, ...). */
+  connectionsLost(nodeId: string, flat: readonly string[]): void {
+    const connections: { userId: string; connectionId: string }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) connections.push({ connectionId: flat[i]!, userId: flat[i + 1]! });
+    this.lostHandler(nodeId, connections);
   }
 
   private keys(userId: string): string[] {

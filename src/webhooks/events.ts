@@ -3,6 +3,7 @@
 // one that is full, or a buffer that is, drops them logged and counted, never silently.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { CloseCode } from '../wire/codes.js';
 import type { WebhookEvent, WebhookQueue } from '../seams/webhooks/types.js';
 import type { WebhookEventType } from './options.js';
 
@@ -56,7 +57,7 @@ export class Webhooks {
   connectionsLost(nodeId: string, connections: readonly { readonly userId: string; readonly connectionId: string }[]): void {
     if (!this.wanted.has('connection.closed')) return;
     const at = Date.now();
-    for (const c of connections) this.emit('connection.closed', { userId: c.userId, connectionId: c.connectionId, nodeId, code: 1006 }, at);
+    for (const c of connections) this.emit('connection.closed', { userId: c.userId, connectionId: c.connectionId, nodeId, code: CloseCode.ABNORMAL }, at);
   }
 
   private offer(queue: WebhookQueue, event: WebhookEvent): void {

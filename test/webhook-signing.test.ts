@@ -1,4 +1,6 @@
 // Standard Webhooks signatures (src/webhooks/signing.ts): the spec's published vector, and what verify() refuses.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { Signer, generateSecret, secretKey, sign, verify } from '../src/webhooks/signing.js';
 
@@ -56,4 +58,24 @@ t.test('secrets', async (t) => {
   t.throws(() => secretKey('whsec_not base64!'), /expected whsec_ followed by base64/);
   t.throws(() => secretKey('whsec_c2hvcnQ='), /5 bytes, at least 24/);
   t.throws(() => secretKey(''), /webhook secret/);
+});
+
+t.test("protocol.md's Node verify() snippet accepts what storywire signs and refuses the rest", async (t) => {
+  const doc = readFileSync(new URL('../protocol.md', import.meta.url), 'utf8');
+  const block = /Verifying it in Node[^\n]*\n\n```js\n([\s\S]*?)\n```/.exec(doc);
+  t.ok(block, 'the snippet is in protocol.md');
+  // The snippet as a reader pastes it: its one import replaced by the same functions.
+  const source = block![1]!.replace("import { createHmac, timingSafeEqual } from 'node:crypto';", '');
+  const docVerify = new Function('createHmac', 'timingSafeEqual', `${source}\nreturn verify;`)(createHmac, timingSafeEqual) as (secret: string, h: Record<string, string>, body: string) => boolean;
+  const now = Math.floor(Date.now() / 1000);
+  const a = generateSecret();
+  const b = generateSecret();
+  const body = '{"type":"user.online","timestamp":"2026-12-02T10:00:00.000Z","data":{"userId":"bob"}}';
+  const signed = (secrets: string[], ts = now) => headers(secrets.map((s) => sign(s, ID, ts, body)).join(' '), ID, ts);
+  t.equal(docVerify(a, signed([a]), body), true, 'a signature of storywire');
+  t.equal(docVerify(b, signed([a, b]), body), true, 'rotation: the second of two signatures');
+  t.equal(docVerify(b, signed([a]), body), false, 'another secret');
+  t.equal(docVerify(a, signed([a]), body.replace('bob', 'eve')), false, 'a changed body');
+  t.equal(docVerify(a, signed([a], now - 600), body), false, 'a timestamp 10 minutes old');
+  t.equal(verify(a, signed([a]), body).ok, true, 'and verify() agrees');
 });

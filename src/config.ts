@@ -96,6 +96,10 @@ export interface Config extends WebhookConfig {
   readonly inboxCacheBytes: number;
   readonly demoPage: boolean;
   readonly redisUrl: string | undefined;
+  /** REDIS_SENTINELS: `host:port` of each sentinel (cluster mode through Sentinel, instead of REDIS_URL). */
+  readonly redisSentinels: readonly string[] | undefined;
+  readonly redisSentinelName: string | undefined;
+  readonly redisPassword: string | undefined;
   readonly redisPrefix: string;
   readonly nodeId: string | undefined;
   readonly nodeLeaseMs: number;
@@ -193,6 +197,9 @@ export const OPTIONS: readonly Option<keyof Config>[] = [
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, doc: 'Hard limit for a graceful shutdown; past it the process exits 1.' },
   { key: 'demoPage', env: 'DEMO_PAGE', kind: 'bool', default: undefined, doc: 'Serve the demo page at `/` and the browser SDK at `/client/*.js` (default: on in dev mode, off otherwise); in dev mode without a JWT key also `GET /dev/token?user=<name>` (loopback peers only).' },
   { key: 'redisUrl', env: 'REDIS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: `redis://[:password@]host:port[/db]` (or `rediss://`) of a Redis 7 primary shared by every node. Unset: one node, everything in memory.' },
+  { key: 'redisSentinels', env: 'REDIS_SENTINELS', kind: 'list', default: undefined, doc: 'Cluster mode through Redis Sentinel, instead of REDIS_URL: the sentinels, `host:port` comma separated. The nodes use the primary the sentinels name REDIS_SENTINEL_NAME, and the new one after a failover (protocol.md section 11 says what a failover may lose and how clients are told).' },
+  { key: 'redisSentinelName', env: 'REDIS_SENTINEL_NAME', kind: 'string', default: undefined, doc: 'With REDIS_SENTINELS (required): the name of the primary the sentinels monitor (`sentinel monitor <name> ...`).' },
+  { key: 'redisPassword', env: 'REDIS_PASSWORD', kind: 'string', default: undefined, doc: 'With REDIS_SENTINELS: the password of the primary and its replicas (with REDIS_URL it is in the URL).' },
   { key: 'redisPrefix', env: 'REDIS_PREFIX', kind: 'string', default: 'storywire:', doc: 'Prefix of every Redis key and channel, so that several deployments can share one Redis.' },
   { key: 'nodeId', env: 'NODE_ID', kind: 'string', default: undefined, doc: 'This node\'s id in the cluster (`[A-Za-z0-9_.-]`, at most 64); unset: random at each start. Two live nodes must never share one.' },
   { key: 'nodeLeaseMs', env: 'NODE_LEASE_MS', kind: 'int', default: 10000, min: 500, max: 600000, doc: 'Cluster mode: lease of a node in Redis, renewed every third of it. The users of a node that dies without cleaning up are offline within this plus a fifth of it (at most 2 s).' },
@@ -314,7 +321,7 @@ export function loadConfig(
   // MAX_CONNECTIONS follows the open-files limit when unset, and must fit under it when set (createServer
   // checks it again once CHANNELS_FILE's proxies, whose sockets count too, are known).
   const openFiles: OpenFiles = Object.freeze({ limit: openFilesLimit(), derived: out['maxConnections'] === undefined });
-  const budget = connectionBudget(out['maxConnections'] as number | undefined, descriptorReserve(out['redisUrl'] !== undefined), openFiles.limit);
+  const budget = connectionBudget(out['maxConnections'] as number | undefined, descriptorReserve(out['redisUrl'] !== undefined || out['redisSentinels'] !== undefined), openFiles.limit);
   if (budget.problem !== undefined) problems.push(budget.problem);
   else out['maxConnections'] = budget.maxConnections;
   out['openFiles'] = openFiles;
@@ -341,6 +348,7 @@ export function loadConfig(
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
   if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
   if (cfg.redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(cfg.redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+  problems.push(...sentinelProblems(cfg));
   if (cfg.nodeId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.nodeId)) problems.push(`NODE_ID must be 1-64 characters of [A-Za-z0-9_.-], got "${cfg.nodeId}"`);
   if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
   if (cfg.notifyPolicy === 'proxy' && cfg.notifyProxy === undefined) problems.push('NOTIFY_POLICY=proxy needs NOTIFY_PROXY (the name of a proxy of CHANNELS_FILE)');
@@ -367,4 +375,25 @@ export function configTable(): string {
     return `| \`${o.env}\` | \`--${o.flag ?? o.env.toLowerCase().replaceAll('_', '-')}\` | ${def} | ${o.doc.replaceAll('|', '\\|')} |`;
   });
   return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/** `host:port` of a sentinel, or undefined. */
+export function sentinelAddress(s: string): { host: string; port: number } | undefined {
+  const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : 0;
+  return m && port >= 1 && port <= 65535 ? { host: m[1]!.replace(/^\[|\]$/g, ''), port } : undefined;
+}
+
+function sentinelProblems(cfg: Config): string[] {
+  const problems: string[] = [];
+  if (cfg.redisSentinels === undefined) {
+    if (cfg.redisSentinelName !== undefined) problems.push('REDIS_SENTINEL_NAME needs REDIS_SENTINELS');
+    if (cfg.redisPassword !== undefined) problems.push('REDIS_PASSWORD is for REDIS_SENTINELS; with REDIS_URL the password is in the URL');
+    return problems;
+  }
+  if (cfg.redisUrl !== undefined) problems.push('set only one of REDIS_URL and REDIS_SENTINELS');
+  if (cfg.redisSentinels.length === 0) problems.push('REDIS_SENTINELS must list at least one sentinel');
+  for (const s of cfg.redisSentinels) if (sentinelAddress(s) === undefined) problems.push(`REDIS_SENTINELS: each sentinel is host:port, got "${s}"`);
+  if (cfg.redisSentinelName === undefined || !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.redisSentinelName)) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the monitored primary\'s name (1-64 characters of [A-Za-z0-9_.-])');
+  return problems;
 }

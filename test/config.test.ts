@@ -1,6 +1,6 @@
 // Configuration: defaults, env and flags, one error naming every bad variable.
 import t from 'tap';
-import { ConfigError, OPTIONS, flagsToEnv, loadConfig } from '../src/config.js';
+import { ConfigError, OPTIONS, flagsToEnv, loadConfig, sentinelAddress } from '../src/config.js';
 
 const KEY = { JWT_SECRET: 'x'.repeat(32) };
 
@@ -73,4 +73,22 @@ t.test('cluster options: REDIS_URL, NODE_ID, NODE_LEASE_MS, REDIS_PREFIX', async
   t.throws(() => loadConfig({ NODE_ID: 'has space' }), /NODE_ID must be/);
   t.throws(() => loadConfig({ NODE_LEASE_MS: '100' }), /NODE_LEASE_MS must be between/);
   t.throws(() => loadConfig({ REDIS_PREFIX: 'a b' }), /REDIS_PREFIX must be/);
+});
+
+t.test('Sentinel options: REDIS_SENTINELS with REDIS_SENTINEL_NAME (and REDIS_PASSWORD), instead of REDIS_URL', async (t) => {
+  t.match(loadConfig({ ...KEY, REDIS_SENTINELS: '10.0.0.5:26379, sentinel-2:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'storywire', REDIS_PASSWORD: 'pw' }), {
+    redisUrl: undefined,
+    redisSentinels: ['10.0.0.5:26379', 'sentinel-2:26379', '[::1]:26380'],
+    redisSentinelName: 'storywire',
+    redisPassword: 'pw',
+  });
+  t.same(sentinelAddress('[::1]:26380'), { host: '::1', port: 26380 });
+  t.same(sentinelAddress('sentinel-2:26379'), { host: 'sentinel-2', port: 26379 });
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379' }), /REDIS_SENTINELS needs REDIS_SENTINEL_NAME/, 'the name is required: no default primary');
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'm', REDIS_URL: 'redis://a:6379' }), /set only one of REDIS_URL and REDIS_SENTINELS/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a', REDIS_SENTINEL_NAME: 'm' }), /each sentinel is host:port, got "a"/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:0', REDIS_SENTINEL_NAME: 'm' }), /each sentinel is host:port, got "a:0"/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'has space' }), /REDIS_SENTINEL_NAME/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_SENTINEL_NAME: 'm' }), /REDIS_SENTINEL_NAME needs REDIS_SENTINELS/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_URL: 'redis://a:6379', REDIS_PASSWORD: 'pw' }), /REDIS_PASSWORD is for REDIS_SENTINELS/);
 });

@@ -1,7 +1,7 @@
 // Cluster test support: a throwaway redis-server per suite (random port, killed by PID) and in-process nodes.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
@@ -118,10 +118,10 @@ export interface Node extends Harness {
 }
 
 /** A node in this process, on the shared Redis, registered in the cluster before it listens. */
-export async function startNode(t: Tap, redis: TestRedis, overrides: Partial<Config> = {}): Promise<Node> {
+export async function startNode(t: Tap, redis: TestRedis | TestSentinel, overrides: Partial<Config> = {}): Promise<Node> {
   const nodeId = `n${randomBytes(3).toString('hex')}`;
   const backplane = new RedisBackplane({
-    url: redis.url,
+    ...('url' in redis ? { url: redis.url } : { sentinel: redis.sentinel }),
     prefix: redis.prefix,
     nodeId,
     leaseMs: overrides.nodeLeaseMs ?? 1500,
@@ -132,14 +132,14 @@ export async function startNode(t: Tap, redis: TestRedis, overrides: Partial<Con
       // NOTIFY_USER_SHARE of HISTORY_SIZE, as production's (seams/backplane/index.ts).
       userSize: Math.floor(((overrides.historySize ?? 50) * (overrides.notifyUserShare ?? 50)) / 100),
     },
-    log: pino({ level: 'silent' }),
+    log: pino({ level: process.env['TEST_LOG'] ?? 'silent' }),
   });
   if (!(await backplane.connect(5000))) throw new Error('node did not join the cluster');
   const h = await startServer(t, { nodeLeaseMs: 1500, ...overrides }, { API_KEY: API_KEY }, { backplane });
   return Object.assign(h, { backplane });
 }
 
-export async function startNodes(t: Tap, redis: TestRedis, n: number, overrides: Partial<Config> = {}): Promise<Node[]> {
+export async function startNodes(t: Tap, redis: TestRedis | TestSentinel, n: number, overrides: Partial<Config> = {}): Promise<Node[]> {
   const nodes: Node[] = [];
   for (let i = 0; i < n; i++) nodes.push(await startNode(t, redis, overrides));
   return nodes;
@@ -157,3 +157,96 @@ export async function api(node: Harness, method: 'GET' | 'POST', path: string, b
 }
 
 export { until };
+
+export interface TestSentinel {
+  /** The RedisBackplane / REDIS_SENTINELS view of it. */
+  sentinel: { sentinels: { host: string; port: number }[]; name: string };
+  prefix: string;
+  /** The port of the primary now (as the sentinel names it). */
+  primaryPort(): Promise<number>;
+  /** SIGKILLs the primary; resolves with the new primary's port once the sentinel has promoted the replica. */
+  failover(): Promise<number>;
+}
+
+/** One sentinel command over a short-lived connection (RESP), resolved with the raw reply. */
+function sentinelCommand(port: number, ...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let out = '';
+    sock.on('data', (d) => {
+      out += d.toString();
+      // A reply to these commands is complete once it ends with CRLF and its arrays are filled: good enough
+      // for the two small replies read here (a bulk array of two, or an integer/simple string).
+      if (/\r\n$/.test(out) && (!out.startsWith('*') || out.split('\r\n').length >= 1 + 2 * Number(out.slice(1, out.indexOf('\r\n'))))) {
+        sock.destroy();
+        resolve(out);
+      }
+    });
+    sock.once('connect', () => sock.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    sock.once('error', reject);
+  });
+}
+
+/**
+ * Redis with Sentinel on loopback for a suite: a primary, a replica of it, and one sentinel (quorum 1,
+ * down-after 1000 ms), each on a free port, killed by PID when the suite ends.
+ */
+export async function startSentinel(t: Tap): Promise<TestSentinel> {
+  const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
+  const name = 'swmaster';
+  const [p, r, s] = [await freePort(), await freePort(), await freePort()];
+  const dir = mkdtempSync(join(tmpdir(), 'sw-sentinel-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const children = new Map<number, ChildProcess>();
+  const spawnRedis = async (port: number, args: string[]) => {
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
+    children.set(port, child);
+    await until(() => accepts(port), 5000, `redis on port ${port}`);
+  };
+  t.teardown(async () => {
+    for (const c of children.values()) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      const exited = new Promise((res) => c.once('exit', res));
+      c.kill('SIGKILL');
+      await exited;
+    }
+  });
+  // A directory each; the primary sends its first full sync at once (Redis waits 5 s for more replicas by default).
+  const base = (port: number) => {
+    const own = join(dir, String(port));
+    mkdirSync(own);
+    return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', own, '--repl-diskless-sync-delay', '0'];
+  };
+  await spawnRedis(p, base(p));
+  await spawnRedis(r, [...base(r), '--replicaof', '127.0.0.1', String(p)]);
+  // In sync before anything is written: a failover then loses nothing but what is in flight.
+  await until(async () => (await sentinelCommand(r, 'INFO', 'replication')).includes('master_link_status:up'), 0, 'the replica in sync');
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, [`port ${s}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${p} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`, ''].join('\n'));
+  await spawnRedis(s, [conf, '--sentinel']);
+  const primaryPort = async () => {
+    const reply = await sentinelCommand(s, 'SENTINEL', 'get-master-addr-by-name', name);
+    return Number(reply.split('\r\n')[4]);
+  };
+  // The sentinel learns of the replica from the primary's INFO; a failover needs it (and the replica in sync).
+  await until(async () => (await sentinelCommand(s, 'SENTINEL', 'replicas', name)).startsWith('*1'), 0, 'the sentinel to know the replica');
+  return {
+    sentinel: { sentinels: [{ host: '127.0.0.1', port: s }], name },
+    prefix,
+    primaryPort,
+    async failover() {
+      const old = await primaryPort();
+      const c = children.get(old)!;
+      const exited = new Promise((res) => c.once('exit', res));
+      c.kill('SIGKILL');
+      await exited;
+      let now = old;
+      await until(async () => {
+        now = await primaryPort();
+        return now !== old;
+      }, 0, 'the sentinel to promote the replica');
+      await until(() => accepts(now), 0, 'the new primary');
+      return now;
+    },
+  };
+}

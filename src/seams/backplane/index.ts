@@ -1,9 +1,9 @@
-// Chooses the backplane from the configuration: Redis when REDIS_URL is set, memory otherwise.
+// Chooses the backplane from the configuration: Redis when REDIS_URL (or REDIS_SENTINELS) is set, memory otherwise.
 // The Redis backplane (and ioredis) is imported only when it is chosen: loading it costs a memory-mode
 // server ~60 ms of start-up and about 4 MiB of surviving heap, which makes V8 double its young generation.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { userShareOf, type Config } from '../../config.js';
+import { sentinelAddress, userShareOf, type Config } from '../../config.js';
 import type { RedisHistoryOptions } from '../history/redis.js';
 import { MemoryBackplane } from './memory.js';
 import type { Backplane } from './types.js';
@@ -17,10 +17,13 @@ import type { Backplane } from './types.js';
  */
 export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000, historyLimits?: RedisHistoryOptions['perTopic']): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
-  if (config.redisUrl === undefined) return new MemoryBackplane(nodeId);
+  if (config.redisUrl === undefined && config.redisSentinels === undefined) return new MemoryBackplane(nodeId);
   const { RedisBackplane } = await import('./redis/backplane.js');
+  const sentinels = config.redisSentinels?.map((s) => sentinelAddress(s)!);
   const backplane = new RedisBackplane({
-    url: config.redisUrl,
+    ...(sentinels === undefined
+      ? { url: config.redisUrl! }
+      : { sentinel: { sentinels, name: config.redisSentinelName!, ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }) } }),
     prefix: config.redisPrefix,
     nodeId,
     leaseMs: config.nodeLeaseMs,

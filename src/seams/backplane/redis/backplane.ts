@@ -25,8 +25,19 @@ import { RedisPresence } from './presence.js';
 import { SCRIPTS } from './scripts.js';
 import { clusterNodes, userConnections } from './view.js';
 
+/** Redis Sentinel: the primary the sentinels name, found again after a failover. */
+export interface SentinelOptions {
+  sentinels: readonly { host: string; port: number }[];
+  /** The monitored primary's name. */
+  name: string;
+  /** The primary's (and replicas') password. */
+  password?: string;
+}
+
 export interface RedisBackplaneOptions {
-  url: string;
+  /** One primary (REDIS_URL); or, instead, `sentinel`. */
+  url?: string;
+  sentinel?: SentinelOptions;
   nodeId: string;
   /** Key and channel prefix, so that several deployments can share one Redis. */
   prefix: string;
@@ -41,6 +52,40 @@ export interface RedisBackplaneOptions {
   history?: RedisHistoryOptions;
   /** IDEMPOTENCY_TTL_S: how long a publish's Idempotency-Key is remembered. */
   idempotencyMs?: number;
+}
+
+/**
+ * A client of the one primary: REDIS_URL's, or the one the sentinels name (asked again on every reconnect, and
+ * dropped as soon as the sentinels announce a failover, so that no write goes to a demoted primary).
+ */
+function connectTo(options: RedisBackplaneOptions, timeoutMs: number, connectionName: string): Redis {
+  const common = {
+    // Never queue a command while disconnected, never resend one after a reconnect: a publish either
+    // goes out now or its caller is told it failed (a resent one could be delivered twice).
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    autoResubscribe: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
+    retryStrategy: (times: number) => Math.min(100 * times, 1000) + Math.floor(Math.random() * 100),
+    lazyConnect: true,
+    connectionName,
+  } satisfies RedisOptions;
+  const s = options.sentinel;
+  if (s === undefined) {
+    if (options.url === undefined) throw new Error('RedisBackplane: url or sentinel is required');
+    return new Redis(options.url, common);
+  }
+  return new Redis({
+    ...common,
+    sentinels: s.sentinels.map(({ host, port }) => ({ host, port })),
+    name: s.name,
+    role: 'master',
+    failoverDetector: true,
+    sentinelRetryStrategy: (times: number) => Math.min(100 * times, 1000),
+    ...(s.password === undefined ? {} : { password: s.password }),
+  });
 }
 
 export class RedisBackplane implements ClusterBackplane, Link {
@@ -65,20 +110,8 @@ export class RedisBackplane implements ClusterBackplane, Link {
     this.keys = new RedisKeys(options.prefix);
     this.log = options.log.child({ backplane: 'redis', nodeId: options.nodeId });
     this.timeoutMs = options.commandTimeoutMs ?? 2000;
-    const common = {
-      // Never queue a command while disconnected, never resend one after a reconnect: a publish either
-      // goes out now or its caller is told it failed (a resent one could be delivered twice).
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      autoResubscribe: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: this.timeoutMs,
-      connectTimeout: this.timeoutMs,
-      retryStrategy: (times: number) => Math.min(100 * times, 1000) + Math.floor(Math.random() * 100),
-      lazyConnect: true,
-    } satisfies RedisOptions;
-    this.cmd = new Redis(options.url, { ...common, connectionName: `storywire-${this.nodeId}` });
-    this.sub = new Redis(options.url, { ...common, connectionName: `storywire-${this.nodeId}-sub` });
+    this.cmd = connectTo(options, this.timeoutMs, `storywire-${this.nodeId}`);
+    this.sub = connectTo(options, this.timeoutMs, `storywire-${this.nodeId}-sub`);
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
     const history = new RedisHistory(this.cmd, (name: string) => this.keys.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
     const presence = new RedisPresence(this, this.cmd, this.keys, options.graceMs);

@@ -1,0 +1,101 @@
+// Cluster mode through Redis Sentinel (issue #18, its Sentinel part): a primary, its replica and a sentinel on
+// loopback; the nodes find the primary through the sentinel, and the new one after a failover.
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import { client } from '../client/util.js';
+import { Client, SECRET, sign } from '../helpers.js';
+import { WAIT_MS } from '../wait.js';
+import { API_KEY, api, skipReason, startNodes, startSentinel, until } from './redis.js';
+
+t.test('two nodes through Sentinel: a notification crosses nodes, presence is shared', { skip: skipReason }, async (t) => {
+  const rs = await startSentinel(t);
+  const [a, b] = await startNodes(t, rs, 2, { presenceGraceMs: 200 });
+  const bob = await b!.connect('bob');
+  await bob.type('connected');
+  const r = await api(a!, 'POST', '/v1/notifications', { userId: 'bob', notification: { title: 'Nouveau follower', message: 'via A' } });
+  t.equal(r.status, 200);
+  t.match((await bob.next((f) => f.type === 'notification:received')).data, { title: 'Nouveau follower' });
+  t.same((await api(a!, 'GET', '/v1/presence?userIds=bob,carol')).body.online, ['bob'], "node A sees bob, who is on B");
+});
+
+t.test('a failover: the nodes follow the promoted replica; a publish is 200 only when delivered, 503 while there is no primary', { skip: skipReason }, async (t) => {
+  const rs = await startSentinel(t);
+  const before = await rs.primaryPort();
+  const [a, b] = await startNodes(t, rs, 2, { presenceGraceMs: 200 });
+  // Bob's app (the SDK) on B: it resumes by itself after any cut.
+  const bob = client(t, { url: b!.url, token: await b!.token('bob'), reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+  const received = new Set<string>();
+  let resyncs = 0;
+  bob.onNotification((n) => received.add(n.title));
+  bob.on('resync', (info) => {
+    if (info.topic === 'user:bob') resyncs++;
+  });
+  await bob.whenOpen();
+
+  const acked: string[] = [];
+  const statuses = new Map<number, number>();
+  let failedOver = false;
+  let ackedAfter = 0;
+  let n = 0;
+  const deadline = Date.now() + 3 * WAIT_MS;
+  const publishing = (async () => {
+    // Bounded by count and time; a 503 is retried after a short pause (pacing, not a wait for an event).
+    while (n < 5000 && Date.now() < deadline && ackedAfter < 20) {
+      const title = `n${++n}`;
+      const res = await fetch(`http://127.0.0.1:${a!.port}/v1/notifications`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ userId: 'bob', notification: { title, message: 'm' } }),
+      }).catch(() => undefined);
+      const status = res?.status ?? 0;
+      await res?.text();
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (status === 200) {
+        acked.push(title);
+        if (failedOver) ackedAfter++;
+      } else await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  await until(() => acked.length >= 20, 0, 'twenty acked before the failover');
+  const after = await rs.failover();
+  failedOver = true;
+  t.not(after, before, 'the replica was promoted');
+  await publishing;
+  t.ok(ackedAfter >= 20, `publishes answered 200 again after the failover (${ackedAfter})`);
+  t.same([...statuses.keys()].filter((s) => s !== 200 && s !== 503), [], `only 200 and 503 (${JSON.stringify([...statuses])})`);
+  // Every notification answered 200 reaches bob, or bob is told to resync his inbox: never a silent gap.
+  await until(() => resyncs > 0 || acked.every((title) => received.has(title)), 0, 'every acked notification at bob');
+  if (resyncs === 0) t.same(acked.filter((title) => !received.has(title)), [], 'every acked notification received');
+  else t.pass(`bob was told to resync ${resyncs} time(s); acked but not received: ${acked.filter((title) => !received.has(title)).join(', ') || 'none'}`);
+  t.same((await api(b!, 'GET', '/v1/presence?userIds=bob')).body.online, ['bob'], 'presence after the failover');
+});
+
+t.test('the server started with REDIS_SENTINELS and REDIS_SENTINEL_NAME joins the cluster of the primary they name', { skip: skipReason }, async (t) => {
+  const rs = await startSentinel(t);
+  const [a] = await startNodes(t, rs, 1);
+  const s = rs.sentinel.sentinels[0]!;
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, REDIS_SENTINELS: `${s.host}:${s.port}`, REDIS_SENTINEL_NAME: rs.sentinel.name, REDIS_PREFIX: rs.prefix, NODE_ID: 'through-sentinel' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.once('exit', r));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`child node output:\n${out}`);
+  });
+  await until(() => /"port":(\d+)/.test(out), 0, 'the node to listen');
+  t.match(out, /"backplane":"redis"/);
+  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  const carol = await Client.open(`ws://127.0.0.1:${port}/ws?token=${await sign('carol')}`);
+  t.teardown(() => carol.close());
+  await carol.type('connected');
+  t.equal((await api(a!, 'POST', '/v1/notifications', { userId: 'carol', notification: { title: 'Bonjour', message: 'from the in-process node' } })).status, 200);
+  t.match((await carol.next((f) => f.type === 'notification:received')).data, { title: 'Bonjour' });
+  t.ok((await a!.backplane.nodes()).some((n) => n.nodeId === 'through-sentinel'), 'listed among the nodes');
+});

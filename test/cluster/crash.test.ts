@@ -1,41 +1,22 @@
 // kill -9 of a node (a child process): its users go offline on the surviving nodes within the lease bound.
-import { spawn } from 'node:child_process';
 import t from 'tap';
-import { Client, SECRET, sign } from '../helpers.js';
-import { API_KEY, SLACK_MS, api, skipReason, startNodes, startRedis, until } from './redis.js';
+import { Client, sign } from '../helpers.js';
+import { SLACK_MS, api, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
 
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 const LEASE_MS = 1500;
 
 t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { skip: skipReason }, async (t) => {
   const redis = await startRedis(t);
   const [a, b] = await startNodes(t, redis, 2, { presenceGraceMs: 300, nodeLeaseMs: LEASE_MS });
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      JWT_SECRET: SECRET,
-      API_KEY,
-      REDIS_URL: redis.url,
-      REDIS_PREFIX: redis.prefix,
-      NODE_ID: 'doomed',
-      NODE_LEASE_MS: String(LEASE_MS),
-      PRESENCE_GRACE_MS: '300',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const doomed = await startChildNode(t, {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: redis.prefix,
+    NODE_ID: 'doomed',
+    NODE_LEASE_MS: String(LEASE_MS),
+    PRESENCE_GRACE_MS: '300',
   });
-  t.teardown(() => child.kill('SIGKILL'));
-  t.teardown(() => {
-    if (t.passing()) return;
-    t.comment(`child node output:\n${out}`);
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  await until(() => /"port":(\d+)/.test(out), 15000, 'the child node to listen');
-  t.match(out, /"backplane":"redis"/);
-  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  t.match(doomed.output(), /"backplane":"redis"/);
+  const port = doomed.port;
   const url = `ws://127.0.0.1:${port}/ws?token=`;
 
   const watcher = await a!.connect('watcher');
@@ -51,7 +32,7 @@ t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { 
   await carolOnB.type('connected');
   t.same((await api(b!, 'GET', '/v1/presence?userIds=bob,carol,dave')).body.online, ['bob', 'carol', 'dave']);
   // Dave's connection is cut; he comes back on B before the sweep: he never looks offline.
-  child.kill('SIGKILL');
+  doomed.child.kill('SIGKILL');
   const killedAt = Date.now();
   const daveBack = await b!.connect('dave');
   await daveBack.type('connected');

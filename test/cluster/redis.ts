@@ -8,7 +8,7 @@ import { createServer as netServer, connect } from 'node:net';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
-import { startServer, type Harness } from '../helpers.js';
+import { SECRET, startServer, type Harness } from '../helpers.js';
 import { WAIT_MS } from '../wait.js';
 import { skipUnlessRequired } from '../ci-require.js';
 
@@ -249,4 +249,40 @@ export async function startSentinel(t: Tap): Promise<TestSentinel> {
       return now;
     },
   };
+}
+
+export interface ChildNode {
+  child: ChildProcess;
+  port: number;
+  /** Resolves when the process has exited. */
+  exited: Promise<unknown>;
+  /** Everything it printed so far. */
+  output(): string;
+}
+
+/**
+ * A node in a process of its own (`src/main.ts` with `env` on top of a loopback, JWT and API key base), for
+ * the tests that SIGKILL one. Resolves once it listens; killed by PID when `t` ends, its output printed
+ * when `t` failed.
+ */
+export async function startChildNode(t: Tap & { passing(): boolean; comment(m: string): void }, env: Record<string, string>): Promise<ChildNode> {
+  const main = new URL('../../src/main.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+    env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.once('exit', r));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  t.teardown(() => {
+    if (!t.passing()) t.comment(`child node output:\n${out}`);
+  });
+  await until(() => /"port":(\d+)/.test(out) || child.exitCode !== null, 0, 'the child node to listen');
+  if (child.exitCode !== null) throw new Error(`the child node exited with ${child.exitCode}: ${out}`);
+  return { child, port: Number(/"port":(\d+)/.exec(out)![1]), exited, output: () => out };
 }

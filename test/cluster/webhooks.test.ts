@@ -5,16 +5,13 @@
 // "Nothing more" is proven by quiescence, not by time: the push store has no user left to flush (`pd` empty)
 // and each destination's stream is empty (an entry leaves it only when its event was sent), so every event
 // any node made before that point has reached the receiver.
-import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
-import { Client, type Frame, SECRET, sign } from '../helpers.js';
+import { Client, type Frame, sign } from '../helpers.js';
 import { type Receiver, startReceiver } from '../webhook-receiver.js';
-import { API_KEY, type Node, type TestRedis, skipReason, startNodes, startRedis, until } from './redis.js';
-
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
+import { type Node, type TestRedis, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
 
 interface Cluster {
   redis: TestRedis;
@@ -156,39 +153,19 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
   const c = await cluster(t);
   const CLAIM_IDLE_MS = 1000;
   // The doomed node runs alone first, so that it is the one holding the event.
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      JWT_SECRET: SECRET,
-      API_KEY,
-      REDIS_URL: c.redis.url,
-      REDIS_PREFIX: c.redis.prefix,
-      NODE_ID: 'doomed',
-      NODE_LEASE_MS: '1500',
-      PRESENCE_GRACE_MS: '300',
-      WEBHOOK_URL: c.app.url,
-      WEBHOOK_EVENTS: 'user.online,user.offline,connection.opened,connection.closed',
-      WEBHOOK_SECRET: c.secret,
-      WEBHOOK_CLAIM_IDLE_MS: String(CLAIM_IDLE_MS),
-      WEBHOOK_TIMEOUT_MS: '60000',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const doomed = await startChildNode(t, {
+    REDIS_URL: c.redis.url,
+    REDIS_PREFIX: c.redis.prefix,
+    NODE_ID: 'doomed',
+    NODE_LEASE_MS: '1500',
+    PRESENCE_GRACE_MS: '300',
+    WEBHOOK_URL: c.app.url,
+    WEBHOOK_EVENTS: 'user.online,user.offline,connection.opened,connection.closed',
+    WEBHOOK_SECRET: c.secret,
+    WEBHOOK_CLAIM_IDLE_MS: String(CLAIM_IDLE_MS),
+    WEBHOOK_TIMEOUT_MS: '60000',
   });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise((r) => child.once('exit', r));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  t.teardown(() => {
-    if (!t.passing()) t.comment(`child node output:\n${out}`);
-  });
-  await until(() => /"port":(\d+)/.test(out), 0, 'the child node to listen');
-  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  const port = doomed.port;
 
   // The receiver leaves the first attempt of Bob's user.online unanswered.
   let hung = false;
@@ -216,8 +193,8 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
   const watcher = await survivor!.connect('watcher');
   t.equal((await watcher.request('subscribe', { topic: 'presence:bob' })).type, 'ack');
   const killedAt = Date.now();
-  child.kill('SIGKILL');
-  await exited;
+  doomed.child.kill('SIGKILL');
+  await doomed.exited;
 
   const resent = await c.app.wait((d) => d.id === held.id && d.status === 200, 'the held event, from the survivor');
   t.match(resent, { type: 'user.online', data: { userId: 'bob' } });

@@ -23,9 +23,9 @@ t.test('the RECORD script writes the same bytes as numberedFrame', { skip: skipR
   const raw = new Redis(redis.url);
   t.teardown(() => raw.disconnect());
   raw.defineCommand('RECORD', { lua: RECORD });
-  const keys = ['h', 's', 'interest', 'recovering', 'channel', 'hbytes', 'hsizes', 'hage', 'hu', 'huage', 'hk', 'ho'].map((k) => `${redis.prefix}${k}`);
+  const keys = ['h', 's', 'interest', 'recovering', 'channel', 'hbytes', 'hsizes', 'hage', 'hu', 'huage', 'hk', 'ho', 'hgen'].map((k) => `${redis.prefix}${k}`);
   const run = () =>
-    (raw as unknown as { RECORD(n: number, ...a: (string | number)[]): Promise<[number, string, number, string]> }).RECORD(12, ...keys, head, tail, 'EPOCH1', 50, 60_000, '*', 60_000, '', 1 << 30, redis.prefix, 'user:bob', '');
+    (raw as unknown as { RECORD(n: number, ...a: (string | number)[]): Promise<[number, string, number, string]> }).RECORD(13, ...keys, head, tail, 'EPOCH1', 50, 60_000, '*', 60_000, '', 1 << 30, redis.prefix, 'user:bob', '');
   const [status, epoch, offset, frame] = await run();
   t.same([status, epoch, offset], [1, 'EPOCH1', 1]);
   t.equal(frame, numberedFrame(head, 'EPOCH1', 1, tail));

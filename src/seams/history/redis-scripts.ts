@@ -102,6 +102,14 @@ local function bound(B, UA, prefix, maxBytes, limit)
     end
   end
 end
+-- The topic's epoch, or nil: it has none, or it is of an older generation (g: the current one, set when a
+-- replica was promoted, see backplane/redis/membership.ts): a retired history, continued by nobody.
+local function epoch_of(h, g)
+  local e = redis.call('HMGET', h, 'epoch', 'gen')
+  if not e[1] then return nil end
+  if (e[2] or '') ~= (redis.call('GET', g) or '') then return nil end
+  return e[1]
+end
 -- The epoch told for a topic with no history (see the layout above).
 local function empty_epoch(hz, candidate, ttl, now)
   redis.call('SET', hz, candidate, 'NX')
@@ -136,14 +144,14 @@ local function prune_keyed(s, hk, ho)
 end
 `;
 
-// KEYS: position hash, empty-epoch base; ARGV: base candidate, ttl ms. Returns {epoch, offset}. Creates no
-// key of the topic: a topic with none is at offset 0 of the empty epoch.
+// KEYS: position hash, empty-epoch base, generation; ARGV: base candidate, ttl ms. Returns {epoch, offset}.
+// Creates no key of the topic: a topic with none (or a retired one) is at offset 0 of the empty epoch.
 export const POSITION = `${BOOKS}
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch = epoch_of(KEYS[1], KEYS[3])
 if epoch then return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))} end
 return {empty_epoch(KEYS[2], ARGV[1], tonumber(ARGV[2]), now_ms()), 0}`;
 
-// KEYS: position hash, stream, empty-epoch base, bytes, sizes, age, overlay; ARGV: epoch, offset, upTo, ttl ms,
+// KEYS: position hash, stream, empty-epoch base, bytes, sizes, age, overlay, generation; ARGV: epoch, offset, upTo, ttl ms,
 // base candidate, topic. Returns {epoch, offset, recovered (0/1), frames...}: frames in (offset, upTo] when all
 // are still stored (none missing: the first is offset + 1 and no user-sent one was deleted between), each in its
 // latest state (a replaced one as the overlay holds it). Writes only to drop what is past the age (and the books
@@ -151,7 +159,7 @@ return {empty_epoch(KEYS[2], ARGV[1], tonumber(ARGV[2]), now_ms()), 0}`;
 export const SINCE = `${BOOKS}
 local B = {KEYS[4], KEYS[5], KEYS[6]}
 local ttl, now = tonumber(ARGV[4]), now_ms()
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch = epoch_of(KEYS[1], KEYS[8])
 local from, upTo = tonumber(ARGV[2]), tonumber(ARGV[3])
 if not epoch then
   local empty = empty_epoch(KEYS[3], ARGV[5], ttl, now)
@@ -186,7 +194,7 @@ end
 return out`;
 
 // KEYS: position hash, stream, interest set, recovering flag, channel, bytes, sizes, age, user list, user age
-// index, key index, overlay, and the idempotency record when the publish has a key; ARGV: head, tail, new epoch
+// index, key index, overlay, generation, and the idempotency record when the publish has a key; ARGV: head, tail, new epoch
 // candidate, max length, ttl ms, origin tag ("*" or "*<node>/<token>"), idempotency window ms, request
 // fingerprint, max bytes, key prefix, topic, ifStreamExists ("1": store only into an existing history), user ("1":
 // a user-sent event), user share (user-sent entries held at most; 0: a user-sent event is never stored, answered
@@ -209,7 +217,7 @@ export const RECORD = `${BOOKS}
 local B = {KEYS[6], KEYS[7], KEYS[8]}
 local U, UA = KEYS[9], KEYS[10]
 local expected = redis.call('SCARD', KEYS[3])
-local HK, HO, IDEM = KEYS[11], KEYS[12], KEYS[13]
+local HK, HO, GEN, IDEM = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 if IDEM then
   local prior = redis.call('GET', IDEM)
   if prior then
@@ -223,7 +231,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
 local user, share = ARGV[13] == '1', tonumber(ARGV[14] or ARGV[4])
 if user and share <= 0 then return {3} end
 local now, ttl, topic = now_ms(), tonumber(ARGV[5]), ARGV[11]
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch = epoch_of(KEYS[1], GEN)
 local key, replace = ARGV[15] or '', ARGV[16] or ''
 if replace ~= '' then
   -- A replacement: the entry must be held, and still the frame that was read (no concurrent change).
@@ -237,7 +245,7 @@ if not epoch then
   epoch = ARGV[3]
   rebook(B, topic, KEYS[2], -sum(redis.call('XRANGE', KEYS[2], '-', '+')))
   redis.call('DEL', KEYS[2], U, HK, HO)
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'born', now)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'born', now, 'gen', redis.call('GET', GEN) or '')
 end
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local frame = ARGV[1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[2]
@@ -291,10 +299,10 @@ rebook(B, ARGV[4], KEYS[2], -sum(held))
 redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0, 'born', 0)
 return 1`;
 
-// KEYS: position hash, stream, key index, overlay; ARGV: key, ttl ms. Returns {epoch, offset, frame} of the held
+// KEYS: position hash, stream, key index, overlay, generation; ARGV: key, ttl ms. Returns {epoch, offset, frame} of the held
 // entry under the key, in its latest state, or {} (never written to).
 export const ENTRY = `${BOOKS}
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch = epoch_of(KEYS[1], KEYS[5])
 if not epoch then return {} end
 local e = keyed(KEYS[2], KEYS[3], ARGV[1], now_ms() - tonumber(ARGV[2]))
 if not e then return {} end

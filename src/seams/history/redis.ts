@@ -3,8 +3,10 @@
 // their publication.
 //
 // Layout (after the backplane's prefix):
-//   h:<topic>   hash {epoch, offset, born}: the topic's position and when (Redis ms) its epoch began; made by
-//               the first event stored, never by a read
+//   h:<topic>   hash {epoch, offset, born, gen}: the topic's position, when (Redis ms) its epoch began and the
+//               history generation (hgen) it was made in; made by the first event stored, never by a read. A
+//               topic of another generation than hgen's is retired (a failover: backplane/redis/keys.ts): the
+//               scripts treat it as having no history, and its next event begins a new epoch
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
 //   hu:<topic>  list of the stream ids of the user-sent entries of s:<topic> (RecordOptions.user), oldest
 //               first: past the user share the oldest of them is deleted from the stream, never another entry.
@@ -94,20 +96,20 @@ export class RedisHistory implements ClusterHistory {
   }
 
   /** The keys of one topic, then the books (see the layout). */
-  keysOf(topic: string): { h: string; s: string; u: string; hk: string; ho: string; hz: string; books: [string, string, string]; uage: string } {
+  keysOf(topic: string): { h: string; s: string; u: string; hk: string; ho: string; hz: string; books: [string, string, string]; uage: string; gen: string } {
     const k = this.key;
-    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage') };
+    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage'), gen: k('hgen') };
   }
 
   async position(topic: string): Promise<Position> {
     const k = this.keysOf(topic);
-    const [epoch, offset] = (await hs(this.cmd).POSITION(2, k.h, k.hz, emptyEpochBase(), this.limitsOf(topic).ttlMs).catch(unavailable)) as [string, number];
+    const [epoch, offset] = (await hs(this.cmd).POSITION(3, k.h, k.hz, k.gen, emptyEpochBase(), this.limitsOf(topic).ttlMs).catch(unavailable)) as [string, number];
     return { epoch, offset };
   }
 
   async since(topic: string, epoch: string, offset: number, upTo: number): Promise<Replay> {
     const k = this.keysOf(topic);
-    const r = (await hs(this.cmd).SINCE(7, k.h, k.s, k.hz, ...k.books, k.ho, epoch, offset, upTo, this.limitsOf(topic).ttlMs, emptyEpochBase(), topic).catch(unavailable)) as [string, number, number, ...string[]];
+    const r = (await hs(this.cmd).SINCE(8, k.h, k.s, k.hz, ...k.books, k.ho, k.gen, epoch, offset, upTo, this.limitsOf(topic).ttlMs, emptyEpochBase(), topic).catch(unavailable)) as [string, number, number, ...string[]];
     const [curEpoch, curOffset, recovered, ...frames] = r;
     return { recovered: recovered === 1, frames: recovered === 1 ? frames : [], position: { epoch: curEpoch, offset: curOffset } };
   }
@@ -137,7 +139,7 @@ export class RedisHistory implements ClusterHistory {
 
   async entry(topic: string, key: string): Promise<Appended | undefined> {
     const k = this.keysOf(topic);
-    const r = (await hs(this.cmd).ENTRY(4, k.h, k.s, k.hk, k.ho, key, this.limitsOf(topic).ttlMs).catch(unavailable)) as [] | [string, number, string];
+    const r = (await hs(this.cmd).ENTRY(5, k.h, k.s, k.hk, k.ho, k.gen, key, this.limitsOf(topic).ttlMs).catch(unavailable)) as [] | [string, number, string];
     return r.length === 0 ? undefined : { epoch: r[0], offset: r[1], frame: r[2] };
   }
 

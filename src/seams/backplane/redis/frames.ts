@@ -63,7 +63,7 @@ export class Frames {
     const { size, ttlMs } = this.history.limitsOf(topic);
     const k = this.history.keysOf(topic);
     const replace = options?.replace;
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage, k.hk, k.ho];
+    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage, k.hk, k.ho, k.gen];
     if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {

@@ -14,6 +14,9 @@
 //   leaving          zset user -> deadline (Redis time, ms) of users whose last connection closed
 //   leaving:by       hash user -> "<node> <connection id>" of the leave that settles them
 //   epoch            random id written once; when Redis loses its data, it is gone
+//   replid           the replication id of the primary the nodes last registered on (INFO replication)
+//   hgen             the history generation: a new random value when a promoted replica became the primary;
+//                    every topic written under another one is retired (seams/history/redis-scripts.ts epoch_of)
 //   recovering       set (PX NODE_LEASE_MS) after a data loss until every known node re-registered
 //   sweep            lock of the node sweeping dead nodes and stale leaves this round
 //   idem:<topic>:<key> a publish's idempotency record (seams/history/redis.ts, RECORD)
@@ -82,6 +85,14 @@ export class RedisKeys {
 
   get recovering(): string {
     return `${this.prefix}recovering`;
+  }
+
+  get replid(): string {
+    return `${this.prefix}replid`;
+  }
+
+  get hgen(): string {
+    return `${this.prefix}hgen`;
   }
 
   get sweep(): string {

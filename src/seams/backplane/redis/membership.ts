@@ -97,6 +97,7 @@ export class Membership {
     const started = Date.now();
     this.needsResync = false;
     const { lost, peers } = await this.checkEpoch();
+    await this.checkPrimary();
     // A lease first, so that no other node sweeps this one while it re-registers.
     await cmd.multi().set(keys.lease(nodeId), 'syncing', 'PX', this.leaseMs).sadd(keys.nodes, nodeId).exec();
     await this.link.sub.ssubscribe(keys.control(nodeId));
@@ -140,6 +141,24 @@ export class Membership {
     const wait = !first && (!this.state || lost) ? this.recoveryMs : Math.max(0, this.recoveryMs - sinceRedisStart);
     this.leasesTrustedAt = Math.max(this.leasesTrustedAt, Date.now() + wait);
     return { lost, peers };
+  }
+
+  /**
+   * A failover: the primary is a promoted replica, which may lack the last writes the old one acknowledged
+   * (replication is asynchronous). Every topic's history is retired (a new generation: the scripts treat a topic
+   * of another one as having none), before this node listens again, so that every client of every topic,
+   * connected or not, resumes `recovered: false` rather than past a silent gap. A restart of the same primary
+   * (its previous id is not the recorded one) is the epoch's business (checkEpoch).
+   */
+  private async checkPrimary(): Promise<void> {
+    const { cmd, keys } = this.link;
+    const info = await cmd.info('replication');
+    const id = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1];
+    if (id === undefined) return;
+    const previous = /^master_replid2:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
+    if ((await sc(cmd).PRIMARY(2, keys.replid, keys.hgen, id, previous, randomBytes(6).toString('base64url'))) === 1) {
+      this.link.log.warn({ replid: id }, 'the primary is a promoted replica: every history starts a new epoch (clients resume recovered: false)');
+    }
   }
 
   /** Interests Redis still holds for this node that it no longer has (they changed while it was away). */

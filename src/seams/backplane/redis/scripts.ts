@@ -96,7 +96,21 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-export const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW };
+// KEYS: replid, hgen; ARGV: the primary's master_replid, its master_replid2, a new generation. Records the
+// primary's replication id; when it changed and the new primary's previous id is the one recorded (a replica
+// of that primary was promoted: it may lack the writes it had not received), starts a new history generation.
+// 1 when this call started it (once per failover, cluster-wide).
+export const PRIMARY = `
+local known = redis.call('GET', KEYS[1])
+if known == ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if known and known == ARGV[2] then
+  redis.call('SET', KEYS[2], ARGV[3])
+  return 1
+end
+return 0`;
+
+export const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW, PRIMARY };
 type Scripts = { [K in keyof typeof SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 /** The scripts as commands: ioredis sends EVALSHA (the body only once, on NOSCRIPT), in pipelines too. */
 export const sc = (r: object) => r as Scripts;

@@ -1,32 +1,22 @@
 // The demo page's webhook log in headless Chromium (issue #19): a dev server with its own receiver
 // (DEV_WEBHOOKS) shows the push a closed app would have received, and none for what an open tab got: the
 // walk-through of README "When the app is closed".
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
 import { WAIT_MS } from '../wait.js';
-import { ARGS, CHROMIUM, chromiumSkip, ensureBuilt, startProcess } from './chromium.js';
+import { CHROMIUM, chromiumSkip, ensureBuilt, launchBrowser, startProcess } from './chromium.js';
 
 const skip = chromiumSkip();
 if (skip) t.comment(`BROWSER TESTS SKIPPED: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
 
 t.test('demo page: the webhook log shows the push of a notification no device received, none for one a tab received', { skip }, async (t) => {
   ensureBuilt();
-  const { chromium } = await import('playwright-core');
   const port = await reservePort();
   // PUSH_DELAY_MS as shipped: Bob's tab has that long to acknowledge. One request at a time: the dev receiver
   // gets the pushes in the order they fell due, so Bob's, if it were made, would be listed before Carol's.
   await startProcess(t, port, { DEV_WEBHOOKS: '1', PUSH_COALESCE_MS: '0', WEBHOOK_CONCURRENCY: '1' });
   const base = `http://127.0.0.1:${port}`;
-  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 860 } });
-  t.teardown(async () => {
-    await browser.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
-  browser.setDefaultTimeout(WAIT_MS);
+  const { browser } = await launchBrowser(t, { width: 1280, height: 860 });
   const pageErrors: string[] = [];
   const alice = await browser.newPage();
   const bob = await browser.newPage();

@@ -1,11 +1,9 @@
 // End-to-end in headless Chromium: the demo page as two users against a real server process that is killed and restarted.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { reservePort } from '../client/util.js';
 import { WAIT_MS } from '../wait.js';
-import { ARGS, CHROMIUM, chromiumSkip, ensureBuilt, kill, startProcess } from './chromium.js';
+import { CHROMIUM, chromiumSkip, ensureBuilt, kill, launchBrowser, startProcess } from './chromium.js';
 
 const GREEN = 'rgb(26, 156, 75)';
 const RED = 'rgb(217, 48, 37)';
@@ -30,20 +28,12 @@ if (skip) {
 
 t.test('demo page: two users, live stories, notifications, typing, presence, ping, read state across tabs; kill and restart the server', { skip }, async (t) => {
   ensureBuilt();
-  const { chromium } = await import('playwright-core');
   // An explicit port (not 0) so that the restarted process can listen on it again (see reservePort()).
   const port = await reservePort();
   let server = await startProcess(t, port);
   const base = `http://127.0.0.1:${port}`;
 
-  // Playwright refuses --user-data-dir in args: a fresh profile directory is its launchPersistentContext argument.
-  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 860 } });
-  t.teardown(async () => {
-    await browser.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
-  browser.setDefaultTimeout(WAIT_MS);
+  const { browser, profile } = await launchBrowser(t, { width: 1280, height: 860 });
   const pageErrors: string[] = [];
   const alice = await browser.newPage();
   const bob = await browser.newPage();
@@ -138,15 +128,9 @@ t.test('demo page: two users, live stories, notifications, typing, presence, pin
 });
 
 t.test('in Chromium: a refused upgrade is a bare 1006, unless the page asks for in-band refusals (close 4400 with the code)', { skip }, async (t) => {
-  const { chromium } = await import('playwright-core');
   const port = await reservePort();
   await startProcess(t, port);
-  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
-  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
-  t.teardown(async () => {
-    await browser.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
+  const { browser } = await launchBrowser(t);
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${port}/healthz`);
   // A string, not a function: tsx's keep-names helper (__name) does not exist in the page.

@@ -1,7 +1,8 @@
 // Helpers for the Chromium tests: the browser's flags, the skip (or CI failure) when it is missing, the build of
 // what the page loads, and a real `storywire` process in dev mode that a test kills and restarts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { skipUnlessRequired } from '../ci-require.js';
@@ -67,4 +68,22 @@ export async function kill(child: ChildProcess): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await exited;
+}
+
+/**
+ * Headless Chromium with a fresh profile directory (Playwright refuses --user-data-dir in args: the directory is
+ * launchPersistentContext's argument), every wait bounded by WAIT_MS; closed and its profile removed when `t`
+ * ends (with it whatever a test wrote into `profile`). `viewport`: the demo page's tests use one large enough for
+ * every panel.
+ */
+export async function launchBrowser(t: Teardown, viewport?: { width: number; height: number }) {
+  const { chromium } = await import('playwright-core');
+  const profile = mkdtempSync(join(tmpdir(), 'storywire-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, ...(viewport ? { viewport } : {}) });
+  t.teardown(async () => {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  browser.setDefaultTimeout(WAIT_MS);
+  return { browser, profile };
 }

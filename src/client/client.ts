@@ -49,8 +49,6 @@ export class StorywireClient {
   private readonly channelTokens: ChannelTokens;
   private readonly subscriber: Subscriber;
   private readonly receipts: Receipts | undefined;
-  /** The current connection's server asked for receipts. */
-  private receiptsWanted = false;
 
   constructor(options: ClientOptions) {
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -353,11 +351,7 @@ export class StorywireClient {
     this.resume.opened(info.userId, info.topics);
     for (const topic of this.topics) this.subscriber.send(topic);
     this.requests.flush();
-    // Only a server with a push fallback asks for receipts (`connected.receipts`); others, older ones
-    // included, never see one, and what was kept for them is dropped.
-    this.receiptsWanted = info.receipts === true;
-    if (this.receiptsWanted) this.receipts?.flush();
-    else this.receipts?.clear();
+    this.receipts?.opened(info.receipts === true);
     // After the flush: requests queued offline go first. The refill and the reads still waiting are sent now.
     this.inbox.opened(info.limits?.['historySize']);
     this.refresh.opened(token);
@@ -374,7 +368,7 @@ export class StorywireClient {
       if (verdict === 'duplicate') return;
       if (typeof f.epoch === 'string' && typeof f.offset === 'number' && f.topic === `user:${this.conn.state.info?.userId}`) {
         this.inbox.position(f.epoch, f.offset);
-        if (f.type === 'notification:received' && this.receiptsWanted) this.receipts?.add(f.epoch, f.offset);
+        if (f.type === 'notification:received') this.receipts?.add(f.epoch, f.offset);
       }
       const meta: EventMeta = typeof f.offset === 'number' && typeof f.epoch === 'string'
         ? { topic: f.topic, ts: f.ts ?? Date.now(), epoch: f.epoch, offset: f.offset }

@@ -14,6 +14,8 @@ export class Receipts {
   private readonly pending = new Map<string, number[]>();
   private size = 0;
   private timer: unknown;
+  /** The current connection's server asked for receipts (`connected.receipts`). */
+  private wanted = true;
 
   constructor(
     private readonly clock: Clock,
@@ -21,8 +23,19 @@ export class Receipts {
     private readonly write: (text: string) => boolean,
   ) {}
 
+  /**
+   * A connection opened. Only a server with a push fallback asks for receipts; others, older ones included,
+   * never see one, and what was kept for them is dropped.
+   */
+  opened(wanted: boolean): void {
+    this.wanted = wanted;
+    if (wanted) this.flush();
+    else this.clear();
+  }
+
   /** A notification was received at this position of the personal topic. */
   add(epoch: string, offset: number): void {
+    if (!this.wanted) return;
     const list = this.pending.get(epoch) ?? [];
     if (list.length === 0) this.pending.set(epoch, list);
     list.push(offset);

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { CloseCode } from '../wire/codes.js';
+import type { NodeConnection } from '../seams/presence/types.js';
 import type { WebhookEvent, WebhookQueue } from '../seams/webhooks/types.js';
 import type { WebhookEventType } from './options.js';
 
@@ -54,7 +55,7 @@ export class Webhooks {
   }
 
   /** The connections of a dead node, swept by this one: `connection.closed` with 1006 and the dead node's id. */
-  connectionsLost(nodeId: string, connections: readonly { readonly userId: string; readonly connectionId: string }[]): void {
+  connectionsLost(nodeId: string, connections: readonly NodeConnection[]): void {
     if (!this.wanted.has('connection.closed')) return;
     const at = Date.now();
     for (const c of connections) this.emit('connection.closed', { userId: c.userId, connectionId: c.connectionId, nodeId, code: CloseCode.ABNORMAL }, at);

@@ -287,7 +287,7 @@ return {status, epoch, off, frame}`;
 // delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events. Its
 // stream is dropped and its position restarts at 0 of a new epoch (born 0: no empty-epoch position
 // continues into it).
-// KEYS: position hash, stream, bytes, sizes, age, user list, key index, overlay; ARGV: the epoch, the highest
+// KEYS: position hash, stream, bytes, sizes, age, user list, key index, overlay, generation; ARGV: the epoch, the highest
 // offset a node delivered in it, a new epoch, topic. Returns 1 when reset.
 export const REWOUND = `${BOOKS}
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
@@ -296,7 +296,7 @@ local B = {KEYS[3], KEYS[4], KEYS[5]}
 local held = redis.call('XRANGE', KEYS[2], '-', '+')
 redis.call('DEL', KEYS[2], KEYS[6], KEYS[7], KEYS[8])
 rebook(B, ARGV[4], KEYS[2], -sum(held))
-redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0, 'born', 0)
+redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'offset', 0, 'born', 0, 'gen', redis.call('GET', KEYS[9]) or '')
 return 1`;
 
 // KEYS: position hash, stream, key index, overlay, generation; ARGV: key, ttl ms. Returns {epoch, offset, frame} of the held

@@ -51,6 +51,9 @@ import type { Appended, ClusterHistory, Position, Replay } from './types.js';
 export { hs, RECORD } from './redis-scripts.js';
 
 
+/** The history generation's key name (see h:<topic> above): the backplane's failover check writes it. */
+export const GENERATION_KEY = 'hgen';
+
 // The candidate passed to POSITION/RECORD is kept only when the topic has no epoch yet (see those scripts).
 export { newEpoch };
 
@@ -98,7 +101,7 @@ export class RedisHistory implements ClusterHistory {
   /** The keys of one topic, then the books (see the layout). */
   keysOf(topic: string): { h: string; s: string; u: string; hk: string; ho: string; hz: string; books: [string, string, string]; uage: string; gen: string } {
     const k = this.key;
-    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage'), gen: k('hgen') };
+    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage'), gen: k(GENERATION_KEY) };
   }
 
   async position(topic: string): Promise<Position> {
@@ -117,7 +120,7 @@ export class RedisHistory implements ClusterHistory {
   /** See REWOUND: after it, the topic's next event opens a new epoch. */
   async rewound(topic: string, epoch: string, delivered: number): Promise<boolean> {
     const k = this.keysOf(topic);
-    return (await hs(this.cmd).REWOUND(8, k.h, k.s, ...k.books, k.u, k.hk, k.ho, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
+    return (await hs(this.cmd).REWOUND(9, k.h, k.s, ...k.books, k.u, k.hk, k.ho, k.gen, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
   }
 
   /** Bytes held over every topic (the books' total). */

@@ -19,8 +19,14 @@
 
 export type PresenceChange = (type: 'user:online' | 'user:offline', userId: string) => void;
 
+/** One connection of a node, as presence registers it. */
+export interface NodeConnection {
+  readonly userId: string;
+  readonly connectionId: string;
+}
+
 /** The connections a dead node left, removed from presence by the node that swept it. */
-export type ConnectionsLost = (nodeId: string, connections: readonly { readonly userId: string; readonly connectionId: string }[]) => void;
+export type ConnectionsLost = (nodeId: string, connections: readonly NodeConnection[]) => void;
 
 export interface PresenceStore {
   /** add() and remove() answer at once when the store is in this process (memory). */

@@ -23,6 +23,8 @@
 // The history (h:<topic>, s:<topic>) is seams/history/redis.ts's, read state (r:, ri:) seams/readstate/redis.ts's,
 // channel presence (cp:{<channel>}:..., cpn:<node>) seams/channel-presence/redis.ts's.
 
+import { GENERATION_KEY } from '../../history/redis.js';
+
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
@@ -92,7 +94,7 @@ export class RedisKeys {
   }
 
   get hgen(): string {
-    return `${this.prefix}hgen`;
+    return this.key(GENERATION_KEY);
   }
 
   get sweep(): string {

@@ -2,7 +2,7 @@
 // with the membership (membership.ts): its registrations are re-made by each re-registration and the
 // connections of a dead node removed by the sweep.
 import type { Redis } from 'ioredis';
-import type { ConnectionsLost, PresenceChange, PresenceStore } from '../../presence/types.js';
+import type { ConnectionsLost, NodeConnection, PresenceChange, PresenceStore } from '../../presence/types.js';
 import type { RedisKeys } from './keys.js';
 import { sc, unavailable } from './scripts.js';
 
@@ -47,7 +47,7 @@ export class RedisPresence implements PresenceStore {
 
   /** The sweep removed these connections of a dead node (`flat`: connection id, user id, ...). */
   connectionsLost(nodeId: string, flat: readonly string[]): void {
-    const connections: { userId: string; connectionId: string }[] = [];
+    const connections: NodeConnection[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) connections.push({ connectionId: flat[i]!, userId: flat[i + 1]! });
     this.lostHandler(nodeId, connections);
   }

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
+import { Redis } from 'ioredis';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
@@ -160,7 +161,7 @@ export { until };
 
 export interface TestSentinel {
   /** The RedisBackplane / REDIS_SENTINELS view of it. */
-  sentinel: { sentinels: { host: string; port: number }[]; name: string };
+  sentinel: { sentinels: { host: string; port: number }[]; name: string; password?: string };
   prefix: string;
   /** The port of the primary now (as the sentinel names it). */
   primaryPort(): Promise<number>;
@@ -168,40 +169,37 @@ export interface TestSentinel {
   failover(): Promise<number>;
 }
 
-/** One sentinel command over a short-lived connection (RESP), resolved with the raw reply. */
-function sentinelCommand(port: number, ...args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
-    let out = '';
-    sock.on('data', (d) => {
-      out += d.toString();
-      // A reply to these commands is complete once it ends with CRLF and its arrays are filled: good enough
-      // for the two small replies read here (a bulk array of two, or an integer/simple string).
-      if (/\r\n$/.test(out) && (!out.startsWith('*') || out.split('\r\n').length >= 1 + 2 * Number(out.slice(1, out.indexOf('\r\n'))))) {
-        sock.destroy();
-        resolve(out);
-      }
-    });
-    sock.once('connect', () => sock.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
-    sock.once('error', reject);
-  });
+/** One command over a short-lived connection; undefined when the server cannot be reached or refuses it. */
+async function ask(port: number, password: string | undefined, ...args: string[]): Promise<unknown> {
+  const r = new Redis({ host: '127.0.0.1', port, ...(password === undefined ? {} : { password }), lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return await r.call(args[0]!, ...args.slice(1));
+  } catch {
+    return undefined;
+  } finally {
+    r.disconnect();
+  }
 }
 
 /**
  * Redis with Sentinel on loopback for a suite: a primary, a replica of it, and one sentinel (quorum 1,
- * down-after 1000 ms), each on a free port, killed by PID when the suite ends.
+ * down-after 1000 ms), each on a free port, killed by PID when the suite ends. With `password`, the primary
+ * and the replica require it (the sentinel knows it: `auth-pass`); the sentinel itself needs none.
  */
-export async function startSentinel(t: Tap): Promise<TestSentinel> {
+export async function startSentinel(t: Tap, opts: { password?: string } = {}): Promise<TestSentinel> {
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
   const name = 'swmaster';
+  const { password } = opts;
   const [p, r, s] = [await freePort(), await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'sw-sentinel-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const children = new Map<number, ChildProcess>();
-  const spawnRedis = async (port: number, args: string[]) => {
+  const spawnRedis = async (port: number, args: string[], pass: string | undefined) => {
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     children.set(port, child);
-    await until(() => accepts(port), 5000, `redis on port ${port}`);
+    await until(async () => (await ask(port, pass, 'PING')) === 'PONG', 5000, `redis on port ${port}`);
   };
   t.teardown(async () => {
     for (const c of children.values()) {
@@ -215,23 +213,23 @@ export async function startSentinel(t: Tap): Promise<TestSentinel> {
   const base = (port: number) => {
     const own = join(dir, String(port));
     mkdirSync(own);
-    return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', own, '--repl-diskless-sync-delay', '0'];
+    const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+    return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', own, '--repl-diskless-sync-delay', '0', ...auth];
   };
-  await spawnRedis(p, base(p));
-  await spawnRedis(r, [...base(r), '--replicaof', '127.0.0.1', String(p)]);
+  await spawnRedis(p, base(p), password);
+  await spawnRedis(r, [...base(r), '--replicaof', '127.0.0.1', String(p)], password);
   // In sync before anything is written: a failover then loses nothing but what is in flight.
-  await until(async () => (await sentinelCommand(r, 'INFO', 'replication')).includes('master_link_status:up'), 0, 'the replica in sync');
+  await until(async () => String(await ask(r, password, 'INFO', 'replication')).includes('master_link_status:up'), 0, 'the replica in sync');
   const conf = join(dir, 'sentinel.conf');
-  writeFileSync(conf, [`port ${s}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${p} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`, ''].join('\n'));
-  await spawnRedis(s, [conf, '--sentinel']);
-  const primaryPort = async () => {
-    const reply = await sentinelCommand(s, 'SENTINEL', 'get-master-addr-by-name', name);
-    return Number(reply.split('\r\n')[4]);
-  };
+  const lines = [`port ${s}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${p} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`];
+  if (password !== undefined) lines.push(`sentinel auth-pass ${name} ${password}`);
+  writeFileSync(conf, `${lines.join('\n')}\n`);
+  await spawnRedis(s, [conf, '--sentinel'], undefined);
+  const primaryPort = async () => Number(((await ask(s, undefined, 'SENTINEL', 'get-master-addr-by-name', name)) as string[] | undefined)?.[1] ?? 0);
   // The sentinel learns of the replica from the primary's INFO; a failover needs it (and the replica in sync).
-  await until(async () => (await sentinelCommand(s, 'SENTINEL', 'replicas', name)).startsWith('*1'), 0, 'the sentinel to know the replica');
+  await until(async () => ((await ask(s, undefined, 'SENTINEL', 'replicas', name)) as unknown[] | undefined)?.length === 1, 0, 'the sentinel to know the replica');
   return {
-    sentinel: { sentinels: [{ host: '127.0.0.1', port: s }], name },
+    sentinel: { sentinels: [{ host: '127.0.0.1', port: s }], name, ...(password === undefined ? {} : { password }) },
     prefix,
     primaryPort,
     async failover() {
@@ -243,9 +241,9 @@ export async function startSentinel(t: Tap): Promise<TestSentinel> {
       let now = old;
       await until(async () => {
         now = await primaryPort();
-        return now !== old;
+        return now !== old && now !== 0;
       }, 0, 'the sentinel to promote the replica');
-      await until(() => accepts(now), 0, 'the new primary');
+      await until(async () => (await ask(now, password, 'PING')) === 'PONG', 0, 'the new primary');
       return now;
     },
   };

@@ -77,11 +77,17 @@ t.test('a failover: the nodes follow the promoted replica; a publish is 200 only
   process.stdout.write(`# failover: publishes refused for ${firstRefused === undefined ? 0 : lastRefused - firstRefused} ms (down-after-milliseconds 1000)\n`);
 });
 
-t.test('the server started with REDIS_SENTINELS and REDIS_SENTINEL_NAME joins the cluster of the primary they name', { skip: skipReason }, async (t) => {
-  const rs = await startSentinel(t);
+t.test('the server started with REDIS_SENTINELS, REDIS_SENTINEL_NAME and REDIS_PASSWORD joins the cluster of the primary they name', { skip: skipReason }, async (t) => {
+  const rs = await startSentinel(t, { password: 'sentinel-test-password' });
   const [a] = await startNodes(t, rs, 1);
   const s = rs.sentinel.sentinels[0]!;
-  const node = await startChildNode(t, { REDIS_SENTINELS: `${s.host}:${s.port}`, REDIS_SENTINEL_NAME: rs.sentinel.name, REDIS_PREFIX: rs.prefix, NODE_ID: 'through-sentinel' });
+  const env = { REDIS_SENTINELS: `${s.host}:${s.port}`, REDIS_SENTINEL_NAME: rs.sentinel.name, REDIS_PREFIX: rs.prefix };
+  // A wrong password: the node serves its own connections and says why it is not in the cluster.
+  const refused = await startChildNode(t, { ...env, REDIS_PASSWORD: 'not-the-password', NODE_ID: 'wrong-password' });
+  await until(() => /WRONGPASS|NOAUTH|invalid username-password/i.test(refused.output()), 0, 'the node to report the refused password');
+  t.match(refused.output(), /Redis not reachable at start/);
+  t.notOk((await a!.backplane.nodes()).some((n) => n.nodeId === 'wrong-password'), 'not in the cluster');
+  const node = await startChildNode(t, { ...env, REDIS_PASSWORD: 'sentinel-test-password', NODE_ID: 'through-sentinel' });
   t.match(node.output(), /"backplane":"redis"/);
   const port = node.port;
   const carol = await Client.open(`ws://127.0.0.1:${port}/ws?token=${await sign('carol')}`);

@@ -99,6 +99,8 @@ export interface Config extends WebhookConfig {
   /** REDIS_SENTINELS: `host:port` of each sentinel (cluster mode through Sentinel, instead of REDIS_URL). */
   readonly redisSentinels: readonly string[] | undefined;
   readonly redisSentinelName: string | undefined;
+  /** REDIS_CLUSTER_NODES: `host:port` of some Redis Cluster nodes (cluster mode on Redis Cluster). */
+  readonly redisClusterNodes: readonly string[] | undefined;
   readonly redisPassword: string | undefined;
   readonly redisPrefix: string;
   readonly nodeId: string | undefined;
@@ -172,7 +174,7 @@ export const OPTIONS: readonly Option<keyof Config>[] = [
   { key: 'handshakeBurstPerIp', env: 'HANDSHAKE_BURST_PER_IP', kind: 'int', default: 500, min: 1, max: 10000000, doc: 'Burst of upgrades from one address.' },
   { key: 'handshakesPerSPerUser', env: 'HANDSHAKES_PER_S_PER_USER', kind: 'int', default: 2, min: 1, max: 10000000, doc: 'WebSocket upgrades per second of one user (checked once its token is verified); more get 429 `RATE_LIMITED`.' },
   { key: 'handshakeBurstPerUser', env: 'HANDSHAKE_BURST_PER_USER', kind: 'int', default: 30, min: 1, max: 10000000, doc: 'Burst of upgrades of one user.' },
-  { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: undefined, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503. Unset: the open-files limit (RLIMIT_NOFILE, read at start on Linux) minus the descriptors the node keeps for itself (64, +4 with REDIS_URL, + each backend proxy\'s `maxInFlight`, + WEBHOOK_CONCURRENCY per webhook destination), at most 1000000, logged at start; 19000 where the limit cannot be read. Set: it must fit under the limit with that reserve, or the start stops naming both numbers.' },
+  { key: 'maxConnections', env: 'MAX_CONNECTIONS', kind: 'int', default: undefined, min: 1, max: 10000000, doc: 'Open connections on this node; more get 503. Unset: the open-files limit (RLIMIT_NOFILE, read at start on Linux) minus the descriptors the node keeps for itself (64, +4 with REDIS_URL or REDIS_SENTINELS, +64 with REDIS_CLUSTER_NODES, + each backend proxy\'s `maxInFlight`, + WEBHOOK_CONCURRENCY per webhook destination), at most 1000000, logged at start; 19000 where the limit cannot be read. Set: it must fit under the limit with that reserve, or the start stops naming both numbers.' },
   { key: 'maxConnectionsPerUser', env: 'MAX_CONNECTIONS_PER_USER', kind: 'int', default: 16, min: 1, max: 100000, doc: 'Concurrent connections of one user; more get 429 `CONNECTION_LIMIT`.' },
   { key: 'maxConnectionsPerIp', env: 'MAX_CONNECTIONS_PER_IP', kind: 'int', default: 1000, min: 1, max: 10000000, doc: 'Concurrent connections (and upgrades in progress) from one address; more get 429.' },
   { key: 'trustedProxies', env: 'TRUSTED_PROXIES', kind: 'list', default: undefined, doc: 'Comma-separated addresses and CIDR blocks (IPv4 and IPv6, e.g. `10.0.0.0/8,fd00::/8,127.0.0.1`) of the reverse proxies in front of this node. A request whose TCP peer is one of them has its client address read from TRUST_PROXY_HEADER: every line of it, the right-most entry that is not a trusted proxy. Unset: the header is ignored and the client address is the TCP peer. That address is what the per-address limits and budgets count, what logs and backend proxies (`connection.ip`) see.' },
@@ -199,7 +201,8 @@ export const OPTIONS: readonly Option<keyof Config>[] = [
   { key: 'redisUrl', env: 'REDIS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: `redis://[:password@]host:port[/db]` (or `rediss://`) of a Redis 7 primary shared by every node. Unset: one node, everything in memory.' },
   { key: 'redisSentinels', env: 'REDIS_SENTINELS', kind: 'list', default: undefined, doc: 'Cluster mode through Redis Sentinel, instead of REDIS_URL: the sentinels, `host:port` comma separated. The nodes use the primary the sentinels name REDIS_SENTINEL_NAME, and the new one after a failover (protocol.md section 11 says what a failover may lose and how clients are told).' },
   { key: 'redisSentinelName', env: 'REDIS_SENTINEL_NAME', kind: 'string', default: undefined, doc: 'With REDIS_SENTINELS (required): the name of the primary the sentinels monitor (`sentinel monitor <name> ...`).' },
-  { key: 'redisPassword', env: 'REDIS_PASSWORD', kind: 'string', default: undefined, doc: 'With REDIS_SENTINELS: the password of the primary and its replicas (with REDIS_URL it is in the URL).' },
+  { key: 'redisClusterNodes', env: 'REDIS_CLUSTER_NODES', kind: 'list', default: undefined, doc: 'Cluster mode on a Redis Cluster (7.x, sharded pub/sub), instead of REDIS_URL: some of its nodes, `host:port` comma separated (the others are discovered). The keys are spread over 48 hash-tagged partitions (README "Cluster mode"); HISTORY_MAX_BYTES is split evenly over them. Not yet with PUSH_WEBHOOK_URL or WEBHOOK_URL (the start stops, naming them).' },
+  { key: 'redisPassword', env: 'REDIS_PASSWORD', kind: 'string', default: undefined, doc: 'With REDIS_SENTINELS or REDIS_CLUSTER_NODES: the password of the Redis servers (with REDIS_URL it is in the URL).' },
   { key: 'redisPrefix', env: 'REDIS_PREFIX', kind: 'string', default: 'storywire:', doc: 'Prefix of every Redis key and channel, so that several deployments can share one Redis.' },
   { key: 'nodeId', env: 'NODE_ID', kind: 'string', default: undefined, doc: 'This node\'s id in the cluster (`[A-Za-z0-9_.-]`, at most 64); unset: random at each start. Two live nodes must never share one.' },
   { key: 'nodeLeaseMs', env: 'NODE_LEASE_MS', kind: 'int', default: 10000, min: 500, max: 600000, doc: 'Cluster mode: lease of a node in Redis, renewed every third of it. The users of a node that dies without cleaning up are offline within this plus a fifth of it (at most 2 s).' },
@@ -321,7 +324,7 @@ export function loadConfig(
   // MAX_CONNECTIONS follows the open-files limit when unset, and must fit under it when set (createServer
   // checks it again once CHANNELS_FILE's proxies, whose sockets count too, are known).
   const openFiles: OpenFiles = Object.freeze({ limit: openFilesLimit(), derived: out['maxConnections'] === undefined });
-  const budget = connectionBudget(out['maxConnections'] as number | undefined, descriptorReserve(out['redisUrl'] !== undefined || out['redisSentinels'] !== undefined), openFiles.limit);
+  const budget = connectionBudget(out['maxConnections'] as number | undefined, descriptorReserve(out['redisUrl'] !== undefined || out['redisSentinels'] !== undefined, [], out['redisClusterNodes'] !== undefined), openFiles.limit);
   if (budget.problem !== undefined) problems.push(budget.problem);
   else out['maxConnections'] = budget.maxConnections;
   out['openFiles'] = openFiles;
@@ -348,7 +351,7 @@ export function loadConfig(
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
   if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
   if (cfg.redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(cfg.redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
-  problems.push(...sentinelProblems(cfg));
+  problems.push(...sentinelProblems(cfg), ...clusterProblems(cfg));
   if (cfg.nodeId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.nodeId)) problems.push(`NODE_ID must be 1-64 characters of [A-Za-z0-9_.-], got "${cfg.nodeId}"`);
   if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
   if (cfg.notifyPolicy === 'proxy' && cfg.notifyProxy === undefined) problems.push('NOTIFY_POLICY=proxy needs NOTIFY_PROXY (the name of a proxy of CHANNELS_FILE)');
@@ -384,11 +387,25 @@ export function sentinelAddress(s: string): { host: string; port: number } | und
   return m && port >= 1 && port <= 65535 ? { host: m[1]!.replace(/^\[|\]$/g, ''), port } : undefined;
 }
 
+function clusterProblems(cfg: Config): string[] {
+  const problems: string[] = [];
+  if (cfg.redisClusterNodes === undefined) return problems;
+  if (cfg.redisUrl !== undefined || cfg.redisSentinels !== undefined) problems.push('set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES');
+  if (cfg.redisClusterNodes.length === 0) problems.push('REDIS_CLUSTER_NODES must list at least one node');
+  for (const s of cfg.redisClusterNodes) if (sentinelAddress(s) === undefined) problems.push(`REDIS_CLUSTER_NODES: each node is host:port, got "${s}"`);
+  // The partitions' hash tags follow the prefix: a tag in the prefix would put every key in one slot.
+  if (/[{}]/.test(cfg.redisPrefix)) problems.push('REDIS_PREFIX may not contain { or } with REDIS_CLUSTER_NODES (the partitions\' hash tags follow it)');
+  for (const [name, url] of [['PUSH_WEBHOOK_URL', cfg.pushWebhookUrl], ['WEBHOOK_URL', cfg.webhookUrl]] as const) {
+    if (url !== undefined) problems.push(`${name} is not supported with REDIS_CLUSTER_NODES yet (its queue and push tracking need one Redis): use REDIS_URL or REDIS_SENTINELS`);
+  }
+  return problems;
+}
+
 function sentinelProblems(cfg: Config): string[] {
   const problems: string[] = [];
   if (cfg.redisSentinels === undefined) {
     if (cfg.redisSentinelName !== undefined) problems.push('REDIS_SENTINEL_NAME needs REDIS_SENTINELS');
-    if (cfg.redisPassword !== undefined) problems.push('REDIS_PASSWORD is for REDIS_SENTINELS; with REDIS_URL the password is in the URL');
+    if (cfg.redisPassword !== undefined && cfg.redisClusterNodes === undefined) problems.push('REDIS_PASSWORD is for REDIS_SENTINELS or REDIS_CLUSTER_NODES; with REDIS_URL the password is in the URL');
     return problems;
   }
   if (cfg.redisUrl !== undefined) problems.push('set only one of REDIS_URL and REDIS_SENTINELS');

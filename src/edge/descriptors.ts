@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs';
 export const RESERVE_BASE = 64;
 /** With REDIS_URL: the command and subscriber connections, and room for a reconnect to overlap them. */
 export const RESERVE_REDIS = 4;
+/** With Redis Cluster: two connections (commands, sharded subscriber) to each of up to 32 nodes. */
+export const RESERVE_REDIS_CLUSTER = 64;
 /** MAX_CONNECTIONS where the limit cannot be read (not Linux): the old default, not checked. */
 export const UNKNOWN_LIMIT_MAX_CONNECTIONS = 19000;
 /** A derived MAX_CONNECTIONS is at most this, however high the limit (memory runs out first). */
@@ -34,8 +36,8 @@ export function openFilesLimit(limits: () => string = () => readFileSync('/proc/
 }
 
 /** Descriptors kept for other than client connections: the base, Redis, and each backend proxy's sockets (its maxInFlight). */
-export function descriptorReserve(redis: boolean, proxiesMaxInFlight: Iterable<number> = []): number {
-  let reserve = RESERVE_BASE + (redis ? RESERVE_REDIS : 0);
+export function descriptorReserve(redis: boolean, proxiesMaxInFlight: Iterable<number> = [], redisCluster = false): number {
+  let reserve = RESERVE_BASE + (redisCluster ? RESERVE_REDIS_CLUSTER : redis ? RESERVE_REDIS : 0);
   for (const n of proxiesMaxInFlight) reserve += n;
   return reserve;
 }

@@ -17,13 +17,16 @@ import type { Backplane } from './types.js';
  */
 export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000, historyLimits?: RedisHistoryOptions['perTopic']): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
-  if (config.redisUrl === undefined && config.redisSentinels === undefined) return new MemoryBackplane(nodeId);
+  if (config.redisUrl === undefined && config.redisSentinels === undefined && config.redisClusterNodes === undefined) return new MemoryBackplane(nodeId);
   const { RedisBackplane } = await import('./redis/backplane.js');
   const sentinels = config.redisSentinels?.map((s) => sentinelAddress(s)!);
+  const password = config.redisPassword === undefined ? {} : { password: config.redisPassword };
   const backplane = new RedisBackplane({
-    ...(sentinels === undefined
-      ? { url: config.redisUrl! }
-      : { sentinel: { sentinels, name: config.redisSentinelName!, ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }) } }),
+    ...(config.redisClusterNodes !== undefined
+      ? { cluster: { nodes: config.redisClusterNodes.map((s) => sentinelAddress(s)!), ...password } }
+      : sentinels === undefined
+        ? { url: config.redisUrl! }
+        : { sentinel: { sentinels, name: config.redisSentinelName!, ...password } }),
     prefix: config.redisPrefix,
     nodeId,
     leaseMs: config.nodeLeaseMs,

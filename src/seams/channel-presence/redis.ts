@@ -116,8 +116,10 @@ export class RedisChannelPresence implements ChannelPresenceStore {
       this.node.dirty();
       return;
     }
-    // The index first (one connection: commands reach Redis in this order), so a share is never unindexed.
-    await this.track(Promise.all([first ? this.cmd.sadd(this.index(this.node.nodeId), channel) : undefined, cs(this.cmd).CP_ADD(2, this.users(channel), this.share(channel, this.node.nodeId), connectionId, userId)]));
+    // The index first, so a share is never unindexed.
+    const added = () => cs(this.cmd).CP_ADD(2, this.users(channel), this.share(channel, this.node.nodeId), connectionId, userId);
+    // With Redis Cluster the index and the channel are on different shards: the index is awaited first.
+    await this.track(first ? this.cmd.sadd(this.index(this.node.nodeId), channel).then(added) : added());
   }
 
   async remove(channel: string, _userId: string, connectionId: string): Promise<void> {
@@ -161,15 +163,15 @@ export class RedisChannelPresence implements ChannelPresenceStore {
   private async resyncPass(): Promise<void> {
     const node = this.node.nodeId;
     const indexed = await this.cmd.smembers(this.index(node));
-    const m = this.cmd.pipeline();
-    for (const channel of indexed) if (!this.local.has(channel)) cs(m).CP_REPLACE(2, this.users(channel), this.share(channel, node));
-    if (this.local.size > 0) m.sadd(this.index(node), ...this.local.keys());
-    for (const [channel, conns] of this.local) cs(m).CP_REPLACE(2, this.users(channel), this.share(channel, node), ...[...conns].flat());
+    // Sent together, not as one pipeline: with Redis Cluster the channels are in many slots. The index is
+    // written first, so that a share is never unindexed.
+    if (this.local.size > 0) await this.cmd.sadd(this.index(node), ...this.local.keys());
+    const writes: Promise<unknown>[] = [];
+    for (const channel of indexed) if (!this.local.has(channel)) writes.push(cs(this.cmd).CP_REPLACE(2, this.users(channel), this.share(channel, node)));
+    for (const [channel, conns] of this.local) writes.push(cs(this.cmd).CP_REPLACE(2, this.users(channel), this.share(channel, node), ...[...conns].flat()));
+    await Promise.all(writes);
     const gone = indexed.filter((c) => !this.local.has(c));
-    if (gone.length > 0) m.srem(this.index(node), ...gone);
-    const res = (await m.exec()) ?? [];
-    const failed = res.find(([err]) => err);
-    if (failed) throw failed[0];
+    if (gone.length > 0) await this.cmd.srem(this.index(node), ...gone);
   }
 
   /**

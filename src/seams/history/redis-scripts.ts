@@ -102,9 +102,25 @@ local function bound(B, UA, prefix, maxBytes, limit)
     end
   end
 end
+-- A failover (the primary is a promoted replica, which may lack the last writes the old one acknowledged:
+-- replication is asynchronous): the partition's replid (the key g names, 'hgen' replaced by 'replid') records
+-- the primary the partition was last used on; when this primary's previous replication id (master_replid2) is
+-- the one recorded, a replica of that primary was promoted, and a new generation (its own id) retires every
+-- topic of the partition. Checked by every call, so that no write lands in a retired history unnoticed.
+local function check_primary(g)
+  local info = redis.call('INFO', 'replication')
+  local id = string.match(info, 'master_replid:(%x+)')
+  if not id then return end
+  local rid = string.sub(g, 1, -5) .. 'replid'
+  local known = redis.call('GET', rid)
+  if known == id then return end
+  redis.call('SET', rid, id)
+  if known and known == string.match(info, 'master_replid2:(%x+)') then redis.call('SET', g, id) end
+end
 -- The topic's epoch, or nil: it has none, or it is of an older generation (g: the current one, set when a
--- replica was promoted, see backplane/redis/membership.ts): a retired history, continued by nobody.
+-- replica was promoted, check_primary): a retired history, continued by nobody.
 local function epoch_of(h, g)
+  check_primary(g)
   local e = redis.call('HMGET', h, 'epoch', 'gen')
   if not e[1] then return nil end
   if (e[2] or '') ~= (redis.call('GET', g) or '') then return nil end

@@ -28,9 +28,10 @@
 //               entries that left the stream go at the next keyed RECORD of the topic; a place left meanwhile
 //               finds no entry (ENTRY checks the stream). Same TTL as the stream. Overlay frames are not in the
 //               byte books (at most one per held entry, each within MAX_CHAT_BYTES of its entry).
-// hz, hbytes, hsizes, hage and huage are the only keys shared by all topics: with Redis Cluster (a later issue) they
-// would need a slot of their own and the byte bound a different design; every other key of a topic is
-// named by the topic alone.
+// hz, hbytes, hsizes, hage and huage are shared by the topics of one partition (backplane/redis/keys.ts): with
+// Redis Cluster, each of the 48 partitions keeps its own books and holds at most HISTORY_MAX_BYTES / 48 (the
+// bound is split evenly, since no script may read another partition's books); with one Redis there is one
+// partition and the bound is over every topic. Every other key of a topic is named by the topic alone.
 // A user-sent entry deleted for the share leaves a hole in the stream's offsets: a replay across it is
 // `recovered: false` (SINCE), never a silent skip, as in memory.
 // (Read state, r:<user> and ri:<user>, is seams/readstate/redis.ts: it counts in the epoch of h:user:<user>.)
@@ -80,6 +81,12 @@ export interface RedisHistoryOptions {
 /** A candidate for hz: 12 characters of [A-Za-z0-9_-] (kept only when hz is missing). */
 export const emptyEpochBase = (): string => randomBytes(9).toString('base64url');
 
+/** Where a topic's keys are (backplane/redis/keys.ts): its partition's prefix, and every partition. */
+export interface HistoryLayout {
+  forTopic(topic: string): { key(name: string): string; readonly prefix: string };
+  readonly parts: readonly { key(name: string): string }[];
+}
+
 export class RedisHistory implements ClusterHistory {
   readonly kind = 'redis';
   /** Appends are the backplane's RECORD (RedisBackplane.publishRecorded), atomic with the publication. */
@@ -87,7 +94,7 @@ export class RedisHistory implements ClusterHistory {
 
   constructor(
     private readonly cmd: Redis,
-    private readonly key: (name: string) => string,
+    private readonly layout: HistoryLayout,
     readonly options: RedisHistoryOptions,
   ) {
     for (const [name, lua] of Object.entries(HISTORY_SCRIPTS)) cmd.defineCommand(name, { lua });
@@ -99,9 +106,11 @@ export class RedisHistory implements ClusterHistory {
   }
 
   /** The keys of one topic, then the books (see the layout). */
-  keysOf(topic: string): { h: string; s: string; u: string; hk: string; ho: string; hz: string; books: [string, string, string]; uage: string; gen: string } {
-    const k = this.key;
-    return { h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage'), gen: k(GENERATION_KEY) };
+  keysOf(topic: string): { h: string; s: string; u: string; hk: string; ho: string; hz: string; books: [string, string, string]; uage: string; gen: string; prefix: string } {
+    const part = this.layout.forTopic(topic);
+    const k = (name: string) => part.key(name);
+    return {
+      prefix: part.prefix, h: k(`h:${topic}`), s: k(`s:${topic}`), u: k(`hu:${topic}`), hk: k(`hk:${topic}`), ho: k(`ho:${topic}`), hz: k('hz'), books: [k('hbytes'), k('hsizes'), k('hage')], uage: k('huage'), gen: k(GENERATION_KEY) };
   }
 
   async position(topic: string): Promise<Position> {
@@ -123,9 +132,16 @@ export class RedisHistory implements ClusterHistory {
     return (await hs(this.cmd).REWOUND(9, k.h, k.s, ...k.books, k.u, k.hk, k.ho, k.gen, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
   }
 
-  /** Bytes held over every topic (the books' total). */
+  /** HISTORY_MAX_BYTES of one partition (the bound split evenly over the partitions). */
+  get partMaxBytes(): number {
+    const max = this.options.maxBytes;
+    return max === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(max / this.layout.parts.length);
+  }
+
+  /** Bytes held over every topic (the books' total, over every partition). */
   async storedBytes(): Promise<number> {
-    return Number((await this.cmd.get(this.key('hbytes')).catch(unavailable)) ?? 0);
+    const held = await Promise.all(this.layout.parts.map((p) => this.cmd.get(p.key('hbytes')).catch(unavailable)));
+    return held.reduce((n, v) => n + Number(v ?? 0), 0);
   }
 
   async latest(topic: string, limit: number): Promise<string[]> {

@@ -53,7 +53,8 @@ function unavailable(err: unknown): never {
 export class RedisReadState implements ReadStateStore {
   constructor(
     private readonly cmd: Redis,
-    private readonly key: (name: string) => string,
+    /** A key of the user's partition (backplane/redis/keys.ts: that of its topic `user:<id>`, with its history). */
+    private readonly keyOf: (userId: string, name: string) => string,
     /** The TTL of `user:<id>`'s history, ms: read state lives as long as the history it refers to. */
     private readonly ttlMsOf: (userId: string) => number,
   ) {
@@ -61,7 +62,7 @@ export class RedisReadState implements ReadStateStore {
   }
 
   async get(userId: string): Promise<ReadState> {
-    const [all, ...ids] = (await rs(this.cmd).READ_STATE(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`)).catch(unavailable)) as [number, ...string[]];
+    const [all, ...ids] = (await rs(this.cmd).READ_STATE(3, this.keyOf(userId, `r:${userId}`), this.keyOf(userId, `ri:${userId}`), this.keyOf(userId, `h:user:${userId}`)).catch(unavailable)) as [number, ...string[]];
     // Ids are notification UUIDs: ids of an older epoch can never match a newer notification.
     return { allUpTo: all, ids: new Set(ids) };
   }
@@ -69,9 +70,9 @@ export class RedisReadState implements ReadStateStore {
   async mark(userId: string, change: ReadChange): Promise<void> {
     const ttl = this.ttlMsOf(userId);
     if ('id' in change) {
-      await rs(this.cmd).READ_ONE(2, this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.id, ttl).catch(unavailable);
+      await rs(this.cmd).READ_ONE(2, this.keyOf(userId, `ri:${userId}`), this.keyOf(userId, `h:user:${userId}`), change.id, ttl).catch(unavailable);
     } else {
-      await rs(this.cmd).READ_ALL(3, this.key(`r:${userId}`), this.key(`ri:${userId}`), this.key(`h:user:${userId}`), change.allUpTo, ttl).catch(unavailable);
+      await rs(this.cmd).READ_ALL(3, this.keyOf(userId, `r:${userId}`), this.keyOf(userId, `ri:${userId}`), this.keyOf(userId, `h:user:${userId}`), change.allUpTo, ttl).catch(unavailable);
     }
   }
 }

@@ -6,7 +6,7 @@
 //   presence.ts    Lua-atomic presence, re-registered and swept with the membership (channel presence too:
 //                  seams/channel-presence/redis.ts)
 //   keys.ts        the Redis layout; scripts.ts the Lua scripts
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
@@ -18,7 +18,7 @@ import { RedisWebhookQueue } from '../../webhooks/redis.js';
 import type { ClusterBackplane, ClusterNode, ClusterStores, DisconnectHandler, FrameHandler, Idempotency, UnsubscribeHandler, UserConnection } from '../types.js';
 import { Control } from './control.js';
 import { Frames } from './frames.js';
-import { RedisKeys } from './keys.js';
+import { CLUSTER_PARTITIONS, RedisKeys } from './keys.js';
 import type { Link } from './link.js';
 import { Membership } from './membership.js';
 import { RedisPresence } from './presence.js';
@@ -34,10 +34,17 @@ export interface SentinelOptions {
   password?: string;
 }
 
+/** Redis Cluster: some of its nodes (the others are discovered), and their password. */
+export interface ClusterOptions {
+  nodes: readonly { host: string; port: number }[];
+  password?: string;
+}
+
 export interface RedisBackplaneOptions {
-  /** One primary (REDIS_URL); or, instead, `sentinel`. */
+  /** One primary (REDIS_URL); or, instead, `sentinel` or `cluster`. */
   url?: string;
   sentinel?: SentinelOptions;
+  cluster?: ClusterOptions;
   nodeId: string;
   /** Key and channel prefix, so that several deployments can share one Redis. */
   prefix: string;
@@ -72,6 +79,29 @@ function connectTo(options: RedisBackplaneOptions, timeoutMs: number, connection
     lazyConnect: true,
     connectionName,
   } satisfies RedisOptions;
+  const c = options.cluster;
+  if (c !== undefined) {
+    const { lazyConnect: _lazy, retryStrategy: _retry, connectionName: _name, enableOfflineQueue: _queue, ...node } = common;
+    // ioredis' Cluster speaks every command the backplane uses (scripts and pipelines route by their first key,
+    // each of one slot: keys.ts), so it is used as a Redis. Commands refused before they ran (MOVED, ASK,
+    // TRYAGAIN, CLUSTERDOWN) are retried by it, never one that may have run.
+    return new Cluster(
+      c.nodes.map(({ host, port }) => ({ host, port })),
+      {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        enableReadyCheck: true,
+        shardedSubscribers: connectionName.endsWith('-sub'),
+        slotsRefreshInterval: 1000,
+        slotsRefreshTimeout: timeoutMs,
+        retryDelayOnFailover: 100,
+        retryDelayOnClusterDown: 100,
+        maxRedirections: 16,
+        clusterRetryStrategy: (times: number) => Math.min(100 * times, 1000) + Math.floor(Math.random() * 100),
+        redisOptions: { ...node, connectionName, ...(c.password === undefined ? {} : { password: c.password }) },
+      },
+    ) as unknown as Redis;
+  }
   const s = options.sentinel;
   if (s === undefined) {
     if (options.url === undefined) throw new Error('RedisBackplane: url or sentinel is required');
@@ -107,13 +137,13 @@ export class RedisBackplane implements ClusterBackplane, Link {
 
   constructor(options: RedisBackplaneOptions) {
     this.nodeId = options.nodeId;
-    this.keys = new RedisKeys(options.prefix);
+    this.keys = new RedisKeys(options.prefix, options.cluster === undefined ? 1 : CLUSTER_PARTITIONS);
     this.log = options.log.child({ backplane: 'redis', nodeId: options.nodeId });
     this.timeoutMs = options.commandTimeoutMs ?? 2000;
     this.cmd = connectTo(options, this.timeoutMs, `storywire-${this.nodeId}`);
     this.sub = connectTo(options, this.timeoutMs, `storywire-${this.nodeId}-sub`);
     for (const [name, lua] of Object.entries(SCRIPTS)) this.cmd.defineCommand(name, { lua });
-    const history = new RedisHistory(this.cmd, (name: string) => this.keys.key(name), options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
+    const history = new RedisHistory(this.cmd, this.keys, options.history ?? { size: 50, ttlMs: 7 * 24 * 3600 * 1000 });
     const presence = new RedisPresence(this, this.cmd, this.keys, options.graceMs);
     const channelPresence = new RedisChannelPresence(this, this.cmd, (name) => this.keys.key(name));
     const chatReads = new RedisChatReads(this.cmd, (name) => this.keys.key(name));
@@ -121,7 +151,7 @@ export class RedisBackplane implements ClusterBackplane, Link {
     this.stores = {
       history,
       presence,
-      readState: new RedisReadState(this.cmd, key, (userId) => history.limitsOf(`user:${userId}`).ttlMs),
+      readState: new RedisReadState(this.cmd, (userId, name) => this.keys.forUser(userId).key(name), (userId) => history.limitsOf(`user:${userId}`).ttlMs),
       channelPresence,
       chatReads,
       webhookQueue: (name, queueOptions) => new RedisWebhookQueue(this.cmd, key, this.nodeId, name, queueOptions, this.log),
@@ -139,6 +169,13 @@ export class RedisBackplane implements ClusterBackplane, Link {
       conn.on('ready', () => this.membership.resync());
     }
     this.sub.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
+    if (options.cluster !== undefined) {
+      // A shard's subscriber lost (its primary failed, or its slots moved): what that shard carried meanwhile
+      // was not heard here, so the node is down until ioredis has subscribed again on the shards that own the
+      // channels now, then re-registers (listening again reads what it missed from the history).
+      this.sub.on('-subscriber', () => this.membership.down());
+      this.sub.on('subscribersReady', () => this.membership.resync());
+    }
     this.timers.push(
       setInterval(() => this.membership.renew(), Math.floor(options.leaseMs / 3)),
       setInterval(() => this.membership.sweep().catch((err: unknown) => this.log.debug({ err }, 'sweep failed')), this.membership.sweepMs),

@@ -47,7 +47,8 @@ export class Frames {
     const origin = keyed === undefined ? link.nodeId : `${link.nodeId} ${keyed}`;
     let r: unknown;
     try {
-      r = await sc(link.cmd).PUBLISH(3, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), `${origin}\n${frame}`, link.nodeId);
+      const part = link.keys.forTopic(topic);
+      r = await sc(link.cmd).PUBLISH(3, part.interest(topic), part.recovering, part.channel(topic), `${origin}\n${frame}`, link.nodeId);
     } catch {
       throw new Unconfirmed('not confirmed by the other nodes: the cluster store (Redis) did not answer', false);
     }
@@ -59,12 +60,13 @@ export class Frames {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-    const { maxBytes, userSize } = this.history.options;
+    const { userSize } = this.history.options;
     const { size, ttlMs } = this.history.limitsOf(topic);
     const k = this.history.keysOf(topic);
     const replace = options?.replace;
-    const keys = [k.h, k.s, link.keys.interest(topic), link.keys.recovering, link.keys.channel(topic), ...k.books, k.u, k.uage, k.hk, k.ho, k.gen];
-    if (idem) keys.push(link.keys.key(`idem:${topic}:${idem.key}`));
+    const part = link.keys.forTopic(topic);
+    const keys = [k.h, k.s, part.interest(topic), part.recovering, part.channel(topic), ...k.books, k.u, k.uage, k.hk, k.ho, k.gen];
+    if (idem) keys.push(part.key(`idem:${topic}:${idem.key}`));
     let r: [number, string?, number?, string?];
     try {
       r = (await hs(link.cmd).RECORD(
@@ -78,8 +80,8 @@ export class Frames {
         exceptToken === undefined ? '*' : `*${link.nodeId}/${exceptToken}`,
         idem?.ttlMs ?? this.idempotencyMs,
         idem?.fingerprint ?? '',
-        maxBytes ?? Number.MAX_SAFE_INTEGER,
-        link.keys.prefix,
+        this.history.partMaxBytes,
+        part.prefix,
         topic,
         options?.ifStreamExists === true ? '1' : '',
         options?.user === true ? '1' : '',
@@ -168,7 +170,8 @@ export class Frames {
     const { cmd, sub, keys, nodeId } = this.link;
     if (want) {
       await sub.ssubscribe(keys.channel(topic));
-      await cmd.multi().sadd(keys.interest(topic), nodeId).sadd(keys.topicsOf(nodeId), topic).exec();
+      const part = keys.forTopic(topic);
+      await cmd.multi().sadd(part.interest(topic), nodeId).sadd(part.topicsOf(nodeId), topic).exec();
       this.listening.add(topic);
       // A join that read its position before this node listened seeded the topic's stream: read what was
       // published meanwhile (nothing, usually) from the history.
@@ -176,7 +179,8 @@ export class Frames {
       if (!this.desired.has(topic)) await this.apply(topic);
     } else {
       this.listening.delete(topic);
-      await cmd.multi().srem(keys.interest(topic), nodeId).srem(keys.topicsOf(nodeId), topic).exec();
+      const part = keys.forTopic(topic);
+      await cmd.multi().srem(part.interest(topic), nodeId).srem(part.topicsOf(nodeId), topic).exec();
       await sub.sunsubscribe(keys.channel(topic));
     }
   }

@@ -5,7 +5,19 @@ import type { Frames } from './frames.js';
 import type { Link } from './link.js';
 import type { RedisPresence } from './presence.js';
 import type { RedisChannelPresence } from '../../channel-presence/redis.js';
+import type { PartKeys } from './keys.js';
 import { sc } from './scripts.js';
+
+/** A partition's membership state (keys.ts). */
+interface PartState {
+  readonly keys: PartKeys;
+  /** The partition's epoch when this node last registered: a new one is a data loss of its Redis. */
+  epoch: string | undefined;
+  /** Nodes with a live lease there at the last sweep: after a data loss, recovery ends when all are back. */
+  livePeers: string[];
+  /** The nodes alive before the partition lost its data, when this node saw the loss. */
+  recoveryPeers: string[] | undefined;
+}
 
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
 const RECOVERY_MIN_MS = 2500;
@@ -22,11 +34,8 @@ export class Membership {
    * others (their leases expired while Redis was away, which is no sign that they died).
    */
   private leasesTrustedAt = 0;
-  private epoch: string | undefined;
-  /** Nodes with a live lease at the last sweep: after a data loss, recovery ends when all are back. */
-  private livePeers: string[] = [];
-  /** The nodes alive before Redis lost its data, when this node saw the loss. */
-  private recoveryPeers: string[] | undefined;
+  /** Per partition (keys.ts; one with one Redis): its epoch, its live peers, its recovery. */
+  private readonly parts: PartState[];
   private syncing: Promise<void> | undefined;
   private resyncAgain = false;
   private needsResync = false;
@@ -41,6 +50,7 @@ export class Membership {
     private readonly channelPresence?: RedisChannelPresence,
   ) {
     this.sweepMs = Math.max(100, Math.min(2000, Math.floor(leaseMs / 5)));
+    this.parts = link.keys.parts.map((keys) => ({ keys, epoch: undefined, livePeers: [], recoveryPeers: undefined }));
   }
 
   get up(): boolean {
@@ -96,21 +106,22 @@ export class Membership {
     const { cmd, keys, nodeId } = this.link;
     const started = Date.now();
     this.needsResync = false;
-    const { lost, peers } = await this.checkEpoch();
-    await this.checkPrimary();
+    const lostParts = (await Promise.all(this.parts.map((p) => this.checkEpoch(p)))).filter((p) => p !== undefined);
+    const lost = lostParts.length > 0;
+    await Promise.all(this.parts.map((p) => this.checkPrimary(p)));
     // A lease first, so that no other node sweeps this one while it re-registers.
-    await cmd.multi().set(keys.lease(nodeId), 'syncing', 'PX', this.leaseMs).sadd(keys.nodes, nodeId).exec();
+    await Promise.all(this.parts.map(({ keys: part }) => cmd.multi().set(part.lease(nodeId), 'syncing', 'PX', this.leaseMs).sadd(part.nodes, nodeId).exec()));
     await this.link.sub.ssubscribe(keys.control(nodeId));
-    await this.dropStaleInterests();
+    await Promise.all(this.parts.map((p) => this.dropStaleInterests(p)));
     // Listening again: what was published while this node could not hear it comes from the history.
     await this.frames.relisten();
-    await cmd.set(keys.lease(nodeId), this.epoch!, 'PX', this.leaseMs);
-    if (lost) await this.endRecovery(peers);
+    await Promise.all(this.parts.map(({ keys: part, epoch }) => cmd.set(part.lease(nodeId), epoch!, 'PX', this.leaseMs)));
+    await Promise.all(lostParts.map(({ part, peers }) => this.endRecovery(part, peers)));
     await this.channelPresence?.resync();
     // Last, and nothing awaited between its last pass and `up`: a connection opened meanwhile is not missed.
     const users = await this.presence.resync(lost);
     this.link.log.info(
-      { topics: this.frames.listeningCount, connections: this.presence.local.size, onlineAgain: users, dataLost: lost, ms: Date.now() - started },
+      { topics: this.frames.listeningCount, connections: this.presence.local.size, onlineAgain: users, dataLost: lost, ms: Date.now() - started, ...(lost && this.parts.length > 1 ? { partitionsLost: lostParts.length } : {}) },
       this.state ? 're-registered in the cluster' : 'backplane up: registered in the cluster',
     );
     this.setState(true);
@@ -118,68 +129,62 @@ export class Membership {
   }
 
   /**
-   * Reads the cluster's epoch (writing it when Redis has none): a new one means Redis lost its data, and a
-   * recovery starts, to end when `peers` (the nodes alive before) are back. Sets how long this node trusts
-   * no missing lease.
+   * Reads a partition's epoch (writing it when Redis has none): a new one means its Redis lost its data, and a
+   * recovery of the partition starts, to end when its peers (the nodes alive there before) are back. Sets how
+   * long this node trusts no missing lease. Returns the partition when it lost its data.
    */
-  private async checkEpoch(): Promise<{ lost: boolean; peers: string[] }> {
-    const { cmd, keys, nodeId } = this.link;
-    const fresh = randomBytes(8).toString('hex');
-    const stored = (await cmd.set(keys.epoch, fresh, 'NX', 'GET')) as string | null;
-    const epoch = stored ?? fresh;
-    const first = this.epoch === undefined;
-    const lost = !first && epoch !== this.epoch;
-    const peers = this.livePeers;
-    this.epoch = epoch;
+  private async checkEpoch(part: PartState): Promise<{ part: PartState; peers: string[] } | undefined> {
+    const { cmd, nodeId } = this.link;
+    const [epoch, sinceRedisStart] = (await sc(cmd).EPOCH(1, part.keys.epoch, randomBytes(8).toString('hex'))) as [string, number];
+    const first = part.epoch === undefined;
+    const lost = !first && epoch !== part.epoch;
+    const peers = part.livePeers;
+    part.epoch = epoch;
     if (lost) {
-      this.recoveryPeers = peers;
-      await cmd.set(keys.recovering, nodeId, 'PX', this.recoveryMs, 'NX');
+      part.recoveryPeers = peers;
+      await cmd.set(part.keys.recovering, nodeId, 'PX', this.recoveryMs, 'NX');
     }
     // Back from an outage, or Redis itself just started: the others get a whole lease (and a reconnect) to
     // renew theirs before any is judged.
-    const sinceRedisStart = Number(/uptime_in_seconds:(\d+)/.exec(await cmd.info('server'))?.[1] ?? 0) * 1000;
     const wait = !first && (!this.state || lost) ? this.recoveryMs : Math.max(0, this.recoveryMs - sinceRedisStart);
     this.leasesTrustedAt = Math.max(this.leasesTrustedAt, Date.now() + wait);
-    return { lost, peers };
+    return lost ? { part, peers } : undefined;
   }
 
   /**
    * A failover: the primary is a promoted replica, which may lack the last writes the old one acknowledged
-   * (replication is asynchronous). Every topic's history is retired (a new generation: the scripts treat a topic
-   * of another one as having none), before this node listens again, so that every client of every topic,
-   * connected or not, resumes `recovered: false` rather than past a silent gap. A restart of the same primary
-   * (its previous id is not the recorded one) is the epoch's business (checkEpoch).
+   * (replication is asynchronous). Every topic's history in the partition is retired (a new generation: the
+   * scripts treat a topic of another one as having none), so that every client of every topic, connected or
+   * not, resumes `recovered: false` rather than past a silent gap. The history scripts make the same check at
+   * every call (check_primary), so no write lands before it; here it is made before this node listens again,
+   * and logged. A restart of the same primary (its previous id is not the recorded one) is the epoch's business
+   * (checkEpoch).
    */
-  private async checkPrimary(): Promise<void> {
-    const { cmd, keys } = this.link;
-    const info = await cmd.info('replication');
-    const id = /^master_replid:([0-9a-f]+)/m.exec(info)?.[1];
-    if (id === undefined) return;
-    const previous = /^master_replid2:([0-9a-f]+)/m.exec(info)?.[1] ?? '';
-    if ((await sc(cmd).PRIMARY(2, keys.replid, keys.hgen, id, previous, randomBytes(6).toString('base64url'))) === 1) {
-      this.link.log.warn({ replid: id }, 'the primary is a promoted replica: every history starts a new epoch (clients resume recovered: false)');
+  private async checkPrimary(part: PartState): Promise<void> {
+    if ((await sc(this.link.cmd).PRIMARY(2, part.keys.replid, part.keys.hgen)) === 1) {
+      this.link.log.warn({ partition: part.keys.index }, 'the primary is a promoted replica: every history of the partition starts a new epoch (clients resume recovered: false)');
     }
   }
 
   /** Interests Redis still holds for this node that it no longer has (they changed while it was away). */
-  private async dropStaleInterests(): Promise<void> {
-    const { cmd, keys, nodeId } = this.link;
-    const registered = await cmd.smembers(keys.topicsOf(nodeId));
+  private async dropStaleInterests({ keys: part }: PartState): Promise<void> {
+    const { cmd, nodeId } = this.link;
+    const registered = await cmd.smembers(part.topicsOf(nodeId));
     const stale = registered.filter((t) => !this.frames.wants(t));
     if (stale.length === 0) return;
     const m = cmd.multi();
-    for (const t of stale) m.srem(keys.interest(t), nodeId);
-    await m.srem(keys.topicsOf(nodeId), ...stale).exec();
+    for (const t of stale) m.srem(part.interest(t), nodeId);
+    await m.srem(part.topicsOf(nodeId), ...stale).exec();
   }
 
   /**
-   * After a data loss, publishes fail until every node this one knew alive is registered again, and for at
-   * least RECOVERY_MIN_MS: a node that joined too recently to be known has reconnected by then.
+   * After a data loss, publishes to the partition fail until every node this one knew alive there is
+   * registered again, and for at least RECOVERY_MIN_MS: a node that joined too recently to be known has
+   * reconnected by then.
    */
-  private async endRecovery(peers: readonly string[]): Promise<void> {
-    const { cmd, keys } = this.link;
-    const leaseKeys = [keys.recovering, ...peers.map((n) => keys.lease(n))];
-    if ((await sc(cmd).END_RECOVERY(leaseKeys.length, ...leaseKeys, this.recoveryMs, RECOVERY_MIN_MS, this.epoch ?? '')) === 1) this.recoveryPeers = undefined;
+  private async endRecovery(part: PartState, peers: readonly string[]): Promise<void> {
+    const leaseKeys = [part.keys.recovering, ...peers.map((n) => part.keys.lease(n))];
+    if ((await sc(this.link.cmd).END_RECOVERY(leaseKeys.length, ...leaseKeys, this.recoveryMs, RECOVERY_MIN_MS, part.epoch ?? '')) === 1) part.recoveryPeers = undefined;
   }
 
   /** How long a recovery lasts at most (one lease, and never less than RECOVERY_MIN_MS). */
@@ -187,13 +192,15 @@ export class Membership {
     return Math.max(this.leaseMs, RECOVERY_MIN_MS);
   }
 
-  /** Every third of a lease. */
+  /** Every third of a lease: the lease of every partition. */
   renew(): void {
     if (!this.state || this.syncing) return;
-    sc(this.link.cmd).RENEW(1, this.link.keys.lease(this.link.nodeId), this.epoch ?? '', this.leaseMs).then(
-      (ok) => {
-        if (ok === 0 || this.needsResync) {
-          if (ok === 0) this.link.log.warn('lease lost (expired or Redis lost its data): re-registering');
+    const { cmd, nodeId, log } = this.link;
+    Promise.all(this.parts.map(({ keys: part, epoch }) => sc(cmd).RENEW(1, part.lease(nodeId), epoch ?? '', this.leaseMs))).then(
+      (oks) => {
+        const lost = oks.some((ok) => ok === 0);
+        if (lost || this.needsResync) {
+          if (lost) log.warn('lease lost (expired or Redis lost its data): re-registering');
           this.resync();
         }
       },
@@ -201,23 +208,28 @@ export class Membership {
     );
   }
 
-  /** Every sweepMs: the lock holder removes what dead nodes left behind and settles forgotten leaves. */
+  /** Every sweepMs: in each partition, the lock holder removes what dead nodes left behind and settles forgotten leaves. */
   async sweep(): Promise<void> {
     if (!this.state) return;
-    const { cmd, keys, nodeId } = this.link;
+    await Promise.all(this.parts.map((p) => this.sweepPart(p)));
+  }
+
+  private async sweepPart(part: PartState): Promise<void> {
+    const { cmd, nodeId } = this.link;
+    const { keys } = part;
     const nodes = await cmd.smembers(keys.nodes);
     const leases = nodes.length === 0 ? [] : await cmd.mget(...nodes.map((n) => keys.lease(n)));
-    this.livePeers = nodes.filter((_, i) => leases[i] !== null);
-    if (this.recoveryPeers) await this.endRecovery(this.recoveryPeers);
+    part.livePeers = nodes.filter((_, i) => leases[i] !== null);
+    if (part.recoveryPeers) await this.endRecovery(part, part.recoveryPeers);
     if (Date.now() < this.leasesTrustedAt) return;
     if ((await cmd.set(keys.sweep, nodeId, 'PX', this.sweepMs, 'NX')) === null) return;
-    for (const [i, node] of nodes.entries()) if (leases[i] === null && node !== nodeId) await this.sweepNode(node);
+    for (const [i, node] of nodes.entries()) if (leases[i] === null && node !== nodeId) await this.sweepNode(keys, node);
     const gone = (await sc(cmd).STALE(2, keys.leaving, keys.leavingBy, this.leaseMs, keys.lease(''), keys.user(''))) as string[];
     for (const userId of gone) this.presence.changed('user:offline', userId);
   }
 
-  private async sweepNode(node: string): Promise<void> {
-    const { cmd, keys } = this.link;
+  private async sweepNode(keys: PartKeys, node: string): Promise<void> {
+    const { cmd } = this.link;
     const nodeKey = keys.lease(node);
     const connsKey = keys.conns(node);
     let cursor = '0';
@@ -238,23 +250,28 @@ export class Membership {
         this.presence.changed('user:offline', userId);
       }
     } while (cursor !== '0');
-    await this.channelPresence?.sweepNode(node, async () => (await cmd.exists(nodeKey)) === 1);
+    // Channel presence is not partitioned: the first partition sweeps it.
+    if (keys.index === 0) await this.channelPresence?.sweepNode(node, async () => (await cmd.exists(nodeKey)) === 1);
     await sc(cmd).FORGET_NODE(4, nodeKey, connsKey, keys.topicsOf(node), keys.nodes, node, keys.interest(''));
-    this.link.log.warn({ deadNode: node, connections: removed, offline: offline.length }, 'node lease expired: its connections removed from presence');
+    if (removed > 0 || keys.index === 0) this.link.log.warn({ deadNode: node, connections: removed, offline: offline.length, ...(this.parts.length > 1 ? { partition: keys.index } : {}) }, 'node lease expired: its connections removed from presence');
   }
 
   /** Leaves the cluster (close): this node's interests, lease and registration go; presence writes drain first. */
   async unregister(): Promise<void> {
     if (!this.state) return;
-    const { cmd, keys, nodeId } = this.link;
+    const { cmd, nodeId } = this.link;
     try {
       await this.presence.drain();
       await this.channelPresence?.unregister();
-      const topics = await cmd.smembers(keys.topicsOf(nodeId));
-      const m = cmd.multi();
-      for (const t of topics) m.srem(keys.interest(t), nodeId);
-      // Without a lease, the leaves this node did not settle are settled by the others at their deadline.
-      await m.del(keys.topicsOf(nodeId), keys.lease(nodeId)).srem(keys.nodes, nodeId).exec();
+      await Promise.all(
+        this.parts.map(async ({ keys }) => {
+          const topics = await cmd.smembers(keys.topicsOf(nodeId));
+          const m = cmd.multi();
+          for (const t of topics) m.srem(keys.interest(t), nodeId);
+          // Without a lease, the leaves this node did not settle are settled by the others at their deadline.
+          await m.del(keys.topicsOf(nodeId), keys.lease(nodeId)).srem(keys.nodes, nodeId).exec();
+        }),
+      );
     } catch (err) {
       this.link.log.warn({ err }, 'could not unregister from the cluster: the others will sweep this node when its lease expires');
     }

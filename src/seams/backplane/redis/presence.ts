@@ -3,7 +3,7 @@
 // connections of a dead node removed by the sweep.
 import type { Redis } from 'ioredis';
 import type { ConnectionsLost, NodeConnection, PresenceChange, PresenceStore } from '../../presence/types.js';
-import type { RedisKeys } from './keys.js';
+import type { PartKeys, RedisKeys } from './keys.js';
 import { sc, unavailable } from './scripts.js';
 
 /** What presence needs of its node's backplane. */
@@ -52,8 +52,10 @@ export class RedisPresence implements PresenceStore {
     this.lostHandler(nodeId, connections);
   }
 
+  /** The user's keys and this node's connections, in the user's partition. */
   private keys(userId: string): string[] {
-    return [this.keyOf.user(userId), this.keyOf.conns(this.bp.nodeId), this.keyOf.leaving, this.keyOf.leavingBy];
+    const part = this.keyOf.forUser(userId);
+    return [part.user(userId), part.conns(this.bp.nodeId), part.leaving, part.leavingBy];
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -108,12 +110,30 @@ export class RedisPresence implements PresenceStore {
     if (userIds.length === 0) return [];
     if (!this.bp.up) throw unavailable('presence unavailable');
     try {
-      const m = this.cmd.pipeline();
-      for (const id of userIds) m.exists(this.keyOf.user(id));
-      m.hmget(this.keyOf.leavingBy, ...userIds);
-      const res = (await m.exec())!;
-      const leaving = res[userIds.length]![1] as (string | null)[];
-      return userIds.filter((_, i) => res[i]![1] === 1 || leaving[i] !== null);
+      // One pipeline per partition (with Redis Cluster a pipeline holds the keys of one slot).
+      const byPart = new Map<PartKeys, string[]>();
+      for (const id of userIds) {
+        const part = this.keyOf.forUser(id);
+        const ids = byPart.get(part);
+        if (ids === undefined) byPart.set(part, [id]);
+        else ids.push(id);
+      }
+      const online = new Set<string>();
+      await Promise.all(
+        [...byPart].map(async ([part, ids]) => {
+          const m = this.cmd.pipeline();
+          for (const id of ids) m.exists(part.user(id));
+          m.hmget(part.leavingBy, ...ids);
+          const res = (await m.exec())!;
+          const failed = res.find(([err]) => err);
+          if (failed) throw failed[0];
+          const leaving = res[ids.length]![1] as (string | null)[];
+          ids.forEach((id, i) => {
+            if (res[i]![1] === 1 || leaving[i] !== null) online.add(id);
+          });
+        }),
+      );
+      return userIds.filter((id) => online.has(id));
     } catch {
       throw unavailable('presence unavailable');
     }
@@ -141,25 +161,39 @@ export class RedisPresence implements PresenceStore {
   }
 
   private async resyncPass(silent: boolean): Promise<number> {
-    const connsKey = this.keyOf.conns(this.bp.nodeId);
-    const registered = await this.cmd.hgetall(connsKey);
+    const registered: Record<string, string> = {};
+    await Promise.all(this.keyOf.parts.map(async (part) => Object.assign(registered, await this.cmd.hgetall(part.conns(this.bp.nodeId)))));
     const removals = new Map(this.lost);
     for (const [conn, user] of Object.entries(registered)) if (!this.local.has(conn)) removals.set(conn, user);
     const adds = [...this.local].filter(([conn]) => registered[conn] === undefined);
-    const m = this.cmd.pipeline();
-    for (const [conn, user] of removals) sc(m).REMOVE(4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
-    for (const [conn, user] of adds) sc(m).ADD(4, ...this.keys(user), conn, this.bp.nodeId, user);
-    const res = (await m.exec()) ?? [];
-    const failed = res.find(([err]) => err);
-    if (failed) throw failed[0];
-    for (const conn of removals.keys()) this.lost.delete(conn);
+    // One pipeline per partition (with Redis Cluster a pipeline holds the keys of one slot).
+    const byPart = new Map<PartKeys, { removals: [string, string][]; adds: [string, string][] }>();
+    const of = (user: string) => {
+      const part = this.keyOf.forUser(user);
+      const ops = byPart.get(part) ?? { removals: [], adds: [] };
+      byPart.set(part, ops);
+      return ops;
+    };
+    for (const r of removals) of(r[1]).removals.push(r);
+    for (const a of adds) of(a[1]).adds.push(a);
     let again = 0;
-    adds.forEach(([, user], i) => {
-      if (res[removals.size + i]![1] === 1 && !silent) {
-        again++;
-        this.changed('user:online', user);
-      }
-    });
+    await Promise.all(
+      [...byPart.values()].map(async (ops) => {
+        const m = this.cmd.pipeline();
+        for (const [conn, user] of ops.removals) sc(m).REMOVE(4, ...this.keys(user), conn, user, this.graceMs, `${this.bp.nodeId} ${conn}`, 'force');
+        for (const [conn, user] of ops.adds) sc(m).ADD(4, ...this.keys(user), conn, this.bp.nodeId, user);
+        const res = (await m.exec()) ?? [];
+        const failed = res.find(([err]) => err);
+        if (failed) throw failed[0];
+        for (const [conn] of ops.removals) this.lost.delete(conn);
+        ops.adds.forEach(([, user], i) => {
+          if (res[ops.removals.length + i]![1] === 1 && !silent) {
+            again++;
+            this.changed('user:online', user);
+          }
+        });
+      }),
+    );
     return again;
   }
 

@@ -96,21 +96,30 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-// KEYS: replid, hgen; ARGV: the primary's master_replid, its master_replid2, a new generation. Records the
-// primary's replication id; when it changed and the new primary's previous id is the one recorded (a replica
-// of that primary was promoted: it may lack the writes it had not received), starts a new history generation.
-// 1 when this call started it (once per failover, cluster-wide).
+// KEYS: replid, hgen. The failover check of the history scripts (check_primary in
+// seams/history/redis-scripts.ts, the same keys and the same generation), run at every re-registration so that
+// it is logged: 1 when this call started a new generation (once per failover, cluster-wide).
 export const PRIMARY = `
+local info = redis.call('INFO', 'replication')
+local id = string.match(info, 'master_replid:(%x+)')
+if not id then return 0 end
 local known = redis.call('GET', KEYS[1])
-if known == ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-if known and known == ARGV[2] then
-  redis.call('SET', KEYS[2], ARGV[3])
+if known == id then return 0 end
+redis.call('SET', KEYS[1], id)
+if known and known == string.match(info, 'master_replid2:(%x+)') then
+  redis.call('SET', KEYS[2], id)
   return 1
 end
 return 0`;
 
-export const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW, PRIMARY };
+// KEYS: epoch; ARGV: a candidate. The partition's epoch (the candidate when it had none) and how long ago, in
+// ms, its Redis started (INFO server): read on the partition's own shard.
+export const EPOCH = `
+local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET')
+local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)') or '0')
+return {stored or ARGV[1], up * 1000}`;
+
+export const SCRIPTS = { PUBLISH, ADD, REMOVE, SETTLE, SWEEP, FORGET_NODE, STALE, END_RECOVERY, RENEW, PRIMARY, EPOCH };
 type Scripts = { [K in keyof typeof SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 /** The scripts as commands: ioredis sends EVALSHA (the body only once, on NOSCRIPT), in pipelines too. */
 export const sc = (r: object) => r as Scripts;

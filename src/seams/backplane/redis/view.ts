@@ -9,12 +9,17 @@ export async function clusterNodes(link: Link): Promise<ClusterNode[]> {
   const { cmd, keys } = link;
   if (!link.up) throw unavailable('the cluster view');
   try {
-    const nodes = (await cmd.smembers(keys.nodes)).sort();
+    // Every node registers in every partition: the first one's set and leases; connections in every partition.
+    const first = keys.parts[0]!;
+    const nodes = (await cmd.smembers(first.nodes)).sort();
     if (nodes.length === 0) return [];
-    const m = cmd.pipeline();
-    for (const node of nodes) m.exists(keys.lease(node)).hlen(keys.conns(node));
-    const res = (await m.exec()) ?? [];
-    return nodes.map((nodeId, i) => ({ nodeId, alive: res[2 * i]?.[1] === 1, connections: Number(res[2 * i + 1]?.[1] ?? 0) }));
+    const alive = await cmd.mget(...nodes.map((n) => first.lease(n)));
+    const counts = await Promise.all(keys.parts.map(async (part) => {
+      const m = cmd.pipeline();
+      for (const node of nodes) m.hlen(part.conns(node));
+      return ((await m.exec()) ?? []).map(([err, n]) => (err ? 0 : Number(n)));
+    }));
+    return nodes.map((nodeId, i) => ({ nodeId, alive: alive[i] !== null, connections: counts.reduce((sum, c) => sum + (c[i] ?? 0), 0) }));
   } catch {
     throw unavailable('the cluster view');
   }

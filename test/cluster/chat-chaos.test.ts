@@ -15,7 +15,7 @@ import { StorywireClient, type ChatMessage, type Conversation, type WebSocketCon
 import { chatBackend } from '../chat-backend.js';
 import { SECRET, sign } from '../helpers.js';
 import { WAIT_MS, until } from '../wait.js';
-import { API_KEY, skipReason, startRedis } from './redis.js';
+import { API_KEY, redisEnv, skipReason, startRedis } from './redis.js';
 
 const C1 = 'conversation:c1';
 /** Messages each member sends. CI runs 500 each (1,000 in all); CHAT_CHAOS_MESSAGES shrinks it for a local run. */
@@ -55,10 +55,12 @@ t.test('chat chaos: 2 nodes + Redis, random socket drops and a node SIGKILL', { 
   const redis = await startRedis(t);
   const backend = await chatBackend(t, { subscribe: 'token', history: { size: 5000, ttlS: 3600 } });
   const dir = mkdtempSync(join(tmpdir(), 'sw-chat-chaos-'));
-  const env = { ...STORYWIRE_LOAD_ENV, CHANNELS_FILE: backend.channelsFile, CHAT_RATE_PER_S: '100000', MAX_CONNECTIONS: '1000', REDIS_PREFIX: redis.prefix };
+  // NodeProcess sets REDIS_URL from redisUrl: empty (unset) on Sentinel or a Redis Cluster, whose entries are in env.
+  const { REDIS_URL = '', ...backendEnv } = redisEnv(redis);
+  const env = { ...STORYWIRE_LOAD_ENV, CHANNELS_FILE: backend.channelsFile, CHAT_RATE_PER_S: '100000', MAX_CONNECTIONS: '1000', REDIS_PREFIX: redis.prefix, ...backendEnv };
   const nodes: NodeProcess[] = [];
   for (const name of ['node-a', 'node-b']) {
-    const o = { name, port: await freePort(), redisUrl: redis.url, secret: SECRET, apiKey: API_KEY, leaseMs: 1500, graceMs: 3000, logFile: join(dir, `${name}.log`), env };
+    const o = { name, port: await freePort(), redisUrl: REDIS_URL, secret: SECRET, apiKey: API_KEY, leaseMs: 1500, graceMs: 3000, logFile: join(dir, `${name}.log`), env };
     nodes.push(new NodeProcess(o, () => {}));
   }
   t.teardown(async () => {

@@ -1,7 +1,7 @@
 // kill -9 of a node (a child process): its users go offline on the surviving nodes within the lease bound.
 import t from 'tap';
 import { Client, sign } from '../helpers.js';
-import { SLACK_MS, api, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
+import { SLACK_MS, api, redisEnv, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
 
 const LEASE_MS = 1500;
 
@@ -9,7 +9,7 @@ t.test('a crashed node: its users offline within NODE_LEASE_MS plus a sweep', { 
   const redis = await startRedis(t);
   const [a, b] = await startNodes(t, redis, 2, { presenceGraceMs: 300, nodeLeaseMs: LEASE_MS });
   const doomed = await startChildNode(t, {
-    REDIS_URL: redis.url,
+    ...redisEnv(redis),
     REDIS_PREFIX: redis.prefix,
     NODE_ID: 'doomed',
     NODE_LEASE_MS: String(LEASE_MS),

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { Client, SECRET, sign, type Frame } from '../helpers.js';
-import { API_KEY, api, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
+import { API_KEY, api, redisClient, redisEnv, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
 
 type Numbered = Frame & { epoch: string; offset: number };
 const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
@@ -121,7 +121,7 @@ t.test('cluster recovery', { skip: skipReason }, async (t) => {
 
   t.test('kill -9 of the node the client was on: reconnect elsewhere and recover', async (t) => {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-      env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, NODE_ID: 'doomed', NODE_LEASE_MS: '1500' },
+      env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', JWT_SECRET: SECRET, API_KEY, ...redisEnv(redis), REDIS_PREFIX: redis.prefix, NODE_ID: 'doomed', NODE_LEASE_MS: '1500' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     t.teardown(() => child.kill('SIGKILL'));
@@ -168,8 +168,7 @@ t.test('read state in Redis belongs to an epoch of the personal topic', { skip: 
   for (let i = 0; i < 2; i++) await a!.server.sendNotificationToUser('gina', { title: `old ${i}`, message: '', type: 'info', data: undefined }).delivered;
   t.same((await gina.request('notifications:read', { all: true })).data, { unreadCount: 0 });
   // The position and stream expire (or Redis loses them) while the read state lives on: offsets restart.
-  const { Redis } = await import('ioredis');
-  const raw = new Redis(redis.url);
+  const raw = redisClient(redis);
   t.teardown(() => raw.disconnect());
   await raw.del(`${redis.prefix}h:user:gina`, `${redis.prefix}s:user:gina`);
   const old = (await gina.type('notification:received')) as Numbered;

@@ -1,17 +1,22 @@
 // Cluster test support: a throwaway redis-server per suite (random port, killed by PID) and in-process nodes.
+// TEST_REDIS_BACKEND=single (default) | sentinel | cluster: what startRedis starts, so that every suite on it runs
+// on a redis-server, on Sentinel (a primary, a replica, a sentinel) or on a Redis Cluster (3 + 3 nodes).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as netServer, connect } from 'node:net';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
 import type { Config } from '../../src/config.js';
 import { SECRET, startServer, type Harness } from '../helpers.js';
 import { WAIT_MS } from '../wait.js';
 import { skipUnlessRequired } from '../ci-require.js';
+import { clusterMissing, startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
+
+export { startRedisCluster, type ClusterAddress, type ClusterPrimary, type TestRedisCluster } from './redis-cluster.js';
 
 
 /** Scheduling slack allowed on top of a promised bound (lease + sweep) on a loaded 2-core CI machine. */
@@ -21,8 +26,27 @@ interface Tap {
   teardown(fn: () => unknown): void;
 }
 
+export type RedisBackend = 'single' | 'sentinel' | 'cluster';
+
+/** TEST_REDIS_BACKEND: what startRedis (and so every suite on it) runs on. */
+export const REDIS_BACKEND: RedisBackend = (() => {
+  const b = process.env['TEST_REDIS_BACKEND'] || 'single';
+  if (b !== 'single' && b !== 'sentinel' && b !== 'cluster') throw new Error(`TEST_REDIS_BACKEND must be single, sentinel or cluster, got "${b}"`);
+  return b;
+})();
+
+/**
+ * What startRedis hands a suite: one redis-server (`url`), Sentinel (`sentinel`, TestSentinel) or a Redis Cluster
+ * (`cluster`, TestRedisCluster). Give it to startNode, redisEnv (a child node's env) and redisClient (a client of it).
+ */
 export interface TestRedis {
+  backend: RedisBackend;
+  /** Only for the single backend: on the others reading it throws (use redisEnv / redisClient). */
   url: string;
+  /** Sentinel: the RedisBackplane / REDIS_SENTINELS view of it. */
+  sentinel?: { sentinels: { host: string; port: number }[]; name: string; password?: string };
+  /** Redis Cluster: its nodes (RedisBackplane `cluster.nodes`, REDIS_CLUSTER_NODES). */
+  cluster?: { host: string; port: number }[];
   /** A fresh key prefix: suites sharing one Redis (REDIS_URL) do not see each other. */
   prefix: string;
   /** Only for a redis-server this suite spawned: stop it (SIGKILL: its data is lost unless persistent) and start it again. */
@@ -35,9 +59,11 @@ const hasRedisServer = spawnSync('sh', ['-c', 'command -v redis-server'], { stdi
 /** Why the cluster suites cannot run here, or false when they can (with CI_REQUIRE=redis: they must, or fail). */
 export const skipReason: string | false = skipUnlessRequired(
   'redis',
-  process.env['REDIS_URL'] || hasRedisServer
-    ? false
-    : '\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server) or REDIS_URL !!!\n',
+  REDIS_BACKEND === 'cluster' && clusterMissing
+    ? `\n\n  !!! SKIPPED: TEST_REDIS_BACKEND=cluster: ${clusterMissing} !!!\n`
+    : (process.env['REDIS_URL'] && REDIS_BACKEND === 'single') || hasRedisServer
+      ? false
+      : `\n\n  !!! SKIPPED: cluster tests need redis-server on PATH (apt-get install redis-server)${REDIS_BACKEND === 'single' ? ' or REDIS_URL' : ''} !!!\n`,
 );
 if (skipReason) process.stderr.write(skipReason);
 
@@ -89,9 +115,15 @@ export async function redisPerTest(t: Tap & { beforeEach(fn: () => void): void }
   return redis;
 }
 
+/**
+ * The suite's Redis, on TEST_REDIS_BACKEND: a redis-server of its own (or REDIS_URL's), startSentinel's or
+ * startRedisCluster's. REDIS_URL counts only for the single backend; the others always start their own.
+ */
 export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): Promise<TestRedis> {
+  if (REDIS_BACKEND === 'cluster') return startRedisCluster(t, opts);
+  if (REDIS_BACKEND === 'sentinel') return startSentinel(t, opts);
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
-  if (process.env['REDIS_URL']) return { url: process.env['REDIS_URL'], prefix };
+  if (process.env['REDIS_URL']) return { backend: 'single', url: process.env['REDIS_URL'], prefix };
   const port = await freePort();
   let child: ChildProcess | undefined;
   const dir = opts.persistent ? mkdtempSync(join(tmpdir(), 'sw-redis-')) : undefined;
@@ -111,7 +143,61 @@ export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): P
   };
   await start();
   t.teardown(stop);
-  return { url: `redis://127.0.0.1:${port}`, prefix, stop, start };
+  return { backend: 'single', url: `redis://127.0.0.1:${port}`, prefix, stop, start };
+}
+
+/** The backplane's view of the suite's Redis: `url`, `sentinel` or `cluster` of RedisBackplaneOptions. */
+function backplaneTarget(redis: TestRedis): { url: string } | { sentinel: NonNullable<TestRedis['sentinel']> } | { cluster: { nodes: { host: string; port: number }[] } } {
+  if (redis.cluster !== undefined) return { cluster: { nodes: redis.cluster } };
+  if (redis.sentinel !== undefined) return { sentinel: redis.sentinel };
+  return { url: redis.url };
+}
+
+/** A child node's env entries for the suite's Redis: REDIS_URL, REDIS_SENTINELS (+ name, password) or REDIS_CLUSTER_NODES. */
+export function redisEnv(redis: TestRedis): Record<string, string> {
+  const list = (a: { host: string; port: number }[]) => a.map(({ host, port }) => `${host}:${port}`).join(',');
+  if (redis.cluster !== undefined) return { REDIS_CLUSTER_NODES: list(redis.cluster) };
+  const s = redis.sentinel;
+  if (s !== undefined) return { REDIS_SENTINELS: list(s.sentinels), REDIS_SENTINEL_NAME: s.name, ...(s.password === undefined ? {} : { REDIS_PASSWORD: s.password }) };
+  return { REDIS_URL: redis.url };
+}
+
+export type RedisClient = Redis | Cluster;
+
+/** The options redisClient passes on (to each node's connection of a cluster; lazyConnect and enableOfflineQueue to the Cluster itself). */
+export interface RedisClientOptions {
+  lazyConnect?: boolean;
+  enableOfflineQueue?: boolean;
+  maxRetriesPerRequest?: number | null;
+  commandTimeout?: number;
+}
+
+/**
+ * A client of the suite's Redis (the caller disconnects it): a Redis of the URL, a Redis of the primary the
+ * sentinel names, or an ioredis Cluster of the cluster's nodes. A command without a key goes to one node of a cluster.
+ */
+export function redisClient(redis: TestRedis, options: RedisClientOptions = {}): RedisClient {
+  // Its commands reject while the backend is away (outage suites): the 'error' events would only be console noise.
+  return quiet(connectClient(redis, options));
+}
+
+function quiet<T extends RedisClient>(c: T): T {
+  c.on('error', () => {});
+  return c;
+}
+
+function connectClient(redis: TestRedis, options: RedisClientOptions): RedisClient {
+  const { lazyConnect, enableOfflineQueue, ...node } = options;
+  if (redis.cluster !== undefined) {
+    return new Cluster(redis.cluster.map(({ host, port }) => ({ host, port })), {
+      ...(lazyConnect === undefined ? {} : { lazyConnect }),
+      ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+      redisOptions: node,
+    });
+  }
+  const s = redis.sentinel;
+  if (s === undefined) return new Redis(redis.url, options);
+  return new Redis({ ...options, sentinels: s.sentinels.map(({ host, port }) => ({ host, port })), name: s.name, ...(s.password === undefined ? {} : { password: s.password }) });
 }
 
 export interface Node extends Harness {
@@ -119,10 +205,10 @@ export interface Node extends Harness {
 }
 
 /** A node in this process, on the shared Redis, registered in the cluster before it listens. */
-export async function startNode(t: Tap, redis: TestRedis | TestSentinel, overrides: Partial<Config> = {}): Promise<Node> {
+export async function startNode(t: Tap, redis: TestRedis | TestSentinel | TestRedisCluster, overrides: Partial<Config> = {}): Promise<Node> {
   const nodeId = `n${randomBytes(3).toString('hex')}`;
   const backplane = new RedisBackplane({
-    ...('url' in redis ? { url: redis.url } : { sentinel: redis.sentinel }),
+    ...backplaneTarget(redis),
     prefix: redis.prefix,
     nodeId,
     leaseMs: overrides.nodeLeaseMs ?? 1500,
@@ -140,7 +226,7 @@ export async function startNode(t: Tap, redis: TestRedis | TestSentinel, overrid
   return Object.assign(h, { backplane });
 }
 
-export async function startNodes(t: Tap, redis: TestRedis | TestSentinel, n: number, overrides: Partial<Config> = {}): Promise<Node[]> {
+export async function startNodes(t: Tap, redis: TestRedis | TestSentinel | TestRedisCluster, n: number, overrides: Partial<Config> = {}): Promise<Node[]> {
   const nodes: Node[] = [];
   for (let i = 0; i < n; i++) nodes.push(await startNode(t, redis, overrides));
   return nodes;
@@ -159,7 +245,8 @@ export async function api(node: Harness, method: 'GET' | 'POST', path: string, b
 
 export { until };
 
-export interface TestSentinel {
+export interface TestSentinel extends TestRedis {
+  backend: 'sentinel';
   /** The RedisBackplane / REDIS_SENTINELS view of it. */
   sentinel: { sentinels: { host: string; port: number }[]; name: string; password?: string };
   prefix: string;
@@ -167,6 +254,14 @@ export interface TestSentinel {
   primaryPort(): Promise<number>;
   /** SIGKILLs the primary; resolves with the new primary's port once the sentinel has promoted the replica. */
   failover(): Promise<number>;
+  /** As TestRedis.stop: SIGKILLs the primary, the replica and the sentinel (the data is lost unless persistent). */
+  stop(): Promise<void>;
+  /**
+   * As TestRedis.start: starts them again, the last primary the sentinel named as the primary, the other as its
+   * replica (a primary lost in a failover comes back so), and resolves once the replica is in sync and the
+   * sentinel names the primary up.
+   */
+  start(): Promise<void>;
 }
 
 /** One command over a short-lived connection; undefined when the server cannot be reached or refuses it. */
@@ -187,8 +282,9 @@ async function ask(port: number, password: string | undefined, ...args: string[]
  * Redis with Sentinel on loopback for a suite: a primary, a replica of it, and one sentinel (quorum 1,
  * down-after 1000 ms), each on a free port, killed by PID when the suite ends. With `password`, the primary
  * and the replica require it (the sentinel knows it: `auth-pass`); the sentinel itself needs none.
+ * `persistent`: both keep an append-only file fsynced on every write, so that stop/start keeps every key.
  */
-export async function startSentinel(t: Tap, opts: { password?: string } = {}): Promise<TestSentinel> {
+export async function startSentinel(t: Tap, opts: { password?: string; persistent?: boolean } = {}): Promise<TestSentinel> {
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
   const name = 'swmaster';
   const { password } = opts;
@@ -201,25 +297,27 @@ export async function startSentinel(t: Tap, opts: { password?: string } = {}): P
     children.set(port, child);
     await until(async () => (await ask(port, pass, 'PING')) === 'PONG', 5000, `redis on port ${port}`);
   };
-  t.teardown(async () => {
+  const killAll = async () => {
     for (const c of children.values()) {
       if (c.exitCode !== null || c.signalCode !== null) continue;
       const exited = new Promise((res) => c.once('exit', res));
       c.kill('SIGKILL');
       await exited;
     }
-  });
-  // A directory each; the primary sends its first full sync at once (Redis waits 5 s for more replicas by default).
-  const base = (port: number) => {
-    const own = join(dir, String(port));
-    mkdirSync(own);
-    const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
-    return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', own, '--repl-diskless-sync-delay', '0', ...auth];
   };
+  t.teardown(killAll);
+  // A directory each; the primary sends its first full sync at once (Redis waits 5 s for more replicas by default).
+  for (const port of [p, r]) mkdirSync(join(dir, String(port)));
+  const persistence = opts.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+  const base = (port: number) => {
+    const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+    return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', join(dir, String(port)), '--repl-diskless-sync-delay', '0', ...auth];
+  };
+  // In sync before anything is written: a failover then loses nothing but what is in flight.
+  const inSync = (replica: number) => until(async () => String(await ask(replica, password, 'INFO', 'replication')).includes('master_link_status:up'), 0, 'the replica in sync');
   await spawnRedis(p, base(p), password);
   await spawnRedis(r, [...base(r), '--replicaof', '127.0.0.1', String(p)], password);
-  // In sync before anything is written: a failover then loses nothing but what is in flight.
-  await until(async () => String(await ask(r, password, 'INFO', 'replication')).includes('master_link_status:up'), 0, 'the replica in sync');
+  await inSync(r);
   const conf = join(dir, 'sentinel.conf');
   const lines = [`port ${s}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${p} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 10000`];
   if (password !== undefined) lines.push(`sentinel auth-pass ${name} ${password}`);
@@ -228,7 +326,10 @@ export async function startSentinel(t: Tap, opts: { password?: string } = {}): P
   const primaryPort = async () => Number(((await ask(s, undefined, 'SENTINEL', 'get-master-addr-by-name', name)) as string[] | undefined)?.[1] ?? 0);
   // The sentinel learns of the replica from the primary's INFO; a failover needs it (and the replica in sync).
   await until(async () => ((await ask(s, undefined, 'SENTINEL', 'replicas', name)) as unknown[] | undefined)?.length === 1, 0, 'the sentinel to know the replica');
-  return {
+  /** The primary as last named by the sentinel (stop/start bring it back as the primary). */
+  let primary = p;
+  const o: Omit<TestSentinel, 'url'> = {
+    backend: 'sentinel',
     sentinel: { sentinels: [{ host: '127.0.0.1', port: s }], name, ...(password === undefined ? {} : { password }) },
     prefix,
     primaryPort,
@@ -244,9 +345,42 @@ export async function startSentinel(t: Tap, opts: { password?: string } = {}): P
         return now !== old && now !== 0;
       }, 0, 'the sentinel to promote the replica');
       await until(async () => (await ask(now, password, 'PING')) === 'PONG', 0, 'the new primary');
+      primary = now;
       return now;
     },
+    async stop() {
+      primary = (await primaryPort()) || primary;
+      await killAll();
+    },
+    async start() {
+      const replica = primary === p ? r : p;
+      // The sentinel's file names the last primary it knew (it rewrites it on every change): the one started as such.
+      await spawnRedis(primary, base(primary), password);
+      await spawnRedis(replica, [...base(replica), '--replicaof', '127.0.0.1', String(primary)], password);
+      await inSync(replica);
+      await spawnRedis(s, [conf, '--sentinel'], undefined);
+      await until(async () => {
+        if ((await primaryPort()) !== primary) return false;
+        const m = (await ask(s, undefined, 'SENTINEL', 'master', name)) as string[] | undefined;
+        const flags = m?.[m.indexOf('flags') + 1];
+        const replicas = (await ask(s, undefined, 'SENTINEL', 'replicas', name)) as string[][] | undefined;
+        const up = replicas?.some((x) => x[x.indexOf('flags') + 1] === 'slave' && x[x.indexOf('port') + 1] === String(replica));
+        return flags === 'master' && up === true;
+      }, 0, 'the sentinel to see the primary and its replica up');
+    },
   };
+  return withoutUrl(o, 'Sentinel (TEST_REDIS_BACKEND=sentinel)');
+}
+
+/** Gives `o` a `url` that throws when read (non-enumerable: a spread or an inspection does not read it). */
+function withoutUrl<T extends object>(o: T, what: string): T & { url: string } {
+  Object.defineProperty(o, 'url', {
+    enumerable: false,
+    get() {
+      throw new Error(`redis.url: ${what} has no single URL; use redisEnv(redis) or redisClient(redis) (test/cluster/redis.ts)`);
+    },
+  });
+  return o as T & { url: string };
 }
 
 export interface ChildNode {

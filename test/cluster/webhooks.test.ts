@@ -5,18 +5,17 @@
 // "Nothing more" is proven by quiescence, not by time: the push store has no user left to flush (`pd` empty)
 // and each destination's stream is empty (an entry leaves it only when its event was sent), so every event
 // any node made before that point has reached the receiver.
-import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 import { Client, type Frame, sign } from '../helpers.js';
 import { type Receiver, startReceiver } from '../webhook-receiver.js';
-import { type Node, type TestRedis, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
+import { type Node, type RedisClient, type TestRedis, redisClient, redisEnv, skipReason, startChildNode, startNodes, startRedis, until } from './redis.js';
 
 interface Cluster {
   redis: TestRedis;
   /** A client of the suite's Redis, for the quiescence checks. */
-  r: Redis;
+  r: RedisClient;
   secret: string;
   /** WEBHOOK_URL's receiver (presence events). */
   app: Receiver;
@@ -26,7 +25,7 @@ interface Cluster {
 
 async function cluster(t: Test): Promise<Cluster> {
   const redis = await startRedis(t);
-  const r = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const r = redisClient(redis, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await r.connect();
   t.teardown(() => r.disconnect());
   const secret = generateSecret();
@@ -154,7 +153,7 @@ t.test('kill -9 of the node holding an event mid-attempt: a survivor sends it, s
   const CLAIM_IDLE_MS = 1000;
   // The doomed node runs alone first, so that it is the one holding the event.
   const doomed = await startChildNode(t, {
-    REDIS_URL: c.redis.url,
+    ...redisEnv(c.redis),
     REDIS_PREFIX: c.redis.prefix,
     NODE_ID: 'doomed',
     NODE_LEASE_MS: '1500',

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { Client, sign, type Frame } from '../helpers.js';
-import { API_KEY, skipReason, startNodes, startRedis, until, type Node } from './redis.js';
+import { API_KEY, skipReason, startNodes, startRedis, until, type Node, type TestRedis, type TestRedisCluster, type TestSentinel } from './redis.js';
 
 type Numbered = Frame & { epoch: string; offset: number };
 const needsOwnRedis = skipReason || (process.env['REDIS_URL'] ? 'needs a redis-server it can stop (REDIS_URL is set)' : false);
@@ -32,16 +32,31 @@ function received(c: Client): Map<string, number[]> {
 }
 
 /** Kills this node's Redis subscriber connection (as a network blip would): it reconnects by itself. */
-async function cutSubscriber(redisUrl: string, node: Node): Promise<void> {
-  const raw = new Redis(redisUrl);
-  try {
-    const list = (await raw.client('LIST')) as string;
-    const id = list.split('\n').find((l) => l.includes(`name=storywire-${node.backplane.nodeId}-sub `))?.match(/id=(\d+)/)?.[1];
-    if (!id) throw new Error('subscriber connection not found');
-    await raw.client('KILL', 'ID', id);
-  } finally {
-    raw.disconnect();
+/** The ports of the servers that hold the node's subscriber connections: the primary, or every primary of a Redis Cluster. */
+async function primaries(redis: TestRedis): Promise<number[]> {
+  if (redis.backend === 'cluster') return (await (redis as TestRedisCluster).primaries()).map((p) => p.port);
+  if (redis.backend === 'sentinel') return [await (redis as TestSentinel).primaryPort()];
+  return [Number(new URL(redis.url).port)];
+}
+
+/** Closes the node's subscriber connections (with Redis Cluster, its sharded subscriber on every primary). */
+async function cutSubscriber(redis: TestRedis, node: Node): Promise<void> {
+  let cut = 0;
+  for (const port of await primaries(redis)) {
+    const raw = new Redis(port, '127.0.0.1');
+    try {
+      const list = (await raw.client('LIST')) as string;
+      for (const line of list.split('\n')) {
+        const id = new RegExp(`name=\\S*storywire-${node.backplane.nodeId}-sub `).test(line) ? /id=(\d+)/.exec(line)?.[1] : undefined;
+        if (id === undefined) continue;
+        await raw.client('KILL', 'ID', id);
+        cut++;
+      }
+    } finally {
+      raw.disconnect();
+    }
   }
+  if (cut === 0) throw new Error('subscriber connection not found');
 }
 
 t.test('Redis restarted with its data after every lease expired', { skip: needsOwnRedis }, async (t) => {
@@ -96,7 +111,7 @@ t.test('a node that could not hear a topic for a moment gets what was stored mea
   await bob.type('connected');
   t.equal((await notify(a!, 'bob', 'first')).status, 200);
   await until(() => got.has('first'), 10000, 'bob to get the first one');
-  await cutSubscriber(redis.url, b!);
+  await cutSubscriber(redis, b!);
   const answers: { status: number; body: any }[] = [];
   for (let i = 0; i < 5; i++) answers.push(await notify(a!, 'bob', `gap-${i}`));
   t.ok(answers.some((r) => r.status === 503), 'publishes while B cannot hear the topic are not reported delivered');
@@ -163,7 +178,7 @@ t.test('Idempotency-Key: a retry stores and delivers nothing new, on any node', 
 
   // Stored while B could not hear the topic: 503 stored:true; the retry once B listens again is 200, and
   // bob still gets it once (B fills the gap from the history, the retry adds nothing).
-  await cutSubscriber(redis.url, b!);
+  await cutSubscriber(redis, b!);
   const partial = await notify(a!, 'bob', 'retried', 'key-2');
   t.same([partial.status, partial.body.stored], [503, true]);
   await until(async () => (await notify(a!, 'bob', 'retried', 'key-2')).status === 200, 10000, 'the retry to be answered 200');

@@ -170,7 +170,9 @@ t.test('read state in Redis belongs to an epoch of the personal topic', { skip: 
   // The position and stream expire (or Redis loses them) while the read state lives on: offsets restart.
   const raw = redisClient(redis);
   t.teardown(() => raw.disconnect());
-  await raw.del(`${redis.prefix}h:user:gina`, `${redis.prefix}s:user:gina`);
+  // The keys of the topic's partition (with Redis Cluster they carry its hash tag: backplane/redis/keys.ts).
+  const part = a!.backplane.keys.forTopic('user:gina');
+  await raw.del(part.key('h:user:gina'), part.key('s:user:gina'));
   const old = (await gina.type('notification:received')) as Numbered;
   await gina.type('notification:received');
   await a!.server.sendNotificationToUser('gina', { title: 'new', message: '', type: 'info', data: undefined }).delivered;

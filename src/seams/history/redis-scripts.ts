@@ -1,5 +1,23 @@
 // The Lua scripts of the Redis history (seams/history/redis.ts has the layout they keep): each one is a single
 // atomic step. RECORD is run by the backplane (backplane/redis/frames.ts), atomically with the publication.
+/** The failover check (check_primary(g): 1 when it started a new generation), shared with the backplane's PRIMARY. */
+export const CHECK_PRIMARY = `
+local function check_primary(g)
+  local info = redis.call('INFO', 'replication')
+  local id = string.match(info, 'master_replid:(%x+)')
+  if not id then return 0 end
+  local rid = string.sub(g, 1, -5) .. 'replid'
+  local known = redis.call('GET', rid)
+  if known == id then return 0 end
+  redis.call('SET', rid, id)
+  if known and known == string.match(info, 'master_replid2:(%x+)') then
+    redis.call('SET', g, id)
+    return 1
+  end
+  return 0
+end
+`;
+
 // Lua shared by the scripts: the byte books (hbytes, hsizes, hage) kept with every change of a stream.
 // B = {bytes, sizes, age} key names.
 const BOOKS = `
@@ -107,17 +125,7 @@ end
 -- the primary the partition was last used on; when this primary's previous replication id (master_replid2) is
 -- the one recorded, a replica of that primary was promoted, and a new generation (its own id) retires every
 -- topic of the partition. Checked by every call, so that no write lands in a retired history unnoticed.
-local function check_primary(g)
-  local info = redis.call('INFO', 'replication')
-  local id = string.match(info, 'master_replid:(%x+)')
-  if not id then return end
-  local rid = string.sub(g, 1, -5) .. 'replid'
-  local known = redis.call('GET', rid)
-  if known == id then return end
-  redis.call('SET', rid, id)
-  if known and known == string.match(info, 'master_replid2:(%x+)') then redis.call('SET', g, id) end
-end
--- The topic's epoch, or nil: it has none, or it is of an older generation (g: the current one, set when a
+${CHECK_PRIMARY}-- The topic's epoch, or nil: it has none, or it is of an older generation (g: the current one, set when a
 -- replica was promoted, check_primary): a retired history, continued by nobody.
 local function epoch_of(h, g)
   check_primary(g)

@@ -23,7 +23,8 @@
 //   leaving          zset user -> deadline (Redis time, ms) of users whose last connection closed
 //   leaving:by       hash user -> "<node> <connection id>" of the leave that settles them
 //   epoch            random id written once; when Redis (the partition's shard) loses its data, it is gone
-//   replid           the replication id of the primary the partition was last written on (INFO replication)
+//   replid           the replication id of the primary the partition was last written on (INFO replication;
+//                    named from hgen by the scripts' check_primary)
 //   hgen             the history generation: the new primary's replication id when a promoted replica became
 //                    the primary; every topic written under another one is retired (the history scripts'
 //                    epoch_of checks it at every call, seams/history/redis-scripts.ts)
@@ -151,10 +152,6 @@ export class PartKeys {
 
   get recovering(): string {
     return `${this.prefix}recovering`;
-  }
-
-  get replid(): string {
-    return `${this.prefix}replid`;
   }
 
   get hgen(): string {

@@ -161,7 +161,7 @@ export class Membership {
    * (checkEpoch).
    */
   private async checkPrimary(part: PartState): Promise<void> {
-    if ((await sc(this.link.cmd).PRIMARY(2, part.keys.replid, part.keys.hgen)) === 1) {
+    if ((await sc(this.link.cmd).PRIMARY(1, part.keys.hgen)) === 1) {
       this.link.log.warn({ partition: part.keys.index }, 'the primary is a promoted replica: every history of the partition starts a new epoch (clients resume recovered: false)');
     }
   }

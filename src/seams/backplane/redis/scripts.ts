@@ -1,5 +1,6 @@
 // The Lua scripts of the Redis backplane: each one is a single atomic step on the layout of keys.ts.
 import { ErrorCode, WireError } from '../../../wire/codes.js';
+import { CHECK_PRIMARY } from '../../history/redis-scripts.js';
 
 // KEYS: interest set, recovering flag, channel; ARGV: message, own node id.
 // 0: no other node listens (nothing sent); 1: sent to all; -1: recovering; -2: an interested node missed it.
@@ -96,21 +97,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-// KEYS: replid, hgen. The failover check of the history scripts (check_primary in
-// seams/history/redis-scripts.ts, the same keys and the same generation), run at every re-registration so that
-// it is logged: 1 when this call started a new generation (once per failover, cluster-wide).
-export const PRIMARY = `
-local info = redis.call('INFO', 'replication')
-local id = string.match(info, 'master_replid:(%x+)')
-if not id then return 0 end
-local known = redis.call('GET', KEYS[1])
-if known == id then return 0 end
-redis.call('SET', KEYS[1], id)
-if known and known == string.match(info, 'master_replid2:(%x+)') then
-  redis.call('SET', KEYS[2], id)
-  return 1
-end
-return 0`;
+// KEYS: hgen. The failover check of the history scripts (check_primary, seams/history/redis-scripts.ts),
+// run at every re-registration so that it is logged: 1 when this call started a new generation (once per
+// failover, cluster-wide).
+export const PRIMARY = `${CHECK_PRIMARY}
+return check_primary(KEYS[1])`;
 
 // KEYS: epoch; ARGV: a candidate. The partition's epoch (the candidate when it had none) and how long ago, in
 // ms, its Redis started (INFO server): read on the partition's own shard.

@@ -5,9 +5,8 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { client } from '../client/util.js';
 import { Client, sign } from '../helpers.js';
-import { WAIT_MS } from '../wait.js';
 import { CLUSTER_PARTITIONS, RedisKeys, slotOf } from '../../src/seams/backplane/redis/keys.js';
-import { API_KEY, api, skipReason, startChildNode, startNodes, until } from './redis.js';
+import { api, notifyUnderLoad, skipReason, startChildNode, startNodes, until } from './redis.js';
 import { startRedisCluster } from './redis-cluster.js';
 
 t.test('the 48 partitions are spread evenly over the slots: 16 per shard of a cluster made by redis-cli', async (t) => {
@@ -92,38 +91,17 @@ t.test('SIGKILL of the primary owning a busy topic: the replica is promoted, not
   const carolPositions = carol.positions;
   carol.close();
 
-  const acked: { title: string; at: number }[] = [];
-  const statuses = new Map<number, number>();
-  let killedAt = 0;
-  let ackedAfter = 0;
-  let n = 0;
-  const deadline = Date.now() + 3 * WAIT_MS;
-  const publishing = (async () => {
-    // Bounded by count and time; a 503 is retried after a short pause (pacing, not a wait for an event).
-    while (n < 5000 && Date.now() < deadline && ackedAfter < 20) {
-      const title = `n${++n}`;
-      const res = await fetch(`http://127.0.0.1:${a!.port}/v1/notifications`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ userId: 'bob', notification: { title, message: 'm' } }),
-      }).catch(() => undefined);
-      const status = res?.status ?? 0;
-      await res?.text();
-      statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      if (status === 200) {
-        acked.push({ title, at: Date.now() });
-        if (killedAt > 0) ackedAfter++;
-      } else await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const load = notifyUnderLoad(a!, 'bob');
+  const { acked, statuses } = load;
   await until(() => acked.length >= 20, 0, 'twenty acked before the kill');
   const ackedBeforeKill = acked.length;
   await rc.kill(owner);
-  killedAt = Date.now();
+  const killedAt = Date.now();
+  load.mark();
   const promoted = await rc.waitPromoted(owner);
   t.not(promoted, owner, `a replica was promoted (${owner} -> ${promoted})`);
-  await publishing;
-  t.ok(ackedAfter >= 20, `publishes answered 200 again after the failover (${ackedAfter})`);
+  await load.done;
+  t.ok(load.ackedAfter >= 20, `publishes answered 200 again after the failover (${load.ackedAfter})`);
   t.same([...statuses.keys()].filter((s) => s !== 200 && s !== 503), [], `only 200 and 503 (${JSON.stringify([...statuses])})`);
   t.same(acked.slice(0, ackedBeforeKill).filter(({ title }) => !received.has(title)), [], 'every notification acknowledged before the kill received');
   // After the kill: each acknowledged one is received, or bob is told to resync after it was acknowledged.

@@ -418,3 +418,65 @@ export async function startChildNode(t: Tap & { passing(): boolean; comment(m: s
   if (child.exitCode !== null) throw new Error(`the child node exited with ${child.exitCode}: ${out}`);
   return { child, port: Number(/"port":(\d+)/.exec(out)![1]), exited, output: () => out };
 }
+
+/** What notifyUnderLoad saw: every 200 (title, when), the count of each status, and how long publishes were refused. */
+export interface Load {
+  readonly acked: { title: string; at: number }[];
+  readonly statuses: Map<number, number>;
+  /** From now on, acknowledged ones count toward the end (20 after the mark). */
+  mark(): void;
+  readonly ackedAfter: number;
+  /** Between the first and the last refused publish, ms (0: none refused). */
+  readonly refusedMs: number;
+  /** Resolves when 20 were acknowledged after mark(), or the bound (5000 publishes, 3 WAIT_MS) is reached. */
+  readonly done: Promise<void>;
+}
+
+/**
+ * A steady publish load for failover tests: notifications to one user through a node's API, one at a time, each
+ * titled n1, n2, ...; a refused one is followed by a short pause (pacing, not a wait for an event).
+ */
+export function notifyUnderLoad(node: Harness, userId: string): Load {
+  const acked: { title: string; at: number }[] = [];
+  const statuses = new Map<number, number>();
+  let marked = false;
+  let ackedAfter = 0;
+  let firstRefused: number | undefined;
+  let lastRefused = 0;
+  const deadline = Date.now() + 3 * WAIT_MS;
+  const done = (async () => {
+    for (let n = 1; n <= 5000 && Date.now() < deadline && ackedAfter < 20; n++) {
+      const title = `n${n}`;
+      const res = await fetch(`http://127.0.0.1:${node.port}/v1/notifications`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ userId, notification: { title, message: 'm' } }),
+      }).catch(() => undefined);
+      const status = res?.status ?? 0;
+      await res?.text();
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (status === 200) {
+        acked.push({ title, at: Date.now() });
+        if (marked) ackedAfter++;
+      } else {
+        firstRefused ??= Date.now();
+        lastRefused = Date.now();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  })();
+  return {
+    acked,
+    statuses,
+    mark: () => {
+      marked = true;
+    },
+    get ackedAfter() {
+      return ackedAfter;
+    },
+    get refusedMs() {
+      return firstRefused === undefined ? 0 : lastRefused - firstRefused;
+    },
+    done,
+  };
+}

@@ -3,8 +3,7 @@
 import t from 'tap';
 import { client } from '../client/util.js';
 import { Client, sign } from '../helpers.js';
-import { WAIT_MS } from '../wait.js';
-import { API_KEY, api, skipReason, startChildNode, startNodes, startSentinel, until } from './redis.js';
+import { api, notifyUnderLoad, skipReason, startChildNode, startNodes, startSentinel, until } from './redis.js';
 
 t.test('two nodes through Sentinel: a notification crosses nodes, presence is shared', { skip: skipReason }, async (t) => {
   const rs = await startSentinel(t);
@@ -31,50 +30,22 @@ t.test('a failover: the nodes follow the promoted replica; a publish is 200 only
   });
   await bob.whenOpen();
 
-  const acked: string[] = [];
-  const statuses = new Map<number, number>();
-  let failedOver = false;
-  let ackedAfter = 0;
-  let n = 0;
-  let firstRefused: number | undefined;
-  let lastRefused = 0;
-  const deadline = Date.now() + 3 * WAIT_MS;
-  const publishing = (async () => {
-    // Bounded by count and time; a 503 is retried after a short pause (pacing, not a wait for an event).
-    while (n < 5000 && Date.now() < deadline && ackedAfter < 20) {
-      const title = `n${++n}`;
-      const res = await fetch(`http://127.0.0.1:${a!.port}/v1/notifications`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ userId: 'bob', notification: { title, message: 'm' } }),
-      }).catch(() => undefined);
-      const status = res?.status ?? 0;
-      await res?.text();
-      statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      if (status !== 200) {
-        firstRefused ??= Date.now();
-        lastRefused = Date.now();
-      }
-      if (status === 200) {
-        acked.push(title);
-        if (failedOver) ackedAfter++;
-      } else await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const load = notifyUnderLoad(a!, 'bob');
+  const acked = load.acked;
   await until(() => acked.length >= 20, 0, 'twenty acked before the failover');
   const ackedBeforeKill = acked.length;
   const after = await rs.failover();
-  failedOver = true;
+  load.mark();
   t.not(after, before, 'the replica was promoted');
-  await publishing;
-  t.ok(ackedAfter >= 20, `publishes answered 200 again after the failover (${ackedAfter})`);
-  t.same([...statuses.keys()].filter((s) => s !== 200 && s !== 503), [], `only 200 and 503 (${JSON.stringify([...statuses])})`);
+  await load.done;
+  t.ok(load.ackedAfter >= 20, `publishes answered 200 again after the failover (${load.ackedAfter})`);
+  t.same([...load.statuses.keys()].filter((s) => s !== 200 && s !== 503), [], `only 200 and 503 (${JSON.stringify([...load.statuses])})`);
   // A failover retires every history (the promoted replica may lack acknowledged writes): bob, connected, is
   // told to resync; what was acknowledged before the failover he had already received.
   await until(() => resyncs > 0, 0, 'bob told to resync his inbox');
-  t.same(acked.slice(0, ackedBeforeKill).filter((title) => !received.has(title)), [], 'every notification acknowledged before the kill received');
+  t.same(acked.slice(0, ackedBeforeKill).filter(({ title }) => !received.has(title)), [], 'every notification acknowledged before the kill received');
   t.same((await api(b!, 'GET', '/v1/presence?userIds=bob')).body.online, ['bob'], 'presence after the failover');
-  process.stdout.write(`# failover: publishes refused for ${firstRefused === undefined ? 0 : lastRefused - firstRefused} ms (down-after-milliseconds 1000)\n`);
+  process.stdout.write(`# failover: publishes refused for ${load.refusedMs} ms (down-after-milliseconds 1000)\n`);
 });
 
 t.test('the server started with REDIS_SENTINELS, REDIS_SENTINEL_NAME and REDIS_PASSWORD joins the cluster of the primary they name', { skip: skipReason }, async (t) => {

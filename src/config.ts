@@ -3,6 +3,7 @@ import { trustedProxiesProblems } from './edge/address.js';
 import { connectionBudget, descriptorReserve, openFilesLimit, type OpenFiles } from './edge/descriptors.js';
 import { urlProblem, type Option } from './option.js';
 import { WEBHOOK_OPTIONS, webhookProblems, type WebhookConfig } from './webhooks/options.js';
+import { redisProblems } from './seams/backplane/options.js';
 
 export interface Config extends WebhookConfig {
   /**
@@ -351,7 +352,7 @@ export function loadConfig(
   if (cfg.apiKey !== undefined && cfg.apiKey.length < 16) problems.push('API_KEY must be at least 16 characters long');
   if (cfg.adminPort !== undefined && cfg.adminPort !== 0 && cfg.adminPort === cfg.port) problems.push('ADMIN_PORT must differ from PORT');
   if (cfg.redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(cfg.redisUrl)) problems.push('REDIS_URL must be a redis:// or rediss:// URL');
-  problems.push(...sentinelProblems(cfg), ...clusterProblems(cfg));
+  problems.push(...redisProblems(cfg));
   if (cfg.nodeId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.nodeId)) problems.push(`NODE_ID must be 1-64 characters of [A-Za-z0-9_.-], got "${cfg.nodeId}"`);
   if (!/^[A-Za-z0-9_.:{}-]{1,64}$/.test(cfg.redisPrefix)) problems.push(`REDIS_PREFIX must be 1-64 characters of [A-Za-z0-9_.:{}-], got "${cfg.redisPrefix}"`);
   if (cfg.notifyPolicy === 'proxy' && cfg.notifyProxy === undefined) problems.push('NOTIFY_POLICY=proxy needs NOTIFY_PROXY (the name of a proxy of CHANNELS_FILE)');
@@ -378,39 +379,4 @@ export function configTable(): string {
     return `| \`${o.env}\` | \`--${o.flag ?? o.env.toLowerCase().replaceAll('_', '-')}\` | ${def} | ${o.doc.replaceAll('|', '\\|')} |`;
   });
   return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
-}
-
-/** `host:port` of a sentinel, or undefined. */
-export function sentinelAddress(s: string): { host: string; port: number } | undefined {
-  const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[2]) : 0;
-  return m && port >= 1 && port <= 65535 ? { host: m[1]!.replace(/^\[|\]$/g, ''), port } : undefined;
-}
-
-function clusterProblems(cfg: Config): string[] {
-  const problems: string[] = [];
-  if (cfg.redisClusterNodes === undefined) return problems;
-  if (cfg.redisUrl !== undefined || cfg.redisSentinels !== undefined) problems.push('set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES');
-  if (cfg.redisClusterNodes.length === 0) problems.push('REDIS_CLUSTER_NODES must list at least one node');
-  for (const s of cfg.redisClusterNodes) if (sentinelAddress(s) === undefined) problems.push(`REDIS_CLUSTER_NODES: each node is host:port, got "${s}"`);
-  // The partitions' hash tags follow the prefix: a tag in the prefix would put every key in one slot.
-  if (/[{}]/.test(cfg.redisPrefix)) problems.push('REDIS_PREFIX may not contain { or } with REDIS_CLUSTER_NODES (the partitions\' hash tags follow it)');
-  for (const [name, url] of [['PUSH_WEBHOOK_URL', cfg.pushWebhookUrl], ['WEBHOOK_URL', cfg.webhookUrl]] as const) {
-    if (url !== undefined) problems.push(`${name} is not supported with REDIS_CLUSTER_NODES yet (its queue and push tracking need one Redis): use REDIS_URL or REDIS_SENTINELS`);
-  }
-  return problems;
-}
-
-function sentinelProblems(cfg: Config): string[] {
-  const problems: string[] = [];
-  if (cfg.redisSentinels === undefined) {
-    if (cfg.redisSentinelName !== undefined) problems.push('REDIS_SENTINEL_NAME needs REDIS_SENTINELS');
-    if (cfg.redisPassword !== undefined && cfg.redisClusterNodes === undefined) problems.push('REDIS_PASSWORD is for REDIS_SENTINELS or REDIS_CLUSTER_NODES; with REDIS_URL the password is in the URL');
-    return problems;
-  }
-  if (cfg.redisUrl !== undefined) problems.push('set only one of REDIS_URL and REDIS_SENTINELS');
-  if (cfg.redisSentinels.length === 0) problems.push('REDIS_SENTINELS must list at least one sentinel');
-  for (const s of cfg.redisSentinels) if (sentinelAddress(s) === undefined) problems.push(`REDIS_SENTINELS: each sentinel is host:port, got "${s}"`);
-  if (cfg.redisSentinelName === undefined || !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.redisSentinelName)) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the monitored primary\'s name (1-64 characters of [A-Za-z0-9_.-])');
-  return problems;
 }

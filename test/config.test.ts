@@ -1,6 +1,7 @@
 // Configuration: defaults, env and flags, one error naming every bad variable.
 import t from 'tap';
-import { ConfigError, OPTIONS, flagsToEnv, loadConfig, sentinelAddress } from '../src/config.js';
+import { ConfigError, OPTIONS, flagsToEnv, loadConfig } from '../src/config.js';
+import { redisAddress } from '../src/seams/backplane/options.js';
 
 const KEY = { JWT_SECRET: 'x'.repeat(32) };
 
@@ -82,8 +83,8 @@ t.test('Sentinel options: REDIS_SENTINELS with REDIS_SENTINEL_NAME (and REDIS_PA
     redisSentinelName: 'storywire',
     redisPassword: 'pw',
   });
-  t.same(sentinelAddress('[::1]:26380'), { host: '::1', port: 26380 });
-  t.same(sentinelAddress('sentinel-2:26379'), { host: 'sentinel-2', port: 26379 });
+  t.same(redisAddress('[::1]:26380'), { host: '::1', port: 26380 });
+  t.same(redisAddress('sentinel-2:26379'), { host: 'sentinel-2', port: 26379 });
   t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379' }), /REDIS_SENTINELS needs REDIS_SENTINEL_NAME/, 'the name is required: no default primary');
   t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'm', REDIS_URL: 'redis://a:6379' }), /set only one of REDIS_URL and REDIS_SENTINELS/);
   t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a', REDIS_SENTINEL_NAME: 'm' }), /each sentinel is host:port, got "a"/);
@@ -91,4 +92,19 @@ t.test('Sentinel options: REDIS_SENTINELS with REDIS_SENTINEL_NAME (and REDIS_PA
   t.throws(() => loadConfig({ ...KEY, REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'has space' }), /REDIS_SENTINEL_NAME/);
   t.throws(() => loadConfig({ ...KEY, REDIS_SENTINEL_NAME: 'm' }), /REDIS_SENTINEL_NAME needs REDIS_SENTINELS/);
   t.throws(() => loadConfig({ ...KEY, REDIS_URL: 'redis://a:6379', REDIS_PASSWORD: 'pw' }), /REDIS_PASSWORD is for REDIS_SENTINELS/);
+});
+
+t.test('Redis Cluster options: REDIS_CLUSTER_NODES (and REDIS_PASSWORD), alone, without webhooks yet', async (t) => {
+  t.match(loadConfig({ ...KEY, REDIS_CLUSTER_NODES: '10.0.0.5:7000, redis-b:7001', REDIS_PASSWORD: 'pw' }), {
+    redisUrl: undefined,
+    redisClusterNodes: ['10.0.0.5:7000', 'redis-b:7001'],
+    redisPassword: 'pw',
+  });
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000', REDIS_URL: 'redis://a:6379' }), /set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000', REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'm' }), /set only one of/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000,b' }), /each node is host:port, got "b"/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000', REDIS_PREFIX: '{sw}:' }), /REDIS_PREFIX may not contain \{ or \} with REDIS_CLUSTER_NODES/, 'a tag in the prefix would put every key in one slot');
+  const secret = `whsec_${Buffer.alloc(32, 1).toString('base64')}`;
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000', WEBHOOK_URL: 'https://hooks.example/x', WEBHOOK_SECRET: secret }), /WEBHOOK_URL is not supported with REDIS_CLUSTER_NODES yet/);
+  t.throws(() => loadConfig({ ...KEY, REDIS_CLUSTER_NODES: 'a:7000', PUSH_WEBHOOK_URL: 'https://hooks.example/p', WEBHOOK_SECRET: secret }), /PUSH_WEBHOOK_URL is not supported with REDIS_CLUSTER_NODES yet/);
 });

@@ -3,7 +3,8 @@
 // server ~60 ms of start-up and about 4 MiB of surviving heap, which makes V8 double its young generation.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { sentinelAddress, userShareOf, type Config } from '../../config.js';
+import { userShareOf, type Config } from '../../config.js';
+import { redisAddress } from './options.js';
 import type { RedisHistoryOptions } from '../history/redis.js';
 import { MemoryBackplane } from './memory.js';
 import type { Backplane } from './types.js';
@@ -19,11 +20,11 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
   if (config.redisUrl === undefined && config.redisSentinels === undefined && config.redisClusterNodes === undefined) return new MemoryBackplane(nodeId);
   const { RedisBackplane } = await import('./redis/backplane.js');
-  const sentinels = config.redisSentinels?.map((s) => sentinelAddress(s)!);
+  const sentinels = config.redisSentinels?.map((s) => redisAddress(s)!);
   const password = config.redisPassword === undefined ? {} : { password: config.redisPassword };
   const backplane = new RedisBackplane({
     ...(config.redisClusterNodes !== undefined
-      ? { cluster: { nodes: config.redisClusterNodes.map((s) => sentinelAddress(s)!), ...password } }
+      ? { cluster: { nodes: config.redisClusterNodes.map((s) => redisAddress(s)!), ...password } }
       : sentinels === undefined
         ? { url: config.redisUrl! }
         : { sentinel: { sentinels, name: config.redisSentinelName!, ...password } }),

@@ -1,9 +1,20 @@
 // How the cluster-mode settings fit together (REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES and their
 // companions): checked by loadConfig, the addresses read by createBackplane (index.ts).
-import type { Config } from '../../config.js';
+
+/** The settings read here (the Config's fields of the same names). */
+export interface RedisSettings {
+  readonly redisUrl: string | undefined;
+  readonly redisSentinels: readonly string[] | undefined;
+  readonly redisSentinelName: string | undefined;
+  readonly redisClusterNodes: readonly string[] | undefined;
+  readonly redisPassword: string | undefined;
+  readonly redisPrefix: string;
+  readonly webhookUrl?: string | undefined;
+  readonly pushWebhookUrl?: string | undefined;
+}
 
 /** Every problem of the Redis settings, for loadConfig. */
-export function redisProblems(cfg: Config): string[] {
+export function redisProblems(cfg: RedisSettings): string[] {
   return [...sentinelProblems(cfg), ...clusterProblems(cfg)];
 }
 
@@ -14,7 +25,7 @@ export function redisAddress(s: string): { host: string; port: number } | undefi
   return m && port >= 1 && port <= 65535 ? { host: m[1]!.replace(/^\[|\]$/g, ''), port } : undefined;
 }
 
-function clusterProblems(cfg: Config): string[] {
+function clusterProblems(cfg: RedisSettings): string[] {
   const problems: string[] = [];
   if (cfg.redisClusterNodes === undefined) return problems;
   if (cfg.redisUrl !== undefined || cfg.redisSentinels !== undefined) problems.push('set only one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES');
@@ -28,7 +39,7 @@ function clusterProblems(cfg: Config): string[] {
   return problems;
 }
 
-function sentinelProblems(cfg: Config): string[] {
+function sentinelProblems(cfg: RedisSettings): string[] {
   const problems: string[] = [];
   if (cfg.redisSentinels === undefined) {
     if (cfg.redisSentinelName !== undefined) problems.push('REDIS_SENTINEL_NAME needs REDIS_SENTINELS');

@@ -18,8 +18,10 @@ t.test('a read sent right after open, racing the refill, is not undone by it (is
       return h.token('bob');
     },
   });
+  // Awaited from the turn the client is made: the await of the laptop's token could let the phone sync unseen.
+  const phoneSynced = synced(phone);
   const laptop = client(t, { url: h.url, token: await h.token('bob') });
-  await Promise.all([synced(phone), synced(laptop)]);
+  await Promise.all([phoneSynced, synced(laptop)]);
   for (let i = 1; i <= 3; i++) h.server.sendNotificationToUser('bob', note(`before${i}`));
   await until(() => phone.notifications.items.length === 3, 10_000, 'phone got them');
 

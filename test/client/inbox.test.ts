@@ -27,9 +27,12 @@ t.test('the store is filled from the inbox on connect, with read flags and the u
 
 t.test('mark-as-read on one device shows on the other device of the same user', async (t) => {
   const h = await startServer(t);
+  // Each store's first sync is awaited from the turn its client is made (an await between the two would let
+  // the first one sync unseen).
   const phone = client(t, { url: h.url, token: await h.token('bob') });
+  const phoneSynced = synced(phone);
   const laptop = client(t, { url: h.url, token: await h.token('bob') });
-  await Promise.all([synced(phone), synced(laptop)]);
+  await Promise.all([phoneSynced, synced(laptop)]);
   const ids: string[] = [];
   for (let i = 1; i <= 3; i++) ids.push((await h.server.sendNotificationToUser('bob', note(`n${i}`))).notification.id);
   await until(() => phone.notifications.items.length === 3 && laptop.notifications.items.length === 3, 10_000, 'both got them');

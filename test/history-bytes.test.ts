@@ -121,6 +121,74 @@ t.test('cluster', { skip: skipReason }, async (t) => {
     t.same((await history.latest('user:real', 5)).map((f) => JSON.parse(f).offset), [2, 1]);
   });
 
+  t.test('one turn of plain events is one RECORD_MANY per partition, leaving the state the same events recorded one by one leave', async (t) => {
+    const log = pino({ level: 'silent' });
+    const raw = new Redis(redis.url);
+    t.teardown(() => raw.disconnect());
+    const limits = { size: 6, ttlMs: 60_000, userSize: 3 };
+    const node = async (name: string, maxBytes = 1 << 30) => {
+      const bp = new RedisBackplane({ url: redis.url, prefix: `${redis.prefix}${name}:`, nodeId: name, leaseMs: 1500, graceMs: 200, log, history: { ...limits, maxBytes } });
+      t.teardown(() => bp.close());
+      t.ok(await bp.connect(5000));
+      return bp;
+    };
+    const [one, many, bounded] = await Promise.all([node('one'), node('many'), node('bounded', 6000)]);
+    // 5 topics, events of both kinds (user-sent within a share of 3), past the count bound.
+    const pad = 'z'.repeat(300);
+    const events = Array.from({ length: 60 }, (_, i) => ({ topic: `user:u${i % 5}`, user: i % 3 === 0, i }));
+    const send = (bp: RedisBackplane, e: (typeof events)[number]) =>
+      bp.publishRecorded(e.topic, `{"type":"notification:received","topic":"${e.topic}"`, `,"pad":"${pad}","i":${e.i}}`, undefined, undefined, { user: e.user });
+    for (const e of events) await send(one, e);
+    const calls = async () => {
+      const info = await raw.info('commandstats');
+      return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    };
+    const before = await calls();
+    const appended = await Promise.all(events.map((e) => send(many, e)));
+    const used = (await calls()) - before;
+    // 60 events in one turn, 128 at most per call: one call (a lease renewal may run meanwhile).
+    t.ok(used >= 1 && used <= 3, `one script call for the turn's 60 events (${used} EVALSHA)`);
+    const perTopic = new Map<string, number[]>();
+    for (const [k, a] of appended.entries()) {
+      const offsets = perTopic.get(events[k]!.topic) ?? [];
+      offsets.push((a as { offset: number }).offset);
+      perTopic.set(events[k]!.topic, offsets);
+    }
+    for (const [topic, offsets] of perTopic) t.same(offsets, offsets.map((_, j) => j + 1), `${topic}: numbered in publish order`);
+    const state = async (prefix: string) => {
+      const topics: Record<string, unknown> = {};
+      let bytes = 0;
+      for (let u = 0; u < 5; u++) {
+        const entries = await raw.xrange(`${prefix}s:user:u${u}`, '-', '+');
+        const frames = entries.map(([, f]) => f[3]!.replace(/"epoch":"[^"]*"/, '"epoch":"E"'));
+        for (const [, f] of entries) bytes += Buffer.byteLength(f[3]!);
+        const userIds = await raw.lrange(`${prefix}hu:user:u${u}`, 0, -1);
+        const age = await raw.zscore(`${prefix}hage`, `user:u${u}`);
+        const uage = await raw.zscore(`${prefix}huage`, `user:u${u}`);
+        const size = Number((await raw.hget(`${prefix}hsizes`, `user:u${u}`)) ?? 0);
+        topics[`user:u${u}`] = {
+          frames,
+          sizeIsHeld: size === entries.reduce((n, [, f]) => n + Buffer.byteLength(f[3]!), 0),
+          // The indexes point at the oldest entry and the oldest user-sent one.
+          ageIsOldest: entries.length === 0 ? age === null : Number(age) === Number(entries[0]![0].split('-')[0]),
+          userHeld: userIds.filter((id) => entries.some(([eid]) => eid === id)).length,
+          uageIsOldestUser: userIds.length === 0 ? uage === null : Number(uage) === Number(userIds[0]!.split('-')[0]),
+        };
+      }
+      return { topics, total: Number(await raw.get(`${prefix}hbytes`)) === bytes };
+    };
+    const a = await state(`${redis.prefix}one:`);
+    t.match(a, { total: true, topics: { 'user:u0': { sizeIsHeld: true, ageIsOldest: true, uageIsOldestUser: true } } }, 'one by one: books and indexes right');
+    t.same(await state(`${redis.prefix}many:`), a, 'batched: the same frames, books and indexes as one RECORD per event');
+    // Past the byte bound, trimmed when the batch ends (one by one, after each event: which ones go differs).
+    await Promise.all(events.map((e) => send(bounded, e)));
+    const c = await state(`${redis.prefix}bounded:`);
+    const held = Number(await raw.get(`${redis.prefix}bounded:hbytes`));
+    t.ok(held <= 6000 && held > 4000, `batched: within HISTORY_MAX_BYTES (${held} of 6000)`);
+    t.equal(c.total, true, 'batched: the byte total is what the streams hold');
+    for (const [topic, v] of Object.entries(c.topics)) t.match(v, { sizeIsHeld: true, ageIsOldest: true, uageIsOldestUser: true }, `batched, bounded: ${topic}'s books and indexes`);
+  });
+
   t.test('Redis books: hbytes is what the streams hold, through count, age, byte and expiry trims', async (t) => {
     const prefix = `${redis.prefix}books:`;
     const log = pino({ level: 'silent' });

@@ -307,6 +307,99 @@ local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
+// RECORD for a batch of plain events of one partition (no idempotency key, entry key or replacement): the
+// frames one node publishes in one event-loop turn (backplane/redis/frames.ts), numbered and published in one
+// call, in order. Each event is what RECORD would do with it, the work that does not depend on the event done
+// once per call: the recovering flag, the failover check, the clock, the byte total (one INCRBY), the byte
+// bound and the age sweep (after the last event, as many steps as RECORD would take for all of them; the sweep
+// by the longest TTL of the batch), and a
+// topic's place in the age indexes only when its oldest entry or its user list changed.
+// KEYS: recovering flag, generation, bytes, sizes, age, user age index; ARGV: key prefix, new epoch candidate,
+// max bytes, then 8 per event: topic, head, tail, origin tag, flags ("u": user-sent, "e": ifStreamExists), max
+// length, ttl ms, user share. Returns 3 per event: status (1, -2, 3 as RECORD), epoch, offset; or {-1} when the
+// cluster is re-registering (nothing appended).
+export const RECORD_MANY = `${BOOKS}
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+local B = {KEYS[3], KEYS[4], KEYS[5]}
+local UA, P, candidate = KEYS[6], ARGV[1], ARGV[2]
+check_primary(KEYS[2])
+local gen = redis.call('GET', KEYS[2]) or ''
+local now = now_ms()
+local out, total, ttlMax = {}, 0, nil
+for a = 4, #ARGV, 8 do
+  local topic, flags, size, ttl, share = ARGV[a], ARGV[a + 4], tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  local user, onlyExisting = string.find(flags, 'u', 1, true) ~= nil, string.find(flags, 'e', 1, true) ~= nil
+  local h, s, u = P .. 'h:' .. topic, P .. 's:' .. topic, P .. 'hu:' .. topic
+  local e = redis.call('HMGET', h, 'epoch', 'gen')
+  local epoch = e[1]
+  if epoch and (e[2] or '') ~= gen then epoch = nil end
+  if user and share <= 0 then
+    out[#out + 1] = 3; out[#out + 1] = ''; out[#out + 1] = 0
+  elseif not epoch and onlyExisting then
+    out[#out + 1] = 3; out[#out + 1] = ''; out[#out + 1] = 0
+  else
+    local delta = 0
+    if not epoch then
+      epoch = candidate
+      local held = sum(redis.call('XRANGE', s, '-', '+'))
+      if held ~= 0 then
+        total = total - held
+        redis.call('HINCRBY', B[2], topic, -held)
+      end
+      redis.call('DEL', s, u, P .. 'hk:' .. topic, P .. 'ho:' .. topic)
+      redis.call('HSET', h, 'epoch', epoch, 'offset', 0, 'born', now, 'gen', gen)
+    end
+    if not ttlMax or ttl > ttlMax then ttlMax = ttl end
+    local off = redis.call('HINCRBY', h, 'offset', 1)
+    local frame = ARGV[a + 1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[a + 2]
+    local id = redis.call('XADD', s, '*', 'o', off, 'f', frame)
+    local aged = trim_age(s, now - ttl)
+    delta = #frame + aged
+    local head = aged ~= 0
+    local users = user or redis.call('EXISTS', u) == 1
+    if user then
+      redis.call('RPUSH', u, id)
+      delta = delta + drop_users(s, u, share)
+    end
+    local len = redis.call('XLEN', s)
+    if len > size then
+      delta = delta - sum(redis.call('XRANGE', s, '-', '+', 'COUNT', len - size))
+      redis.call('XTRIM', s, 'MAXLEN', size)
+      head = true
+    end
+    total = total + delta
+    if delta ~= 0 then redis.call('HINCRBY', B[2], topic, delta) end
+    if head or users or len == 1 then
+      local first = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
+      if #first == 0 then
+        local rest = tonumber(redis.call('HGET', B[2], topic) or '0')
+        if rest ~= 0 then total = total - rest end
+        redis.call('HDEL', B[2], topic)
+        redis.call('ZREM', B[3], topic)
+      else
+        redis.call('ZADD', B[3], entry_ms(first[1][1]), topic)
+      end
+    end
+    if users then
+      reindex(UA, topic, s, u)
+      redis.call('PEXPIRE', u, ttl)
+    end
+    redis.call('PEXPIRE', h, ttl)
+    redis.call('PEXPIRE', s, ttl)
+    local status = 1
+    local expected = redis.call('SCARD', P .. 'interest:' .. topic)
+    if expected > 0 and redis.call('SPUBLISH', P .. 't:' .. topic, ARGV[a + 3] .. '\\n' .. frame) < expected then status = -2 end
+    out[#out + 1] = status; out[#out + 1] = epoch; out[#out + 1] = off
+  end
+end
+if total ~= 0 then redis.call('INCRBY', B[1], total) end
+if ttlMax then
+  local events = (#ARGV - 3) / 8
+  bound(B, UA, P, tonumber(ARGV[3]), 100 * events)
+  sweep(B, P, now - ttlMax, 2 * events)
+end
+return out`;
+
 // A topic whose offsets went back within one epoch (Redis restarted from data older than what a node had
 // delivered: an fsync lost the last writes) starts a new epoch, so that no offset names two events. Its
 // stream is dropped and its position restarts at 0 of a new epoch (born 0: no empty-epoch position
@@ -332,6 +425,6 @@ local e = keyed(KEYS[2], KEYS[3], ARGV[1], now_ms() - tonumber(ARGV[2]))
 if not e then return {} end
 return {epoch, tonumber(e[2][2]), latest_frame(KEYS[4], e)}`;
 
-export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, REWOUND, ENTRY };
+export const HISTORY_SCRIPTS = { POSITION, SINCE, RECORD, RECORD_MANY, REWOUND, ENTRY };
 type Scripts = { [K in keyof typeof HISTORY_SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 export const hs = (r: object) => r as Scripts;

@@ -2,12 +2,16 @@
 // step), listening to the topics this node has interest in, the join barrier, and receiving.
 import { createHash, randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
-import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
+import { GENERATION_KEY, hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
+import type { PartKeys } from './keys.js';
 import type { Link } from './link.js';
 import { sc, unavailable } from './scripts.js';
 import { TopicStreams } from './streams.js';
+
+/** Events of one partition in one RECORD_MANY call at most (a script blocks its Redis while it runs). */
+const BATCH_MAX = 128;
 
 /** ioredis' refusal of a command it did not send (no connection, and no offline queue). */
 const NOT_SENT = /isn't writeable/;
@@ -22,6 +26,9 @@ export class Frames {
   private readonly desired = new Set<string>();
   private readonly listening = new Set<string>();
   private readonly ops = new Map<string, Promise<void>>();
+  /** The plain recorded events of this turn, per partition (batched). */
+  private readonly batches = new Map<PartKeys, { args: (string | number)[]; waiting: { head: string; tail: string; resolve: (a: Appended | NoStream) => void; reject: (e: unknown) => void }[] }>();
+  private flushing = false;
 
   constructor(
     private readonly link: Link,
@@ -48,6 +55,7 @@ export class Frames {
     let r: unknown;
     try {
       const part = link.keys.forTopic(topic);
+      this.flush(part);
       r = await sc(link.cmd).PUBLISH(3, part.interest(topic), part.recovering, part.channel(topic), `${origin}\n${frame}`, link.nodeId);
     } catch {
       throw new Unconfirmed('not confirmed by the other nodes: the cluster store (Redis) did not answer', false);
@@ -60,6 +68,9 @@ export class Frames {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
+    // A plain event waits for the turn's batch of its partition; any other is sent after that batch.
+    if (idem === undefined && options?.key === undefined && options?.replace === undefined) return this.batched(topic, head, tail, exceptToken, options);
+    this.flush(link.keys.forTopic(topic));
     const { userSize } = this.history.options;
     const { size, ttlMs } = this.history.limitsOf(topic);
     const k = this.history.keysOf(topic);
@@ -111,6 +122,77 @@ export class Frames {
     // The entry to replace was gone or had changed: nothing replaced, appended or sent.
     if (r[0] === 4) return undefined;
     return { epoch: r[1]!, offset: r[2]!, frame: r[3]! };
+  }
+
+  /**
+   * Queues a plain event (no idempotency key, entry key or replacement) for its partition's RECORD_MANY: the
+   * events of one event-loop turn are numbered and published in one script call per partition (at most
+   * BATCH_MAX each), in the order they were published, and before any other command of that partition this
+   * node sends after them (flush).
+   */
+  private batched(topic: string, head: string, tail: string, exceptToken: string | undefined, options: RecordOptions | undefined): Promise<Appended | NoStream> {
+    const { userSize } = this.history.options;
+    const { size, ttlMs } = this.history.limitsOf(topic);
+    const part = this.link.keys.forTopic(topic);
+    const flags = (options?.user === true ? 'u' : '') + (options?.ifStreamExists === true ? 'e' : '');
+    return new Promise((resolve, reject) => {
+      let queue = this.batches.get(part);
+      if (queue === undefined) {
+        queue = { args: [part.prefix, '', this.history.partMaxBytes], waiting: [] };
+        this.batches.set(part, queue);
+        if (!this.flushing) {
+          this.flushing = true;
+          setImmediate(this.flushAll);
+        }
+      }
+      queue.args.push(topic, head, tail, exceptToken === undefined ? '*' : `*${this.link.nodeId}/${exceptToken}`, flags, size, ttlMs, Math.min(userSize ?? size, size));
+      queue.waiting.push({ head, tail, resolve, reject });
+      if (queue.waiting.length >= BATCH_MAX) this.flush(part);
+    });
+  }
+
+  private readonly flushAll = (): void => {
+    this.flushing = false;
+    for (const part of [...this.batches.keys()]) this.flush(part);
+  };
+
+  /** Sends the partition's queued events now (RECORD_MANY), ahead of the command the caller sends next. */
+  private flush(part: PartKeys): void {
+    const queue = this.batches.get(part);
+    if (queue === undefined) return;
+    this.batches.delete(part);
+    const { args, waiting } = queue;
+    args[1] = newEpoch();
+    hs(this.link.cmd)
+      .RECORD_MANY(6, part.recovering, part.key(GENERATION_KEY), part.key('hbytes'), part.key('hsizes'), part.key('hage'), part.key('huage'), ...args)
+      .then(
+        (reply) => {
+          const r = reply as (number | string)[];
+          if (r[0] === -1) {
+            for (const w of waiting) w.reject(new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false));
+            return;
+          }
+          for (let i = 0; i < waiting.length; i++) {
+            const status = r[3 * i] as number;
+            const w = waiting[i]!;
+            if (status === 3) w.resolve(NO_STREAM);
+            else if (status === -2) w.reject(new Unconfirmed('stored (recoverable), but a node listening to this topic is not connected to Redis', true));
+            else {
+              const epoch = r[3 * i + 1] as string;
+              const offset = r[3 * i + 2] as number;
+              // The frame RECORD_MANY built (numberedFrame's bytes), without sending it back.
+              w.resolve({ epoch, offset, frame: `${w.head},"epoch":"${epoch}","offset":${offset}${w.tail}` });
+            }
+          }
+        },
+        (err: unknown) => {
+          // Refused before it was sent (no connection): not stored. Sent and its answer lost: unknown.
+          const e = NOT_SENT.test((err as Error).message)
+            ? new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false)
+            : new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
+          for (const w of waiting) w.reject(e);
+        },
+      );
   }
 
   /** Publishes a marker on the topic's channel and resolves when it comes back: everything before it has arrived. */

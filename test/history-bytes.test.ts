@@ -163,6 +163,7 @@ t.test('cluster', { skip: skipReason }, async (t) => {
         const frames = entries.map(([, f]) => f[3]!.replace(/"epoch":"[^"]*"/, '"epoch":"E"'));
         for (const [, f] of entries) bytes += Buffer.byteLength(f[3]!);
         const userIds = await raw.lrange(`${prefix}hu:user:u${u}`, 0, -1);
+        const heldUser = userIds.filter((id) => entries.some(([eid]) => eid === id));
         const age = await raw.zscore(`${prefix}hage`, `user:u${u}`);
         const uage = await raw.zscore(`${prefix}huage`, `user:u${u}`);
         const size = Number((await raw.hget(`${prefix}hsizes`, `user:u${u}`)) ?? 0);
@@ -171,14 +172,17 @@ t.test('cluster', { skip: skipReason }, async (t) => {
           sizeIsHeld: size === entries.reduce((n, [, f]) => n + Buffer.byteLength(f[3]!), 0),
           // The indexes point at the oldest entry and the oldest user-sent one.
           ageIsOldest: entries.length === 0 ? age === null : Number(age) === Number(entries[0]![0].split('-')[0]),
-          userHeld: userIds.filter((id) => entries.some(([eid]) => eid === id)).length,
-          uageIsOldestUser: userIds.length === 0 ? uage === null : Number(uage) === Number(userIds[0]!.split('-')[0]),
+          userHeld: heldUser.length,
+          // The user age index's place is never later than the oldest held user-sent entry (the bound would
+          // pass it over); an earlier one (its entry left by a trim) is put right when the bound or a sweep
+          // reaches it.
+          uageOk: heldUser.length === 0 || (uage !== null && Number(uage) <= Number(heldUser[0]!.split('-')[0])),
         };
       }
       return { topics, total: Number(await raw.get(`${prefix}hbytes`)) === bytes };
     };
     const a = await state(`${redis.prefix}one:`);
-    t.match(a, { total: true, topics: { 'user:u0': { sizeIsHeld: true, ageIsOldest: true, uageIsOldestUser: true } } }, 'one by one: books and indexes right');
+    t.match(a, { total: true, topics: { 'user:u0': { sizeIsHeld: true, ageIsOldest: true, uageOk: true } } }, 'one by one: books and indexes right');
     t.same(await state(`${redis.prefix}many:`), a, 'batched: the same frames, books and indexes as one RECORD per event');
     // Past the byte bound, trimmed when the batch ends (one by one, after each event: which ones go differs).
     await Promise.all(events.map((e) => send(bounded, e)));
@@ -186,7 +190,7 @@ t.test('cluster', { skip: skipReason }, async (t) => {
     const held = Number(await raw.get(`${redis.prefix}bounded:hbytes`));
     t.ok(held <= 6000 && held > 4000, `batched: within HISTORY_MAX_BYTES (${held} of 6000)`);
     t.equal(c.total, true, 'batched: the byte total is what the streams hold');
-    for (const [topic, v] of Object.entries(c.topics)) t.match(v, { sizeIsHeld: true, ageIsOldest: true, uageIsOldestUser: true }, `batched, bounded: ${topic}'s books and indexes`);
+    for (const [topic, v] of Object.entries(c.topics)) t.match(v, { sizeIsHeld: true, ageIsOldest: true, uageOk: true }, `batched, bounded: ${topic}'s books and indexes`);
   });
 
   t.test('Redis books: hbytes is what the streams hold, through count, age, byte and expiry trims', async (t) => {

@@ -295,6 +295,8 @@ reindex(UA, topic, KEYS[2], U)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', U, ttl)
+-- Until when the topic's keys live (RECORD_MANY refreshes them only when that is less than a TTL away).
+redis.call('HSET', KEYS[1], 'x', now + ttl)
 if key ~= '' or replace ~= '' then
   prune_keyed(KEYS[2], HK, HO)
   redis.call('PEXPIRE', HK, ttl)
@@ -309,11 +311,16 @@ return {status, epoch, off, frame}`;
 
 // RECORD for a batch of plain events of one partition (no idempotency key, entry key or replacement): the
 // frames one node publishes in one event-loop turn (backplane/redis/frames.ts), numbered and published in one
-// call, in order. Each event is what RECORD would do with it, the work that does not depend on the event done
-// once per call: the recovering flag, the failover check, the clock, the byte total (one INCRBY), the byte
-// bound and the age sweep (after the last event, as many steps as RECORD would take for all of them; the sweep
-// by the longest TTL of the batch), and a
-// topic's place in the age indexes only when its oldest entry or its user list changed.
+// call, in order. Each event is stored, trimmed and published as RECORD would, with fewer commands: the work
+// that does not depend on the event is done once per call (the recovering flag, the failover check, the clock,
+// the byte total as one INCRBY, the byte bound and the age sweeps after the last event, as many steps as RECORD
+// would take for all of them, the sweep by the longest TTL of the batch); the age and count trims read the
+// stream's head once; the age index is written only when a stream's oldest entry changed; and an event that is
+// not user-sent leaves the user list alone (it cannot change what the list holds: RECORD's prune of the ids
+// that left the stream is then done by the next user-sent event, the bound or the user age sweep, each of which
+// checks a place before it trusts it; and the list's TTL, refreshed by every user-sent event, outlives each of
+// its entries); the TTLs of the position hash and the stream are renewed when less than a TTL is left (field x
+// of h:<topic>: until when they live), to 9/8 of the TTL.
 // KEYS: recovering flag, generation, bytes, sizes, age, user age index; ARGV: key prefix, new epoch candidate,
 // max bytes, then 8 per event: topic, head, tail, origin tag, flags ("u": user-sent, "e": ifStreamExists), max
 // length, ttl ms, user share. Returns 3 per event: status (1, -2, 3 as RECORD), epoch, offset; or {-1} when the
@@ -329,17 +336,16 @@ local out, total, ttlMax = {}, 0, nil
 for a = 4, #ARGV, 8 do
   local topic, flags, size, ttl, share = ARGV[a], ARGV[a + 4], tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
   local user, onlyExisting = string.find(flags, 'u', 1, true) ~= nil, string.find(flags, 'e', 1, true) ~= nil
-  local h, s, u = P .. 'h:' .. topic, P .. 's:' .. topic, P .. 'hu:' .. topic
-  local e = redis.call('HMGET', h, 'epoch', 'gen')
+  local h, s = P .. 'h:' .. topic, P .. 's:' .. topic
+  local e = redis.call('HMGET', h, 'epoch', 'gen', 'x')
   local epoch = e[1]
   if epoch and (e[2] or '') ~= gen then epoch = nil end
-  if user and share <= 0 then
-    out[#out + 1] = 3; out[#out + 1] = ''; out[#out + 1] = 0
-  elseif not epoch and onlyExisting then
+  if (user and share <= 0) or (not epoch and onlyExisting) then
     out[#out + 1] = 3; out[#out + 1] = ''; out[#out + 1] = 0
   else
-    local delta = 0
-    if not epoch then
+    local u = P .. 'hu:' .. topic
+    local reset = not epoch
+    if reset then
       epoch = candidate
       local held = sum(redis.call('XRANGE', s, '-', '+'))
       if held ~= 0 then
@@ -353,39 +359,57 @@ for a = 4, #ARGV, 8 do
     local off = redis.call('HINCRBY', h, 'offset', 1)
     local frame = ARGV[a + 1] .. ',"epoch":"' .. epoch .. '","offset":' .. off .. ARGV[a + 2]
     local id = redis.call('XADD', s, '*', 'o', off, 'f', frame)
-    local aged = trim_age(s, now - ttl)
-    delta = #frame + aged
-    local head = aged ~= 0
-    local users = user or redis.call('EXISTS', u) == 1
+    local delta = #frame
     if user then
       redis.call('RPUSH', u, id)
       delta = delta + drop_users(s, u, share)
     end
-    local len = redis.call('XLEN', s)
-    if len > size then
-      delta = delta - sum(redis.call('XRANGE', s, '-', '+', 'COUNT', len - size))
-      redis.call('XTRIM', s, 'MAXLEN', size)
-      head = true
+    -- The age and count trims in one read of the head: the entries past the length and those older than the
+    -- age go, up to the first one that stays (read again only while every entry read goes).
+    local len, minms = redis.call('XLEN', s), now - ttl
+    local over, cut, first = len - size, 0, nil
+    while true do
+      local head = redis.call('XRANGE', s, cut == 0 and '-' or '(' .. cut, '+', 'COUNT', math.max(over, 0) + 1)
+      for _, x in ipairs(head) do
+        if over > 0 or entry_ms(x[1]) < minms then
+          over = over - 1
+          delta = delta - #x[2][4]
+          cut = x[1]
+        else
+          first = x
+          break
+        end
+      end
+      if first or #head == 0 then break end
+    end
+    if cut ~= 0 then
+      if first then redis.call('XTRIM', s, 'MINID', first[1]) else redis.call('DEL', s) end
     end
     total = total + delta
     if delta ~= 0 then redis.call('HINCRBY', B[2], topic, delta) end
-    if head or users or len == 1 then
-      local first = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)
-      if #first == 0 then
+    if cut ~= 0 or len == 1 or reset or user then
+      -- The oldest entry changed (or may have): the topic's place in the age index.
+      if first then
+        redis.call('ZADD', B[3], entry_ms(first[1]), topic)
+      else
         local rest = tonumber(redis.call('HGET', B[2], topic) or '0')
         if rest ~= 0 then total = total - rest end
         redis.call('HDEL', B[2], topic)
         redis.call('ZREM', B[3], topic)
-      else
-        redis.call('ZADD', B[3], entry_ms(first[1][1]), topic)
       end
     end
-    if users then
+    if user or reset then
       reindex(UA, topic, s, u)
       redis.call('PEXPIRE', u, ttl)
     end
-    redis.call('PEXPIRE', h, ttl)
-    redis.call('PEXPIRE', s, ttl)
+    if reset or not e[3] or tonumber(e[3]) - now < ttl then
+      -- Every key of the topic lives at least a TTL after its last write: given an eighth more when it is
+      -- renewed, it is renewed about once per eighth of a TTL, not at every event.
+      local life = ttl + math.floor(ttl / 8)
+      redis.call('PEXPIRE', h, life)
+      redis.call('PEXPIRE', s, life)
+      redis.call('HSET', h, 'x', now + life)
+    end
     local status = 1
     local expected = redis.call('SCARD', P .. 'interest:' .. topic)
     if expected > 0 and redis.call('SPUBLISH', P .. 't:' .. topic, ARGV[a + 3] .. '\\n' .. frame) < expected then status = -2 end
@@ -397,6 +421,10 @@ if ttlMax then
   local events = (#ARGV - 3) / 8
   bound(B, UA, P, tonumber(ARGV[3]), 100 * events)
   sweep(B, P, now - ttlMax, 2 * events)
+  -- Places of the user age index older than the age: put right (their entry left by age, or their keys expired).
+  for _, topic in ipairs(redis.call('ZRANGEBYSCORE', UA, '-inf', '(' .. (now - ttlMax), 'LIMIT', 0, 2 * events)) do
+    reindex(UA, topic, P .. 's:' .. topic, P .. 'hu:' .. topic)
+  end
 end
 return out`;
 

@@ -3,8 +3,9 @@
 // their publication.
 //
 // Layout (after the backplane's prefix):
-//   h:<topic>   hash {epoch, offset, born, gen}: the topic's position, when (Redis ms) its epoch began and the
-//               history generation (hgen) it was made in; made by the first event stored, never by a read. A
+//   h:<topic>   hash {epoch, offset, born, gen, x}: the topic's position, when (Redis ms) its epoch began, the
+//               history generation (hgen) it was made in, and until when (Redis ms) its keys live (the TTL is
+//               renewed when less than HISTORY_TTL is left, RECORD_MANY); made by the first event stored, never by a read. A
 //               topic of another generation than hgen's is retired (a failover: backplane/redis/keys.ts): the
 //               scripts treat it as having no history, and its next event begins a new epoch
 //   s:<topic>   stream of {o: offset, f: frame}, capped to HISTORY_SIZE and HISTORY_TTL_S
@@ -35,7 +36,8 @@
 // A user-sent entry deleted for the share leaves a hole in the stream's offsets: a replay across it is
 // `recovered: false` (SINCE), never a silent skip, as in memory.
 // (Read state, r:<user> and ri:<user>, is seams/readstate/redis.ts: it counts in the epoch of h:user:<user>.)
-// Every topic key expires HISTORY_TTL_S after its last write: a topic idle that long starts a new epoch.
+// Every topic key expires at least HISTORY_TTL_S after its last write (at most 9/8 of it: renewed when due, not
+// at every write): a topic idle that long starts a new epoch.
 //
 // The epoch of a topic with no history: `<hz>-<n>`, n = floor(Redis ms / HISTORY_TTL). A resume from
 // (`<hz>-<n>`, 0) recovers a topic's history from its first event when that history began in period n:

@@ -187,9 +187,15 @@ export class Frames {
         },
         (err: unknown) => {
           // Refused before it was sent (no connection): not stored. Sent and its answer lost: unknown.
-          const e = NOT_SENT.test((err as Error).message)
-            ? new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false)
-            : new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
+          const message = (err as Error).message;
+          if (NOT_SENT.test(message)) {
+            const e = new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
+            for (const w of waiting) w.reject(e);
+            return;
+          }
+          // A script error is not an outage: said in the log, once per batch (the events' fate is unknown).
+          if (/^ERR|script/i.test(message)) this.link.log.error({ err: message, events: waiting.length }, 'RECORD_MANY failed');
+          const e = new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
           for (const w of waiting) w.reject(e);
         },
       );

@@ -118,6 +118,9 @@ function connectTo(options: RedisBackplaneOptions, timeoutMs: number, connection
   });
 }
 
+/** A Redis connection that ioredis ended while this node runs is started again after 200-400 ms. */
+const RESTART_MS = 200;
+
 export class RedisBackplane implements ClusterBackplane, Link {
   readonly single = false as const;
   readonly kind = 'redis';
@@ -167,6 +170,15 @@ export class RedisBackplane implements ClusterBackplane, Link {
       });
       conn.on('close', () => this.membership.down());
       conn.on('ready', () => this.membership.resync());
+      // ioredis stops for good ('end') when a connect it started is cut short, as when the sentinels announce
+      // a failover while it is asking them for the primary (seen under load): never for this node, which
+      // starts it again until it is closed.
+      conn.on('end', () => {
+        if (this.closing) return;
+        setTimeout(() => {
+          if (!this.closing && conn.status === 'end') conn.connect().catch(() => {});
+        }, RESTART_MS + Math.floor(Math.random() * RESTART_MS)).unref();
+      });
     }
     this.sub.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
     if (options.cluster !== undefined) {

@@ -21,6 +21,9 @@ interface PartState {
 
 /** Longer than the longest reconnect delay of retryStrategy (1.1 s) plus a re-registration. */
 const RECOVERY_MIN_MS = 2500;
+/** A registration that failed while connected is tried again after 100 ms, then twice as long, at most 2 s apart. */
+const RESYNC_RETRY_MIN_MS = 100;
+const RESYNC_RETRY_MAX_MS = 2000;
 
 export class Membership {
   /** Registered in the cluster, with Redis reachable: the backplane's `up`. */
@@ -39,6 +42,8 @@ export class Membership {
   private syncing: Promise<void> | undefined;
   private resyncAgain = false;
   private needsResync = false;
+  /** Registrations that failed in a row (each one is tried again after a longer wait). */
+  private failedSyncs = 0;
 
   constructor(
     private readonly link: Link,
@@ -88,11 +93,23 @@ export class Membership {
       return;
     }
     this.syncing = this.register()
-      .catch((err: unknown) => {
-        this.lastError = (err as Error).message;
-        this.link.log.debug({ err }, 'resync failed; retried on the next reconnect or lease renewal');
-        this.needsResync = true;
-      })
+      .then(
+        () => {
+          this.failedSyncs = 0;
+        },
+        (err: unknown) => {
+          this.lastError = (err as Error).message;
+          this.needsResync = true;
+          // Connected but not registered (a command timed out under load, the sentinels named a primary that
+          // was going away): tried again by itself, 100 ms then twice as long each time, at most 2 s apart. A
+          // node that waited for its next reconnect would stay down, answering 503, with Redis reachable.
+          const delay = Math.min(RESYNC_RETRY_MAX_MS, RESYNC_RETRY_MIN_MS * 2 ** Math.min(this.failedSyncs++, 5));
+          this.link.log.debug({ err, retryInMs: delay }, 'resync failed; tried again');
+          setTimeout(() => {
+            if (!this.state || this.needsResync) this.resync();
+          }, delay).unref();
+        },
+      )
       .finally(() => {
         this.syncing = undefined;
         if (this.resyncAgain) {

@@ -147,7 +147,7 @@ export async function startRedis(t: Tap, opts: { persistent?: boolean } = {}): P
 }
 
 /** The backplane's view of the suite's Redis: `url`, `sentinel` or `cluster` of RedisBackplaneOptions. */
-function backplaneTarget(redis: TestRedis): { url: string } | { sentinel: NonNullable<TestRedis['sentinel']> } | { cluster: { nodes: { host: string; port: number }[] } } {
+export function backplaneTarget(redis: TestRedis): { url: string } | { sentinel: NonNullable<TestRedis['sentinel']> } | { cluster: { nodes: { host: string; port: number }[] } } {
   if (redis.cluster !== undefined) return { cluster: { nodes: redis.cluster } };
   if (redis.sentinel !== undefined) return { sentinel: redis.sentinel };
   return { url: redis.url };

@@ -4,11 +4,11 @@
 import t from 'tap';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
-import { skipReason, startRedis, until } from './redis.js';
+import { backplaneTarget, skipReason, startRedis, until } from './redis.js';
 
 t.test('a connection ioredis ended by itself is started again, and the node registers again', { skip: skipReason }, async (t) => {
   const redis = await startRedis(t);
-  const bp = new RedisBackplane({ ...(redis.backend === 'single' ? { url: redis.url } : redis.backend === 'sentinel' ? { sentinel: (redis as any).sentinel } : { cluster: { nodes: (redis as any).cluster } }), prefix: redis.prefix, nodeId: 'restarted', leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
+  const bp = new RedisBackplane({ ...backplaneTarget(redis), prefix: redis.prefix, nodeId: 'restarted', leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
   t.teardown(() => bp.close());
   t.ok(await bp.connect(5000), 'registered');
   const states: boolean[] = [];
@@ -22,4 +22,25 @@ t.test('a connection ioredis ended by itself is started again, and the node regi
     t.equal(c.status, 'ready', `${conn}: connected again`);
   }
   t.same(states, [false, true, false, true], 'down, then up again, each time');
+});
+
+t.test('a registration that fails while connected is tried again by itself (no reconnect needed)', { skip: skipReason || (process.env['TEST_REDIS_BACKEND'] === 'cluster' ? 'on a Redis Cluster the next try waits for the sharded subscribers (subscribersReady)' : false) }, async (t) => {
+  const redis = await startRedis(t);
+  const bp = new RedisBackplane({ ...backplaneTarget(redis), prefix: redis.prefix, nodeId: 'retried', leaseMs: 1500, graceMs: 200, log: pino({ level: 'silent' }) });
+  t.teardown(() => bp.close());
+  t.ok(await bp.connect(5000), 'registered');
+  const cmd = (bp as unknown as { cmd: Record<string, unknown> & { stream: { destroy(): void } } }).cmd;
+  // The first registration after the reconnect fails (its first script call errs), once.
+  const epoch = cmd['EPOCH'] as (...args: unknown[]) => Promise<unknown>;
+  let failed = 0;
+  cmd['EPOCH'] = (...args: unknown[]) => {
+    if (failed++ === 0) return Promise.reject(new Error('injected: a command timed out'));
+    return epoch.apply(cmd, args);
+  };
+  const states: boolean[] = [];
+  bp.onStateChange((up) => states.push(up));
+  cmd.stream.destroy();
+  await until(() => states.length === 2, 0, 'down, then up again');
+  t.same(states, [false, true], 'up again after the failed registration, with no other reconnect');
+  t.ok(failed >= 2, `the registration was tried again (${failed} EPOCH calls)`);
 });

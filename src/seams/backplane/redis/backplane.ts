@@ -176,7 +176,8 @@ export class RedisBackplane implements ClusterBackplane, Link {
       conn.on('end', () => {
         if (this.closing) return;
         setTimeout(() => {
-          if (!this.closing && conn.status === 'end') conn.connect().catch(() => {});
+          // (ioredis' Cluster shows 'close' once it ended.)
+          if (!this.closing && (conn.status === 'end' || conn.status === 'close')) conn.connect().catch(() => {});
         }, RESTART_MS + Math.floor(Math.random() * RESTART_MS)).unref();
       });
     }

@@ -4,9 +4,13 @@
 // one client: many topics of one subscriber each, where crossing Redis costs the most per delivery.
 // Prints one JSON line per scenario: delivered msgs/s at the clients and server CPU per million deliveries
 // (storywire nodes + redis-server, from /proc; redis-server's share also apart). Needs redis-server on the PATH.
-//   npm run bench -- cluster [--mode stories|notify] [--clients 400] [--seconds 5] [--batch 50] [--inflight 2]
+// --shards N: the 2 nodes on a Redis Cluster of N primaries (no replicas; slots split evenly; N=1 is a one-shard
+// cluster) instead of one plain redis-server; the Redis CPU is then the sum over the shards.
+//   npm run bench -- cluster [--mode stories|notify] [--clients 400] [--seconds 5] [--batch 50] [--inflight 2] [--shards 0]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { cliOptions, jsonLines } from './lib/args.js';
@@ -22,7 +26,12 @@ const opts = cliOptions('npm run bench -- cluster', {
   batch: { default: 50, int: true, doc: 'events per POST /v1/publish' },
   inflight: { default: 2, int: true, doc: 'publish requests in flight' },
   mode: { default: 'stories', oneOf: ['stories', 'notify'], doc: 'stories: events every client hears; notify: notifications to random users, one client each' },
+  shards: { default: 0, int: true, doc: '0: the 2 nodes on one redis-server; N (1-8): on a Redis Cluster of N primaries' },
 });
+if (opts.shards > 8) {
+  process.stderr.write('bench cluster: --shards is 0 to 8\n');
+  process.exit(2);
+}
 const MODE = opts.mode;
 const emit = jsonLines(opts.out);
 const CLIENTS = opts.clients;
@@ -64,8 +73,8 @@ async function node(port: number, env: Record<string, string>): Promise<ChildPro
 }
 
 /** `pids`: the storywire nodes, then redis-server when there is one (its CPU is also reported apart). */
-async function run(name: string, ports: number[], pids: number[], redisPid?: number): Promise<void> {
-  const all = redisPid === undefined ? pids : [...pids, redisPid];
+async function run(name: string, ports: number[], pids: number[], redisPids: number[] = []): Promise<void> {
+  const all = [...pids, ...redisPids];
   const key = new TextEncoder().encode(SECRET);
   let delivered = 0;
   const sockets: WebSocket[] = [];
@@ -117,13 +126,13 @@ async function run(name: string, ports: number[], pids: number[], redisPid?: num
   const secs = (Date.now() - t0) / 1000;
   const used = all.map((pid, i) => cpuSeconds(pid) - cpu0[i]!);
   const cpu = used.reduce((s, c) => s + c, 0);
-  const redisCpu = redisPid === undefined ? 0 : used[used.length - 1]!;
+  const redisCpu = used.slice(pids.length).reduce((s, c) => s + c, 0);
   const n = delivered - d0;
   emit({
     bench: 'cluster-fanout',
     scenario: name,
     server: underTest,
-    params: { mode: MODE, clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT },
+    params: { mode: MODE, clients: CLIENTS, seconds: SECONDS, batch: BATCH, inflight: INFLIGHT, shards: redisPids.length === 0 ? 0 : opts.shards },
     clients: CLIENTS,
     published,
     delivered: n,
@@ -158,11 +167,45 @@ const single = await node(p1, {});
 await run('1 node (memory backplane)', [p1], [single.pid!]);
 await kill(single);
 
-const redis = track(spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
-await sleep(300);
-const env = { REDIS_URL: `redis://127.0.0.1:${rp}`, REDIS_PREFIX: `bench${Date.now()}:` };
+const redisCli = (port: number, ...args: string[]) => {
+  const r = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`redis-cli -p ${port} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+};
+const redises: ChildProcess[] = [];
+let env: Record<string, string>;
+let clusterDir: string | undefined;
+if (opts.shards === 0) {
+  redises.push(track(spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })));
+  await sleep(300);
+  env = { REDIS_URL: `redis://127.0.0.1:${rp}`, REDIS_PREFIX: `bench${Date.now()}:` };
+} else {
+  // N primaries, the 16384 slots split evenly (CLUSTER ADDSLOTSRANGE), met by the first; ready once every one
+  // says cluster_state:ok and knows the N.
+  const dir = mkdtempSync(join(tmpdir(), 'sw-bench-cluster-'));
+  clusterDir = dir;
+  const ports = [rp];
+  for (let i = 1; i < opts.shards; i++) ports.push(await freePort());
+  for (const port of ports) {
+    redises.push(track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '5000', '--dir', dir], { stdio: 'ignore' })));
+  }
+  await sleep(300);
+  for (const [i, port] of ports.entries()) {
+    redisCli(port, 'cluster', 'addslotsrange', String(Math.floor((16384 * i) / ports.length)), String(Math.floor((16384 * (i + 1)) / ports.length) - 1));
+    if (i > 0) redisCli(ports[0]!, 'cluster', 'meet', '127.0.0.1', String(port));
+  }
+  const ok = () => ports.every((port) => {
+    const info = redisCli(port, 'cluster', 'info');
+    return /cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info);
+  });
+  for (let i = 0; i < 300 && !ok(); i++) await sleep(100);
+  if (!ok()) throw new Error('the Redis Cluster did not become ready');
+  env = { REDIS_CLUSTER_NODES: ports.map((p) => `127.0.0.1:${p}`).join(','), REDIS_PREFIX: `bench${Date.now()}:` };
+}
 const a = await node(p1, { ...env, NODE_ID: 'a' });
 const b = await node(p2, { ...env, NODE_ID: 'b' });
-await run('2 nodes + Redis (half the clients on each; publishes on node a)', [p1, p2], [a.pid!, b.pid!], redis.pid!);
-await Promise.all([kill(a), kill(b), kill(redis)]);
+const where = opts.shards === 0 ? 'Redis' : `a Redis Cluster of ${opts.shards} shard${opts.shards === 1 ? '' : 's'}`;
+await run(`2 nodes + ${where} (half the clients on each; publishes on node a)`, [p1, p2], [a.pid!, b.pid!], redises.map((r) => r.pid!));
+await Promise.all([kill(a), kill(b), ...redises.map(kill)]);
+if (clusterDir !== undefined) rmSync(clusterDir, { recursive: true, force: true });
 process.exit(0);

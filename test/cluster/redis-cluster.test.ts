@@ -51,6 +51,38 @@ t.test('two nodes on a Redis Cluster: notifications cross nodes, presence is sha
   t.same((await a!.backplane.nodes()).map((n) => n.alive), [true, true]);
 });
 
+t.test('one turn of notifications to users of every shard is one RECORD_MANY call per shard, each event stored on its own shard and delivered', { skip: skipReason }, async (t) => {
+  const rc = await startRedisCluster(t);
+  const [a, b] = await startNodes(t, rc, 2);
+  const users = Array.from({ length: 60 }, (_, i) => `batch${i}`);
+  const parts = new Set(users.map((u) => new RedisKeys(rc.prefix, CLUSTER_PARTITIONS).forUser(u).index));
+  t.ok(parts.size > 30, `the 60 users are in ${parts.size} partitions`);
+  const sockets = await Promise.all(users.map((u) => b!.connect(u)));
+  for (const s of sockets) await s.type('connected');
+  const cmd = (a!.backplane as unknown as { cmd: Record<string, (...args: unknown[]) => Promise<unknown>> }).cmd;
+  const many = cmd['RECORD_MANY']!;
+  let calls = 0;
+  cmd['RECORD_MANY'] = (...args: unknown[]) => {
+    calls++;
+    return many.apply(cmd, args);
+  };
+  const r = await api(a!, 'POST', '/v1/notifications', { userIds: users, notification: { title: 'to all', message: 'one request' } });
+  t.equal(r.status, 200, JSON.stringify(r.body).slice(0, 200));
+  t.ok(calls >= 1 && calls <= 3, `one call per shard (${calls} calls for 60 events on 3 shards)`);
+  for (const [i, s] of sockets.entries()) t.match((await s.next((f) => f.type === 'notification:received')).data, { title: 'to all' }, `${users[i]} got it`);
+  // Each history is on the shard that serves its partition's slot.
+  let stored = 0;
+  for (const primary of await rc.primaries()) {
+    const raw = new Redis(primary.port, '127.0.0.1');
+    t.teardown(() => raw.disconnect());
+    for (const u of users) {
+      const key = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS).forUser(u).key(`s:user:${u}`);
+      if (await raw.exists(key).catch(() => 0)) stored++;
+    }
+  }
+  t.equal(stored, 60, 'every event stored once, on its shard');
+});
+
 t.test('the server started with REDIS_CLUSTER_NODES joins the cluster; with a webhook it refuses to start, naming it', { skip: skipReason }, async (t) => {
   const rc = await startRedisCluster(t);
   const [a] = await startNodes(t, rc, 1);

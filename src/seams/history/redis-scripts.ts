@@ -309,10 +309,10 @@ local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end
 return {status, epoch, off, frame}`;
 
-// RECORD for a batch of plain events of one partition (no idempotency key, entry key or replacement): the
-// frames one node publishes in one event-loop turn (backplane/redis/frames.ts), numbered and published in one
-// call, in order. Each event is stored, trimmed and published as RECORD would, with fewer commands: the work
-// that does not depend on the event is done once per call (the recovering flag, the failover check, the clock,
+// RECORD for a batch of plain events (no idempotency key, entry key or replacement): the frames one node
+// publishes in one event-loop turn (backplane/redis/frames.ts), numbered and published in one call, in order.
+// Each event is stored, trimmed and published as RECORD would, with fewer commands: the work that does not
+// depend on the event is done once per partition and call (the recovering flag, the failover check, the clock,
 // the byte total as one INCRBY, the byte bound and the age sweeps after the last event, as many steps as RECORD
 // would take for all of them, the sweep by the longest TTL of the batch); the age and count trims read the
 // stream's head once; the age index is written only when a stream's oldest entry changed; and an event that is
@@ -321,19 +321,28 @@ return {status, epoch, off, frame}`;
 // checks a place before it trusts it; and the list's TTL, refreshed by every user-sent event, outlives each of
 // its entries); the TTLs of the position hash and the stream are renewed when less than a TTL is left (field x
 // of h:<topic>: until when they live), to 9/8 of the TTL.
-// KEYS: recovering flag, generation, bytes, sizes, age, user age index; ARGV: key prefix, new epoch candidate,
-// max bytes, then 8 per event: topic, head, tail, origin tag, flags ("u": user-sent, "e": ifStreamExists), max
-// length, ttl ms, user share. Returns 3 per event: status (1, -2, 3 as RECORD), epoch, offset; or {-1} when the
-// cluster is re-registering (nothing appended).
-export const RECORD_MANY = `${BOOKS}
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
-local B = {KEYS[3], KEYS[4], KEYS[5]}
-local UA, P, candidate = KEYS[6], ARGV[1], ARGV[2]
-check_primary(KEYS[2])
-local gen = redis.call('GET', KEYS[2]) or ''
-local now = now_ms()
-local out, total, ttlMax = {}, 0, nil
-for a = 4, #ARGV, 8 do
+// One call carries the events of several partitions of one Redis (with Redis Cluster, the partitions whose slots
+// one shard serves: the script's allow-cross-slot-keys flag lets it touch the keys of other slots of its node;
+// the one declared key routes the call). Partition keys: recovering, hgen, hbytes, hsizes, hage, huage.
+// KEYS: the first partition's recovering flag; ARGV: a new epoch
+// candidate, then per partition its key prefix, max bytes and event count, then 8 per event: topic, head, tail,
+// origin tag, flags ("u": user-sent, "e": ifStreamExists), max length, ttl ms, user share. Returns 3 per event,
+// in order: status (1, -2, 3 as RECORD; -1: its partition is re-registering, nothing appended), epoch, offset.
+export const RECORD_MANY = `#!lua flags=allow-cross-slot-keys
+${BOOKS}
+local now, candidate, out = now_ms(), ARGV[1], {}
+-- The events ARGV[first..last] (8 each) of one partition: P its key prefix, K its keys, recovering its flag.
+local function record_part(P, K, recovering, maxBytes, first, last)
+if recovering then
+  for _ = first, last, 8 do out[#out + 1] = -1; out[#out + 1] = ''; out[#out + 1] = 0 end
+  return
+end
+local B = {K[3], K[4], K[5]}
+local UA = K[6]
+check_primary(K[2])
+local gen = redis.call('GET', K[2]) or ''
+local total, ttlMax = 0, nil
+for a = first, last, 8 do
   local topic, flags, size, ttl, share = ARGV[a], ARGV[a + 4], tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
   local user, onlyExisting = string.find(flags, 'u', 1, true) ~= nil, string.find(flags, 'e', 1, true) ~= nil
   local h, s = P .. 'h:' .. topic, P .. 's:' .. topic
@@ -418,14 +427,26 @@ for a = 4, #ARGV, 8 do
 end
 if total ~= 0 then redis.call('INCRBY', B[1], total) end
 if ttlMax then
-  local events = (#ARGV - 3) / 8
-  bound(B, UA, P, tonumber(ARGV[3]), 100 * events)
+  local events = (last - first + 1) / 8
+  bound(B, UA, P, maxBytes, 100 * events)
   sweep(B, P, now - ttlMax, 2 * events)
   -- Places of the user age index older than the age: put right (their entry left by age, or their keys expired).
   for _, topic in ipairs(redis.call('ZRANGEBYSCORE', UA, '-inf', '(' .. (now - ttlMax), 'LIMIT', 0, 2 * events)) do
     reindex(UA, topic, P .. 's:' .. topic, P .. 'hu:' .. topic)
   end
 end
+end
+-- The partitions: prefix, max bytes, event count, then the events. Every partition's recovering flag is read
+-- before anything is written: a partition whose slot this Redis does not serve (it moved) fails the call there,
+-- with nothing done.
+local parts, ai = {}, 2
+while ai <= #ARGV do
+  local P, n = ARGV[ai], tonumber(ARGV[ai + 2])
+  parts[#parts + 1] = {P, {P .. 'recovering', P .. 'hgen', P .. 'hbytes', P .. 'hsizes', P .. 'hage', P .. 'huage'}, tonumber(ARGV[ai + 1]), ai + 3, ai + 2 + 8 * n}
+  ai = ai + 3 + 8 * n
+end
+for _, p in ipairs(parts) do p[6] = redis.call('EXISTS', p[2][1]) == 1 end
+for _, p in ipairs(parts) do record_part(p[1], p[2], p[6], p[3], p[4], p[5]) end
 return out`;
 
 // A topic whose offsets went back within one epoch (Redis restarted from data older than what a node had

@@ -2,16 +2,24 @@
 // step), listening to the topics this node has interest in, the join barrier, and receiving.
 import { createHash, randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
-import { GENERATION_KEY, hs, newEpoch, type RedisHistory } from '../../history/redis.js';
+import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
-import type { PartKeys } from './keys.js';
+import { slotOf, type PartKeys } from './keys.js';
 import type { Link } from './link.js';
 import { sc, unavailable } from './scripts.js';
 import { TopicStreams } from './streams.js';
 
 /** Events of one partition in one RECORD_MANY call at most (a script blocks its Redis while it runs). */
 const BATCH_MAX = 128;
+
+/** A plain recorded event waiting for its RECORD_MANY's answer. */
+interface Waiting {
+  head: string;
+  tail: string;
+  resolve: (a: Appended | NoStream) => void;
+  reject: (e: unknown) => void;
+}
 
 /** ioredis' refusal of a command it did not send (no connection, and no offline queue). */
 const NOT_SENT = /isn't writeable/;
@@ -26,8 +34,10 @@ export class Frames {
   private readonly desired = new Set<string>();
   private readonly listening = new Set<string>();
   private readonly ops = new Map<string, Promise<void>>();
-  /** The plain recorded events of this turn, per partition (batched). */
-  private readonly batches = new Map<PartKeys, { args: (string | number)[]; waiting: { head: string; tail: string; resolve: (a: Appended | NoStream) => void; reject: (e: unknown) => void }[] }>();
+  /** The plain recorded events of this turn, per Redis (shard), then per partition (batched). */
+  private readonly batches = new Map<string, { parts: Map<PartKeys, { args: (string | number)[]; waiting: Waiting[] }>; events: number }>();
+  /** The slot of each partition (its hash tag's). */
+  private readonly slots = new Map<PartKeys, number>();
   private flushing = false;
 
   constructor(
@@ -125,10 +135,10 @@ export class Frames {
   }
 
   /**
-   * Queues a plain event (no idempotency key, entry key or replacement) for its partition's RECORD_MANY: the
-   * events of one event-loop turn are numbered and published in one script call per partition (at most
-   * BATCH_MAX each), in the order they were published, and before any other command of that partition this
-   * node sends after them (flush).
+   * Queues a plain event (no idempotency key, entry key or replacement) for RECORD_MANY: the events of one
+   * event-loop turn are numbered and published in one script call per Redis (with Redis Cluster, per shard: the
+   * partitions whose slots one primary serves, as ioredis' slot map says), at most BATCH_MAX each, in the order
+   * they were published, and before any other command of their partition this node sends after them (flush).
    */
   private batched(topic: string, head: string, tail: string, exceptToken: string | undefined, options: RecordOptions | undefined): Promise<Appended | NoStream> {
     const { userSize } = this.history.options;
@@ -136,46 +146,76 @@ export class Frames {
     const part = this.link.keys.forTopic(topic);
     const flags = (options?.user === true ? 'u' : '') + (options?.ifStreamExists === true ? 'e' : '');
     return new Promise((resolve, reject) => {
-      let queue = this.batches.get(part);
-      if (queue === undefined) {
-        queue = { args: [part.prefix, '', this.history.partMaxBytes], waiting: [] };
-        this.batches.set(part, queue);
+      const shard = this.shardOf(part);
+      let batch = this.batches.get(shard);
+      if (batch === undefined) {
+        batch = { parts: new Map(), events: 0 };
+        this.batches.set(shard, batch);
         if (!this.flushing) {
           this.flushing = true;
           setImmediate(this.flushAll);
         }
       }
-      queue.args.push(topic, head, tail, exceptToken === undefined ? '*' : `*${this.link.nodeId}/${exceptToken}`, flags, size, ttlMs, Math.min(userSize ?? size, size));
-      queue.waiting.push({ head, tail, resolve, reject });
-      if (queue.waiting.length >= BATCH_MAX) this.flush(part);
+      let group = batch.parts.get(part);
+      if (group === undefined) {
+        group = { args: [], waiting: [] };
+        batch.parts.set(part, group);
+      }
+      group.args.push(topic, head, tail, exceptToken === undefined ? '*' : `*${this.link.nodeId}/${exceptToken}`, flags, size, ttlMs, Math.min(userSize ?? size, size));
+      group.waiting.push({ head, tail, resolve, reject });
+      if (++batch.events >= BATCH_MAX) this.flushShard(shard);
     });
+  }
+
+  /**
+   * The key of the Redis that serves a partition: with Redis Cluster, the primary ioredis' slot map names for
+   * the partition's slot (the partition itself when the map does not say yet); with one Redis, one key.
+   */
+  private shardOf(part: PartKeys): string {
+    const slots = (this.link.cmd as unknown as { slots?: string[][] }).slots;
+    if (slots === undefined || this.link.keys.parts.length === 1) return '';
+    let slot = this.slots.get(part);
+    if (slot === undefined) {
+      slot = slotOf(part.recovering);
+      this.slots.set(part, slot);
+    }
+    return slots[slot]?.[0] ?? part.prefix;
   }
 
   private readonly flushAll = (): void => {
     this.flushing = false;
-    for (const part of [...this.batches.keys()]) this.flush(part);
+    for (const shard of [...this.batches.keys()]) this.flushShard(shard);
   };
 
-  /** Sends the partition's queued events now (RECORD_MANY), ahead of the command the caller sends next. */
+  /** Sends the queued events of the partition's Redis now, ahead of the command the caller sends next. */
   private flush(part: PartKeys): void {
-    const queue = this.batches.get(part);
-    if (queue === undefined) return;
-    this.batches.delete(part);
-    const { args, waiting } = queue;
-    args[1] = newEpoch();
+    if (this.batches.size > 0) this.flushShard(this.shardOf(part));
+  }
+
+  /** One RECORD_MANY call for the queued events of one Redis (shard). */
+  private flushShard(shard: string): void {
+    const batch = this.batches.get(shard);
+    if (batch === undefined) return;
+    this.batches.delete(shard);
+    const keys: string[] = [];
+    const args: (string | number)[] = [newEpoch()];
+    const waiting: Waiting[] = [];
+    for (const [part, group] of batch.parts) {
+      if (keys.length === 0) keys.push(part.recovering);
+      args.push(part.prefix, this.history.partMaxBytes, group.waiting.length);
+      for (const a of group.args) args.push(a);
+      for (const w of group.waiting) waiting.push(w);
+    }
     hs(this.link.cmd)
-      .RECORD_MANY(6, part.recovering, part.key(GENERATION_KEY), part.key('hbytes'), part.key('hsizes'), part.key('hage'), part.key('huage'), ...args)
+      .RECORD_MANY(keys.length, ...keys, ...args)
       .then(
         (reply) => {
           const r = reply as (number | string)[];
-          if (r[0] === -1) {
-            for (const w of waiting) w.reject(new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false));
-            return;
-          }
           for (let i = 0; i < waiting.length; i++) {
             const status = r[3 * i] as number;
             const w = waiting[i]!;
             if (status === 3) w.resolve(NO_STREAM);
+            else if (status === -1) w.reject(new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false));
             else if (status === -2) w.reject(new Unconfirmed('stored (recoverable), but a node listening to this topic is not connected to Redis', true));
             else {
               const epoch = r[3 * i + 1] as string;
@@ -194,6 +234,8 @@ export class Frames {
             return;
           }
           // A script error is not an outage: said in the log, once per batch (the events' fate is unknown).
+          // (A slot that moved between shards is refused before the script runs: nothing stored, but ioredis'
+          // error does not say it apart from one after a run; the backend retries with its Idempotency-Key.)
           if (/^ERR|script/i.test(message)) this.link.log.error({ err: message, events: waiting.length }, 'RECORD_MANY failed');
           const e = new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
           for (const w of waiting) w.reject(e);

@@ -27,7 +27,7 @@
 //                    named from hgen by the scripts' check_primary)
 //   hgen             the history generation: the new primary's replication id when a promoted replica became
 //                    the primary; every topic written under another one is retired (the history scripts'
-//                    epoch_of checks it at every call, seams/history/redis-scripts.ts)
+//                    epoch_of checks it at every call, seams/history/redis-lua.ts)
 //   recovering       set (PX NODE_LEASE_MS) after a data loss until every known node re-registered
 //   sweep            lock of the node sweeping dead nodes and stale leaves this round
 //   idem:<topic>:<key> a publish's idempotency record (seams/history/redis.ts, RECORD)

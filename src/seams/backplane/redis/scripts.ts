@@ -1,6 +1,6 @@
 // The Lua scripts of the Redis backplane: each one is a single atomic step on the layout of keys.ts.
 import { ErrorCode, WireError } from '../../../wire/codes.js';
-import { CHECK_PRIMARY } from '../../history/redis-scripts.js';
+import { CHECK_PRIMARY } from '../../history/redis-lua.js';
 
 // KEYS: interest set, recovering flag, channel; ARGV: message, own node id.
 // 0: no other node listens (nothing sent); 1: sent to all; -1: recovering; -2: an interested node missed it.
@@ -97,7 +97,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-// KEYS: hgen. The failover check of the history scripts (check_primary, seams/history/redis-scripts.ts),
+// KEYS: hgen. The failover check of the history scripts (check_primary, seams/history/redis-lua.ts),
 // run at every re-registration so that it is logged: 1 when this call started a new generation (once per
 // failover, cluster-wide).
 export const PRIMARY = `${CHECK_PRIMARY}

@@ -10,7 +10,7 @@ import type { Link } from './link.js';
 import { sc, unavailable } from './scripts.js';
 import { TopicStreams } from './streams.js';
 
-/** Events of one partition in one RECORD_MANY call at most (a script blocks its Redis while it runs). */
+/** Events in one RECORD_MANY call at most (a script blocks its Redis while it runs). */
 const BATCH_MAX = 128;
 
 /** A plain recorded event waiting for its RECORD_MANY's answer. */
@@ -78,7 +78,7 @@ export class Frames {
     const { link } = this;
     // Nothing sent: certainly not stored.
     if (!link.up) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-    // A plain event waits for the turn's batch of its partition; any other is sent after that batch.
+    // A plain event waits for the turn's batch of its Redis (shard); any other is sent after that batch.
     if (idem === undefined && options?.key === undefined && options?.replace === undefined) return this.batched(topic, head, tail, exceptToken, options);
     this.flush(link.keys.forTopic(topic));
     const { userSize } = this.history.options;

@@ -2,6 +2,7 @@
 // step), listening to the topics this node has interest in, the join barrier, and receiving.
 import { createHash, randomBytes } from 'node:crypto';
 import { ErrorCode, WireError } from '../../../wire/codes.js';
+import { numberedFrame } from '../../../wire/position.js';
 import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
@@ -23,6 +24,16 @@ interface Waiting {
 
 /** ioredis' refusal of a command it did not send (no connection, and no offline queue). */
 const NOT_SENT = /isn't writeable/;
+
+/**
+ * What a failed RECORD or RECORD_MANY call means for its events: refused before it was sent (no connection), not
+ * stored; sent and its answer lost (or the script failed part way), unknown: only a retry with the same
+ * Idempotency-Key can tell.
+ */
+const recordFailed = (err: unknown): Unconfirmed =>
+  NOT_SENT.test((err as Error).message)
+    ? new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false)
+    : new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
 
 export class Frames {
   private frameHandler: FrameHandler = () => {};
@@ -113,10 +124,7 @@ export class Frames {
         replace?.frame ?? '',
       )) as typeof r;
     } catch (err) {
-      // Refused before it was sent (no connection): not stored. Sent and its answer lost: only a retry with
-      // the same Idempotency-Key can tell.
-      if (NOT_SENT.test((err as Error).message)) throw new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-      throw new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
+      throw recordFailed(err);
     }
     if (r[0] === -1) throw new Unconfirmed('not stored: the cluster is re-registering after Redis lost its data', false);
     if (r[0] === -3) throw new WireError(ErrorCode.IDEMPOTENCY_CONFLICT, 'this Idempotency-Key was used for another request', 422);
@@ -220,24 +228,17 @@ export class Frames {
             else {
               const epoch = r[3 * i + 1] as string;
               const offset = r[3 * i + 2] as number;
-              // The frame RECORD_MANY built (numberedFrame's bytes), without sending it back.
-              w.resolve({ epoch, offset, frame: `${w.head},"epoch":"${epoch}","offset":${offset}${w.tail}` });
+              // The frame RECORD_MANY built, byte for byte, without sending it back.
+              w.resolve({ epoch, offset, frame: numberedFrame(w.head, epoch, offset, w.tail) });
             }
           }
         },
         (err: unknown) => {
-          // Refused before it was sent (no connection): not stored. Sent and its answer lost: unknown.
-          const message = (err as Error).message;
-          if (NOT_SENT.test(message)) {
-            const e = new Unconfirmed('not stored: the cluster store (Redis) cannot be reached', false);
-            for (const w of waiting) w.reject(e);
-            return;
-          }
-          // A script error is not an outage: said in the log, once per batch (the events' fate is unknown).
-          // (A slot that moved between shards is refused before the script runs: nothing stored, but ioredis'
-          // error does not say it apart from one after a run; the backend retries with its Idempotency-Key.)
-          if (/^ERR|script/i.test(message)) this.link.log.error({ err: message, events: waiting.length }, 'RECORD_MANY failed');
-          const e = new Unconfirmed('not confirmed: the cluster store (Redis) did not answer (stored: unknown)', null);
+          const e = recordFailed(err);
+          // A script error is not an outage: said in the log, once per call. (A partition whose slot moved to
+          // another shard fails the call at its first read, before anything is written; ioredis' error does not
+          // tell it apart, so it is answered unknown too, and the backend retries with its Idempotency-Key.)
+          if (e.stored === null && /^ERR|script/i.test((err as Error).message)) this.link.log.error({ err: (err as Error).message, events: waiting.length }, 'RECORD_MANY failed');
           for (const w of waiting) w.reject(e);
         },
       );

@@ -7,6 +7,7 @@
 //                  seams/channel-presence/redis.ts)
 //   keys.ts        the Redis layout; scripts.ts the Lua scripts
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import './ioredis-fix.js';
 import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';

@@ -101,14 +101,10 @@ export class Membership {
           this.lastError = (err as Error).message;
           this.needsResync = true;
           // Connected but not registered (a command timed out under load, the sentinels named a primary that
-          // was going away): tried again by itself, 100 ms then twice as long each time, at most 2 s apart. A
-          // node that waited for its next reconnect would stay down, answering 503, with Redis reachable. On a
-          // Redis Cluster the next try waits for ioredis' subscribersReady (its sharded subscribers are ready
-          // again, and it resyncs): subscribing before that fails ("No sharded subscriber for slot").
-          if (this.parts.length > 1) {
-            this.link.log.debug({ err }, 'resync failed; tried again when the sharded subscribers are ready');
-            return;
-          }
+          // was going away, ioredis' sharded subscribers of a Redis Cluster are not ready yet: "No sharded
+          // subscriber for slot"): tried again by itself, 100 ms then twice as long each time, at most 2 s
+          // apart (and on a Redis Cluster also when ioredis says its sharded subscribers are ready). A node that
+          // waited for its next reconnect would stay down, answering 503, with Redis reachable.
           const delay = Math.min(RESYNC_RETRY_MAX_MS, RESYNC_RETRY_MIN_MS * 2 ** Math.min(this.failedSyncs++, 5));
           this.link.log.debug({ err, retryInMs: delay }, 'resync failed; tried again');
           setTimeout(() => {

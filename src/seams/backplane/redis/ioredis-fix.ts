@@ -1,0 +1,41 @@
+// A fix for ioredis 6.0.0's sharded subscribers (Redis Cluster), applied once when this module loads.
+//
+// ClusterSubscriberGroup.reset() awaits the start of every shard's subscriber. A subscriber stopped while it
+// is connecting (the Cluster disconnects to reconnect, as when all its Redis nodes restart) removes every
+// listener of its connection, among them the ones that would settle that connection's connect() promise: its
+// start() never settles, the group stays "resetting" for good, every later reset is queued behind it, and no
+// sharded subscriber is ever made again ("No sharded subscriber for slot"): the node stays down with Redis
+// reachable. Here a stop settles a start in progress (rejected, as a failed start is), so the reset goes on.
+import { createRequire } from 'node:module';
+
+interface Subscriber {
+  start(): Promise<void>;
+  stop(): void;
+}
+
+const stopped = Symbol('storywire.stopped');
+type Patched = Subscriber & { [stopped]?: Set<(err: Error) => void> };
+
+// (A CommonJS module of ioredis that its index does not export: loaded by path, from the pinned version.)
+const { default: ShardedSubscriber } = createRequire(import.meta.url)('ioredis/built/cluster/ShardedSubscriber.js') as { default: { prototype: Patched } };
+const proto = ShardedSubscriber.prototype;
+const { start, stop } = proto;
+if (typeof start === 'function' && typeof stop === 'function') {
+  proto.start = function (this: Patched) {
+    const started = start.call(this);
+    const waiting = this[stopped] ?? new Set();
+    this[stopped] = waiting;
+    let settle: (err: Error) => void = () => {};
+    const whenStopped = new Promise<never>((_, reject) => {
+      settle = reject;
+      waiting.add(reject);
+    });
+    return Promise.race([started, whenStopped]).finally(() => waiting.delete(settle));
+  };
+  proto.stop = function (this: Patched) {
+    stop.call(this);
+    const waiting = this[stopped];
+    delete this[stopped];
+    for (const settle of waiting ?? []) settle(new Error('sharded subscriber stopped while it was starting'));
+  };
+}

@@ -3,7 +3,9 @@
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import { MemoryPushStore } from '../src/seams/pushes/memory.js';
+import { CLUSTER_PARTITIONS, RedisKeys } from '../src/seams/backplane/redis/keys.js';
 import { RedisPushStore } from '../src/seams/pushes/redis.js';
+import { RedisWebhookQueue, streamKey } from '../src/seams/webhooks/redis.js';
 import { PUSH_MAX_LISTED, type PushStore, type PushTarget, type TrackedNotification } from '../src/seams/pushes/types.js';
 import { skipReason, redisPerTest, type TestRedis } from './cluster/redis.js';
 
@@ -80,9 +82,50 @@ async function redisFixture(t: Test): Promise<Fixture> {
   };
 }
 
+/** The Redis Cluster layout (48 partitions, an outbox each, the queue's stream tagged) on the suite's Redis. */
+async function partitionedFixture(t: Test, claimMs = 30_000): Promise<Fixture & { queue: RedisWebhookQueue; connect(): Redis }> {
+  const prefix = redis!.prefix;
+  const connect = () => {
+    const c = new Redis(redis!.url);
+    t.teardown(() => c.disconnect());
+    return c;
+  };
+  const raw = connect();
+  const keys = new RedisKeys(prefix, CLUSTER_PARTITIONS);
+  const key = (n: string) => `${prefix}${n}`;
+  const stream = key(streamKey('push', true));
+  const queue = new RedisWebhookQueue(connect(), key, 'node-a', 'push', { maxDepth: MAX_DEPTH, claimIdleMs: 60_000 }, undefined, true);
+  t.teardown(() => queue.close());
+  const layout = { prefixes: keys.parts.map((p) => p.prefix), forUser: (u: string) => keys.forUser(u).prefix, outbox: true };
+  const make = () => new RedisPushStore(connect(), key, { ...OPTIONS, ttlMs: 60_000, maxDepth: MAX_DEPTH, claimMs }, layout);
+  return {
+    queue,
+    connect,
+    store: make(),
+    other: async () => make(),
+    target: {
+      destinations: ['push'],
+      enqueue: () => {
+        throw new Error('a cluster store hands its events to the queues');
+      },
+      queues: [queue],
+    },
+    async events() {
+      const entries = (await raw.xrange(stream, '-', '+')).filter(([, f]) => f[0] === 'e');
+      if (entries.length > 0) await raw.xdel(stream, ...entries.map(([id]) => id));
+      return entries.map(([, f]) => f[1]!);
+    },
+    async full(on) {
+      if (!on) return void (await raw.del(stream));
+      for (let n = await raw.xlen(stream); n < MAX_DEPTH; n++) await raw.xadd(stream, '*', 'filler', '1');
+    },
+  };
+}
+
 const impls: Impl[] = [
   { name: 'memory', make: async () => memoryFixture() },
   { name: 'redis', skip: skipReason, make: redisFixture },
+  { name: 'redis, Redis Cluster layout (partitions, outboxes)', skip: skipReason, make: (t) => partitionedFixture(t) },
 ];
 
 const note = (epoch: string, offset: number, extra = ''): TrackedNotification => ({
@@ -111,7 +154,7 @@ const offsets = (e: Ev | undefined) => e?.data.notifications.map((n) => n.offset
 
 for (const impl of impls) {
   t.test(impl.name, { skip: impl.skip ?? false }, async (t) => {
-    if (impl.name === 'redis') redis = await redisPerTest(t);
+    if (impl.name.startsWith('redis')) redis = await redisPerTest(t);
 
     t.test('a notification nobody received is pushed once, coalesceMs after it fell due', async (t) => {
       const fx = await impl.make(t);
@@ -271,4 +314,41 @@ t.test('a memory and a Redis event for the same inputs are the same JSON but for
   t.match(a, /a\/b \\"q\\" \\\\ \\u0001 é 😀/, 'the stored JSON as made by JSON.stringify');
   t.equal(noId(b), noId(a), 'byte for byte');
   t.same(JSON.parse(b!), { ...JSON.parse(a!), id: JSON.parse(b!).id });
+});
+
+t.test('Redis Cluster layout: a push its node could not queue stays in the outbox, and is sent later by any node, same id', { skip: skipReason }, async (t) => {
+  redis = await redisPerTest(t);
+  const claimMs = 5000;
+  const fx = await partitionedFixture(t, claimMs);
+  await fx.store.track('u1', note('e1', 1), T, T);
+  await fx.store.track('u2', note('e1', 1), T, T);
+  // The node that makes the pushes cannot reach the queue's stream (as if it died right after the script).
+  const unreachable = { depth: async () => 0, enqueueJson: async (): Promise<boolean> => { throw new Error('injected: the stream is unreachable'); } };
+  t.equal(await fx.store.flushDue(T + 200, 100, { ...fx.target, queues: [unreachable] }), 2, 'made (into the outboxes)');
+  t.equal(await fx.store.pending(), 0, 'no longer pending');
+  t.same(await fx.events(), [], 'nothing queued');
+  const raw = fx.connect();
+  const parts = new RedisKeys(redis.prefix, CLUSTER_PARTITIONS).parts;
+  const outboxIds = async () => (await Promise.all(parts.map((p) => raw.hkeys(`${p.prefix}po`)))).flat().sort();
+  const made = await outboxIds();
+  t.equal(made.length, 2, 'both in the outboxes');
+  const other = await fx.other();
+  t.equal(await other.flushDue(T + 200 + claimMs - 1, 100, fx.target), 0, 'held by its node until its hold runs out');
+  t.same(await fx.events(), [], 'still nothing queued');
+  t.equal(await other.flushDue(T + 200 + claimMs, 100, fx.target), 0, 'taken again from the outbox: no new push made');
+  const evs = (await fx.events()).map((s) => JSON.parse(s) as Ev);
+  t.same(evs.map((e) => e.data.userId).sort(), ['u1', 'u2'], 'each push queued once, by another node');
+  t.same(evs.map((e) => e.id).sort(), made, 'under the ids they were made with (a repeat is dropped by its webhook-id)');
+  t.same(await outboxIds(), [], 'no outbox entry left once they were queued');
+  t.equal(await other.flushDue(T + 200 + 3 * claimMs, 100, fx.target), 0);
+  t.same(await fx.events(), [], 'and nothing queued again');
+});
+
+t.test('Redis Cluster layout: a full queue makes no push at all (the notifications stay pending)', { skip: skipReason }, async (t) => {
+  redis = await redisPerTest(t);
+  const fx = await partitionedFixture(t);
+  await fx.store.track('u1', note('e1', 1), T, T);
+  await fx.full(true);
+  t.equal(await fx.store.flushDue(T + 200, 100, fx.target), 0);
+  t.equal(await fx.store.pending(), 1, 'still pending');
 });

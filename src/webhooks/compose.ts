@@ -8,7 +8,7 @@ import type { ClusterStores } from '../seams/backplane/types.js';
 import type { PushStoreOptions, PushTarget } from '../seams/pushes/types.js';
 import { MemoryPushStore } from '../seams/pushes/memory.js';
 import { MemoryWebhookQueue } from '../seams/webhooks/memory.js';
-import type { WebhookEvent, WebhookQueue } from '../seams/webhooks/types.js';
+import type { ClusterWebhookQueue, WebhookEvent, WebhookQueue } from '../seams/webhooks/types.js';
 import { Webhooks, type Destination } from './events.js';
 import { WebhookMetrics } from './metrics.js';
 import { WEBHOOK_EVENT_TYPES, type WebhookConfig, type WebhookEventType } from './options.js';
@@ -58,6 +58,8 @@ export class NodeWebhooks {
   readonly secrets: readonly string[];
   private readonly planned: Planned[];
   private readonly queues = new Map<string, WebhookQueue>();
+  /** The same queues in cluster mode (the push store on Redis Cluster hands them due pushes itself). */
+  private readonly clusterQueues = new Map<string, ClusterWebhookQueue>();
   private senders: WebhookSender[] = [];
 
   constructor(private readonly deps: WebhookDeps) {
@@ -68,7 +70,9 @@ export class NodeWebhooks {
     this.metrics = new WebhookMetrics(deps.registry);
     const queueOptions = { maxDepth: config.webhookQueueMax, claimIdleMs: config.webhookClaimIdleMs };
     const destinations: Destination[] = this.planned.map((p) => {
-      const queue = deps.cluster?.webhookQueue(p.name, queueOptions) ?? new MemoryWebhookQueue(p.name, queueOptions);
+      const clusterQueue = deps.cluster?.webhookQueue(p.name, queueOptions);
+      if (clusterQueue !== undefined) this.clusterQueues.set(p.name, clusterQueue);
+      const queue = clusterQueue ?? new MemoryWebhookQueue(p.name, queueOptions);
       this.queues.set(p.name, queue);
       this.metrics.watch(p.name, queue);
       return { queue, events: p.events };
@@ -87,10 +91,11 @@ export class NodeWebhooks {
       receiptMemoryMs: 60_000,
     };
     const ttlMs = 2 * (config.pushDelayMs + config.pushUnreadDelayMs + config.pushCoalesceMs) + 60_000;
-    const store = cluster?.pushes({ ...options, ttlMs, maxDepth: config.webhookQueueMax }) ?? new MemoryPushStore({ ...options, maxTracked: 1_000_000 });
+    const store = cluster?.pushes({ ...options, ttlMs, maxDepth: config.webhookQueueMax, claimMs: config.webhookClaimIdleMs }) ?? new MemoryPushStore({ ...options, maxTracked: 1_000_000 });
     const queues = names.map((n) => this.queues.get(n)!);
     const target: PushTarget = {
       destinations: names,
+      ...(cluster === undefined ? {} : { queues: names.map((n) => this.clusterQueues.get(n)!) }),
       // In this process: every destination's queue takes it, or it stays pending.
       enqueue: (event: WebhookEvent) => {
         const memory = queues as MemoryWebhookQueue[];

@@ -7,14 +7,14 @@
 // any node made before that point has reached the receiver.
 import t, { type Test } from 'tap';
 import type { Config } from '../../src/config.js';
+import { CLUSTER_PARTITIONS, RedisKeys } from '../../src/seams/backplane/redis/keys.js';
+import { streamKey } from '../../src/seams/webhooks/redis.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 import { Client, type Frame, sign } from '../helpers.js';
 import { type Receiver, startReceiver } from '../webhook-receiver.js';
 import { type Node, type RedisClient, type TestRedis, REDIS_BACKEND, redisClient, redisEnv, skipReason as redisMissing, startChildNode, startNodes, startRedis, until } from './redis.js';
 
-// Webhooks and the push fallback need one Redis (their queue and push tracking are not partitioned): with
-// REDIS_CLUSTER_NODES the server refuses them at start (test/cluster/redis-cluster.test.ts checks that).
-const skipReason = redisMissing || (REDIS_BACKEND === 'cluster' ? 'webhooks are not supported on Redis Cluster yet (the config refuses them)' : false);
+const skipReason = redisMissing;
 
 interface Cluster {
   redis: TestRedis;
@@ -53,7 +53,12 @@ function webhookConfig(c: Cluster, extra: Partial<Config> = {}): Partial<Config>
 /** Waits until no user has a push left to make and both destinations' streams are empty: all was sent. */
 async function quiet(c: Cluster): Promise<void> {
   const p = c.redis.prefix;
-  await until(async () => (await c.r.zcard(`${p}pd`)) === 0 && (await c.r.xlen(`${p}wh:push`)) === 0 && (await c.r.xlen(`${p}wh:app`)) === 0, 0, 'no push pending and every queued event sent');
+  // On a Redis Cluster: pd and the outbox po in every partition, the streams wh:{<destination>} (keys.ts).
+  const tagged = REDIS_BACKEND === 'cluster';
+  const parts = tagged ? new RedisKeys(p, CLUSTER_PARTITIONS).parts.map((k) => k.prefix) : [p];
+  const pending = async () => (await Promise.all(parts.map(async (k) => (await c.r.zcard(`${k}pd`)) + (await c.r.hlen(`${k}po`))))).reduce((a, b) => a + b, 0);
+  const queued = async (d: string) => c.r.xlen(`${p}${streamKey(d, tagged)}`);
+  await until(async () => (await pending()) === 0 && (await queued('push')) === 0 && (await queued('app')) === 0, 0, 'no push pending and every queued event sent');
 }
 
 const count = (rx: Receiver, type: string, userId: string) => rx.delivered(type).filter((d) => d.data.userId === userId).length;

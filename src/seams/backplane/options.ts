@@ -33,9 +33,6 @@ function clusterProblems(cfg: RedisSettings): string[] {
   for (const s of cfg.redisClusterNodes) if (redisAddress(s) === undefined) problems.push(`REDIS_CLUSTER_NODES: each node is host:port, got "${s}"`);
   // The partitions' hash tags follow the prefix: a tag in the prefix would put every key in one slot.
   if (/[{}]/.test(cfg.redisPrefix)) problems.push('REDIS_PREFIX may not contain { or } with REDIS_CLUSTER_NODES (the partitions\' hash tags follow it)');
-  for (const [name, url] of [['PUSH_WEBHOOK_URL', cfg.pushWebhookUrl], ['WEBHOOK_URL', cfg.webhookUrl]] as const) {
-    if (url !== undefined) problems.push(`${name} is not supported with REDIS_CLUSTER_NODES yet (its queue and push tracking need one Redis): use REDIS_URL or REDIS_SENTINELS`);
-  }
   return problems;
 }
 

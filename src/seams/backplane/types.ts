@@ -41,7 +41,7 @@
 //   read-only, and UNAVAILABLE while the store is unreachable.
 
 import type { PushStore, PushStoreOptions } from '../pushes/types.js';
-import type { WebhookQueue, WebhookQueueOptions } from '../webhooks/types.js';
+import type { ClusterWebhookQueue, WebhookQueueOptions } from '../webhooks/types.js';
 import { ErrorCode, WireError } from '../../wire/codes.js';
 import type { Appended, ClusterHistory, NoStream, Position, RecordOptions } from '../history/types.js';
 import type { PresenceStore } from '../presence/types.js';
@@ -94,9 +94,9 @@ export interface ClusterStores {
   /** How far each member has read each conversation (chat:read, chat:unread). */
   readonly chatReads: ChatReadStore;
   /** A destination's webhook queue, shared by every node (each event to one of them). */
-  webhookQueue(name: string, options: WebhookQueueOptions): WebhookQueue;
+  webhookQueue(name: string, options: WebhookQueueOptions): ClusterWebhookQueue;
   /** The push fallback's tracking, shared by every node (each push made by one of them). */
-  pushes(options: PushStoreOptions & { readonly ttlMs: number; readonly maxDepth: number }): PushStore;
+  pushes(options: PushStoreOptions & { readonly ttlMs: number; readonly maxDepth: number; readonly claimMs?: number }): PushStore;
 }
 
 /** A node of the cluster as the shared store has it (the admin view). */

@@ -14,9 +14,11 @@
 //   receipt (an id; the latest {epoch, allUpTo} per user) so that a late track() of one it covers skips it.
 // - flushDue(now, max, target): for up to `max` users whose push is due (the due time of their oldest
 //   pending notification plus `coalesceMs`), every one of their notifications due by `now` is taken out and
-//   handed to the target as one WebhookEvent (pushEvent() below) in the same atomic step (cluster: XADD
-//   into each destination's stream in the same script), so that each is pushed once, cluster-wide. Resolves
-//   how many events were made. A destination queue that is full leaves the user's notifications pending.
+//   handed to the target as one WebhookEvent (pushEvent() below) in the same atomic step (cluster on one
+//   Redis: XADD into each destination's stream in the same script; on Redis Cluster: into the partition's
+//   outbox in the same script, then into each destination's queue, again after a crash: at least once, same
+//   id), so that each is made once, cluster-wide. Resolves how many events were made. A destination queue
+//   that is full leaves the user's notifications pending.
 import type { WebhookEvent } from '../webhooks/types.js';
 
 /** A stored notification as the push needs it. */
@@ -33,10 +35,15 @@ export type PushRead = { readonly id: string } | { readonly epoch: string; reado
 
 /** Where due pushes go: the destinations' queues. */
 export interface PushTarget {
-  /** Destination names (their queues' names): a cluster store adds to their streams itself. */
+  /** Destination names (their queues' names): a cluster store on one Redis adds to their streams itself. */
   readonly destinations: readonly string[];
   /** An in-process store hands each event here; false: a queue is full (the notifications stay pending). */
   enqueue(event: WebhookEvent): boolean;
+  /**
+   * The destinations' cluster queues: a store on Redis Cluster (their streams are on other shards) hands each
+   * event (its documented JSON) to every one of them itself.
+   */
+  readonly queues?: readonly { depth(): Promise<number>; enqueueJson(json: string): Promise<boolean> }[];
 }
 
 export interface PushStoreOptions {

@@ -1,7 +1,8 @@
 // The webhook queue in Redis (cluster mode): a Stream with one consumer group, so each event goes to one
 // node and a dead node's events to another.
 //
-// Layout (after the backplane's prefix), for the destination <name>:
+// Layout (after the backplane's prefix), for the destination <name> (with Redis Cluster `wh:{<name>}` and
+// `wha:{<name>}`: the hash tag keeps both in one slot, for the MULTI of an ack):
 //   wh:<name>   stream; each entry has ONE field `e` whose value is the event's JSON,
 //               {"id":"<event id>","type":"user.online","ts":<ms since the epoch>,"data":{...}}
 //               (seams/pushes' Lua script XADDs entries of exactly this shape: keep them in step).
@@ -15,18 +16,18 @@
 // first NOGROUP.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { HeldEvent, WebhookEvent, WebhookQueue, WebhookQueueOptions } from './types.js';
+import type { ClusterWebhookQueue, HeldEvent, WebhookEvent, WebhookQueueOptions } from './types.js';
 
 export const GROUP = 'senders';
 
-/** The stream's name before the prefix: `key(streamKey(name))` is the key. */
-export function streamKey(name: string): string {
-  return `wh:${name}`;
+/** The stream's name before the prefix: `key(streamKey(name))` is the key; `tagged` with Redis Cluster. */
+export function streamKey(name: string, tagged = false): string {
+  return tagged ? `wh:{${name}}` : `wh:${name}`;
 }
 
-/** The attempts hash's name before the prefix. */
-export function attemptsKey(name: string): string {
-  return `wha:${name}`;
+/** The attempts hash's name before the prefix (in the stream's slot when `tagged`). */
+export function attemptsKey(name: string, tagged = false): string {
+  return tagged ? `wha:{${name}}` : `wha:${name}`;
 }
 
 /** KEYS: the stream; ARGV: maxDepth, the event's JSON. 1 when added, 0 when the queue is full. */
@@ -55,7 +56,7 @@ export function parseEntry(fields: readonly string[] | null): WebhookEvent | und
 
 const isNoGroup = (err: unknown) => err instanceof Error && err.message.startsWith('NOGROUP');
 
-export class RedisWebhookQueue implements WebhookQueue {
+export class RedisWebhookQueue implements ClusterWebhookQueue {
   /** Entries that were not of the documented shape: acked, deleted and logged. */
   invalid = 0;
   private readonly stream: string;
@@ -72,16 +73,22 @@ export class RedisWebhookQueue implements WebhookQueue {
     readonly name: string,
     private readonly options: WebhookQueueOptions,
     private readonly log?: Logger,
+    /** Redis Cluster: the stream and its attempts hash get a hash tag (one slot). */
+    tagged = false,
   ) {
-    this.stream = key(streamKey(name));
-    this.attemptsHash = key(attemptsKey(name));
+    this.stream = key(streamKey(name, tagged));
+    this.attemptsHash = key(attemptsKey(name, tagged));
     cmd.defineCommand('whEnqueue', { numberOfKeys: 1, lua: WH_ENQUEUE });
     this.renewTimer = setInterval(() => void this.renew(), Math.max(10, Math.floor(options.claimIdleMs / 3)));
     this.renewTimer.unref();
   }
 
   async enqueue(event: WebhookEvent): Promise<boolean> {
-    const json = JSON.stringify({ id: event.id, type: event.type, ts: event.ts, data: event.data });
+    return this.enqueueJson(JSON.stringify({ id: event.id, type: event.type, ts: event.ts, data: event.data }));
+  }
+
+  /** enqueue() of an event already in the documented JSON shape (the push store's, made in Lua). */
+  async enqueueJson(json: string): Promise<boolean> {
     return (await (this.cmd as unknown as Scripts).whEnqueue(this.stream, this.options.maxDepth, json)) === 1;
   }
 

@@ -50,3 +50,9 @@ export interface WebhookQueue {
   /** Stops renewing what this consumer holds (cluster: left for another node after claimIdleMs). */
   close(): Promise<void>;
 }
+
+/** A cluster's queue (its stream in Redis), which also takes an event already in its documented JSON. */
+export interface ClusterWebhookQueue extends WebhookQueue {
+  /** enqueue() of the event's JSON, `{"id","type","ts","data"}` (the push store's, made in Lua). */
+  enqueueJson(json: string): Promise<boolean>;
+}

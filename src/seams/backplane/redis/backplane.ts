@@ -158,8 +158,14 @@ export class RedisBackplane implements ClusterBackplane, Link {
       readState: new RedisReadState(this.cmd, (userId, name) => this.keys.forUser(userId).key(name), (userId) => history.limitsOf(`user:${userId}`).ttlMs),
       channelPresence,
       chatReads,
-      webhookQueue: (name, queueOptions) => new RedisWebhookQueue(this.cmd, key, this.nodeId, name, queueOptions, this.log),
-      pushes: (pushOptions) => new RedisPushStore(this.cmd, key, pushOptions),
+      webhookQueue: (name, queueOptions) => new RedisWebhookQueue(this.cmd, key, this.nodeId, name, queueOptions, this.log, this.keys.partitioned),
+      pushes: (pushOptions) =>
+        new RedisPushStore(
+          this.cmd,
+          key,
+          pushOptions,
+          this.keys.partitioned ? { prefixes: this.keys.parts.map((p) => p.prefix), forUser: (userId) => this.keys.forUser(userId).prefix, outbox: true } : undefined,
+        ),
     };
     this.frames = new Frames(this, history, options.idempotencyMs ?? 600_000);
     this.control = new Control(this);

@@ -37,7 +37,11 @@
 //   n:<node>         shard channel of control messages addressed to one node
 //   cp:{<channel>}:..., cpn:<node>: channel presence (seams/channel-presence/redis.ts)
 //   cr:<user>        chat read positions (seams/chat-reads/redis.ts)
-//   pu:, pn:, pr:, pe:, pa:<user>, pd, pc, wh:<destination>: push fallback and webhook queues (one Redis only)
+//   wh:<destination>, wha:<destination>: a destination's webhook queue (seams/webhooks/redis.ts); with Redis
+//                    Cluster wh:{<destination>} and wha:{<destination>}
+// In the partitions with Redis Cluster, outside them with one Redis (seams/pushes/redis.ts):
+//   pu:, pn:, pr:, pe:, pa:<user>, pd, pc: push fallback (a user's keys in the user's partition); po, pq: a
+//                    partition's outbox of due pushes (Redis Cluster only)
 
 import { GENERATION_KEY } from '../../history/redis.js';
 

@@ -26,7 +26,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   // Without Redis at start the node still serves its own connections, degraded, and joins when it can.
-  const backplane = await createBackplane(config, log, undefined, loadChannels(config).historyLimits);
+  const channels = loadChannels(config);
+  const backplane = await createBackplane(config, log, undefined, channels.historyLimits, channels.longestHistoryTtlMs);
   let server: Server;
   try {
     server = createServer(config, { logger: log, backplane });

@@ -56,6 +56,8 @@ t.test('the example file is valid for the schema and loads with its namespaces a
   t.notOk(channels.isRecoverable('chapter-comments:42-c1'), 'chapter-comments keeps none');
   t.ok(channels.isRecoverable('user:alice'), 'user keeps the built-in history (HISTORY_SIZE, HISTORY_TTL_S)');
   t.equal(channels.namespace('user')!.history?.size, 50);
+  const ttls = ['user', 'story', 'conversation', 'premium-story'].map((n) => (channels.namespace(n)!.history?.ttlS ?? 0) * 1000);
+  t.equal(channels.longestHistoryTtlMs, Math.max(...ttls), 'the longest history TTL of any namespace (the Redis age sweep uses it)');
   t.same([...channels.claims].sort(), ['stories', 'watch'], 'the claims kept on a connection are the ones a rule reads');
   t.same(channels.proxies.get('app'), { url: 'http://127.0.0.1:3000/storywire/authorize', timeoutMs: 1000, cacheTtlMs: 30000, cacheMax: 10000, maxInFlight: 256, headers: { authorization: 'Bearer change-me-shared-secret' } });
   t.equal(channels.parse('chapter-comments:42-c1').id, '42-c1');

@@ -18,6 +18,8 @@ interface Limits {
   userSize?: number;
   /** A topic's own limits (its namespace's history). */
   perTopic?: (topic: string) => { size: number; ttlMs: number } | undefined;
+  /** The longest TTL perTopic gives (the channel registry's longestHistoryTtlMs). */
+  longestTtlMs?: number;
 }
 
 interface Fixture {
@@ -27,6 +29,8 @@ interface Fixture {
   appendIfExists(topic: string, head: string, tail: string): Promise<Appended | undefined>;
   /** A user-sent append (RecordOptions.user): undefined when it was not stored (a share of 0). */
   appendUser(topic: string, head: string, tail: string): Promise<Appended | undefined>;
+  /** An append with an entry key (RecordOptions.key; Redis: the single-event RECORD, not the batched one). */
+  appendKeyed(topic: string, head: string, tail: string, key: string): Promise<Appended | undefined>;
   /** Bytes the store counts as held over every topic (HISTORY_MAX_BYTES's books). */
   storedBytes(): Promise<number>;
   /** Topics with anything held for them in the store (memory: streams; Redis: keys of the topic). */
@@ -53,6 +57,7 @@ const impls: Impl[] = [
         append: async (topic, head, tail) => history.append(topic, head, tail),
         appendIfExists: async (topic, head, tail) => history.append(topic, head, tail, { ifStreamExists: true }),
         appendUser: async (topic, head, tail) => history.append(topic, head, tail, { user: true }),
+        appendKeyed: async (topic, head, tail, key) => history.append(topic, head, tail, { key }),
         storedBytes: async () => history.storedBytes,
         held: async () => history.heldTopics(),
         // Every topic is used when created: making room for maxTopics new ones drops the oldest first.
@@ -87,6 +92,11 @@ const impls: Impl[] = [
         },
         async appendUser(topic, head, tail) {
           const a = await bp.publishRecorded(topic, head, tail, undefined, undefined, { user: true });
+          if (a === undefined) throw new Error('taken for a duplicate');
+          return a === NO_STREAM ? undefined : a;
+        },
+        async appendKeyed(topic, head, tail, key) {
+          const a = await bp.publishRecorded(topic, head, tail, undefined, undefined, { key });
           if (a === undefined) throw new Error('taken for a duplicate');
           return a === NO_STREAM ? undefined : a;
         },
@@ -162,6 +172,21 @@ for (const impl of impls) {
       while ((await h.latest('room:1', 10)).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       t.same(await h.latest('room:1', 10), [], "room:1's events are dropped at its namespace's age");
       t.equal((await h.latest('story:1', 10)).length, 4, "story:1's are not");
+    });
+
+    t.test("a topic's events outlive another topic's shorter TTL: no record sweeps them by its own", async (t) => {
+      // room: keeps its events a day, every other topic 1.5 s; a story event recorded once room:1's are older
+      // than 1.5 s sweeps the books by the longest TTL, not by its own (once it swept room:1 empty).
+      const perTopic = (topic: string) => (topic.startsWith('room:') ? { size: 10, ttlMs: DAY } : undefined);
+      const { history: h, append, appendUser, appendKeyed } = await impl.make(t, { size: 10, ttlMs: 1500, perTopic, longestTtlMs: DAY });
+      for (const i of [1, 2, 3]) await append('room:1', head('room:1'), `,"n":${i}}`);
+      const written = Date.now();
+      // Waits out the story TTL (the one thing this test is about): bounded, not a race.
+      while (Date.now() - written < 1700) await new Promise((r) => setTimeout(r, 50));
+      await append('story:1', head('story:1'), ',"n":1}');
+      await appendUser('story:2', head('story:2'), ',"n":1}');
+      await appendKeyed('story:3', head('story:3'), ',"n":1}', 'k1');
+      t.equal((await h.latest('room:1', 10)).length, 3, "room:1 keeps its events for its namespace's day");
     });
 
     t.test('a position at the head replays nothing and is recovered; one past it is not', async (t) => {

@@ -93,6 +93,13 @@ export class Channels {
    */
   readonly historyLimits = (topic: string): { readonly size: number; readonly ttlMs: number } | undefined => this.limitsByName.get(nsName(topic));
 
+  /** The longest history TTL any namespace has (ms; 0 when none has its own): what a shared age sweep may use. */
+  get longestHistoryTtlMs(): number {
+    let longest = 0;
+    for (const l of this.limitsByName.values()) longest = Math.max(longest, l.ttlMs);
+    return longest;
+  }
+
   namespace(name: string): Namespace | undefined {
     return this.byName.get(name);
   }

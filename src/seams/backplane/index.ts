@@ -14,9 +14,9 @@ import type { Backplane } from './types.js';
  * Redis is not reachable within `connectTimeoutMs` it is returned anyway (degraded: local connections only)
  * and joins the cluster when Redis comes up. `historyLimits`: each namespace's own history (the channel
  * registry's `historyLimits`), as the memory history's in edge/server.ts; without it every topic has
- * HISTORY_SIZE and HISTORY_TTL_S.
+ * HISTORY_SIZE and HISTORY_TTL_S; `longestTtlMs`: the longest of them (the registry's `longestHistoryTtlMs`).
  */
-export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000, historyLimits?: RedisHistoryOptions['perTopic']): Promise<Backplane> {
+export async function createBackplane(config: Config, log: Logger, connectTimeoutMs = 5000, historyLimits?: RedisHistoryOptions['perTopic'], longestTtlMs?: number): Promise<Backplane> {
   const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
   if (config.redisUrl === undefined && config.redisSentinels === undefined && config.redisClusterNodes === undefined) return new MemoryBackplane(nodeId);
   const { RedisBackplane } = await import('./redis/backplane.js');
@@ -38,6 +38,7 @@ export async function createBackplane(config: Config, log: Logger, connectTimeou
       maxBytes: config.historyMaxBytes,
       userSize: userShareOf(config),
       ...(historyLimits ? { perTopic: historyLimits } : {}),
+      ...(longestTtlMs === undefined ? {} : { longestTtlMs }),
     },
     idempotencyMs: config.idempotencyTtlS * 1000,
     log,

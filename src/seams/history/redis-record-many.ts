@@ -7,7 +7,7 @@ import { BOOKS } from './redis-lua.js';
 // Each event is stored, trimmed and published as RECORD would, with fewer commands: the work that does not
 // depend on the event is done once per partition and call (the recovering flag, the failover check, the clock,
 // the byte total as one INCRBY, the byte bound and the age sweeps after the last event, as many steps as RECORD
-// would take for all of them, the sweep by the longest TTL of the batch); the age and count trims read the
+// would take for all of them, the sweep of other topics by the longest TTL any topic has); the age and count trims read the
 // stream's head once; the age index is written only when a stream's oldest entry changed; and an event that is
 // not user-sent leaves the user list alone (it cannot change what the list holds: RECORD's prune of the ids
 // that left the stream is then done by the next user-sent event, the bound or the user age sweep, each of which
@@ -18,12 +18,13 @@ import { BOOKS } from './redis-lua.js';
 // one shard serves: the script's allow-cross-slot-keys flag lets it touch the keys of other slots of its node;
 // the one declared key routes the call). Partition keys: recovering, hgen, hbytes, hsizes, hage, huage.
 // KEYS: the first partition's recovering flag; ARGV: a new epoch
-// candidate, then per partition its key prefix, max bytes and event count, then 8 per event: topic, head, tail,
+// candidate, the longest TTL any topic has (ms: the sweep's age), then per partition its key prefix, max bytes
+// and event count, then 8 per event: topic, head, tail,
 // origin tag, flags ("u": user-sent, "e": ifStreamExists), max length, ttl ms, user share. Returns 3 per event,
 // in order: status (1, -2, 3 as RECORD; -1: its partition is re-registering, nothing appended), epoch, offset.
 export const RECORD_MANY = `#!lua flags=allow-cross-slot-keys
 ${BOOKS}
-local now, candidate, out = now_ms(), ARGV[1], {}
+local now, candidate, longest, out = now_ms(), ARGV[1], tonumber(ARGV[2]), {}
 -- The events ARGV[first..last] (8 each) of one partition: P its key prefix, K its keys, recovering its flag.
 local function record_part(P, K, recovering, maxBytes, first, last)
 if recovering then
@@ -122,7 +123,9 @@ if total ~= 0 then redis.call('INCRBY', B[1], total) end
 if ttlMax then
   local events = (last - first + 1) / 8
   bound(B, UA, P, maxBytes, 100 * events)
-  sweep(B, P, now - ttlMax, 2 * events)
+  -- Other topics by the longest TTL any topic has, never by this batch's: one with a longer TTL of its own would
+  -- lose events early.
+  sweep(B, P, now - math.max(ttlMax, longest), 2 * events)
   -- Places of the user age index older than the age: put right (their entry left by age, or their keys expired).
   for _, topic in ipairs(redis.call('ZRANGEBYSCORE', UA, '-inf', '(' .. (now - ttlMax), 'LIMIT', 0, 2 * events)) do
     reindex(UA, topic, P .. 's:' .. topic, P .. 'hu:' .. topic)
@@ -132,7 +135,7 @@ end
 -- The partitions: prefix, max bytes, event count, then the events. Every partition's recovering flag is read
 -- before anything is written: a partition whose slot this Redis does not serve (it moved) fails the call there,
 -- with nothing done.
-local parts, ai = {}, 2
+local parts, ai = {}, 3
 while ai <= #ARGV do
   local P, n = ARGV[ai], tonumber(ARGV[ai + 2])
   parts[#parts + 1] = {P, {P .. 'recovering', P .. 'hgen', P .. 'hbytes', P .. 'hsizes', P .. 'hage', P .. 'huage'}, tonumber(ARGV[ai + 1]), ai + 3, ai + 2 + 8 * n}

@@ -139,7 +139,9 @@ if key ~= '' or replace ~= '' then
   redis.call('PEXPIRE', HO, ttl)
 end
 bound(B, UA, ARGV[10], tonumber(ARGV[9]), 100)
-sweep(B, ARGV[10], now - ttl, 2)
+-- Other topics by the longest TTL any topic has (ARGV[19]), never by this one's: a topic with a longer TTL
+-- of its own would lose events early.
+sweep(B, ARGV[10], now - math.max(ttl, tonumber(ARGV[19] or '0') or 0), 2)
 if IDEM then redis.call('SET', IDEM, ARGV[8] .. ' ' .. epoch .. ' ' .. off, 'PX', ARGV[7]) end
 local status = 1
 if expected > 0 and redis.call('SPUBLISH', KEYS[5], ARGV[6] .. '\\n' .. frame) < expected then status = -2 end

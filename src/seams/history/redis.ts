@@ -17,8 +17,10 @@
 //               lifetime: when Redis loses its data it is drawn again)
 //   hbytes      bytes of every frame held in every s:<topic>, for HISTORY_MAX_BYTES (a global key)
 //   hsizes      hash topic -> bytes held in s:<topic>; hage: zset topic -> Redis ms of its oldest held event.
-//               The byte bound drops from the oldest topic of hage; topics whose keys expired are swept from
-//               both by every RECORD (two at a time), so the books converge without a timer.
+//               The byte bound drops from the oldest topic of hage; topics whose keys expired, or whose oldest
+//               event is older than the longest TTL of any topic, are swept from both by every RECORD (two at a
+//               time), so the books converge without a timer (never by the recorded topic's TTL: a topic whose
+//               namespace keeps its events longer would lose them early).
 //   huage       zset topic -> Redis ms of its oldest user-sent entry (the head of hu:<topic>): the byte bound
 //               drops user-sent events (the oldest anywhere) before any other. A place another trim left
 //               behind (the entry gone, the keys expired) is put right, or removed, when the bound reaches it.
@@ -78,6 +80,11 @@ export interface RedisHistoryOptions {
   userSize?: number;
   /** A topic's own limits (its namespace's `history`, CHANNELS_FILE); undefined: `size` and `ttlMs`. */
   perTopic?: (topic: string) => { readonly size: number; readonly ttlMs: number } | undefined;
+  /**
+   * The longest TTL perTopic gives any topic (ms; default `ttlMs`): a record sweeps the other topics of its
+   * partition by it (or by `ttlMs` when that is longer), never by its own TTL, which may be shorter than theirs.
+   */
+  longestTtlMs?: number;
 }
 
 /** A candidate for hz: 12 characters of [A-Za-z0-9_-] (kept only when hz is missing). */
@@ -132,6 +139,11 @@ export class RedisHistory implements ClusterHistory {
   async rewound(topic: string, epoch: string, delivered: number): Promise<boolean> {
     const k = this.keysOf(topic);
     return (await hs(this.cmd).REWOUND(9, k.h, k.s, ...k.books, k.u, k.hk, k.ho, k.gen, epoch, delivered, newEpoch(), topic).catch(unavailable)) === 1;
+  }
+
+  /** The age by which a record sweeps the other topics of its partition: the longest TTL of any topic. */
+  get sweepTtlMs(): number {
+    return Math.max(this.options.ttlMs, this.options.longestTtlMs ?? 0);
   }
 
   /** HISTORY_MAX_BYTES of one partition (the bound split evenly over the partitions). */

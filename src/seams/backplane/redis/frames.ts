@@ -122,6 +122,7 @@ export class Frames {
         replace?.key ?? '',
         replace === undefined ? '' : createHash('sha1').update(replace.expect).digest('hex'),
         replace?.frame ?? '',
+        this.history.sweepTtlMs,
       )) as typeof r;
     } catch (err) {
       throw recordFailed(err);
@@ -206,7 +207,7 @@ export class Frames {
     if (batch === undefined) return;
     this.batches.delete(shard);
     const keys: string[] = [];
-    const args: (string | number)[] = [newEpoch()];
+    const args: (string | number)[] = [newEpoch(), this.history.sweepTtlMs];
     const waiting: Waiting[] = [];
     for (const [part, group] of batch.parts) {
       if (keys.length === 0) keys.push(part.recovering);

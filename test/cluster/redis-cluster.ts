@@ -61,6 +61,12 @@ export interface TestRedisCluster extends TestRedis {
   ready(): Promise<void>;
   /** Waits until a former replica of `oldPrimaryPort` is a primary (owning slots) and the cluster is ok; its port. */
   waitPromoted(oldPrimaryPort: number): Promise<number>;
+  /**
+   * Moves one slot, with its keys, from the primary owning it to the primary on `toPort` while the cluster
+   * serves (as `redis-cli --cluster reshard` does): IMPORTING and MIGRATING, MIGRATE of its keys in batches,
+   * then SETSLOT NODE on both and on every other primary; resolves once every node agrees (`ready`).
+   */
+  migrateSlot(slot: number, toPort: number): Promise<void>;
 }
 
 const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
@@ -341,6 +347,34 @@ export async function startRedisCluster(t: Tap, opts: { persistent?: boolean } =
       }, `a replica of ${old} (${candidates.join(', ')}) to be promoted, and cluster_state:ok`);
       await remember().catch(() => {});
       return promoted;
+    },
+    async migrateSlot(slot, toPort) {
+      const from = (await primaries()).find((m) => m.slots.some(([a, b]) => a <= slot && slot <= b));
+      if (from === undefined) throw new Error(`no primary owns slot ${slot}`);
+      if (from.port === toPort) throw new Error(`slot ${slot} is on ${toPort} already`);
+      const idOf = async (port: number) => String(await probes.ask(port, 'CLUSTER', 'MYID'));
+      const [fromId, toId] = [await idOf(from.port), await idOf(toPort)];
+      const ok = (r: unknown, what: string) => {
+        if (r !== 'OK') throw new Error(`${what}: ${String(r)}`);
+      };
+      ok(await probes.ask(toPort, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId), 'SETSLOT IMPORTING');
+      ok(await probes.ask(from.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId), 'SETSLOT MIGRATING');
+      for (;;) {
+        const keys = (await probes.ask(from.port, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)) as string[];
+        if (keys.length === 0) break;
+        const r = await probes.ask(from.port, 'MIGRATE', '127.0.0.1', toPort, '', 0, 5000, 'REPLACE', 'KEYS', ...keys);
+        if (r !== 'OK' && r !== 'NOKEY') throw new Error(`MIGRATE: ${String(r)}`);
+      }
+      // The new owner first, then the old one (which then sends sunsubscribe to its shard channels' clients).
+      ok(await probes.ask(toPort, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId), 'SETSLOT NODE (new owner)');
+      ok(await probes.ask(from.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId), 'SETSLOT NODE (old owner)');
+      for (const m of await primaries()) if (m.port !== toPort && m.port !== from.port) await probes.ask(m.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+      const sees = async (p: number) => {
+        const r = (await probes.ask(p, 'CLUSTER', 'SLOTS')) as [number, number, [string, number, string], ...unknown[]][] | undefined;
+        return Array.isArray(r) && r.some(([a, b, [, port]]) => a <= slot && slot <= b && port === toPort);
+      };
+      await poll(async () => (await Promise.all(live().map(sees))).every(Boolean), `every node to see slot ${slot} on ${toPort}`);
+      await ready();
     },
   };
   // A cluster has no one URL: a suite reading redis.url fails here, saying what to use instead.

@@ -1,13 +1,14 @@
 // Cluster mode on a Redis Cluster (issue #18): 3 primaries + 3 replicas on loopback. The rest of the cluster
 // suite runs on it too (npm run test:cluster-backends); here what only a Redis Cluster has: keys spread over the
-// shards, each script on one slot, the failover of the primary that owns a busy topic, and the migration of
-// that topic's slot to another primary.
+// shards, each script on one slot, the failover of the primary that owns a busy topic (the other shards' topics
+// going on meanwhile), and the migration of that topic's slot to another primary.
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { client } from '../client/util.js';
 import { Client, sign } from '../helpers.js';
 import { CLUSTER_PARTITIONS, RedisKeys, slotOf } from '../../src/seams/backplane/redis/keys.js';
 import { api, notifyUnderLoad, skipReason, startChildNode, startNodes, until } from './redis.js';
+import { WAIT_MS } from '../wait.js';
 import { startRedisCluster } from './redis-cluster.js';
 
 t.test('the 48 partitions are spread evenly over the slots: 16 per shard of a cluster made by redis-cli', async (t) => {
@@ -181,4 +182,72 @@ t.test("a busy topic's slot migrated to another primary under load: nothing answ
   t.same(resyncs, [], 'no resync: a migration loses nothing');
   t.same((await api(a!, 'GET', '/v1/presence?userIds=bob')).body.online, ['bob'], 'presence after the migration');
   process.stdout.write(`# cluster slot migration: ${JSON.stringify([...statuses])}\n`);
+});
+
+t.test("one shard down: the other shards' topics go on (200, delivered), its own answer 503 until its replica takes over", { skip: skipReason }, async (t) => {
+  // No automatic failover (the test promotes the replica itself), and the cluster serves the slots it still has.
+  const rc = await startRedisCluster(t, { args: ['--cluster-replica-no-failover', 'yes', '--cluster-require-full-coverage', 'no'] });
+  // A lease far longer than the test: the nodes stay up while one shard is not heard.
+  const [a, b] = await startNodes(t, rc, 2, { nodeLeaseMs: 120_000 });
+  const keys = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS);
+  const primaryOfUser = (u: string) => rc.primaryOf(keys.forUser(u).key('x'));
+  const owner = await primaryOfUser('bob');
+  let dave = '';
+  for (let i = 0; !dave && i < 1000; i++) if ((await primaryOfUser(`dave${i}`)) !== owner) dave = `dave${i}`;
+  const replica = (await rc.primaries()).find((m) => m.port === owner)!.replicas[0]!;
+  const got = new Map<string, string[]>();
+  for (const u of ['bob', dave]) {
+    const c = client(t, { url: b!.url, token: await b!.token(u), reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+    got.set(u, []);
+    c.onNotification((n) => got.get(u)!.push(n.title));
+    await c.whenOpen();
+  }
+  const notify = (u: string, title: string) => api(a!, 'POST', '/v1/notifications', { userId: u, notification: { title, message: 'm' } });
+
+  await rc.kill(owner);
+  // Until the first one answered 200 (the cluster's view settles after the kill), then one more, both delivered.
+  let n = 0;
+  const sent: string[] = [];
+  for (const end = Date.now() + WAIT_MS; sent.length < 2 && Date.now() < end; ) {
+    const title = `d${++n}`;
+    if ((await notify(dave, title)).status === 200) sent.push(title);
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  t.equal(sent.length, 2, `notifications to ${dave} (another shard) answered 200 with bob's shard down`);
+  await until(() => sent.every((s) => got.get(dave)!.includes(s)), 0, `${dave} got them`);
+  t.ok(a!.backplane.up && b!.backplane.up, 'both nodes up: one shard down is not the cluster down');
+  t.equal((await notify('bob', 'b-down')).status, 503, "bob's shard: 503, never 200 for what cannot be stored");
+
+  const takeover = new Redis({ host: '127.0.0.1', port: replica, lazyConnect: true, maxRetriesPerRequest: 0 });
+  t.teardown(() => takeover.disconnect());
+  await takeover.connect();
+  t.equal(await takeover.call('CLUSTER', 'FAILOVER', 'TAKEOVER'), 'OK');
+  t.equal(await rc.waitPromoted(owner), replica, 'the replica took over');
+  let back = '';
+  for (let i = 1, end = Date.now() + WAIT_MS; !back && Date.now() < end; i++) {
+    if ((await notify('bob', `b${i}`)).status === 200) back = `b${i}`;
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  t.ok(back, "bob's notifications answered 200 again once the replica took over");
+  await until(() => got.get('bob')!.includes(back), 0, 'bob got it');
+  t.notOk(got.get('bob')!.includes('b-down'), 'the one answered 503 was not delivered');
+});
+
+t.test('a shard not heard for a whole lease: the node reports itself down, and up again once it is heard', { skip: skipReason }, async (t) => {
+  const rc = await startRedisCluster(t, { args: ['--cluster-replica-no-failover', 'yes', '--cluster-require-full-coverage', 'no'] });
+  const [a] = await startNodes(t, rc, 1, { nodeLeaseMs: 1500 });
+  const keys = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS);
+  const owner = await rc.primaryOf(keys.forUser('bob').key('x'));
+  const replica = (await rc.primaries()).find((m) => m.port === owner)!.replicas[0]!;
+  const states: boolean[] = [];
+  a!.backplane.onStateChange((up) => states.push(up));
+  await rc.kill(owner);
+  await until(() => !a!.backplane.up, 0, 'the node down once the shard was not heard for NODE_LEASE_MS');
+  const takeover = new Redis({ host: '127.0.0.1', port: replica, lazyConnect: true, maxRetriesPerRequest: 0 });
+  t.teardown(() => takeover.disconnect());
+  await takeover.connect();
+  t.equal(await takeover.call('CLUSTER', 'FAILOVER', 'TAKEOVER'), 'OK');
+  await rc.waitPromoted(owner);
+  await until(() => a!.backplane.up, 0, 'up again once the replica took over');
+  t.same(states.slice(0, 2), [false, true], 'down, then up');
 });

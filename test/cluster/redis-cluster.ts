@@ -169,10 +169,11 @@ const field = (info: unknown, name: string) => new RegExp(`^${name}:(.*)$`, 'm')
  * A 3-primary + 3-replica Redis Cluster on loopback for a suite: 6 redis-servers (`--cluster-enabled yes`,
  * node timeout 1000 ms, each with a directory of its own holding its nodes-P.conf), joined by
  * `redis-cli --cluster create ... --cluster-replicas 1`; resolves once the cluster is ready (`ready()`).
- * `persistent`: every node keeps an append-only file fsynced on every write (stop/start then keeps the keys).
+ * `persistent`: every node keeps an append-only file fsynced on every write (stop/start then keeps the keys);
+ * `args`: more redis-server arguments for every node.
  * Every node is SIGKILLed by PID and the directories removed when `t` ends.
  */
-export async function startRedisCluster(t: Tap, opts: { persistent?: boolean } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(t: Tap, opts: { persistent?: boolean; args?: readonly string[] } = {}): Promise<TestRedisCluster> {
   if (clusterMissing) throw new Error(clusterMissing);
   const prefix = `swtest:${randomBytes(4).toString('hex')}:`;
   const ports = await clusterPorts(6);
@@ -203,7 +204,7 @@ export async function startRedisCluster(t: Tap, opts: { persistent?: boolean } =
     if (running(children.get(port))) throw new Error(`the cluster node on port ${port} is running`);
     const dir = dirs.get(port)!;
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-      '--cluster-node-timeout', '1000', ...persistence, '--save', '', '--dir', dir,
+      '--cluster-node-timeout', '1000', ...persistence, '--save', '', '--dir', dir, ...(opts.args ?? []),
       // A replica's first full sync starts at once (Redis waits 5 s for more replicas by default).
       '--repl-diskless-sync-delay', '0'];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });

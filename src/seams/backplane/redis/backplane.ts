@@ -190,10 +190,10 @@ export class RedisBackplane implements ClusterBackplane, Link {
     }
     this.sub.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
     if (options.cluster !== undefined) {
-      // A shard's subscriber lost (its primary failed, or its slots moved): what that shard carried meanwhile
-      // was not heard here, so the node is down until ioredis has subscribed again on the shards that own the
-      // channels now, then re-registers (listening again reads what it missed from the history).
-      this.sub.on('-subscriber', () => this.membership.down());
+      // A shard's subscriber lost (its primary failed, or its slots moved): that shard's topics are not heard
+      // here until ioredis has subscribed again on the primaries that own them now; then the node re-registers
+      // (listening again reads what it missed from the history). The other shards' topics go on meanwhile.
+      this.sub.on('-subscriber', () => this.membership.deaf());
       this.sub.on('subscribersReady', () => this.membership.resync());
     }
     this.timers.push(

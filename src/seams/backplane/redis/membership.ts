@@ -44,6 +44,8 @@ export class Membership {
   private needsResync = false;
   /** Registrations that failed in a row (each one is tried again after a longer wait). */
   private failedSyncs = 0;
+  /** Redis Cluster: a shard's subscriber was lost; down once this fires, unless a registration came first. */
+  private deafTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly link: Link,
@@ -83,6 +85,33 @@ export class Membership {
   /** A presence write failed without a disconnect (a timeout): re-register at the next lease renewal. */
   dirty(): void {
     this.needsResync = true;
+  }
+
+  /**
+   * Redis Cluster: ioredis lost one shard's subscriber (its primary failed, its slots moved). Only that shard's
+   * topics are not heard here: a publish to one of them from another node is answered 503 (this node is in
+   * its interest set but not listening: the scripts' count check), this node's own to them fail with their
+   * primary, and the other shards' topics go on. Once ioredis subscribed again (subscribersReady) the node
+   * re-registers, reading what it missed from the history. If that takes longer than a lease (the shard does
+   * not come back), the node reports itself down.
+   */
+  deaf(): void {
+    if (!this.state || this.link.closing) return;
+    this.needsResync = true;
+    if (this.deafTimer !== undefined) return;
+    this.link.log.warn('a Redis Cluster shard\'s subscriber lost: its topics are not heard here until ioredis subscribes again on its primary; the other shards\' go on');
+    this.deafTimer = setTimeout(() => {
+      this.deafTimer = undefined;
+      this.lastError = 'a Redis Cluster shard not heard for NODE_LEASE_MS';
+      this.down();
+    }, this.leaseMs);
+    this.deafTimer.unref();
+  }
+
+  /** No longer deaf: registered again (or closing). */
+  heard(): void {
+    if (this.deafTimer !== undefined) clearTimeout(this.deafTimer);
+    this.deafTimer = undefined;
   }
 
   /** Re-registers everything the other nodes need to know about this node; runs on every (re)connect. */
@@ -143,6 +172,7 @@ export class Membership {
       { topics: this.frames.listeningCount, connections: this.presence.local.size, onlineAgain: users, dataLost: lost, ms: Date.now() - started, ...(lost && this.parts.length > 1 ? { partitionsLost: lostParts.length } : {}) },
       this.state ? 're-registered in the cluster' : 'backplane up: registered in the cluster',
     );
+    this.heard();
     this.setState(true);
     this.frames.reconcile();
   }
@@ -298,6 +328,7 @@ export class Membership {
 
   /** close(): `up` is false from now on, without telling anyone (the node is going away). */
   closed(): void {
+    this.heard();
     this.state = false;
   }
 }

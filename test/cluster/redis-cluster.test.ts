@@ -239,6 +239,9 @@ t.test('a shard not heard for a whole lease: the node reports itself down, and u
   const keys = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS);
   const owner = await rc.primaryOf(keys.forUser('bob').key('x'));
   const replica = (await rc.primaries()).find((m) => m.port === owner)!.replicas[0]!;
+  // Bob on A: A listens on the shard that fails (a shard it listens to nothing on is never missed).
+  const bob = client(t, { url: a!.url, token: await a!.token('bob'), reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+  await bob.whenOpen();
   const states: boolean[] = [];
   a!.backplane.onStateChange((up) => states.push(up));
   await rc.kill(owner);

@@ -71,6 +71,8 @@ t.test("ioredis' sharded subscriber stopped while it connects settles its start 
     );
     if (when === 'in the same turn') sub.stop();
     else setImmediate(() => sub.stop());
-    t.match(await started, /^rejected: /, `stopped ${when}: its start() is rejected, as a failed start is`);
+    // Resolved (a stopped subscriber has nothing to resubscribe): a rejection would make the group schedule a
+    // slots refresh, which reconnects a Cluster closed meanwhile.
+    t.equal(await started, 'resolved', `stopped ${when}: its start() settles`);
   }
 });

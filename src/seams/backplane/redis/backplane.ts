@@ -312,7 +312,11 @@ export class RedisBackplane implements ClusterBackplane, Link {
     this.control.close();
     await this.membership.unregister();
     this.membership.closed();
-    this.cmd.disconnect();
-    this.sub.disconnect();
+    for (const conn of [this.cmd, this.sub]) {
+      // ioredis' Cluster can reconnect itself after it was closed (a slots refresh a failed sharded subscriber
+      // scheduled finds no node: disconnect(true)); a closed backplane's connections stay closed.
+      conn.on('reconnecting', () => conn.disconnect());
+      conn.disconnect();
+    }
   }
 }

@@ -5,7 +5,10 @@
 // listener of its connection, among them the ones that would settle that connection's connect() promise: its
 // start() never settles, the group stays "resetting" for good, every later reset is queued behind it, and no
 // sharded subscriber is ever made again ("No sharded subscriber for slot"): the node stays down with Redis
-// reachable. Here a stop settles a start in progress (rejected, as a failed start is), so the reset goes on.
+// reachable. Here a stop settles a start in progress, so the reset goes on. Resolved, not rejected: the group
+// treats a failed start as a failed connection and schedules a slots refresh, which on a Cluster closed
+// meanwhile finds no node and reconnects it (ClusterAllFailedError -> disconnect(true)); a stopped subscriber
+// has no connection left to resubscribe (the group skips it).
 import { createRequire } from 'node:module';
 
 interface Subscriber {
@@ -14,7 +17,7 @@ interface Subscriber {
 }
 
 const stopped = Symbol('storywire.stopped');
-type Patched = Subscriber & { [stopped]?: Set<(err: Error) => void> };
+type Patched = Subscriber & { [stopped]?: Set<() => void> };
 
 // (A CommonJS module of ioredis that its index does not export: loaded by path, from the pinned version.)
 const { default: ShardedSubscriber } = createRequire(import.meta.url)('ioredis/built/cluster/ShardedSubscriber.js') as { default: { prototype: Patched } };
@@ -25,10 +28,10 @@ if (typeof start === 'function' && typeof stop === 'function') {
     const started = start.call(this);
     const waiting = this[stopped] ?? new Set();
     this[stopped] = waiting;
-    let settle: (err: Error) => void = () => {};
-    const whenStopped = new Promise<never>((_, reject) => {
-      settle = reject;
-      waiting.add(reject);
+    let settle: () => void = () => {};
+    const whenStopped = new Promise<void>((resolve) => {
+      settle = resolve;
+      waiting.add(resolve);
     });
     return Promise.race([started, whenStopped]).finally(() => waiting.delete(settle));
   };
@@ -36,6 +39,6 @@ if (typeof start === 'function' && typeof stop === 'function') {
     stop.call(this);
     const waiting = this[stopped];
     delete this[stopped];
-    for (const settle of waiting ?? []) settle(new Error('sharded subscriber stopped while it was starting'));
+    for (const settle of waiting ?? []) settle();
   };
 }

@@ -184,6 +184,8 @@ class UpgradeHandler implements Upgrades {
         byAddress.dec(ip);
         return;
       }
+      // A shutdown that began meanwhile has drained the connections already: one opened now would outlive it.
+      if (this.deps.shuttingDown()) throw new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503);
       // open() runs inside upgrade(), so the address stays counted without a gap.
       res.cork(() => res.upgrade<Held>({ conn: this.newConn(principal, ip, resumeFrom) }, a.secKey, a.source.protocol, a.secExtensions, a.context));
     };

@@ -1,5 +1,8 @@
 // Operations: health, readiness during drain, Prometheus metrics that move, ADMIN_PORT, SIGTERM, logs.
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { MemoryPresence } from '../../src/seams/presence/memory.js';
 import t from 'tap';
 import { Client, SECRET, expectReject, sign, startServer } from '../helpers.js';
 import { WAIT_MS } from '../wait.js';
@@ -155,4 +158,33 @@ t.test('SIGTERM on a child-process server: every client gets 4000, exit 0 in tim
   t.notOk(out.includes(token.split('.')[2]!), 'no token in logs');
   t.notOk(out.includes(KEY), 'no API key in logs');
   t.notOk(out.includes('secret-body') || out.includes('secret-title'), 'no notification body in logs');
+});
+
+t.test('an upgrade still being decided when a shutdown begins is refused (503), not opened after the drain', async (t) => {
+  // A public key (the jose path) and a presence store whose count is held: the upgrade waits in between.
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const presence = new MemoryPresence();
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let asked: () => void = () => {};
+  const counting = new Promise<void>((r) => {
+    asked = r;
+  });
+  const count = presence.count.bind(presence);
+  presence.count = async (userId: string) => {
+    asked();
+    await held;
+    return count(userId);
+  };
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const h = await startServer(t, {}, { JWT_SECRET: '', JWT_PUBLIC_KEY: pem }, { presence });
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setExpirationTime('10m').sign(privateKey);
+  const opening = expectReject(Client.open(`${h.url}?token=${token}`));
+  await counting;
+  const stopped = h.server.shutdown(0);
+  release();
+  t.match(await opening, { status: 503, body: { error: { code: 'UNAVAILABLE', message: /shutting down/ } } }, 'refused: the server is shutting down');
+  await stopped;
 });

@@ -50,13 +50,32 @@ function memoryFixture(): Fixture {
 }
 
 let redis: TestRedis | undefined;
+
+/** New connections to the suite's Redis, each closed when `t` ends. */
+const connector = (t: Test) => () => {
+  const c = new Redis(redis!.url);
+  t.teardown(() => c.disconnect());
+  return c;
+};
+
+/** The events of the destination's stream (taken out as they are read), and making it full. */
+function streamOf(raw: Redis, stream: string): Pick<Fixture, 'events' | 'full'> {
+  return {
+    async events() {
+      const entries = (await raw.xrange(stream, '-', '+')).filter(([, f]) => f[0] === 'e');
+      if (entries.length > 0) await raw.xdel(stream, ...entries.map(([id]) => id));
+      return entries.map(([, f]) => f[1]!);
+    },
+    async full(on) {
+      if (!on) return void (await raw.del(stream));
+      for (let n = await raw.xlen(stream); n < MAX_DEPTH; n++) await raw.xadd(stream, '*', 'filler', '1');
+    },
+  };
+}
+
 async function redisFixture(t: Test): Promise<Fixture> {
   const prefix = redis!.prefix;
-  const connect = () => {
-    const c = new Redis(redis!.url);
-    t.teardown(() => c.disconnect());
-    return c;
-  };
+  const connect = connector(t);
   const raw = connect();
   const key = (n: string) => `${prefix}${n}`;
   const stream = key('wh:push');
@@ -70,26 +89,14 @@ async function redisFixture(t: Test): Promise<Fixture> {
         throw new Error('a cluster store adds to the streams itself');
       },
     },
-    async events() {
-      const entries = (await raw.xrange(stream, '-', '+')).filter(([, f]) => f[0] === 'e');
-      if (entries.length > 0) await raw.xdel(stream, ...entries.map(([id]) => id));
-      return entries.map(([, f]) => f[1]!);
-    },
-    async full(on) {
-      if (!on) return void (await raw.del(stream));
-      for (let n = await raw.xlen(stream); n < MAX_DEPTH; n++) await raw.xadd(stream, '*', 'filler', '1');
-    },
+    ...streamOf(raw, stream),
   };
 }
 
 /** The Redis Cluster layout (48 partitions, an outbox each, the queue's stream tagged) on the suite's Redis. */
 async function partitionedFixture(t: Test, claimMs = 30_000): Promise<Fixture & { queue: RedisWebhookQueue; connect(): Redis }> {
   const prefix = redis!.prefix;
-  const connect = () => {
-    const c = new Redis(redis!.url);
-    t.teardown(() => c.disconnect());
-    return c;
-  };
+  const connect = connector(t);
   const raw = connect();
   const keys = new RedisKeys(prefix, CLUSTER_PARTITIONS);
   const key = (n: string) => `${prefix}${n}`;
@@ -110,15 +117,7 @@ async function partitionedFixture(t: Test, claimMs = 30_000): Promise<Fixture & 
       },
       queues: [queue],
     },
-    async events() {
-      const entries = (await raw.xrange(stream, '-', '+')).filter(([, f]) => f[0] === 'e');
-      if (entries.length > 0) await raw.xdel(stream, ...entries.map(([id]) => id));
-      return entries.map(([, f]) => f[1]!);
-    },
-    async full(on) {
-      if (!on) return void (await raw.del(stream));
-      for (let n = await raw.xlen(stream); n < MAX_DEPTH; n++) await raw.xadd(stream, '*', 'filler', '1');
-    },
+    ...streamOf(raw, stream),
   };
 }
 

@@ -8,7 +8,9 @@ import net from 'node:net';
 import t from 'tap';
 import pino from 'pino';
 import { RedisBackplane } from '../../src/seams/backplane/redis/backplane.js';
-import { backplaneTarget, skipReason, startRedis, until } from './redis.js';
+import { Cluster } from 'ioredis';
+import { closeForGood } from '../../src/seams/backplane/redis/ioredis-fix.js';
+import { REDIS_BACKEND, backplaneTarget, skipReason, startRedis, until } from './redis.js';
 
 t.test('a connection ioredis ended by itself is started again, and the node registers again', { skip: skipReason }, async (t) => {
   const redis = await startRedis(t);
@@ -75,4 +77,37 @@ t.test("ioredis' sharded subscriber stopped while it connects settles its start 
     // slots refresh, which reconnects a Cluster closed meanwhile.
     t.equal(await started, 'resolved', `stopped ${when}: its start() settles`);
   }
+});
+
+// ioredis 6.0.0: a Cluster disconnected while a periodic slots refresh is in flight schedules the next round from
+// that refresh's callback and refreshes for good (a timer that kept test processes alive). closeForGood() ends it.
+t.test('a Redis Cluster connection closed during a slots refresh refreshes no more', { skip: skipReason || (REDIS_BACKEND === 'cluster' ? false : 'Redis Cluster only (TEST_REDIS_BACKEND=cluster)') }, async (t) => {
+  const redis = await startRedis(t);
+  const target = backplaneTarget(redis);
+  if (!('cluster' in target)) throw new Error('a Redis Cluster was expected');
+  type Refresh = (callback?: (err?: Error) => void) => void;
+  type Internals = { refreshSlotsCache: Refresh; isRefreshing: boolean; slotsTimer: (NodeJS.Timeout & { _destroyed?: boolean }) | null };
+  const c = new Cluster(target.cluster.nodes.map((n) => ({ host: n.host, port: n.port })), { lazyConnect: true, slotsRefreshInterval: 100 });
+  t.teardown(() => c.disconnect());
+  await c.connect();
+  const internals = c as unknown as Internals;
+  // The first periodic refresh (the one given a callback: the next round) is closed in flight.
+  const refresh = internals.refreshSlotsCache;
+  let closedInFlight: () => void = () => {};
+  const closed = new Promise<void>((r) => {
+    closedInFlight = r;
+  });
+  internals.refreshSlotsCache = function (this: Internals, callback) {
+    refresh.call(this, callback);
+    if (callback === undefined) return;
+    closeForGood(c as never);
+    closedInFlight();
+  };
+  await closed;
+  await until(() => !internals.isRefreshing, 0, 'the refresh in flight to end');
+  // Its callback scheduled one more round; once that round ran, nothing schedules another.
+  const last = internals.slotsTimer;
+  if (last !== null) await until(() => last._destroyed === true, 0, 'the round it scheduled to run');
+  await until(() => !internals.isRefreshing, 0, 'no refresh running');
+  t.ok(internals.slotsTimer === last, 'no round scheduled after it');
 });

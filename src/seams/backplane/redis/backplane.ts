@@ -7,7 +7,7 @@
 //                  seams/channel-presence/redis.ts)
 //   keys.ts        the Redis layout; scripts.ts the Lua scripts
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import './ioredis-fix.js';
+import { closeForGood } from './ioredis-fix.js';
 import type { Logger } from 'pino';
 import { RedisHistory, type RedisHistoryOptions } from '../../history/redis.js';
 import type { Appended, NoStream, Position, RecordOptions } from '../../history/types.js';
@@ -312,11 +312,8 @@ export class RedisBackplane implements ClusterBackplane, Link {
     this.control.close();
     await this.membership.unregister();
     this.membership.closed();
-    for (const conn of [this.cmd, this.sub]) {
-      // ioredis' Cluster can reconnect itself after it was closed (a slots refresh a failed sharded subscriber
-      // scheduled finds no node: disconnect(true)); a closed backplane's connections stay closed.
-      conn.on('reconnecting', () => conn.disconnect());
-      conn.disconnect();
-    }
+    // (A Cluster disconnected with a slots refresh in flight would refresh, or reconnect, for good: ioredis-fix.ts.)
+    closeForGood(this.cmd);
+    closeForGood(this.sub);
   }
 }

@@ -9,7 +9,13 @@
 // treats a failed start as a failed connection and schedules a slots refresh, which on a Cluster closed
 // meanwhile finds no node and reconnects it (ClusterAllFailedError -> disconnect(true)); a stopped subscriber
 // has no connection left to resubscribe (the group skips it).
+//
+// closeForGood() closes a connection (a Redis or a Cluster) so that it stays closed: a Cluster disconnected while
+// a periodic slots refresh (slotsRefreshInterval) is in flight schedules the next round from that refresh's
+// callback, and goes on refreshing every interval for good, a timer that keeps the process alive; it can also
+// reconnect itself (a refresh a failed sharded subscriber scheduled finds no node: disconnect(true)).
 import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 
 interface Subscriber {
   start(): Promise<void>;
@@ -41,4 +47,14 @@ if (typeof start === 'function' && typeof stop === 'function') {
     delete this[stopped];
     for (const settle of waiting ?? []) settle();
   };
+}
+
+/** Disconnects `conn` for good: no reconnect, no further slots refresh (a Cluster's loop ends at its next tick). */
+export function closeForGood(conn: Redis): void {
+  const c = conn as unknown as { refreshSlotsCache?: unknown; clearNodesRefreshInterval?: () => void };
+  // Neither refreshing nor calling back: the refresh loop's next round is never scheduled.
+  if (typeof c.refreshSlotsCache === 'function') c.refreshSlotsCache = () => {};
+  conn.on('reconnecting', () => conn.disconnect());
+  conn.disconnect();
+  c.clearNodesRefreshInterval?.();
 }

@@ -303,7 +303,7 @@ export class RedisPushStore implements PushStore {
   /**
    * Redis Cluster: the due pushes of the partitions that have some (at most `max` events in all, and no more
    * than the fullest destination's queue has room for) into their outboxes, then into every destination's
-   * queue, then out of the outboxes.
+   * queue, then out of the outboxes. Resolves the events handed to the queues.
    */
   private async flushThroughOutboxes(now: number, max: number, target: PushTarget): Promise<number> {
     const queues = target.queues;
@@ -350,11 +350,15 @@ export class RedisPushStore implements PushStore {
       if (taken === undefined) continue;
       (taken.every(Boolean) ? sent : full).push(id);
     }
-    const done = this.cmd.multi();
-    if (sent.length > 0) done.hdel(keys[2]!, ...sent).zrem(keys[3]!, ...sent);
-    for (const id of full) done.zadd(keys[3]!, 'XX', now, id);
-    if (sent.length + full.length > 0) await done.exec().catch(() => undefined);
-    return out[0];
+    if (sent.length + full.length > 0) {
+      const done = this.cmd.multi();
+      if (sent.length > 0) done.hdel(keys[2]!, ...sent).zrem(keys[3]!, ...sent);
+      for (const id of full) done.zadd(keys[3]!, 'XX', now, id);
+      await done.exec().catch(() => undefined);
+    }
+    // What reached the queues: made now or taken again from the outbox (one made and not handed over counts
+    // when it is).
+    return sent.length;
   }
 
   async pending(): Promise<number> {

@@ -17,8 +17,9 @@
 //   handed to the target as one WebhookEvent (pushEvent() below) in the same atomic step (cluster on one
 //   Redis: XADD into each destination's stream in the same script; on Redis Cluster: into the partition's
 //   outbox in the same script, then into each destination's queue, again after a crash: at least once, same
-//   id), so that each is made once, cluster-wide. Resolves how many events were made. A destination queue
-//   that is full leaves the user's notifications pending.
+//   id), so that each is made once, cluster-wide. Resolves how many events reached the target (on Redis
+//   Cluster: made now, or taken again from the outbox). A destination queue that is full leaves the user's
+//   notifications pending.
 import type { WebhookEvent } from '../webhooks/types.js';
 
 /** A stored notification as the push needs it. */

@@ -65,6 +65,9 @@ interface Attempt {
   readonly ip: string;
 }
 
+/** The refusal of an upgrade during a shutdown (before or after its token and budgets were checked). */
+const shuttingDown = () => new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503);
+
 export function createUpgrades(deps: UpgradeDeps): Upgrades {
   return new UpgradeHandler(deps);
 }
@@ -135,7 +138,7 @@ class UpgradeHandler implements Upgrades {
   /** The refusals that cost no signature check, cheapest first; throws the refusal. */
   private cheapChecks(a: Attempt, origin: string): void {
     const { config, connections } = this;
-    if (this.deps.shuttingDown()) throw new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503);
+    if (this.deps.shuttingDown()) throw shuttingDown();
     if (this.allowedOrigins && origin && !this.allowedOrigins.has(origin)) throw new WireError(ErrorCode.ORIGIN_FORBIDDEN, `origin ${origin.slice(0, 200)} is not allowed`, 403);
     if (connections.size + this.pendingUpgrades >= this.deps.maxConnections) throw new WireError(ErrorCode.CONNECTION_LIMIT, 'server full: try another node or later', 503);
     if (connections.byAddress.get(a.ip) >= config.maxConnectionsPerIp) throw new WireError(ErrorCode.CONNECTION_LIMIT, `too many connections from ${a.ip}`, 429);
@@ -185,7 +188,7 @@ class UpgradeHandler implements Upgrades {
         return;
       }
       // A shutdown that began meanwhile has drained the connections already: one opened now would outlive it.
-      if (this.deps.shuttingDown()) throw new WireError(ErrorCode.UNAVAILABLE, 'server shutting down: connect to another node', 503);
+      if (this.deps.shuttingDown()) throw shuttingDown();
       // open() runs inside upgrade(), so the address stays counted without a gap.
       res.cork(() => res.upgrade<Held>({ conn: this.newConn(principal, ip, resumeFrom) }, a.secKey, a.source.protocol, a.secExtensions, a.context));
     };

@@ -1,48 +1,12 @@
-// In-memory history: a ring per topic, a new epoch per topic lifetime, LRU eviction of whole topics, and a
-// bound on the bytes of every topic's events together (the oldest user-sent event anywhere dropped first, then
-// the oldest of any).
+// In-memory history: a ring per topic (memory-stream.ts), a new epoch per topic lifetime, LRU eviction of whole
+// topics, and a bound on the bytes of every topic's events together (the oldest user-sent event anywhere
+// dropped first, then the oldest of any).
 import { numberedFrame } from '../../wire/position.js';
 import { newEpoch } from './epoch.js';
-import { Ring } from './ring.js';
+import { Stream } from './memory-stream.js';
 import type { Appended, InTurnHistory, Position, RecordOptions, Replacement, Replay } from './types.js';
 
-interface Entry {
-  offset: number;
-  at: number;
-  frame: string;
-  /** UTF-8 bytes of the frame. */
-  bytes: number;
-  /** A user-sent event (RecordOptions.user): counted against the user share. */
-  user: boolean;
-  /** Dropped (by count, age, bytes, the user share or eviction): its place in the age queue is dead. */
-  gone: boolean;
-  /** Its key (RecordOptions.key), when it was given one. */
-  key: string | undefined;
-}
-
-interface Stream {
-  epoch: string;
-  offset: number;
-  entries: Ring<Entry>;
-  /** Its namespace's limits (HistoryLimits.perTopic), or the store's. */
-  readonly size: number;
-  readonly ttlMs: number;
-  /** User-sent entries held. */
-  users: number;
-  /** Touched since the eviction hand last passed (second-chance LRU: no Map reordering per message). */
-  used: boolean;
-  /** Evicted whole: its entries in the age queue are dead. */
-  gone: boolean;
-  /** Its held entries that have a key, by key (made by the first). */
-  keyed: Map<string, Entry> | undefined;
-}
-
-/** One stored event in the order events were stored, across topics: what the byte bound drops first. */
-interface Aged {
-  s: Stream;
-  e: Entry;
-}
-
+/** One stored event; also its place in the age queues (what the byte bound drops first), across topics. */
 export interface HistoryLimits {
   /** Frames kept per topic. */
   size: number;
@@ -77,13 +41,15 @@ export class MemoryHistory implements InTurnHistory {
    */
   private fresh = newEpoch();
   /**
-   * Every stored event, oldest first (entries dropped otherwise stay until compacted): the byte bound
-   * drops from the front. `head` is the first live slot.
+   * Every stored event, oldest first, as its stream and offset (entries dropped otherwise stay until
+   * compacted): the byte bound drops from the front. `head` is the first live slot.
    */
-  private aged: Aged[] = [];
+  private agedStreams: (Stream | undefined)[] = [];
+  private agedOffsets: number[] = [];
   private head = 0;
   /** The user-sent ones among them, oldest first: the byte bound drops these before any other. */
-  private agedUsers: Aged[] = [];
+  private userStreams: (Stream | undefined)[] = [];
+  private userOffsets: number[] = [];
   private userHead = 0;
   /** Bytes and count of the events held in the streams. */
   private bytes = 0;
@@ -122,8 +88,7 @@ export class MemoryHistory implements InTurnHistory {
       s.used = true;
     } else if (create) {
       const own = this.limits.perTopic?.(topic);
-      const size = own?.size ?? this.limits.size;
-      s = { epoch: this.fresh, offset: 0, entries: new Ring(size), size, ttlMs: own?.ttlMs ?? this.limits.ttlMs, users: 0, used: true, gone: false, keyed: undefined };
+      s = new Stream(this.fresh, own?.size ?? this.limits.size, own?.ttlMs ?? this.limits.ttlMs);
       this.streams.set(topic, s);
       if (this.streams.size > this.limits.maxTopics) this.evictOne();
     }
@@ -149,38 +114,34 @@ export class MemoryHistory implements InTurnHistory {
   /** A stream dropped whole: its bytes are no longer held. */
   private forget(s: Stream): void {
     s.gone = true;
-    while (s.entries.length > 0) this.dropOldest(s);
+    while (s.length > 0) this.drop(s, 0);
   }
 
-  private dropOldest(s: Stream): void {
-    const e = s.entries.at(0);
-    this.dropped(s, e);
-    s.entries.dropOldest();
-  }
-
-  private dropped(s: Stream, e: Entry): void {
-    e.gone = true;
-    this.bytes -= e.bytes;
+  /** Drops the i-th held event of the stream, with its accounting. */
+  private drop(s: Stream, i: number): void {
+    this.bytes -= s.bytesAt(i);
     this.held--;
-    if (e.user) s.users--;
-    if (e.key !== undefined && s.keyed?.get(e.key) === e) s.keyed.delete(e.key);
+    if (s.isUser(i)) s.users--;
+    const key = s.keyAt(i);
+    if (key !== undefined && s.keyed?.get(key) === s.offsetAt(i)) s.keyed.delete(key);
+    s.removeAt(i);
   }
 
-  /** A held, unexpired entry of the stream by its key. */
-  private keyedEntry(s: Stream, key: string, now: number): Entry | undefined {
-    const e = s.keyed?.get(key);
-    return e === undefined || e.gone || now - e.at > s.ttlMs ? undefined : e;
+  /** The index of a held, unexpired event of the stream by its key, or -1. */
+  private keyedIndex(s: Stream, key: string, now: number): number {
+    const offset = s.keyed?.get(key);
+    const i = offset === undefined ? -1 : s.indexOf(offset);
+    return i < 0 || now - s.atOf(i) > s.ttlMs ? -1 : i;
   }
 
   /** Replaces a held entry's frame (same offset), if it is still the frame that was read. */
   private replaced(s: Stream, r: Replacement, now: number): boolean {
-    const e = this.keyedEntry(s, r.key, now);
-    r.done = e !== undefined && e.frame === r.expect;
+    const i = this.keyedIndex(s, r.key, now);
+    r.done = i >= 0 && s.frameAt(i) === r.expect;
     if (!r.done) return false;
     const bytes = Buffer.byteLength(r.frame);
-    this.bytes += bytes - e!.bytes;
-    e!.bytes = bytes;
-    e!.frame = r.frame;
+    this.bytes += bytes - s.bytesAt(i);
+    s.setFrame(i, r.frame, bytes);
     return true;
   }
 
@@ -189,26 +150,17 @@ export class MemoryHistory implements InTurnHistory {
    * offsets it leaves out make a resume across it `recovered: false` (sinceNow), never a silent gap.
    */
   private dropOldestUser(s: Stream): void {
-    // The oldest of all is user-sent (always so when users alone write to the topic): the ring's own drop.
-    if (s.entries.at(0).user) {
-      this.dropOldest(s);
-      return;
+    for (let i = 0; i < s.length; i++) {
+      if (s.isUser(i)) {
+        this.drop(s, i);
+        return;
+      }
     }
-    const kept = new Ring<Entry>(s.size);
-    let found = false;
-    for (const e of s.entries.toArray()) {
-      if (!found && e.user) {
-        found = true;
-        this.dropped(s, e);
-      } else kept.push(e);
-    }
-    s.entries = kept;
   }
 
   /** Drops what is over the age (the ring itself keeps the count). */
   private trim(s: Stream, now: number): void {
-    const { entries } = s;
-    while (entries.length > 0 && now - entries.at(0).at > s.ttlMs) this.dropOldest(s);
+    while (s.length > 0 && now - s.atOf(0) > s.ttlMs) this.drop(s, 0);
   }
 
   /**
@@ -232,59 +184,73 @@ export class MemoryHistory implements InTurnHistory {
     const frame = numberedFrame(head, s.epoch, offset, tail);
     const bytes = Buffer.byteLength(frame);
     if (user && s.users >= Math.min(this.userSize, s.size)) this.dropOldestUser(s);
-    // A full ring drops its oldest: account for it before it goes.
-    if (s.entries.length === s.size) this.dropOldest(s);
-    const e: Entry = { offset, at: now, frame, bytes, user, gone: false, key: options?.key };
-    s.entries.push(e);
-    if (e.key !== undefined) {
+    // A full ring drops its oldest.
+    if (s.length === s.size) this.drop(s, 0);
+    const key = options?.key;
+    s.push(frame, offset, now, bytes, user, key);
+    if (key !== undefined) {
       s.keyed ??= new Map();
-      s.keyed.set(e.key, e);
+      s.keyed.set(key, offset);
     }
     this.bytes += bytes;
     this.held++;
     if (user) s.users++;
-    this.aged.push({ s, e });
-    if (user) this.agedUsers.push({ s, e });
+    this.agedStreams.push(s);
+    this.agedOffsets.push(offset);
+    if (user) {
+      this.userStreams.push(s);
+      this.userOffsets.push(offset);
+    }
     if (this.bytes > this.maxBytes) this.dropForBytes();
     // Entries that left by count, age or eviction stay in the queue: compacted once they are half of it.
-    if (this.aged.length - this.head > 2 * this.held + 64 || (this.head > 1024 && this.head * 2 > this.aged.length)) this.compact();
+    const queued = this.agedStreams.length;
+    if (queued - this.head > 2 * this.held + 64 || (this.head > 1024 && this.head * 2 > queued)) this.compact();
     return { epoch: s.epoch, offset, frame };
   }
 
-  private alive(a: Aged): boolean {
-    return !a.e.gone;
+  /** The index of a queued event in its stream, or -1 when it is no longer held. */
+  private static heldIndex(s: Stream, offset: number): number {
+    return s.gone ? -1 : s.indexOf(offset);
   }
 
   /**
    * The oldest user-sent events, whichever their topic, then the oldest of any, until the bytes are within the
-   * bound: user-sent events cannot push the others out of the byte bound either. The first live entry of
-   * agedUsers is its stream's oldest user-sent one, and the first live entry of aged its stream's oldest (a
-   * stream drops oldest first, and oldest user-sent first).
+   * bound: user-sent events cannot push the others out of the byte bound either.
    */
   private dropForBytes(): void {
-    while (this.bytes > this.maxBytes && this.userHead < this.agedUsers.length) {
-      const a = this.agedUsers[this.userHead]!;
-      this.agedUsers[this.userHead++] = undefined as unknown as Aged;
-      if (this.alive(a)) this.dropOldestUser(a.s);
+    while (this.bytes > this.maxBytes && this.userHead < this.userStreams.length) {
+      const s = this.userStreams[this.userHead]!;
+      const i = MemoryHistory.heldIndex(s, this.userOffsets[this.userHead]!);
+      this.userStreams[this.userHead++] = undefined;
+      if (i >= 0) this.drop(s, i);
     }
-    while (this.bytes > this.maxBytes && this.head < this.aged.length) {
-      const a = this.aged[this.head]!;
-      this.aged[this.head++] = undefined as unknown as Aged;
-      if (this.alive(a)) this.dropOldest(a.s);
+    while (this.bytes > this.maxBytes && this.head < this.agedStreams.length) {
+      const s = this.agedStreams[this.head]!;
+      const i = MemoryHistory.heldIndex(s, this.agedOffsets[this.head]!);
+      this.agedStreams[this.head++] = undefined;
+      if (i >= 0) this.drop(s, i);
     }
   }
 
   private compact(): void {
-    const live: Aged[] = [];
-    for (let i = this.head; i < this.aged.length; i++) {
-      const a = this.aged[i]!;
-      if (this.alive(a)) live.push(a);
-    }
-    this.aged = live;
+    [this.agedStreams, this.agedOffsets] = MemoryHistory.live(this.agedStreams, this.agedOffsets, this.head);
     this.head = 0;
-    // Every user-sent entry is in both queues: compacted together, agedUsers is never the longer.
-    this.agedUsers = this.agedUsers.slice(this.userHead).filter((a) => this.alive(a));
+    // Every user-sent entry is in both queues: compacted together, the user queue is never the longer.
+    [this.userStreams, this.userOffsets] = MemoryHistory.live(this.userStreams, this.userOffsets, this.userHead);
     this.userHead = 0;
+  }
+
+  private static live(streams: (Stream | undefined)[], offsets: number[], from: number): [(Stream | undefined)[], number[]] {
+    const keptStreams: (Stream | undefined)[] = [];
+    const keptOffsets: number[] = [];
+    for (let i = from; i < streams.length; i++) {
+      const s = streams[i]!;
+      if (MemoryHistory.heldIndex(s, offsets[i]!) >= 0) {
+        keptStreams.push(s);
+        keptOffsets.push(offsets[i]!);
+      }
+    }
+    return [keptStreams, keptOffsets];
   }
 
   readonly now = {
@@ -304,17 +270,16 @@ export class MemoryHistory implements InTurnHistory {
   }
 
   private sinceNow(topic: string, epoch: string, offset: number, upTo: number): Replay {
-    const s = this.stream(topic, false, Date.now()) ?? { epoch: this.fresh, offset: 0, entries: new Ring<Entry>(1), users: 0, used: false };
-    const position = { epoch: s.epoch, offset: s.offset };
-    if (epoch !== s.epoch || offset > s.offset || offset < 0) return { recovered: false, frames: [], position };
+    const s = this.stream(topic, false, Date.now());
+    const position = s ? { epoch: s.epoch, offset: s.offset } : { epoch: this.fresh, offset: 0 };
+    if (epoch !== position.epoch || offset > position.offset || offset < 0) return { recovered: false, frames: [], position };
     if (offset >= upTo) return { recovered: true, frames: [], position };
-    const first = s.entries.length > 0 ? s.entries.at(0) : undefined;
     // Recoverable only when the first missing frame (offset + 1) is still stored.
-    if (!first || first.offset > offset + 1) return { recovered: false, frames: [], position };
+    if (s === undefined || s.length === 0 || s.offsetAt(0) > offset + 1) return { recovered: false, frames: [], position };
     const frames: string[] = [];
-    for (let i = 0; i < s.entries.length; i++) {
-      const e = s.entries.at(i);
-      if (e.offset > offset && e.offset <= upTo) frames.push(e.frame);
+    for (let i = 0; i < s.length; i++) {
+      const o = s.offsetAt(i);
+      if (o > offset && o <= upTo) frames.push(s.frameAt(i));
     }
     // A user-sent entry dropped from the middle (the user share) leaves a hole: not recovered.
     if (frames.length !== Math.min(upTo, s.offset) - offset) return { recovered: false, frames: [], position };
@@ -324,14 +289,17 @@ export class MemoryHistory implements InTurnHistory {
   async latest(topic: string, limit: number): Promise<string[]> {
     const s = this.stream(topic, false, Date.now());
     if (!s) return [];
-    return s.entries.toArray().slice(-limit).reverse().map((e) => e.frame);
+    const frames: string[] = [];
+    for (let i = s.length - 1; i >= 0 && frames.length < limit; i--) frames.push(s.frameAt(i));
+    return frames;
   }
 
   async entry(topic: string, key: string): Promise<Appended | undefined> {
     const s = this.stream(topic, false);
-    const e = s && this.keyedEntry(s, key, Date.now());
-    return e && { epoch: s!.epoch, offset: e.offset, frame: e.frame };
+    if (s === undefined) return undefined;
+    const i = this.keyedIndex(s, key, Date.now());
+    return i < 0 ? undefined : { epoch: s.epoch, offset: s.offsetAt(i), frame: s.frameAt(i) };
   }
 
-    async close(): Promise<void> {}
+  async close(): Promise<void> {}
 }

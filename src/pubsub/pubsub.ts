@@ -97,6 +97,22 @@ function typeHead(type: string): string {
   return h;
 }
 
+/**
+ * The length of `{"type":<type>,"topic":<topic>` at the start of the frame, checked. A topic that needs no
+ * escaping (every topic the registry accepts) is compared in place, without building its JSON.
+ */
+function headLength(frame: string, type: string, topic: string): number {
+  const typePart = typeHead(type);
+  const at = typePart.length;
+  if (frame.startsWith(typePart)) {
+    const end = at + 1 + topic.length;
+    if (frame.charCodeAt(at) === 34 && frame.startsWith(topic, at + 1) && frame.charCodeAt(end) === 34) return end + 1;
+    const topicPart = JSON.stringify(topic);
+    if (frame.startsWith(topicPart, at)) return at + topicPart.length;
+  }
+  throw new Error(`frame of ${type} does not start with type and topic`);
+}
+
 /** A connection may have closed since it was remembered: uWS throws on any use of a closed one. */
 function isOpenSubscriber(ws: UWS.WebSocket<unknown>, topic: string): boolean {
   try {
@@ -216,10 +232,7 @@ export class PubSub {
       return this.send(topic, frame, except, idem);
     }
     // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
-    const typePart = typeHead(type);
-    const topicPart = JSON.stringify(topic);
-    if (!frame.startsWith(typePart) || !frame.startsWith(topicPart, typePart.length)) throw new Error(`frame of ${type} does not start with type and topic`);
-    const head = frame.slice(0, typePart.length + topicPart.length);
+    const head = frame.slice(0, headLength(frame, type, topic));
     const t = this.topology;
     if (!t.single) return this.record(t.backplane, topic, head, frame, except, idem, store);
     const keyed = idem && `${topic}\n${idem.key}`;
@@ -241,7 +254,8 @@ export class PubSub {
     if (store && t.history.sync) {
       // Only a history read in the turn can say, in the turn it stores, that the topic has a stream. Stored as any
       // event otherwise (it may begin the topic's history), within the user-sent share when it is one.
-      const appended = t.history.append(topic, head, tail, recordOptions(store));
+      // The option is read in this call only: the StoreOption itself is the history's RecordOptions.
+      const appended = t.history.append(topic, head, tail, store);
       store.stored = appended !== undefined;
       // A replacement that could not be made: nothing at all. Else not stored (no stream, or a user share of 0): live only.
       if (appended === undefined) return store.replace === undefined ? this.send(topic, frame, except) : Promise.resolve(0);

@@ -51,6 +51,7 @@ export class Metrics {
   readonly presenceOnline: Gauge;
   readonly backplaneErrors: Counter;
   readonly backplaneUp: Gauge;
+  readonly backplanePartial: Gauge;
   private readonly connectionsTotal: Map<string, Tally>;
   private readonly messagesIn: Map<string, Tally>;
   private readonly publishes: Map<string, Tally>;
@@ -87,6 +88,11 @@ export class Metrics {
     this.presenceOnline = readAtScrape('storywire_presence_online_users', 'Users with at least one connection on this node', () => gauges.online());
     this.backplaneErrors = new Counter({ name: 'storywire_backplane_errors_total', help: 'Publishes that could not be handed to the other nodes', registers });
     this.backplaneUp = new Gauge({ name: 'storywire_backplane_up', help: '1 while this node reaches the other nodes (always 1 on a single node), 0 while degraded', registers });
+    this.backplanePartial = new Gauge({
+      name: 'storywire_backplane_partial',
+      help: "1 while a Redis Cluster shard's topics are not heard by this node (its subscriber lost; the other shards' go on), 0 otherwise",
+      registers,
+    });
   }
 
   /** Reads the open-connections and online-users gauges from `source` at every scrape. */

@@ -120,7 +120,7 @@ function operationsPaths(): Record<string, Schema> {
     '/healthz': { get: { summary: 'Liveness: 200 while the process runs.', security: [], responses: { '200': { description: 'OK', ...json(status(['ok'])) } } } },
     '/readyz': {
       get: {
-        summary: 'Readiness: 200 while accepting traffic (`degraded`: cluster mode without Redis), 503 while draining.',
+        summary: 'Readiness: 200 while accepting traffic (`degraded`: cluster mode without Redis, or with a reason while one Redis Cluster shard is not heard), 503 while draining.',
         security: [],
         responses: { '200': { description: 'Ready', ...json(status(['ready', 'degraded'])) }, '503': { description: 'Not ready', ...json(status(['draining', 'starting'])) } },
       },

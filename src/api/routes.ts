@@ -86,7 +86,17 @@ export interface ApiDeps {
   keysReady(): boolean;
   /** False while the backplane cannot reach the other nodes (cluster mode only). */
   backplaneUp(): boolean;
+  /** True while a Redis Cluster shard's topics are not heard here (the node is up otherwise). */
+  backplanePartial(): boolean;
 }
+
+/** /readyz's 200 body: ready, or degraded (Redis unreachable; or one Redis Cluster shard not heard). */
+function readyBody(deps: ApiDeps): string {
+  if (!deps.backplaneUp()) return '{"status":"degraded"}';
+  return deps.backplanePartial() ? `{"status":"degraded","reason":"${PARTIAL_REASON}"}` : '{"status":"ready"}';
+}
+
+const PARTIAL_REASON = "a Redis Cluster shard's topics are not heard by this node";
 
 export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMetrics: boolean): void {
   app.get('/healthz', (res) => {
@@ -96,7 +106,7 @@ export function registerOperations(app: UWS.TemplatedApp, deps: ApiDeps, withMet
     // Degraded is still ready: the node serves its local connections, and in a Redis outage every node is
     // degraded alike, so taking them out of the load balancer would turn a partial outage into a total one.
     const notReady = !deps.isReady() ? '{"status":"draining"}' : !deps.keysReady() ? '{"status":"starting","reason":"JWKS not fetched yet"}' : undefined;
-    if (notReady === undefined) res.writeHeader('content-type', 'application/json').end(deps.backplaneUp() ? '{"status":"ready"}' : '{"status":"degraded"}');
+    if (notReady === undefined) res.writeHeader('content-type', 'application/json').end(readyBody(deps));
     else res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').end(notReady);
   });
   if (!withMetrics) return;

@@ -96,6 +96,8 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
   const maxConnections = connectionCap(config, channels, !backplane.single, log);
   metrics.backplaneUp.set(backplane.up ? 1 : 0);
   backplane.onStateChange((up) => metrics.backplaneUp.set(up ? 1 : 0));
+  metrics.backplanePartial.set(backplane.partial ? 1 : 0);
+  backplane.onPartialChange((partial) => metrics.backplanePartial.set(partial ? 1 : 0));
   const app = uws.App();
   const adminApp = config.adminPort === undefined ? undefined : uws.App();
   const { history, presenceStore, readState, channelPresenceStore } = storesOf(config, options, backplane, channels);
@@ -202,7 +204,7 @@ export function createServer(config: Config, options: ServerOptions = {}): Story
     },
   };
 
-  registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, keysReady: () => verifier.ready, backplaneUp: () => backplane.up });
+  registerHttp(app, adminApp, server, { config, log, metrics, server, channels, limits: limitsOf(config), isReady: () => server.ready, keysReady: () => verifier.ready, backplaneUp: () => backplane.up, backplanePartial: () => backplane.partial });
   registerAdminView(app, adminApp, {
     config,
     log,

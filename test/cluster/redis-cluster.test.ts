@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { client } from '../client/util.js';
 import { Client, sign } from '../helpers.js';
 import { CLUSTER_PARTITIONS, RedisKeys, slotOf } from '../../src/seams/backplane/redis/keys.js';
-import { api, notifyUnderLoad, skipReason, startChildNode, startNodes, until } from './redis.js';
+import { API_KEY, api, notifyUnderLoad, skipReason, startChildNode, startNodes, until } from './redis.js';
 import { WAIT_MS } from '../wait.js';
 import { startRedisCluster } from './redis-cluster.js';
 
@@ -184,6 +184,12 @@ t.test("a busy topic's slot migrated to another primary under load: nothing answ
   process.stdout.write(`# cluster slot migration: ${JSON.stringify([...statuses])}\n`);
 });
 
+/** The node's /metrics (Prometheus text; the API key on the WebSocket port). */
+async function metricsText(node: { port: number }): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${node.port}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } });
+  return res.text();
+}
+
 t.test("one shard down: the other shards' topics go on (200, delivered), its own answer 503 until its replica takes over", { skip: skipReason }, async (t) => {
   // No automatic failover (the test promotes the replica itself), and the cluster serves the slots it still has.
   const rc = await startRedisCluster(t, { args: ['--cluster-replica-no-failover', 'yes', '--cluster-require-full-coverage', 'no'] });
@@ -217,6 +223,11 @@ t.test("one shard down: the other shards' topics go on (200, delivered), its own
   await until(() => sent.every((s) => got.get(dave)!.includes(s)), 0, `${dave} got them`);
   t.ok(a!.backplane.up && b!.backplane.up, 'both nodes up: one shard down is not the cluster down');
   t.equal((await notify('bob', 'b-down')).status, 503, "bob's shard: 503, never 200 for what cannot be stored");
+  // The partial outage is visible to operators: /readyz stays 200 (every node is deaf to the same shard) but says so.
+  await until(() => b!.backplane.partial, 0, "B knows one shard's topics are not heard");
+  t.same((await api(b!, 'GET', '/readyz')).body, { status: 'degraded', reason: "a Redis Cluster shard's topics are not heard by this node" }, '/readyz: degraded, with the reason');
+  t.match(await metricsText(b!), /^storywire_backplane_partial 1$/m, 'storywire_backplane_partial 1');
+  t.match(await metricsText(b!), /^storywire_backplane_up 1$/m, 'storywire_backplane_up still 1');
 
   const takeover = new Redis({ host: '127.0.0.1', port: replica, lazyConnect: true, maxRetriesPerRequest: 0 });
   t.teardown(() => takeover.disconnect());
@@ -231,6 +242,9 @@ t.test("one shard down: the other shards' topics go on (200, delivered), its own
   t.ok(back, "bob's notifications answered 200 again once the replica took over");
   await until(() => got.get('bob')!.includes(back), 0, 'bob got it');
   t.notOk(got.get('bob')!.includes('b-down'), 'the one answered 503 was not delivered');
+  await until(() => !b!.backplane.partial, 0, 'B hears every shard again');
+  t.same((await api(b!, 'GET', '/readyz')).body, { status: 'ready' }, '/readyz: ready again');
+  t.match(await metricsText(b!), /^storywire_backplane_partial 0$/m, 'storywire_backplane_partial 0');
 });
 
 t.test('a shard not heard for a whole lease: the node reports itself down, and up again once it is heard', { skip: skipReason }, async (t) => {
@@ -246,6 +260,8 @@ t.test('a shard not heard for a whole lease: the node reports itself down, and u
   a!.backplane.onStateChange((up) => states.push(up));
   await rc.kill(owner);
   await until(() => !a!.backplane.up, 0, 'the node down once the shard was not heard for NODE_LEASE_MS');
+  t.notOk(a!.backplane.partial, 'down, not partial: no shard counts as heard now');
+  t.same((await api(a!, 'GET', '/readyz')).body, { status: 'degraded' }, '/readyz: degraded');
   const takeover = new Redis({ host: '127.0.0.1', port: replica, lazyConnect: true, maxRetriesPerRequest: 0 });
   t.teardown(() => takeover.disconnect());
   await takeover.connect();

@@ -5,6 +5,7 @@ import type { SingleNodeBackplane } from './types.js';
 export class MemoryBackplane implements SingleNodeBackplane {
   readonly kind = 'memory';
   readonly up = true;
+  readonly partial = false;
   readonly single = true as const;
   constructor(readonly nodeId: string = randomBytes(4).toString('hex')) {}
   async publish(): Promise<void> {}
@@ -24,5 +25,6 @@ export class MemoryBackplane implements SingleNodeBackplane {
   }
   onUnsubscribe(): void {}
   onStateChange(): void {}
+  onPartialChange(): void {}
   async close(): Promise<void> {}
 }

@@ -37,6 +37,8 @@
 //   same way: it resolves with how many connections they unsubscribed, or rejects; onUnsubscribe registers
 //   the handler a node runs when asked.
 // - up is false while the node cannot reach the other nodes; onStateChange is called on each transition.
+//   partial is true while it is up but part of the cluster's topics are not heard here (a Redis Cluster
+//   shard's subscriber lost, until it is back or NODE_LEASE_MS took the node down); onPartialChange likewise.
 // - A cluster backplane also tells what the shared store holds for the admin view (nodes(), userConnections()):
 //   read-only, and UNAVAILABLE while the store is unreachable.
 
@@ -120,6 +122,7 @@ interface BackplaneCore {
   /** This node's id in the cluster (connection ids start with it). */
   readonly nodeId: string;
   readonly up: boolean;
+  readonly partial: boolean;
   /** Rejects with Unconfirmed. With `keyed` ("<key> <fingerprint>") the frame carries it to the other nodes. */
   publish(topic: string, frame: string, keyed?: string): Promise<void>;
   interest(topic: string, on: boolean): void;
@@ -135,6 +138,7 @@ interface BackplaneCore {
   unsubscribeUser(userId: string, topic: string, reason: string): Promise<number>;
   onUnsubscribe(handler: UnsubscribeHandler): void;
   onStateChange(handler: (up: boolean) => void): void;
+  onPartialChange(handler: (partial: boolean) => void): void;
   close(): Promise<void>;
 }
 

@@ -207,6 +207,10 @@ export class RedisBackplane implements ClusterBackplane, Link {
     return this.membership.up;
   }
 
+  get partial(): boolean {
+    return this.membership.partial;
+  }
+
   get connected(): boolean {
     return this.cmd.status === 'ready' && this.sub.status === 'ready';
   }
@@ -237,6 +241,10 @@ export class RedisBackplane implements ClusterBackplane, Link {
 
   onStateChange(handler: (up: boolean) => void): void {
     this.membership.onStateChange(handler);
+  }
+
+  onPartialChange(handler: (partial: boolean) => void): void {
+    this.membership.onPartialChange(handler);
   }
 
   publish(topic: string, frame: string, keyed?: string): Promise<void> {

@@ -29,6 +29,7 @@ export class Membership {
   /** Registered in the cluster, with Redis reachable: the backplane's `up`. */
   private state = false;
   private readonly stateHandlers: ((up: boolean) => void)[] = [];
+  private readonly partialHandlers: ((partial: boolean) => void)[] = [];
   /** The last Redis error seen, for the logs. */
   lastError = '';
   readonly sweepMs: number;
@@ -68,6 +69,19 @@ export class Membership {
     this.stateHandlers.push(handler);
   }
 
+  /** Up, but a Redis Cluster shard's topics are not heard here (deaf() until heard() or down()). */
+  get partial(): boolean {
+    return this.deafTimer !== undefined;
+  }
+
+  onPartialChange(handler: (partial: boolean) => void): void {
+    this.partialHandlers.push(handler);
+  }
+
+  private partialChanged(): void {
+    for (const h of this.partialHandlers) h(this.partial);
+  }
+
   private setState(up: boolean): void {
     if (up === this.state) return;
     this.state = up;
@@ -75,10 +89,12 @@ export class Membership {
   }
 
   /** A Redis connection closed. */
-  down(): void {
+  down(why = 'Redis unreachable'): void {
     this.frames.down();
     if (!this.state || this.link.closing) return;
-    this.link.log.error({ err: this.lastError }, 'backplane down: Redis unreachable; serving local connections only, publishes to other nodes fail until it is back');
+    this.link.log.error({ err: this.lastError }, `backplane down: ${why}; serving local connections only, publishes to other nodes fail until it is back`);
+    // Down says more than partial: no shard is heard now.
+    this.heard();
     this.setState(false);
   }
 
@@ -103,15 +119,19 @@ export class Membership {
     this.deafTimer = setTimeout(() => {
       this.deafTimer = undefined;
       this.lastError = 'a Redis Cluster shard not heard for NODE_LEASE_MS';
-      this.down();
+      this.partialChanged();
+      this.down('a Redis Cluster shard not heard for NODE_LEASE_MS');
     }, this.leaseMs);
     this.deafTimer.unref();
+    this.partialChanged();
   }
 
-  /** No longer deaf: registered again (or closing). */
+  /** No longer deaf: registered again, down, or closing. */
   heard(): void {
-    if (this.deafTimer !== undefined) clearTimeout(this.deafTimer);
+    if (this.deafTimer === undefined) return;
+    clearTimeout(this.deafTimer);
     this.deafTimer = undefined;
+    this.partialChanged();
   }
 
   /** Re-registers everything the other nodes need to know about this node; runs on every (re)connect. */

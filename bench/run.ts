@@ -22,7 +22,7 @@ const RUNNERS: Record<ScenarioName, (ctx: Ctx, kind: ServerKind, run: number) =>
 
 const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
        npm run bench -- proxy [options]   (storywire only: subscribe and publish through backend proxies)
-       npm run bench -- <soak|cluster|recovery|chaos-cluster|chat|webhooks> [their options; --help lists them]
+       npm run bench -- <soak|cluster|recovery|chaos-cluster|chat|webhooks|history> [their options; --help lists them]
 
   --servers LIST        servers under test, comma separated (default uws,storywire,socketio)
   --runs N              repeat each measurement N times; the summary shows medians (default 1)
@@ -283,10 +283,11 @@ async function main(): Promise<number> {
  * the SDK's resume against a naive reconnect while sockets are cut (recovery), and the chaos of issue #21
  * against a real cluster (chaos-cluster, which runs the nodes from src/ through tsx: no build needed), and chat
  * through the publish proxy against chat without a backend and the generic publish, on 1 node and 2 + Redis (chat),
- * and webhook throughput and the cost of push tracking on notify (webhooks, from src/ through tsx like chaos-cluster).
+ * and webhook throughput and the cost of push tracking on notify (webhooks, from src/ through tsx like chaos-cluster),
+ * and the in-memory history's own cost per append and per kept event (history, from src/ too).
  */
-const STANDALONE: Record<string, string> = { soak: './soak.js', cluster: './cluster-fanout.js', recovery: './chaos.js', 'chaos-cluster': './chaos-cluster.js', chat: './chat.js', webhooks: './webhooks.js' };
-const FROM_SOURCES: ReadonlySet<string> = new Set(['chaos-cluster', 'webhooks']);
+const STANDALONE: Record<string, string> = { soak: './soak.js', cluster: './cluster-fanout.js', recovery: './chaos.js', 'chaos-cluster': './chaos-cluster.js', chat: './chat.js', webhooks: './webhooks.js', history: './history.js' };
+const FROM_SOURCES: ReadonlySet<string> = new Set(['chaos-cluster', 'webhooks', 'history']);
 
 async function standalone(name: string): Promise<void> {
   if (!FROM_SOURCES.has(name) && !existsSync(new URL('../dist/main.js', import.meta.url))) {

@@ -282,10 +282,26 @@ t.test('bench smoke: webhooks, events per second to a local receiver and the cos
   t.ok(ratio['receiptsRatio'] > 0 && ratio['noReceiptsRatio'] > 0, 'the ratios to push off');
 });
 
+t.test('bench smoke: history, the memory history against frames kept bare and against nothing kept', async (t) => {
+  const { code, stdout, stderr } = await runBench(['history', '--users', '100', '--appends', '5000', '--runs', '1'], 60_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.same(out.map((l) => l['variant']), ['none', 'strings', 'memory', 'medians'], 'one line per variant, then the medians');
+  for (const l of out) {
+    t.match(l, { bench: 'history', scenario: 'append', ok: true, errors: [], params: { users: 100, appends: 5000, historySize: 50, userShare: 25 } }, `${l['variant']}: ok`);
+    t.match(l['machine'], { node: process.version, cpu: String, cores: Number, platform: 'linux' }, `${l['variant']}: machine`);
+  }
+  const m = out[3]!['figures'] as Record<string, any>;
+  // 100 users x the user share of 25: what both keepers hold at the end; nothing for `none`.
+  t.match(m, { none: { heldEvents: 0 }, strings: { heldEvents: 2500 }, memory: { heldEvents: 2500 } }, 'what each variant holds');
+  for (const v of ['none', 'strings', 'memory']) t.ok(m[v].cpuUsPerAppend > 0, `${v}: CPU per append`);
+  t.ok(m['memory'].heapBytesPerHeldEvent > 0 && m['strings'].heapBytesPerHeldEvent > 0, 'heap per held event');
+});
+
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0'], ['webhooks', '--push-delay', '50'], ['webhooks', '--rate', 'fast']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0'], ['webhooks', '--push-delay', '50'], ['webhooks', '--rate', 'fast'], ['history', '--users', '0']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs|push-delay|rate)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs|push-delay|rate|users)/, `${args.join(' ')}: names the option`);
   }
 });

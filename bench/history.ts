@@ -5,7 +5,8 @@
 // - `none`: the frame is numbered and measured, then dropped (what a node that keeps nothing does);
 // - `strings`: the frames kept in one plain array per topic, nothing else (the bare cost of holding them);
 // - `memory`: MemoryHistory (src/seams/history/memory.ts), everything it keeps and bounds.
-// Per variant: CPU per append (all threads: GC included) and the heap each kept event holds after a full GC.
+// Per variant: CPU per append (all threads: GC included), and the memory each kept event holds after a full
+// GC: in V8's heap and outside it (the buffers the memory history keeps frames in).
 //   npm run bench -- history [--users 5000] [--appends 400000] [--runs 3]
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -25,6 +26,8 @@ interface Sample {
   cpuUsPerAppend: number;
   heldEvents: number;
   liveHeapBytes: number;
+  /** Buffers' bytes outside V8's heap (process.memoryUsage().arrayBuffers). */
+  externalBytes: number;
 }
 
 /** One variant in this process (the child): appends, then a full GC and the heap. */
@@ -58,12 +61,12 @@ async function child(variant: Variant, users: number, appends: number): Promise<
   const gc = (globalThis as { gc?: () => void }).gc!;
   gc();
   gc();
-  const liveHeapBytes = process.memoryUsage().heapUsed;
+  const { heapUsed: liveHeapBytes, arrayBuffers: externalBytes } = process.memoryUsage();
   // Read after the GC, so that what is kept is still reachable when the heap is measured.
   let heldEvents = kept.reduce((n, k) => n + k.length, 0);
   if (history) for (const topic of history.heldTopics()) heldEvents += (await history.latest(topic, SIZE)).length;
   if (bytes === 0) throw new Error('nothing appended');
-  return { variant, cpuUsPerAppend: (cpu.user + cpu.system) / appends, heldEvents, liveHeapBytes };
+  return { variant, cpuUsPerAppend: (cpu.user + cpu.system) / appends, heldEvents, liveHeapBytes, externalBytes };
 }
 
 if (process.argv[2] === '--child') {
@@ -104,6 +107,7 @@ if (process.argv[2] === '--child') {
   }
   const med = (v: Variant, f: (s: Sample) => number) => median(samples.filter((s) => s.variant === v).map(f));
   const floor = med('none', (s) => s.liveHeapBytes);
+  const externalFloor = med('none', (s) => s.externalBytes);
   const figures = Object.fromEntries(
     VARIANTS.map((v) => [
       v,
@@ -111,6 +115,7 @@ if (process.argv[2] === '--child') {
         cpuUsPerAppend: Number(med(v, (s) => s.cpuUsPerAppend).toFixed(2)),
         heldEvents: med(v, (s) => s.heldEvents),
         heapBytesPerHeldEvent: v === 'none' ? 0 : Math.round((med(v, (s) => s.liveHeapBytes) - floor) / Math.max(1, med(v, (s) => s.heldEvents))),
+        externalBytesPerHeldEvent: v === 'none' ? 0 : Math.round((med(v, (s) => s.externalBytes) - externalFloor) / Math.max(1, med(v, (s) => s.heldEvents))),
       },
     ]),
   );

@@ -296,6 +296,7 @@ t.test('bench smoke: history, the memory history against frames kept bare and ag
   t.match(m, { none: { heldEvents: 0 }, strings: { heldEvents: 2500 }, memory: { heldEvents: 2500 } }, 'what each variant holds');
   for (const v of ['none', 'strings', 'memory']) t.ok(m[v].cpuUsPerAppend > 0, `${v}: CPU per append`);
   t.ok(m['memory'].heapBytesPerHeldEvent > 0 && m['strings'].heapBytesPerHeldEvent > 0, 'heap per held event');
+  t.ok(Math.abs(m['memory'].externalBytesPerHeldEvent) <= 10 && Math.abs(m['strings'].externalBytesPerHeldEvent) <= 10, 'outside the heap: nothing (frames are kept as strings)');
 });
 
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {

@@ -7,7 +7,9 @@ import { Redis } from 'ioredis';
 import { client } from '../client/util.js';
 import { Client, sign } from '../helpers.js';
 import { CLUSTER_PARTITIONS, RedisKeys, slotOf } from '../../src/seams/backplane/redis/keys.js';
-import { API_KEY, api, notifyUnderLoad, skipReason, startChildNode, startNodes, until } from './redis.js';
+import { RedisPushStore } from '../../src/seams/pushes/redis.js';
+import { RedisWebhookQueue, streamKey } from '../../src/seams/webhooks/redis.js';
+import { API_KEY, api, notifyUnderLoad, redisClient, skipReason, startChildNode, startNodes, until } from './redis.js';
 import { WAIT_MS } from '../wait.js';
 import { startRedisCluster } from './redis-cluster.js';
 
@@ -269,4 +271,62 @@ t.test('a shard not heard for a whole lease: the node reports itself down, and u
   await rc.waitPromoted(owner);
   await until(() => a!.backplane.up, 0, 'up again once the replica took over');
   t.same(states.slice(0, 2), [false, true], 'down, then up');
+});
+
+t.test("a push held in its partition's outbox while that slot moves: taken again after the move, once, same webhook-id", { skip: skipReason }, async (t) => {
+  // The push store as a node runs it on a Redis Cluster (src/seams/backplane/redis/backplane.ts), time given to
+  // each call. The node that made the push could not queue it (as if it died right after the script): it stays
+  // in the user's partition's outbox (po, pq), whose slot is then moved to another primary, keys and all.
+  const rc = await startRedisCluster(t);
+  const keys = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS);
+  const key = (name: string) => `${rc.prefix}${name}`;
+  const connect = () => {
+    const c = redisClient(rc);
+    t.teardown(() => c.disconnect());
+    return c as unknown as Redis;
+  };
+  const layout = { prefixes: keys.parts.map((p) => p.prefix), forUser: (u: string) => keys.forUser(u).prefix, outbox: true };
+  const claimMs = 5000;
+  const options = { coalesceMs: 100, maxPerUser: 14, receiptMemoryMs: 1000, ttlMs: 60_000, maxDepth: 100, claimMs };
+  const r = connect();
+  const T = Date.now();
+  const maker = new RedisPushStore(connect(), key, options, layout);
+  await maker.track('ozzy', { epoch: 'e1', offset: 1, id: 'n-1', json: JSON.stringify({ id: 'n-1', title: 'held' }) }, T, T);
+  const unreachable = {
+    depth: async () => 0,
+    enqueueJson: async (): Promise<boolean> => {
+      throw new Error('injected: the stream is unreachable');
+    },
+  };
+  const target = (queue: Pick<RedisWebhookQueue, 'depth' | 'enqueueJson'>) => ({
+    destinations: ['push'],
+    enqueue: () => {
+      throw new Error('a cluster store hands its events to the queues');
+    },
+    queues: [queue],
+  });
+  t.equal(await maker.flushDue(T + 200, 100, target(unreachable)), 0, 'made into the outbox, not handed over');
+  const po = keys.forUser('ozzy').key('po');
+  const made = await r.hkeys(po);
+  t.equal(made.length, 1, 'in the outbox');
+
+  const owner = await rc.primaryOf(po);
+  const to = (await rc.primaries()).find((m) => m.port !== owner)!.port;
+  await rc.migrateSlot(slotOf(po), to);
+  t.equal(await rc.primaryOf(po), to, `the outbox's slot moved (${owner} -> ${to})`);
+  t.same(await r.hkeys(po), made, 'the outbox moved with its slot');
+  t.equal(await r.zcard(keys.forUser('ozzy').key('pq')), 1, 'its hold too');
+
+  // Another node's store and queue, after the hold ran out: the push, from the outbox where it is now.
+  const queue = new RedisWebhookQueue(connect(), key, 'node-b', 'push', { maxDepth: 100, claimIdleMs: 60_000 }, undefined, true);
+  t.teardown(() => queue.close());
+  const other = new RedisPushStore(connect(), key, options, layout);
+  t.equal(await other.flushDue(T + 200 + claimMs - 1, 100, target(queue)), 0, 'still held by its node before the hold runs out');
+  t.equal(await other.flushDue(T + 200 + claimMs, 100, target(queue)), 1, 'taken again from the moved outbox and handed over');
+  const stream = key(streamKey('push', true));
+  const queued = (await r.xrange(stream, '-', '+')).filter(([, f]) => f[0] === 'e').map(([, f]) => JSON.parse(f[1]!) as { id: string; data: { userId: string; notifications: { notification: { id: string } }[] } });
+  t.same(queued.map((e) => [e.id, e.data.userId]), [[made[0], 'ozzy']], 'queued once, under the id it was made with');
+  t.same(queued[0]!.data.notifications.map((n) => n.notification.id), ['n-1']);
+  t.same(await r.hkeys(po), [], 'the outbox empty once it was queued');
+  t.equal(await other.flushDue(T + 200 + 3 * claimMs, 100, target(queue)), 0, 'and not taken again');
 });

@@ -330,3 +330,34 @@ t.test("a push held in its partition's outbox while that slot moves: taken again
   t.same(await r.hkeys(po), [], 'the outbox empty once it was queued');
   t.equal(await other.flushDue(T + 200 + 3 * claimMs, 100, target(queue)), 0, 'and not taken again');
 });
+
+t.test('a push flush on a Redis Cluster counts what is due with one call per shard, not a pipeline per partition', { skip: skipReason }, async (t) => {
+  const rc = await startRedisCluster(t);
+  const keys = new RedisKeys(rc.prefix, CLUSTER_PARTITIONS);
+  const key = (name: string) => `${rc.prefix}${name}`;
+  const cmd = redisClient(rc) as unknown as Redis;
+  t.teardown(() => cmd.disconnect());
+  const layout = { prefixes: keys.parts.map((p) => p.prefix), forUser: (u: string) => keys.forUser(u).prefix, outbox: true };
+  const store = new RedisPushStore(cmd, key, { coalesceMs: 100, maxPerUser: 14, receiptMemoryMs: 1000, ttlMs: 60_000, maxDepth: 100 }, layout);
+  const queue = new RedisWebhookQueue(cmd, key, 'node-a', 'push', { maxDepth: 100, claimIdleMs: 60_000 }, undefined, true);
+  t.teardown(() => queue.close());
+  const target = { destinations: ['push'], enqueue: () => false, queues: [queue] };
+  // Once to load the slot map and the scripts on every shard; then counted.
+  t.equal(await store.flushDue(Date.now(), 100, target), 0);
+  const primaries = await rc.primaries();
+  const direct = primaries.map((m) => {
+    const c = new Redis({ host: '127.0.0.1', port: m.port, lazyConnect: true, maxRetriesPerRequest: 0 });
+    t.teardown(() => c.disconnect());
+    return c;
+  });
+  for (const c of direct) {
+    await c.connect();
+    await c.config('RESETSTAT');
+  }
+  t.equal(await store.flushDue(Date.now(), 100, target), 0, 'nothing due');
+  const calls = async (c: Redis, cmdName: string) => Number(new RegExp(`^cmdstat_${cmdName}:calls=(\\d+)`, 'm').exec(await c.info('commandstats'))?.[1] ?? 0);
+  const scripts = await Promise.all(direct.map(async (c) => (await calls(c, 'evalsha')) + (await calls(c, 'eval'))));
+  t.same(scripts, primaries.map(() => 1), 'one script call per shard');
+  const zcounts = (await Promise.all(direct.map((c) => calls(c, 'zcount')))).reduce((a, b) => a + b, 0);
+  t.equal(zcounts, 2 * CLUSTER_PARTITIONS, 'every partition counted (its due users and its outbox)');
+});

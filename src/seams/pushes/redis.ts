@@ -30,6 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ErrorCode, WireError } from '../../wire/codes.js';
+import { slotOf } from '../backplane/redis/keys.js';
 import { PUSH_MAX_LISTED, type PushRead, type PushStore, type PushStoreOptions, type PushTarget, type TrackedNotification } from './types.js';
 
 // Shared by the scripts: P is the key prefix, U the user.
@@ -208,7 +209,18 @@ for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT',
 end
 return out`;
 
-const SCRIPTS = { PUSH_TRACK: TRACK, PUSH_RECEIVED: RECEIVED, PUSH_READ: READ, PUSH_FLUSH: FLUSH, PUSH_FLUSH_OUT: FLUSH_OUT };
+// Redis Cluster: the partitions one shard serves, counted in one call (the flag lets the script read the keys of
+// the other slots of its node; the one declared key routes the call). KEYS: the first partition's pd; ARGV: now,
+// then the partitions' key prefixes. Returns, per partition, its users due plus its outbox entries whose hold ran out.
+const PROBE = `#!lua flags=allow-cross-slot-keys
+local now, out = ARGV[1], {}
+for i = 2, #ARGV do
+  local P = ARGV[i]
+  out[#out + 1] = redis.call('ZCOUNT', P .. 'pd', '-inf', now) + redis.call('ZCOUNT', P .. 'pq', '-inf', now)
+end
+return out`;
+
+const SCRIPTS = { PUSH_TRACK: TRACK, PUSH_RECEIVED: RECEIVED, PUSH_READ: READ, PUSH_FLUSH: FLUSH, PUSH_FLUSH_OUT: FLUSH_OUT, PUSH_PROBE: PROBE };
 type Scripts = { [K in keyof typeof SCRIPTS]: (numKeys: number, ...args: (string | number)[]) => Promise<unknown> };
 const ps = (r: object) => r as Scripts;
 
@@ -312,14 +324,9 @@ export class RedisPushStore implements PushStore {
     const depths = await Promise.all(queues.map((q) => q.depth())).catch(unavailable);
     let budget = Math.min(max, o.maxDepth - Math.max(0, ...depths));
     if (budget <= 0) return 0;
-    // Which partitions have users due or outbox entries whose hold ran out (one pipeline each: one slot).
+    // Which partitions have users due or outbox entries whose hold ran out.
     const prefixes = this.layout.prefixes;
-    const counts = await Promise.all(
-      prefixes.map(async (p) => {
-        const r = await this.cmd.pipeline().zcount(`${p}pd`, '-inf', now).zcount(`${p}pq`, '-inf', now).exec();
-        return r === null ? 0 : r.reduce((sum, [err, n]) => (err === null ? sum + Number(n) : sum), 0);
-      }),
-    ).catch(unavailable);
+    const counts = await this.dueCounts(prefixes, now).catch(unavailable);
     // The budget shared out from a partition that turns with the time, so that none waits behind the others.
     const shares: [prefix: string, max: number][] = [];
     const first = Math.floor(now / 100) % prefixes.length;
@@ -331,6 +338,47 @@ export class RedisPushStore implements PushStore {
     }
     const made = await Promise.all(shares.map(([p, n]) => this.flushPartition(p, now, n, queues)));
     return made.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Per partition, its users due and its outbox entries whose hold ran out: one call per shard (the partitions
+   * whose slots one primary serves, as ioredis' slot map says; all of them with one Redis). A shard whose call
+   * fails (a slot moving away, a slot map not updated yet) is asked partition by partition.
+   */
+  private async dueCounts(prefixes: readonly string[], now: number): Promise<number[]> {
+    const slots = (this.cmd as unknown as { slots?: string[][] }).slots;
+    const shards = new Map<string, number[]>();
+    prefixes.forEach((p, i) => {
+      const shard = slots === undefined ? '' : (slots[slotOf(`${p}pd`)]?.[0] ?? p);
+      const of = shards.get(shard);
+      if (of === undefined) shards.set(shard, [i]);
+      else of.push(i);
+    });
+    const counts = new Array<number>(prefixes.length).fill(0);
+    await Promise.all(
+      [...shards.values()].map(async (of) => {
+        const mine = of.map((i) => prefixes[i]!);
+        const r = (await ps(this.cmd)
+          .PUSH_PROBE(1, `${mine[0]}pd`, now, ...mine)
+          .catch(() => undefined)) as number[] | undefined;
+        if (r !== undefined && r.length === of.length) {
+          for (const [j, i] of of.entries()) counts[i] = Number(r[j]);
+          return;
+        }
+        await Promise.all(
+          of.map(async (i) => {
+            counts[i] = await this.dueCount(prefixes[i]!, now);
+          }),
+        );
+      }),
+    );
+    return counts;
+  }
+
+  /** One partition's users due and outbox entries whose hold ran out (one pipeline: one slot). */
+  private async dueCount(p: string, now: number): Promise<number> {
+    const r = await this.cmd.pipeline().zcount(`${p}pd`, '-inf', now).zcount(`${p}pq`, '-inf', now).exec();
+    return r === null ? 0 : r.reduce((sum, [err, n]) => (err === null ? sum + Number(n) : sum), 0);
   }
 
   private async flushPartition(p: string, now: number, max: number, queues: NonNullable<PushTarget['queues']>): Promise<number> {

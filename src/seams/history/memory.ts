@@ -6,7 +6,6 @@ import { newEpoch } from './epoch.js';
 import { Stream } from './memory-stream.js';
 import type { Appended, InTurnHistory, Position, RecordOptions, Replacement, Replay } from './types.js';
 
-/** One stored event; also its place in the age queues (what the byte bound drops first), across topics. */
 export interface HistoryLimits {
   /** Frames kept per topic. */
   size: number;

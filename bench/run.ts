@@ -22,7 +22,7 @@ const RUNNERS: Record<ScenarioName, (ctx: Ctx, kind: ServerKind, run: number) =>
 
 const USAGE = `usage: npm run bench -- <${SCENARIOS.join('|')}|all> [options]
        npm run bench -- proxy [options]   (storywire only: subscribe and publish through backend proxies)
-       npm run bench -- <soak|cluster|recovery|chaos-cluster|chat|webhooks|history> [their options; --help lists them]
+       npm run bench -- <soak|cluster|recovery|chaos-cluster|chat|webhooks|history|ab> [their options; --help lists them]
 
   --servers LIST        servers under test, comma separated (default uws,storywire,socketio)
   --runs N              repeat each measurement N times; the summary shows medians (default 1)
@@ -284,9 +284,10 @@ async function main(): Promise<number> {
  * against a real cluster (chaos-cluster, which runs the nodes from src/ through tsx: no build needed), and chat
  * through the publish proxy against chat without a backend and the generic publish, on 1 node and 2 + Redis (chat),
  * and webhook throughput and the cost of push tracking on notify (webhooks, from src/ through tsx like chaos-cluster),
- * and the in-memory history's own cost per append and per kept event (history, from src/ too).
+ * and the in-memory history's own cost per append and per kept event (history, from src/ too), and two
+ * storywire setups on the notify workload in alternating pairs, the order swapped every pair (ab).
  */
-const STANDALONE: Record<string, string> = { soak: './soak.js', cluster: './cluster-fanout.js', recovery: './chaos.js', 'chaos-cluster': './chaos-cluster.js', chat: './chat.js', webhooks: './webhooks.js', history: './history.js' };
+const STANDALONE: Record<string, string> = { soak: './soak.js', cluster: './cluster-fanout.js', recovery: './chaos.js', 'chaos-cluster': './chaos-cluster.js', chat: './chat.js', webhooks: './webhooks.js', history: './history.js', ab: './ab.js' };
 const FROM_SOURCES: ReadonlySet<string> = new Set(['chaos-cluster', 'webhooks', 'history']);
 
 async function standalone(name: string): Promise<void> {

@@ -299,10 +299,29 @@ t.test('bench smoke: history, the memory history against frames kept bare and ag
   t.ok(Math.abs(m['memory'].externalBytesPerHeldEvent) <= 10 && Math.abs(m['strings'].externalBytesPerHeldEvent) <= 10, 'outside the heap: nothing (frames are kept as strings)');
 });
 
+t.test('bench smoke: ab, two setups in alternating pairs, the order swapped every pair, and their ratios', async (t) => {
+  const { code, stdout, stderr } = await runBench(['ab', '--pairs', '2', '--rate', '200', '--step', '1', '--users', '20', '--b-env', 'NOTIFY_USER_SHARE=0'], 120_000);
+  t.equal(code, 0, `exit code (stderr tail: ${stderr.slice(-2000)})`);
+  const out = lines(stdout);
+  t.same(
+    out.map((l) => `${l['pair'] ?? '-'}:${l['variant']}`),
+    ['1:A', '1:B', '2:B', '2:A', '-:ratio'],
+    'A then B, then B then A, then the ratios',
+  );
+  for (const l of out.slice(0, 4)) {
+    t.match(l, { bench: 'ab', scenario: 'notify', ok: true, errors: [], params: { pairs: 2, rate: 200, users: 20, b: { env: 'NOTIFY_USER_SHARE=0' } } }, `${l['pair']}:${l['variant']}: ok`);
+    t.ok(l['serverCpuUsPerMsg'] > 0, `${l['pair']}:${l['variant']}: CPU per notification`);
+  }
+  const ratio = out[4]!;
+  const cpu = (pair: number, v: string) => out.find((l) => l['pair'] === pair && l['variant'] === v)!['serverCpuUsPerMsg'] as number;
+  t.same(ratio['pairRatios'], [1, 2].map((p) => Number((cpu(p, 'B') / cpu(p, 'A')).toFixed(3))), 'B over A, pair by pair');
+  t.ok(ratio['ok'] === true && ratio['medianRatio'] > 0, 'their median');
+});
+
 t.test('bench: a bad option of a stand-alone scenario exits 2 with the usage', async (t) => {
-  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0'], ['webhooks', '--push-delay', '50'], ['webhooks', '--rate', 'fast'], ['history', '--users', '0']]) {
+  for (const args of [['soak', '--clients', 'lots'], ['cluster', '--nodes', '3'], ['cluster', '--mode', 'stories,notify'], ['soak', '--out', ''], ['recovery', '--scenarios', 'resume,magic'], ['recovery', '--share', '2'], ['chaos-cluster', '--variants', 'resets,magic'], ['chat', '--window', '1000'], ['chat', '--pairs', '0'], ['webhooks', '--push-delay', '50'], ['webhooks', '--rate', 'fast'], ['history', '--users', '0'], ['ab', '--a-env', 'foo'], ['ab', '--b', '/nonexistent']]) {
     const { code, stderr } = await runBench(args, 20_000);
     t.equal(code, 2, `${args.join(' ')}: exit code 2`);
-    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs|push-delay|rate|users)/, `${args.join(' ')}: names the option`);
+    t.match(stderr, /--(clients|nodes|scenarios|share|mode|out|variants|window|pairs|push-delay|rate|users|a-env|b)/, `${args.join(' ')}: names the option`);
   }
 });

@@ -30,10 +30,18 @@ export interface OneOfOption<T extends string = string> {
   doc: string;
 }
 
-export type Spec = Record<string, NumberOption | ListOption | OneOfOption>;
+/** Free text (a path, K=V pairs), checked by `valid` when given: a message says why it is refused. */
+export interface TextOption {
+  default: string;
+  text: true;
+  valid?: (value: string) => string | undefined;
+  doc: string;
+}
+
+export type Spec = Record<string, NumberOption | ListOption | OneOfOption | TextOption>;
 
 /** The options of the spec, and `out`: every stand-alone scenario takes `--out FILE` as bench/run.ts does. */
-type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends OneOfOption<infer T> ? T : S[K] extends ListOption ? string[] : number } & {
+type Parsed<S extends Spec> = { [K in keyof S]: S[K] extends OneOfOption<infer T> ? T : S[K] extends ListOption ? string[] : S[K] extends TextOption ? string : number } & {
   out: string | undefined;
 };
 
@@ -66,6 +74,13 @@ export function parseOptions<S extends Spec>(command: string, spec: S, argv: rea
   const out: Record<string, number | string | string[] | undefined> = { out: values['out'] as string | undefined };
   for (const [name, o] of Object.entries(spec)) {
     const raw = values[name] as string | undefined;
+    if ('text' in o) {
+      const v = raw ?? o.default;
+      const why = raw === undefined ? undefined : o.valid?.(v);
+      if (why !== undefined) throw new Error(`--${name}: ${why}, got "${raw}"\n\n${help}`);
+      out[name] = v;
+      continue;
+    }
     if ('oneOf' in o) {
       const v = raw ?? o.default;
       if (!o.oneOf.includes(v)) throw new Error(`--${name} takes one of ${o.oneOf.join(', ')}, got "${raw}"\n\n${help}`);

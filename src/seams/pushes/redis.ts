@@ -30,6 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ErrorCode, WireError } from '../../wire/codes.js';
+import { shardOfSlot } from '../backplane/redis/ioredis-fix.js';
 import { slotOf } from '../backplane/redis/keys.js';
 import { SCRIPTS } from './redis-scripts.js';
 import { PUSH_MAX_LISTED, type PushRead, type PushStore, type PushStoreOptions, type PushTarget, type TrackedNotification } from './types.js';
@@ -159,10 +160,9 @@ export class RedisPushStore implements PushStore {
    * fails (a slot moving away, a slot map not updated yet) is asked partition by partition.
    */
   private async dueCounts(prefixes: readonly string[], now: number): Promise<number[]> {
-    const slots = (this.cmd as unknown as { slots?: string[][] }).slots;
     const shards = new Map<string, number[]>();
     prefixes.forEach((p, i) => {
-      const shard = slots === undefined ? '' : (slots[slotOf(`${p}pd`)]?.[0] ?? p);
+      const shard = shardOfSlot(this.cmd, slotOf(`${p}pd`)) ?? p;
       const of = shards.get(shard);
       if (of === undefined) shards.set(shard, [i]);
       else of.push(i);

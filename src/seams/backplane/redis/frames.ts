@@ -6,6 +6,7 @@ import { numberedFrame } from '../../../wire/position.js';
 import { hs, newEpoch, type RedisHistory } from '../../history/redis.js';
 import { NO_STREAM, type Appended, type NoStream, type Position, type RecordOptions } from '../../history/types.js';
 import { Unconfirmed, type FrameHandler, type Idempotency } from '../types.js';
+import { shardOfSlot } from './ioredis-fix.js';
 import { slotOf, type PartKeys } from './keys.js';
 import type { Link } from './link.js';
 import { sc, unavailable } from './scripts.js';
@@ -181,14 +182,13 @@ export class Frames {
    * the partition's slot (the partition itself when the map does not say yet); with one Redis, one key.
    */
   private shardOf(part: PartKeys): string {
-    const slots = (this.link.cmd as unknown as { slots?: string[][] }).slots;
-    if (slots === undefined || this.link.keys.parts.length === 1) return '';
+    if (this.link.keys.parts.length === 1) return '';
     let slot = this.slots.get(part);
     if (slot === undefined) {
       slot = slotOf(part.recovering);
       this.slots.set(part, slot);
     }
-    return slots[slot]?.[0] ?? part.prefix;
+    return shardOfSlot(this.link.cmd, slot) ?? part.prefix;
   }
 
   private readonly flushAll = (): void => {

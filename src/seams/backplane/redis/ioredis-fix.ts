@@ -10,6 +10,9 @@
 // meanwhile finds no node and reconnects it (ClusterAllFailedError -> disconnect(true)); a stopped subscriber
 // has no connection left to resubscribe (the group skips it).
 //
+// shardOfSlot() reads ioredis' slot map, which its API does not expose: the batching of RECORD_MANY and of the
+// push store's probe per shard.
+//
 // closeForGood() closes a connection (a Redis or a Cluster) so that it stays closed: a Cluster disconnected while
 // a periodic slots refresh (slotsRefreshInterval) is in flight schedules the next round from that refresh's
 // callback, and goes on refreshing every interval for good, a timer that keeps the process alive; it can also
@@ -47,6 +50,15 @@ if (typeof start === 'function' && typeof stop === 'function') {
     delete this[stopped];
     for (const settle of waiting ?? []) settle();
   };
+}
+
+/**
+ * The shard that serves `slot`, as ioredis' Cluster slot map names it (its internal `slots`: per slot, the
+ * primary's "host:port" first): '' for one Redis (a single shard), undefined while the map does not say yet.
+ */
+export function shardOfSlot(conn: object, slot: number): string | undefined {
+  const slots = (conn as { slots?: string[][] }).slots;
+  return slots === undefined ? '' : slots[slot]?.[0];
 }
 
 /** Disconnects `conn` for good: no reconnect, no further slots refresh (a Cluster's loop ends at its next tick). */

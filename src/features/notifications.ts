@@ -1,12 +1,12 @@
 // sendNotificationToUser: a notification to each user's personal topic, on all of their connections; one a
 // user sent (`origin: "user"`) is stored only into a history that exists (or for a recipient known to be real:
 // approved by the notify proxy, or online now), within the user-sent share of it.
-import { randomUUID } from 'node:crypto';
 import { idFromKey, type KeyedPublish } from '../pubsub/idempotency.js';
 import { emitAll, type PubSub, type StoreOption } from '../pubsub/pubsub.js';
 import type { NotificationInput } from '../wire/protocol.js';
 import type { Position } from '../seams/history/types.js';
-import { notificationFrame } from '../wire/frames.js';
+import { notificationHead, notificationTail } from '../wire/frames.js';
+import { randomUUID } from 'node:crypto';
 import { userTopic } from '../wire/topics.js';
 
 /** `system`: the backend API or an embedded helper; `user`: a client's `send:notification`. */
@@ -40,23 +40,44 @@ export function sendNotification(
   from: string | null,
   options: SendOptions = {},
 ): { notification: Notification; delivered: Promise<number> } {
+  const r = sendNotificationNow(pubsub, userIds, input, from, options);
+  const d = r.delivered;
+  return { notification: r.notification, delivered: typeof d === 'number' ? Promise.resolve(d) : d };
+}
+
+/**
+ * sendNotification(), its delivery settled in the turn when it can be (a single node in memory): then a number,
+ * not a promise (a client's `send:notification`, the hot path).
+ */
+export function sendNotificationNow(
+  pubsub: PubSub,
+  userIds: readonly string[],
+  input: NotificationInput,
+  from: string | null,
+  options: SendOptions = {},
+): { notification: Notification; delivered: number | Promise<number> } {
   const { keyed, origin = 'system', mayBeginHistory = false, onStored } = options;
   const ts = Date.now();
   const id = keyed === undefined ? randomUUID() : idFromKey('notification', keyed.key);
   const notification: Notification = { id, title: input.title, message: input.message, type: input.type, data: input.data, from, origin, ts };
-  const emit = (userId: string) => {
+  // The same for every recipient: only the head names the topic.
+  const tail = notificationTail(notification);
+  const emit = (userId: string): number | Promise<number> => {
     const topic = userTopic(userId);
+    const head = notificationHead(topic);
     // A user cannot make a history for a made-up recipient (nor flush one): live only without one unless the
     // recipient is known to be real, and a share of it.
     let store: StoreOption | undefined = origin === 'user' ? { ifStreamExists: !mayBeginHistory, user: true, stored: undefined } : undefined;
-    if (onStored === undefined) return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), store);
+    if (onStored === undefined) return pubsub.emitParts('notification:received', topic, head, tail, undefined, keyed?.part(), store);
     // Stored as without the option: it is there only to be told the position.
     store ??= { ifStreamExists: false, stored: undefined };
     const s = store;
-    return pubsub.emit('notification:received', topic, notificationFrame(topic, notification), undefined, keyed?.part(), s).then((n) => {
+    const told = (n: number): number => {
       if (s.at !== undefined) onStored(userId, s.at, notification);
       return n;
-    });
+    };
+    const r = pubsub.emitParts('notification:received', topic, head, tail, undefined, keyed?.part(), s);
+    return typeof r === 'number' ? told(r) : r.then(told);
   };
   // One recipient (every client-sent notification) needs no gathering of results.
   const delivered = userIds.length === 1 ? emit(userIds[0]!) : emitAll([...new Set(userIds)].map(emit));

@@ -38,7 +38,7 @@ function storedOfAll(parts: readonly (boolean | null)[]): boolean | null {
  * when every failed part is stored, not stored when none is, null otherwise (the parts that succeeded
  * need no retry). An error of another kind wins.
  */
-export async function emitAll(emits: Promise<number>[]): Promise<number> {
+export async function emitAll(emits: readonly (number | Promise<number>)[]): Promise<number> {
   const results = await Promise.allSettled(emits);
   let delivered = 0;
   const failed: PartialDelivery[] = [];
@@ -200,7 +200,8 @@ export class PubSub {
     return local;
   }
 
-  private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined, idem?: Idempotency): Promise<number> {
+  /** Delivers here and hands it to the other nodes; settled in the turn (a number) on a single node. */
+  private send(topic: string, frame: string, except: UWS.WebSocket<unknown> | undefined, idem?: Idempotency): number | Promise<number> {
     let local = 0;
     if (idem !== undefined) {
       const claim = this.idempotency.claim(`${topic}\n${idem.key}`, idem.fingerprint);
@@ -209,7 +210,7 @@ export class PubSub {
     }
     // A duplicate is not delivered here again; in a cluster it is sent on, for the nodes the first one missed.
     if (idem?.duplicate !== true) local = this.deliver(topic, frame, except);
-    if (this.backplane.single) return Promise.resolve(local);
+    if (this.backplane.single) return local;
     return this.backplane.publish(topic, frame, idem && `${idem.key} ${idem.fingerprint}`).then(
       () => local,
       (err: unknown) => {
@@ -227,14 +228,42 @@ export class PubSub {
    */
   emit(type: string, topic: string, frame: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency, store?: StoreOption): Promise<number> {
     this.metrics.published(type);
+    let r: number | Promise<number>;
     if (!this.channels.isNumbered(type, topic)) {
       if (store) store.stored = false;
-      return this.send(topic, frame, except, idem);
+      r = this.send(topic, frame, except, idem);
+    } else {
+      // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
+      const at = headLength(frame, type, topic);
+      r = this.numbered(topic, frame.slice(0, at), frame.slice(at), frame, except, idem, store);
     }
-    // The head is read off the frame (a slice, no copy) once checked piece by piece: no string is built.
-    const head = frame.slice(0, headLength(frame, type, topic));
+    return typeof r === 'number' ? Promise.resolve(r) : r;
+  }
+
+  /**
+   * emit() with the frame given as its two parts: `head` is exactly `{"type":<type>,"topic":<topic>` (JSON),
+   * `tail` the rest of the envelope (wire/frames.ts's notificationParts), so that nothing is checked or sliced.
+   * Settled in the turn on a single node in memory: the number, not a promise (the hot path of notifications).
+   */
+  emitParts(type: string, topic: string, head: string, tail: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency, store?: StoreOption): number | Promise<number> {
+    this.metrics.published(type);
+    if (this.channels.isNumbered(type, topic)) return this.numbered(topic, head, tail, undefined, except, idem, store);
+    if (store) store.stored = false;
+    return this.send(topic, head + tail, except, idem);
+  }
+
+  /** A numbered event; `frame` is head + tail when the caller has it. */
+  private numbered(
+    topic: string,
+    head: string,
+    tail: string,
+    frame: string | undefined,
+    except: UWS.WebSocket<unknown> | undefined,
+    idem: Idempotency | undefined,
+    store: StoreOption | undefined,
+  ): number | Promise<number> {
     const t = this.topology;
-    if (!t.single) return this.record(t.backplane, topic, head, frame, except, idem, store);
+    if (!t.single) return this.record(t.backplane, topic, head, tail, frame, except, idem, store);
     const keyed = idem && `${topic}\n${idem.key}`;
     if (idem !== undefined) {
       const claim = this.idempotency.claim(keyed!, idem.fingerprint, Date.now(), idem.ttlMs);
@@ -242,15 +271,9 @@ export class PubSub {
       if (claim === 'duplicate') {
         idem.duplicate = true;
         idem.original = this.idempotency.storedAt(keyed!);
-        return Promise.resolve(0);
+        return 0;
       }
     }
-    const tail = frame.slice(head.length);
-    const stored = (a: Appended): Promise<number> => {
-      if (store) store.at = { epoch: a.epoch, offset: a.offset };
-      if (keyed !== undefined) this.idempotency.record(keyed, a);
-      return this.send(topic, a.frame, except);
-    };
     if (store && t.history.sync) {
       // Only a history read in the turn can say, in the turn it stores, that the topic has a stream. Stored as any
       // event otherwise (it may begin the topic's history), within the user-sent share when it is one.
@@ -258,19 +281,26 @@ export class PubSub {
       const appended = t.history.append(topic, head, tail, store);
       store.stored = appended !== undefined;
       // A replacement that could not be made: nothing at all. Else not stored (no stream, or a user share of 0): live only.
-      if (appended === undefined) return store.replace === undefined ? this.send(topic, frame, except) : Promise.resolve(0);
-      return stored(appended);
+      if (appended === undefined) return store.replace === undefined ? this.send(topic, frame ?? head + tail, except) : 0;
+      store.at = { epoch: appended.epoch, offset: appended.offset };
+      if (keyed !== undefined) this.idempotency.record(keyed, appended);
+      return this.send(topic, appended.frame, except);
     }
     if (store?.ifStreamExists || store?.replace !== undefined) {
       // A history read through a round trip cannot tell in the turn that a stream exists, nor replace an entry.
       store.stored = false;
       if (store.replace !== undefined) {
         store.replace.done = false;
-        return Promise.resolve(0);
+        return 0;
       }
-      return this.send(topic, frame, except);
+      return this.send(topic, frame ?? head + tail, except);
     }
     if (store) store.stored = true;
+    const stored = (a: Appended): number | Promise<number> => {
+      if (store) store.at = { epoch: a.epoch, offset: a.offset };
+      if (keyed !== undefined) this.idempotency.record(keyed, a);
+      return this.send(topic, a.frame, except);
+    };
     const appended = t.history.append(topic, head, tail);
     if (!(appended instanceof Promise)) return stored(appended);
     return appended.then(stored);
@@ -284,12 +314,12 @@ export class PubSub {
     backplane: ClusterBackplane,
     topic: string,
     head: string,
-    frame: string,
+    tail: string,
+    frame: string | undefined,
     except: UWS.WebSocket<unknown> | undefined,
     idem: Idempotency | undefined,
     store: StoreOption | undefined,
   ): Promise<number> {
-    const tail = frame.slice(head.length);
     const local = this.app.numSubscribers(topic) - (except && isOpenSubscriber(except, topic) ? 1 : 0);
     let token: string | undefined;
     if (except) {
@@ -305,7 +335,7 @@ export class PubSub {
           // No history for the topic: nothing was stored or sent; it goes out live only, unnumbered.
           store!.stored = false;
           if (token !== undefined) this.excepts.delete(token);
-          return this.send(topic, frame, except, idem);
+          return this.send(topic, frame ?? head + tail, except, idem);
         }
         if (store) store.stored = store.replace?.done !== false;
         if (store && appended !== undefined) store.at = { epoch: appended.epoch, offset: appended.offset };

@@ -25,19 +25,26 @@ export function eventFrame(type: EventType, topic: string, data: object, ts = Da
 
 const J = JSON.stringify;
 
+type NotificationFields = { id: string; title: string; message: string; type: string; data: object | undefined; from: string | null; origin: 'user' | 'system'; ts: number };
+
 /**
  * `notification:received` on a personal topic: the same bytes as eventFrame() writes (required fields
  * first, then `data`), built with the native JSON.stringify. The schema serializer escapes strings under
  * 42 characters (every field of a typical notification) in a JavaScript loop: ~1 us per notification,
  * profiled. test/serialize.test.ts checks both give the same frame.
  */
-export function notificationFrame(
-  topic: string,
-  n: { id: string; title: string; message: string; type: string; data: object | undefined; from: string | null; origin: 'user' | 'system'; ts: number },
-): string {
+export function notificationFrame(topic: string, n: NotificationFields): string {
+  return notificationHead(topic) + notificationTail(n);
+}
+
+/** The head of notificationFrame(): `{"type":"notification:received","topic":<topic>` (PubSub.emitParts). */
+export const notificationHead = (topic: string): string => `{"type":"notification:received","topic":${J(topic)}`;
+
+/** The rest of notificationFrame() after its head. */
+export function notificationTail(n: NotificationFields): string {
   const data = n.data === undefined ? '' : `,"data":${J(n.data)}`;
   const ts = Math.trunc(n.ts);
-  return `{"type":"notification:received","topic":${J(topic)},"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"origin":"${n.origin === 'user' ? 'user' : 'system'}","ts":${ts}${data}},"ts":${ts}}`;
+  return `,"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"origin":"${n.origin === 'user' ? 'user' : 'system'}","ts":${ts}${data}},"ts":${ts}}`;
 }
 
 const rawSerializer = serializer('raw');

@@ -4,7 +4,7 @@
 import { hasPermission } from '../edge/auth.js';
 import { connOf, type Conn, type Socket } from '../edge/conn.js';
 import type { BucketKind, ConnectionRates, Payer } from '../edge/rates.js';
-import { sendNotification } from '../features/notifications.js';
+import { sendNotificationNow } from '../features/notifications.js';
 import { broadcastNewChapter, broadcastNewStory, profileUpdated } from '../features/stories.js';
 import { CloseCode, ErrorCode, WireError } from './codes.js';
 import { ackFrame, ackFrameJson, errorFrame, pongFrame } from './frames.js';
@@ -29,7 +29,7 @@ import {
 import { STORIES, storyTopic } from './topics.js';
 import { CHANNEL_MESSAGES } from './channel-messages.js';
 import { CHAT_MESSAGES } from './chat-messages.js';
-import { ack, type Ctx, type Spec } from './spec.js';
+import { ack, type Ctx, type Message, type Spec } from './spec.js';
 
 export type { Ctx } from './spec.js';
 
@@ -45,6 +45,28 @@ const target = (d: unknown) => ({ target: string(object(d, 'data')['target'], 'd
 // everywhere it can be"; a backplane failure is an UNAVAILABLE error (PartialDelivery).
 /** Offsets in one `notifications:received` (protocol.md section 8). */
 export const MAX_RECEIPTS = 100;
+
+/**
+ * A client's notification, once allowed. A recipient the notify proxy approved, or one online now (a connection
+ * is a verified token), is real: the notification may begin their history. A made-up id is neither: live only,
+ * nothing kept. Settled in the turn when the node can tell (no promise: the hot path of a single node).
+ */
+function notifyFrom(ctx: Ctx, ws: Socket, msg: Message<'send:notification'>, from: string): Promise<void> | undefined {
+  const to = msg.data.userId;
+  const send = (real: boolean): Promise<void> | undefined => {
+    const r = sendNotificationNow(ctx.pubsub, [to], msg.data.notification, from, { origin: 'user', mayBeginHistory: real, onStored: ctx.push?.stored });
+    // Not how many devices got it: that would tell a stranger how many the recipient has online.
+    const done = () => ack(ctx, ws, msg.id, { id: r.notification.id });
+    if (typeof r.delivered !== 'number') return r.delivered.then(done);
+    done();
+    return undefined;
+  };
+  if (ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0) return send(true);
+  return ctx.presence
+    .isOnline(to)
+    .catch(() => false)
+    .then(send);
+}
 
 const MESSAGES: { [K in ClientType]: Spec<K> } = {
   ping: {
@@ -67,19 +89,12 @@ const MESSAGES: { [K in ClientType]: Spec<K> } = {
     },
     sized: true,
     bucket: 'notify',
-    handle: async (ctx, ws, msg) => {
+    handle: (ctx, ws, msg) => {
       const conn = connOf(ws);
       // NOTIFY_POLICY and NOTIFY_TYPES; decided in this turn unless the notify proxy is asked.
       const checked = ctx.notify.checkNotify(conn, msg.data.userId, msg.data.notification.type);
-      if (checked !== undefined) await checked;
-      // A recipient the notify proxy approved, or one online now (a connection is a verified token), is real: the
-      // notification may begin their history. A made-up id is neither: live only, nothing kept.
-      const to = msg.data.userId;
-      const real = ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0 || (await ctx.presence.isOnline(to).catch(() => false));
-      const r = sendNotification(ctx.pubsub, [to], msg.data.notification, conn.userId, { origin: 'user', mayBeginHistory: real, onStored: ctx.push?.stored });
-      await r.delivered;
-      // Not how many devices got it: that would tell a stranger how many the recipient has online.
-      ack(ctx, ws, msg.id, { id: r.notification.id });
+      if (checked !== undefined) return checked.then(() => notifyFrom(ctx, ws, msg, conn.userId));
+      return notifyFrom(ctx, ws, msg, conn.userId);
     },
   },
 

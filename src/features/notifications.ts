@@ -6,7 +6,7 @@ import { emitAll, type PubSub, type StoreOption } from '../pubsub/pubsub.js';
 import type { NotificationInput } from '../wire/protocol.js';
 import type { Position } from '../seams/history/types.js';
 import { notificationHead, notificationTail } from '../wire/frames.js';
-import { randomUUID } from 'node:crypto';
+import { randomId } from '../wire/ids.js';
 import { userTopic } from '../wire/topics.js';
 
 /** `system`: the backend API or an embedded helper; `user`: a client's `send:notification`. */
@@ -58,7 +58,7 @@ export function sendNotificationNow(
 ): { notification: Notification; delivered: number | Promise<number> } {
   const { keyed, origin = 'system', mayBeginHistory = false, onStored } = options;
   const ts = Date.now();
-  const id = keyed === undefined ? randomUUID() : idFromKey('notification', keyed.key);
+  const id = keyed === undefined ? randomId() : idFromKey('notification', keyed.key);
   const notification: Notification = { id, title: input.title, message: input.message, type: input.type, data: input.data, from, origin, ts };
   // The same for every recipient: only the head names the topic.
   const tail = notificationTail(notification);

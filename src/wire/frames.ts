@@ -40,11 +40,15 @@ export function notificationFrame(topic: string, n: NotificationFields): string 
 /** The head of notificationFrame(): `{"type":"notification:received","topic":<topic>` (PubSub.emitParts). */
 export const notificationHead = (topic: string): string => `{"type":"notification:received","topic":${J(topic)}`;
 
-/** The rest of notificationFrame() after its head. */
+/**
+ * The rest of notificationFrame() after its head: `data` by one JSON.stringify of an object whose keys are in
+ * the schema's order (the frame is then one flat string and a few pieces, not a rope of ~15; JSON.stringify
+ * leaves an undefined `data` out, as the schema serializer does).
+ */
 export function notificationTail(n: NotificationFields): string {
-  const data = n.data === undefined ? '' : `,"data":${J(n.data)}`;
   const ts = Math.trunc(n.ts);
-  return `,"data":{"id":${J(n.id)},"title":${J(n.title)},"message":${J(n.message)},"type":${J(n.type)},"from":${n.from === null ? 'null' : J(n.from)},"origin":"${n.origin === 'user' ? 'user' : 'system'}","ts":${ts}${data}},"ts":${ts}}`;
+  const body = { id: n.id, title: n.title, message: n.message, type: n.type, from: n.from, origin: n.origin === 'user' ? 'user' : 'system', ts, data: n.data };
+  return `,"data":${J(body)},"ts":${ts}}`;
 }
 
 const rawSerializer = serializer('raw');

@@ -112,11 +112,19 @@ export class Connections {
   /** After a frame on a user's personal topic: closes that user's connections already over budget. */
   checkOverBudget(userId: string): void {
     const budget = this.config.maxBackpressureBytes;
-    // The registry holds open sockets only (a close removes them at once): one native call per socket.
-    this.byUser.each(userId, (ws) => {
+    // The registry holds open sockets only (a close removes them at once): one native call per socket. No
+    // closure: this runs for every frame delivered on a personal topic.
+    const cur = this.byUser.get(userId);
+    if (cur === undefined) return;
+    if (!(cur instanceof Set)) {
+      const buffered = cur.getBufferedAmount();
+      if (buffered > budget) this.closeSlow(cur, buffered);
+      return;
+    }
+    for (const ws of cur) {
       const buffered = ws.getBufferedAmount();
       if (buffered > budget) this.closeSlow(ws, buffered);
-    });
+    }
   }
 
   private closeSlow(ws: Socket, buffered: number): void {

@@ -27,6 +27,11 @@ export class UserIndex<S extends object> {
     else if (cur.size === 0) this.map.delete(userId);
   }
 
+  /** The user's entry as held: undefined, one socket, or a Set of them (iterated live: a close deletes from it). */
+  get(userId: string): S | Set<S> | undefined {
+    return this.map.get(userId);
+  }
+
   count(userId: string): number {
     const cur = this.map.get(userId);
     return cur === undefined ? 0 : cur instanceof Set ? cur.size : 1;

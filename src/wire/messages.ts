@@ -53,19 +53,19 @@ export const MAX_RECEIPTS = 100;
  */
 function notifyFrom(ctx: Ctx, ws: Socket, msg: Message<'send:notification'>, from: string): Promise<void> | undefined {
   const to = msg.data.userId;
-  const send = (real: boolean): Promise<void> | undefined => {
-    const r = sendNotificationNow(ctx.pubsub, [to], msg.data.notification, from, { origin: 'user', mayBeginHistory: real, onStored: ctx.push?.stored });
-    // Not how many devices got it: that would tell a stranger how many the recipient has online.
-    const done = () => ack(ctx, ws, msg.id, { id: r.notification.id });
-    if (typeof r.delivered !== 'number') return r.delivered.then(done);
-    done();
-    return undefined;
-  };
-  if (ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0) return send(true);
+  if (ctx.notify.policy === 'proxy' || ctx.localConnections(to) > 0) return notifyNow(ctx, ws, msg, from, true);
   return ctx.presence
     .isOnline(to)
     .catch(() => false)
-    .then(send);
+    .then((real) => notifyNow(ctx, ws, msg, from, real));
+}
+
+function notifyNow(ctx: Ctx, ws: Socket, msg: Message<'send:notification'>, from: string, real: boolean): Promise<void> | undefined {
+  const r = sendNotificationNow(ctx.pubsub, [msg.data.userId], msg.data.notification, from, { origin: 'user', mayBeginHistory: real, onStored: ctx.push?.stored });
+  // Not how many devices got it: that would tell a stranger how many the recipient has online.
+  if (typeof r.delivered !== 'number') return r.delivered.then(() => ack(ctx, ws, msg.id, { id: r.notification.id }));
+  if (msg.id !== undefined) ack(ctx, ws, msg.id, { id: r.notification.id });
+  return undefined;
 }
 
 const MESSAGES: { [K in ClientType]: Spec<K> } = {

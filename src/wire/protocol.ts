@@ -118,10 +118,14 @@ export function parseNotification(v: unknown, path: string, limits: Limits, sour
   const n = object(v, path);
   const data = n['data'] === undefined || n['data'] === null ? undefined : object(n['data'], `${path}.data`);
   capped(n, path, limits.maxNotificationBytes, sourceBound);
+  // The paths of the errors are built only for a field that is wrong (this runs for every notification).
+  const title = n['title'];
+  const message = n['message'];
+  const type = n['type'];
   return {
-    title: string(n['title'], `${path}.title`, 200),
-    message: string(n['message'], `${path}.message`, 2000, 0),
-    type: n['type'] === undefined ? 'info' : string(n['type'], `${path}.type`, 64),
+    title: typeof title === 'string' && title.length >= 1 && title.length <= 200 ? title : string(title, `${path}.title`, 200),
+    message: typeof message === 'string' && message.length <= 2000 ? message : string(message, `${path}.message`, 2000, 0),
+    type: type === undefined ? 'info' : typeof type === 'string' && type.length >= 1 && type.length <= 64 ? type : string(type, `${path}.type`, 64),
     data,
   };
 }

@@ -42,12 +42,17 @@ export const notificationHead = (topic: string): string => `{"type":"notificatio
 
 /**
  * The rest of notificationFrame() after its head: `data` by one JSON.stringify of an object whose keys are in
- * the schema's order (the frame is then one flat string and a few pieces, not a rope of ~15; JSON.stringify
- * leaves an undefined `data` out, as the schema serializer does).
+ * the schema's order (the frame is then one flat string and a few pieces, not a rope of ~15).
  */
 export function notificationTail(n: NotificationFields): string {
   const ts = Math.trunc(n.ts);
-  const body = { id: n.id, title: n.title, message: n.message, type: n.type, from: n.from, origin: n.origin === 'user' ? 'user' : 'system', ts, data: n.data };
+  const origin = n.origin === 'user' ? 'user' : 'system';
+  // Without a `data` key when there is none: a key holding undefined takes JSON.stringify off its fast path
+  // (~0.3 µs more, measured).
+  const body =
+    n.data === undefined
+      ? { id: n.id, title: n.title, message: n.message, type: n.type, from: n.from, origin, ts }
+      : { id: n.id, title: n.title, message: n.message, type: n.type, from: n.from, origin, ts, data: n.data };
   return `,"data":${J(body)},"ts":${ts}}`;
 }
 

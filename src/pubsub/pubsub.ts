@@ -282,8 +282,8 @@ export class PubSub {
       store.stored = appended !== undefined;
       // A replacement that could not be made: nothing at all. Else not stored (no stream, or a user share of 0): live only.
       if (appended === undefined) return store.replace === undefined ? this.send(topic, frame ?? head + tail, except) : 0;
-      // Its position (an Appended is one: no copy made).
-      store.at = appended;
+      // Its position alone (callers spread it into replies: chat's acks).
+      store.at = { epoch: appended.epoch, offset: appended.offset };
       if (keyed !== undefined) this.idempotency.record(keyed, appended);
       return this.send(topic, appended.frame, except);
     }

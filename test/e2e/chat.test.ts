@@ -27,6 +27,8 @@ t.test('a member sends: the ack is the stored message with its offset, and every
   t.equal(ack.type, 'ack');
   const d = ack.data;
   t.match(d, { channel: C1, clientMsgId: 'm-1', senderId: 'alice', text: 'bonjour', data: { mentions: ['bob'] }, offset: 1, duplicate: false });
+  // The fields protocol.md section 14 lists, and nothing else (the stored frame, say, is not the sender's ack).
+  t.same(Object.keys(d).sort(), ['channel', 'clientMsgId', 'data', 'duplicate', 'epoch', 'id', 'offset', 'senderId', 'sentAt', 'text'], 'the documented fields only');
   t.match(d.id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'an id derived from the clientMsgId');
   t.type(d.epoch, 'string');
   t.type(d.sentAt, 'number');

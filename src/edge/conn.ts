@@ -37,8 +37,10 @@ export interface Conn extends Principal, TypingOwner {
   personalOffset: number;
   /** Token buckets, created on the first message: most connections only listen. */
   rates: ConnectionRates | undefined;
-  /** Sweeps in a row that found the outgoing buffer over half the budget (0: under it at the last one). */
+  /** Backpressure checks in a row that found the outgoing buffer over half the budget, the last one `slowCheck`. */
   slowStrikes: number;
+  /** The backpressure check (Connections' count of them) that last found it over half the budget; 0: none. */
+  slowCheck: number;
   closed: boolean;
 }
 

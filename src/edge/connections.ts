@@ -16,6 +16,8 @@ export class Connections {
   private readonly expiries = new ExpiryWheel<Socket>();
   private open = 0;
   private tick = 0;
+  /** checkBackpressure() runs so far (a connection's slowCheck is one of them). */
+  private checks = 0;
   /** Topics whose subscribers closeSubscribers() closes at the end of this turn. */
   private closing: Set<string> | undefined;
 
@@ -76,7 +78,7 @@ export class Connections {
     this.expiries.remove(ws, this.expiryOf(ws));
     // uWS drops a connection past the hard backpressure cap with 1006 and no way to ask why; the last
     // check's reading tells a slow reader from a lost network.
-    if (code === CloseCode.ABNORMAL && conn.slowStrikes > 0) this.metrics.backpressureCloses.inc();
+    if (code === CloseCode.ABNORMAL && conn.slowCheck === this.checks && conn.slowStrikes > 0) this.metrics.backpressureCloses.inc();
   }
 
   /** Every half second: close expired tokens (at one-second resolution) and check outgoing buffers. */
@@ -96,16 +98,18 @@ export class Connections {
    */
   checkBackpressure(): void {
     const budget = this.config.maxBackpressureBytes;
-    // forEach tolerates the removals that a synchronous close makes while it iterates.
+    const check = ++this.checks;
+    // One native call per connection (the registry holds open sockets only): its state, a second call, only for
+    // a buffer over half the budget. forEach tolerates the removals that a synchronous close makes while it iterates.
     this.byUser.forEach((ws) => {
+      const buffered = ws.getBufferedAmount();
+      if (buffered <= budget / 2) return;
       const conn = ws.getUserData().conn;
       if (conn.closed) return;
-      const buffered = ws.getBufferedAmount();
-      if (buffered <= budget / 2) {
-        conn.slowStrikes = 0;
-      } else if (++conn.slowStrikes >= 4 || buffered > budget) {
-        this.closeSlow(ws, buffered);
-      }
+      // Over half at the check before too: one more in a row; else the first (under half in between resets).
+      conn.slowStrikes = conn.slowCheck === check - 1 ? conn.slowStrikes + 1 : 1;
+      conn.slowCheck = check;
+      if (conn.slowStrikes >= 4 || buffered > budget) this.closeSlow(ws, buffered);
     });
   }
 
@@ -130,7 +134,9 @@ export class Connections {
   private closeSlow(ws: Socket, buffered: number): void {
     const conn = ws.getUserData().conn;
     // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
+    if (conn.slowCheck !== this.checks) conn.slowStrikes = 0;
     conn.slowStrikes = Math.max(conn.slowStrikes, 1);
+    conn.slowCheck = this.checks;
     this.metrics.backpressureCloses.inc();
     this.log.info({ userId: conn.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
     ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');

@@ -269,6 +269,7 @@ class UpgradeHandler implements Upgrades {
       personalOffset: resumeFrom?.offset ?? 0,
       rates: undefined,
       slowStrikes: 0,
+      slowCheck: 0,
       typing: undefined,
       closed: false,
     };

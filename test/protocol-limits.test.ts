@@ -47,3 +47,32 @@ t.test('with and without the frame size, every frame gets the same answer', asyn
   t.equal(checked, 3000, '3,000 frames, both ways');
   t.ok(answers.has('ok') && answers.has('error PAYLOAD_TOO_LARGE'), `frames on both sides of the limits: ${[...answers].join(', ')}`);
 });
+
+t.test("a notification's title, message and type: their bounds, and errors that name the field", async (t) => {
+  const big: Limits = { maxNotificationBytes: 100_000, maxStoryBytes: 100_000, maxPresenceIds: 10 };
+  const parse = (notification: object) => {
+    const text = JSON.stringify({ type: 'send:notification', data: { userId: 'bob', notification } });
+    try {
+      const m = parseFrame(text, big, Buffer.byteLength(text));
+      return m.type === 'send:notification' ? m.data.notification : undefined;
+    } catch (err) {
+      const e = err as { code?: string; message: string };
+      return `${e.code} ${e.message}`;
+    }
+  };
+  const x = (n: number) => 'x'.repeat(n);
+  t.match(parse({ title: x(200), message: '', type: x(64) }), { title: x(200), message: '', type: x(64) }, 'at the bounds: accepted');
+  t.match(parse({ title: 't', message: x(2000) }), { message: x(2000), type: 'info' }, 'a 2,000-character message, no type: "info"');
+  const refused: [object, RegExp][] = [
+    [{ message: 'm' }, /^INVALID_PAYLOAD data\.notification\.title must be a string$/],
+    [{ title: '', message: 'm' }, /^INVALID_PAYLOAD data\.notification\.title must be 1-200 characters long$/],
+    [{ title: x(201), message: 'm' }, /^INVALID_PAYLOAD data\.notification\.title must be 1-200 characters long$/],
+    [{ title: 5, message: 'm' }, /^INVALID_PAYLOAD data\.notification\.title must be a string$/],
+    [{ title: 't' }, /^INVALID_PAYLOAD data\.notification\.message must be a string$/],
+    [{ title: 't', message: x(2001) }, /^INVALID_PAYLOAD data\.notification\.message must be 0-2000 characters long$/],
+    [{ title: 't', message: 'm', type: '' }, /^INVALID_PAYLOAD data\.notification\.type must be 1-64 characters long$/],
+    [{ title: 't', message: 'm', type: x(65) }, /^INVALID_PAYLOAD data\.notification\.type must be 1-64 characters long$/],
+    [{ title: 't', message: 'm', type: null }, /^INVALID_PAYLOAD data\.notification\.type must be a string$/],
+  ];
+  for (const [n, expected] of refused) t.match(parse(n), expected, JSON.stringify(n).slice(0, 60));
+});

@@ -91,6 +91,13 @@ export function string(v: unknown, path: string, max: number, min = 1): string {
 }
 
 /** User, story and chapter ids: a string of [A-Za-z0-9_.@|+=-]{1,128} or a non-negative integer, sent on as a string. */
+/** string() of `o[key]`, its error's path (`<path>.<key>`) built only when the field is wrong (the hot path builds none). */
+export function stringField(o: JsonObject, path: string, key: string, max: number, min = 1): string {
+  const v = o[key];
+  if (typeof v === 'string' && v.length >= min && v.length <= max) return v;
+  return string(v, `${path}.${key}`, max, min);
+}
+
 export function id(v: unknown, path: string): string {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return String(v);
   if (typeof v === 'string' && ID_PATTERN.test(v)) return v;
@@ -118,14 +125,10 @@ export function parseNotification(v: unknown, path: string, limits: Limits, sour
   const n = object(v, path);
   const data = n['data'] === undefined || n['data'] === null ? undefined : object(n['data'], `${path}.data`);
   capped(n, path, limits.maxNotificationBytes, sourceBound);
-  // The paths of the errors are built only for a field that is wrong (this runs for every notification).
-  const title = n['title'];
-  const message = n['message'];
-  const type = n['type'];
   return {
-    title: typeof title === 'string' && title.length >= 1 && title.length <= 200 ? title : string(title, `${path}.title`, 200),
-    message: typeof message === 'string' && message.length <= 2000 ? message : string(message, `${path}.message`, 2000, 0),
-    type: type === undefined ? 'info' : typeof type === 'string' && type.length >= 1 && type.length <= 64 ? type : string(type, `${path}.type`, 64),
+    title: stringField(n, path, 'title', 200),
+    message: stringField(n, path, 'message', 2000, 0),
+    type: n['type'] === undefined ? 'info' : stringField(n, path, 'type', 64),
     data,
   };
 }

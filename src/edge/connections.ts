@@ -134,9 +134,10 @@ export class Connections {
   private closeSlow(ws: Socket, buffered: number): void {
     const conn = ws.getUserData().conn;
     // Counted as a slow reader's close even if the network drops it first (remove() looks at the strikes).
-    if (conn.slowCheck !== this.checks) conn.slowStrikes = 0;
-    conn.slowStrikes = Math.max(conn.slowStrikes, 1);
-    conn.slowCheck = this.checks;
+    if (conn.slowCheck !== this.checks) {
+      conn.slowStrikes = 1;
+      conn.slowCheck = this.checks;
+    }
     this.metrics.backpressureCloses.inc();
     this.log.info({ userId: conn.userId, connectionId: conn.id, buffered }, 'closing a slow consumer');
     ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: read faster or subscribe to less');

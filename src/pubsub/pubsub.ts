@@ -242,7 +242,8 @@ export class PubSub {
 
   /**
    * emit() with the frame given as its two parts: `head` is exactly `{"type":<type>,"topic":<topic>` (JSON),
-   * `tail` the rest of the envelope (wire/frames.ts's notificationParts), so that nothing is checked or sliced.
+   * `tail` the rest of the envelope (wire/frames.ts's notificationHead and notificationTail), so that nothing is
+   * checked or sliced.
    * Settled in the turn on a single node in memory: the number, not a promise (the hot path of notifications).
    */
   emitParts(type: string, topic: string, head: string, tail: string, except?: UWS.WebSocket<unknown>, idem?: Idempotency, store?: StoreOption): number | Promise<number> {
